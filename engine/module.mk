@@ -1,0 +1,10 @@
+# engine: model I/O (GGUF, safetensors, config), tokenizers, the forward pass, evaluation.
+engine_SRCS := $(wildcard engine/*.c)
+$(eval $(call add_lib,engine))
+
+ENGINE_LDLIBS := -lopenblas -lpcre2-8 -lcjson -lm
+engine_TEST_LIBS := $(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a
+engine_LDLIBS := $(ENGINE_LDLIBS)
+ifneq ($(wildcard tests/unit/engine/*.c),)
+$(eval $(call add_unit_test,engine))
+endif
