@@ -65,7 +65,7 @@ deps:
 	@mk/deps.sh
 
 # Every CMocka program, then the fuzz corpus replay; tests/run.sh prints the closing tally.
-test: deps
+test: deps model
 	@$(MAKE) --no-print-directory all
 	@tests/run.sh $(UNIT_TESTS) $(REPLAYS)
 

@@ -17,16 +17,24 @@ $(B)/lib$(1).a: $$($(1)_OBJS)
 -include $$($(1)_OBJS:.o=.d)
 endef
 
-# $(call add_unit_test,NAME): tests/unit/NAME/*.c -> $(B)/tests/unit-NAME, linked with
+# $(call add_unit_test,NAME): tests/unit/NAME/test_*.c -> $(B)/tests/unit-NAME, linked with
 # NAME_TEST_LIBS (our archives, highest layer first) and NAME_LDLIBS (system libraries).
+# Each test_X.c defines `int test_X_run(void)` (its CMocka group); main() is generated from
+# the file list by mk/gen_test_main.sh, so adding a test file never edits a shared file.
 define add_unit_test
-$(1)_TEST_OBJS := $$(patsubst %.c,$(B)/%.o,$$(wildcard tests/unit/$(1)/*.c))
+$(1)_TEST_SRCS := $$(wildcard tests/unit/$(1)/*.c)
+$(1)_TEST_OBJS := $$(patsubst %.c,$(B)/%.o,$$($(1)_TEST_SRCS)) $(B)/gen/tests/main-$(1).o
 UNIT_TESTS += $(B)/tests/unit-$(1)
+$(B)/gen/tests/main-$(1).c: mk/gen_test_main.sh $$($(1)_TEST_SRCS)
+	@mkdir -p $$(dir $$@)
+	$$(Q)mk/gen_test_main.sh $$($(1)_TEST_SRCS) > $$@
+$(B)/gen/tests/main-$(1).o: $(B)/gen/tests/main-$(1).c
+	$$(Q)$$(CC) $$(ALL_CFLAGS) -c -o $$@ $$<
 $(B)/tests/unit-$(1): $$($(1)_TEST_OBJS) $$($(1)_TEST_LIBS)
 	@mkdir -p $$(dir $$@)
 	@$$(if $$(Q),echo "  LD      $$@")
 	$$(Q)$$(CC) $$(ALL_LDFLAGS) -o $$@ $$($(1)_TEST_OBJS) $$($(1)_TEST_LIBS) -lcmocka $$($(1)_LDLIBS)
--include $$($(1)_TEST_OBJS:.o=.d)
+-include $$(patsubst %.c,$(B)/%.d,$$($(1)_TEST_SRCS))
 endef
 
 # $(call add_program,NAME,OBJS,ARCHIVES,LDLIBS): $(B)/bin/NAME

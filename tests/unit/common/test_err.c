@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-#include "tests/unit/common/tests.h"
 #include "common/err.h"
 #include "common/log.h"
 
