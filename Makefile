@@ -49,6 +49,10 @@ endif
 # Modules in dependency order: a module may use only those before it.
 MODULES := common kernels engine reparam proto daemon client_lib tools
 UNIT_TESTS :=
+INTEG_TESTS :=
+REPLAYS :=
+CHECK_TARGETS :=
+TSAN_TESTS :=
 FUZZERS :=
 PROGRAMS :=
 
@@ -65,9 +69,11 @@ deps:
 	@mk/deps.sh
 
 # Every CMocka program, then the fuzz corpus replay; tests/run.sh prints the closing tally.
+# CHECK_TARGETS: extra phony checks that modules append (e.g. the kernels' no-multiply proof).
 test: deps model
 	@$(MAKE) --no-print-directory all
-	@tests/run.sh $(UNIT_TESTS) $(REPLAYS)
+	@tests/run.sh $(UNIT_TESTS) $(REPLAYS) $(INTEG_TESTS)
+	@$(if $(strip $(CHECK_TARGETS)),$(MAKE) --no-print-directory $(CHECK_TARGETS))
 
 check: deps
 	@$(MAKE) --no-print-directory MODE=asan all

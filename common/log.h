@@ -23,9 +23,9 @@ void log_set_journal(int on);
 int log_level_parse(const char *s);
 void log_emit(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_at(lvl, ...)                          \
-	do {                                      \
-		if ((lvl) <= log_max_level)       \
+#define log_at(lvl, ...)                            \
+	do {                                        \
+		if ((lvl) <= log_max_level)         \
 			log_emit(lvl, __VA_ARGS__); \
 	} while (0)
 
@@ -35,7 +35,6 @@ void log_emit(enum log_level lvl, const char *fmt, ...) __attribute__((format(pr
 #define log_debug(...) log_at(LOG_LVL_DEBUG, __VA_ARGS__)
 
 /* Log at error level with strerror(-ret) appended; evaluates to @ret. */
-#define log_errno(ret, fmt, ...) \
-	(log_err(fmt ": %s", ##__VA_ARGS__, strerror(-(ret))), (ret))
+#define log_errno(ret, fmt, ...) (log_err(fmt ": %s", ##__VA_ARGS__, strerror(-(ret))), (ret))
 
 #endif /* COMMON_LOG_H */

@@ -26,14 +26,14 @@ enum rope_scaling {
 struct model_config {
 	enum model_arch arch;
 	uint32_t n_vocab;
-	uint32_t dim;	      /* hidden size */
+	uint32_t dim; /* hidden size */
 	uint32_t n_layers;
 	uint32_t n_heads;
 	uint32_t n_kv_heads;
-	uint32_t head_dim;    /* dim / n_heads unless the config says otherwise */
-	uint32_t ffn_dim;     /* intermediate size */
-	uint32_t max_ctx;     /* max_position_embeddings / context_length */
-	float norm_eps;	      /* rms_norm_eps or layer_norm_epsilon */
+	uint32_t head_dim; /* dim / n_heads unless the config says otherwise */
+	uint32_t ffn_dim;  /* intermediate size */
+	uint32_t max_ctx;  /* max_position_embeddings / context_length */
+	float norm_eps;	   /* rms_norm_eps or layer_norm_epsilon */
 	float rope_theta;
 	enum rope_scaling rope_scaling;
 	float rope_factor;

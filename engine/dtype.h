@@ -34,7 +34,7 @@ enum ggml_type {
 };
 
 struct dtype_info {
-	const char *name;   /* NULL for ids we do not know */
+	const char *name; /* NULL for ids we do not know */
 	uint32_t block_elems;
 	uint32_t block_bytes;
 	/* Dequantize @n values (a multiple of block_elems) from @src; NULL if unsupported. */

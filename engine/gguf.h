@@ -55,14 +55,14 @@ struct gguf_kv {
 };
 
 struct gguf_tensor {
-	char *name;	    /* NUL-terminated copy */
+	char *name; /* NUL-terminated copy */
 	enum ggml_type type;
-	uint32_t n_dims;    /* 1..4 */
-	uint64_t ne[4];	    /* ne[0] is the contiguous dimension (row length); unused dims are 1 */
+	uint32_t n_dims; /* 1..4 */
+	uint64_t ne[4];	 /* ne[0] is the contiguous dimension (row length); unused dims are 1 */
 	uint64_t n_elems;
 	uint64_t n_bytes;
-	uint64_t offset;    /* from the start of the file */
-	const void *data;   /* into the mapping, aligned as the file says */
+	uint64_t offset;  /* from the start of the file */
+	const void *data; /* into the mapping, aligned as the file says */
 };
 
 struct gguf_file {

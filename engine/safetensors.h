@@ -23,10 +23,10 @@ enum st_dtype {
 struct st_tensor {
 	char *name;
 	enum st_dtype dtype;
-	uint32_t n_dims;      /* 0..4 */
-	uint64_t shape[4];    /* row-major as in the file: shape[n_dims-1] is contiguous */
+	uint32_t n_dims;   /* 0..4 */
+	uint64_t shape[4]; /* row-major as in the file: shape[n_dims-1] is contiguous */
 	uint64_t n_elems;
-	const void *data;     /* into the mapping; n_bytes long */
+	const void *data; /* into the mapping; n_bytes long */
 	uint64_t n_bytes;
 };
 

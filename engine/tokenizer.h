@@ -58,8 +58,8 @@ int32_t tokenizer_find(const struct tokenizer *t, const char *s);
 
 enum tok_kind tokenizer_kind(const struct tokenizer *t);
 uint32_t tokenizer_n_vocab(const struct tokenizer *t);
-int32_t tokenizer_bos(const struct tokenizer *t); /* -1 if none */
-int32_t tokenizer_eos(const struct tokenizer *t); /* -1 if none */
+int32_t tokenizer_bos(const struct tokenizer *t);  /* -1 if none */
+int32_t tokenizer_eos(const struct tokenizer *t);  /* -1 if none */
 bool tokenizer_add_bos(const struct tokenizer *t); /* the model wants BOS at sequence start */
 bool tokenizer_is_special(const struct tokenizer *t, int32_t id); /* control / added token */
 
