@@ -2,11 +2,12 @@
 #include "common/err.h"
 #include "common/log.h"
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 static void test_errbuf_set_returns_code_and_formats(void **state)
 {

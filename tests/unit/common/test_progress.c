@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "common/progress.h"
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 static void test_duration_formats(void **state)
 {
