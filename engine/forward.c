@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,23 +197,34 @@ static int scratch_alloc(struct scratch *s, const struct model *m, uint32_t n, u
 	return 0;
 }
 
-static void embed(const struct model *m, const int32_t *tokens, const uint32_t *pos, uint32_t n,
-		  float *x)
+static bool pre_ln(const struct model *m)
+{
+	return m->cfg.arch != ARCH_OPT || m->cfg.opt_pre_ln;
+}
+
+int model_embed(const struct model *m, const int32_t *tokens, const uint32_t *pos, uint32_t n,
+		float *x)
 {
 	uint32_t dim = m->cfg.dim;
 
 	for (uint32_t t = 0; t < n; t++) {
 		float *row = x + (uint64_t)t * dim;
 
+		if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->cfg.n_vocab)
+			return -EINVAL;
 		memcpy(row, m->tok_embd + (uint64_t)tokens[t] * dim, dim * sizeof(float));
 		if (m->pos_embd) {
 			/* OPT's learned positions start at offset 2 */
-			const float *pe = m->pos_embd + (uint64_t)(pos[t] + 2) * dim;
+			const float *pe;
 
+			if (pos[t] >= m->cfg.max_ctx)
+				return -EINVAL;
+			pe = m->pos_embd + (uint64_t)(pos[t] + 2) * dim;
 			for (uint32_t i = 0; i < dim; i++)
 				row[i] += pe[i];
 		}
 	}
+	return 0;
 }
 
 static void add_rows(float *x, const float *y, uint64_t n)
@@ -221,13 +233,25 @@ static void add_rows(float *x, const float *y, uint64_t n)
 		x[i] += y[i];
 }
 
-static void attention_block(const struct model *m, struct kv_cache *kv, uint32_t li,
-			    const uint32_t *seq, const uint32_t *pos, uint32_t n, struct scratch *s)
+static bool tap_stop(linear_tap_fn tap, void *arg, uint32_t li, enum lin_group g,
+		     enum lin_group stop_at, const float *x, uint32_t n, uint32_t width)
+{
+	if (tap)
+		tap(arg, li, g, x, n, width);
+	return g == stop_at;
+}
+
+/* Attention sub-block: s->h holds the normed input; leaves the output projection in s->h. */
+static bool attention_block(const struct model *m, struct kv_cache *kv, uint32_t li,
+			    const uint32_t *seq, const uint32_t *pos, uint32_t n, struct scratch *s,
+			    enum lin_group stop_at, linear_tap_fn tap, void *arg)
 {
 	const struct model_config *c = &m->cfg;
 	const struct model_layer *l = &m->layers[li];
 	uint32_t q_dim = c->n_heads * c->head_dim, kvd = kv->kv_dim;
 
+	if (tap_stop(tap, arg, li, LIN_QKV, stop_at, s->h, n, c->dim))
+		return true;
 	linear_forward(&l->wq, s->h, s->q, n);
 	linear_forward(&l->wk, s->h, s->k, n);
 	linear_forward(&l->wv, s->h, s->v, n);
@@ -247,14 +271,21 @@ static void attention_block(const struct model *m, struct kv_cache *kv, uint32_t
 		attend_run(m, kv, li, seq[t0], pos[t0], t1 - t0, s->q + (uint64_t)t0 * q_dim,
 			   s->att + (uint64_t)t0 * q_dim, s->scores);
 	}
+	if (tap_stop(tap, arg, li, LIN_O, stop_at, s->att, n, q_dim))
+		return true;
 	linear_forward(&l->wo, s->att, s->h, n);
+	return false;
 }
 
-static void ffn_block(const struct model *m, const struct model_layer *l, uint32_t n,
-		      struct scratch *s)
+/* Feed-forward sub-block: s->h holds the normed input and receives the output. */
+static bool ffn_block(const struct model *m, uint32_t li, uint32_t n, struct scratch *s,
+		      enum lin_group stop_at, linear_tap_fn tap, void *arg)
 {
+	const struct model_layer *l = &m->layers[li];
 	uint64_t nf = (uint64_t)n * m->cfg.ffn_dim;
 
+	if (tap_stop(tap, arg, li, LIN_GATE_UP, stop_at, s->h, n, m->cfg.dim))
+		return true;
 	if (m->cfg.arch == ARCH_OPT) {
 		linear_forward(&l->w_up, s->h, s->ff1, n);
 		for (uint64_t i = 0; i < nf; i++)
@@ -268,19 +299,19 @@ static void ffn_block(const struct model *m, const struct model_layer *l, uint32
 			s->ff1[i] = g / (1.0f + expf(-g)) * s->ff2[i];
 		}
 	}
+	if (tap_stop(tap, arg, li, LIN_DOWN, stop_at, s->ff1, n, m->cfg.ffn_dim))
+		return true;
 	linear_forward(&l->w_down, s->ff1, s->h, n);
+	return false;
 }
 
-static int check_batch(const struct model *m, const struct kv_cache *kv, const int32_t *tokens,
-		       const uint32_t *seq, const uint32_t *pos, uint32_t n, uint64_t *ret_scores)
+static int check_batch(const struct kv_cache *kv, const uint32_t *seq, const uint32_t *pos,
+		       uint32_t n, uint64_t *ret_scores)
 {
 	uint64_t worst = 0;
 
 	for (uint32_t t = 0; t < n; t++) {
-		if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->cfg.n_vocab || seq[t] >= kv->n_seq ||
-		    pos[t] >= kv->n_ctx)
-			return -EINVAL;
-		if (m->pos_embd && pos[t] >= m->cfg.max_ctx)
+		if (seq[t] >= kv->n_seq || pos[t] >= kv->n_ctx)
 			return -EINVAL;
 	}
 	for (uint32_t t0 = 0, t1; t0 < n; t0 = t1) {
@@ -294,50 +325,100 @@ static int check_batch(const struct model *m, const struct kv_cache *kv, const i
 	return 0;
 }
 
-int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tokens,
-		  const uint32_t *seq, const uint32_t *pos, uint32_t n, float *hidden)
+static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,
+		      const uint32_t *pos, uint32_t n, float *x, struct scratch *s,
+		      enum lin_group stop_at, linear_tap_fn tap, void *arg)
 {
-	const struct model_config *c = &m->cfg;
-	uint64_t nd = (uint64_t)n * c->dim, n_scores;
+	const struct model_layer *l = &m->layers[li];
+	uint64_t nd = (uint64_t)n * m->cfg.dim;
+	bool pre = pre_ln(m);
+
+	if (pre)
+		norm_rows(m, s->h, x, l->attn_norm, l->attn_norm_b, n);
+	else
+		memcpy(s->h, x, nd * sizeof(float));
+	if (attention_block(m, kv, li, seq, pos, n, s, stop_at, tap, arg))
+		return;
+	add_rows(x, s->h, nd);
+	if (!pre)
+		norm_rows(m, x, x, l->attn_norm, l->attn_norm_b, n);
+	if (pre)
+		norm_rows(m, s->h, x, l->ffn_norm, l->ffn_norm_b, n);
+	else
+		memcpy(s->h, x, nd * sizeof(float));
+	if (ffn_block(m, li, n, s, stop_at, tap, arg))
+		return;
+	add_rows(x, s->h, nd);
+	if (!pre)
+		norm_rows(m, x, x, l->ffn_norm, l->ffn_norm_b, n);
+}
+
+int model_layer_forward(const struct model *m, struct kv_cache *kv, uint32_t layer,
+			const uint32_t *seq, const uint32_t *pos, uint32_t n, float *x,
+			enum lin_group stop_at, linear_tap_fn tap, void *tap_arg)
+{
+	uint64_t n_scores;
 	struct scratch s;
-	bool pre_ln = c->arch != ARCH_OPT || c->opt_pre_ln;
+	float *save = NULL;
 	int r;
 
-	if (!n)
-		return 0;
-	r = check_batch(m, kv, tokens, seq, pos, n, &n_scores);
+	if (layer >= m->cfg.n_layers)
+		return -EINVAL;
+	r = check_batch(kv, seq, pos, n, &n_scores);
 	if (r < 0)
 		return r;
 	r = scratch_alloc(&s, m, n, n_scores);
 	if (r < 0)
 		return r;
-	embed(m, tokens, pos, n, s.x);
-	for (uint32_t li = 0; li < c->n_layers; li++) {
-		const struct model_layer *l = &m->layers[li];
-
-		if (pre_ln)
-			norm_rows(m, s.h, s.x, l->attn_norm, l->attn_norm_b, n);
-		else
-			memcpy(s.h, s.x, nd * sizeof(float));
-		attention_block(m, kv, li, seq, pos, n, &s);
-		add_rows(s.x, s.h, nd);
-		if (!pre_ln)
-			norm_rows(m, s.x, s.x, l->attn_norm, l->attn_norm_b, n);
-		if (pre_ln)
-			norm_rows(m, s.h, s.x, l->ffn_norm, l->ffn_norm_b, n);
-		else
-			memcpy(s.h, s.x, nd * sizeof(float));
-		ffn_block(m, l, n, &s);
-		add_rows(s.x, s.h, nd);
-		if (!pre_ln)
-			norm_rows(m, s.x, s.x, l->ffn_norm, l->ffn_norm_b, n);
+	if (stop_at < LIN_GROUP_COUNT) {
+		/* a partial run must leave the residual stream as it found it */
+		save = malloc((uint64_t)n * m->cfg.dim * sizeof(float));
+		if (!save) {
+			scratch_free(&s);
+			return -ENOMEM;
+		}
+		memcpy(save, x, (uint64_t)n * m->cfg.dim * sizeof(float));
 	}
-	if (pre_ln)
-		norm_rows(m, hidden, s.x, m->out_norm, m->out_norm_b, n);
-	else
-		memcpy(hidden, s.x, nd * sizeof(float));
+	layer_run(m, kv, layer, seq, pos, n, x, &s, stop_at, tap, tap_arg);
+	if (save) {
+		memcpy(x, save, (uint64_t)n * m->cfg.dim * sizeof(float));
+		free(save);
+	}
 	scratch_free(&s);
 	return 0;
+}
+
+void model_final_norm(const struct model *m, const float *x, uint32_t n, float *hidden)
+{
+	if (pre_ln(m))
+		norm_rows(m, hidden, x, m->out_norm, m->out_norm_b, n);
+	else
+		memcpy(hidden, x, (uint64_t)n * m->cfg.dim * sizeof(float));
+}
+
+int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tokens,
+		  const uint32_t *seq, const uint32_t *pos, uint32_t n, float *hidden)
+{
+	uint64_t n_scores;
+	struct scratch s;
+	int r;
+
+	if (!n)
+		return 0;
+	r = check_batch(kv, seq, pos, n, &n_scores);
+	if (r < 0)
+		return r;
+	r = scratch_alloc(&s, m, n, n_scores);
+	if (r < 0)
+		return r;
+	r = model_embed(m, tokens, pos, n, s.x);
+	if (r == 0) {
+		for (uint32_t li = 0; li < m->cfg.n_layers; li++)
+			layer_run(m, kv, li, seq, pos, n, s.x, &s, LIN_GROUP_COUNT, NULL, NULL);
+		model_final_norm(m, s.x, n, hidden);
+	}
+	scratch_free(&s);
+	return r;
 }
 
 void model_logits(const struct model *m, const float *hidden, uint32_t n, float *logits)

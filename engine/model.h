@@ -98,6 +98,38 @@ void kv_cache_done(struct kv_cache *kv);
 int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tokens,
 		  const uint32_t *seq, const uint32_t *pos, uint32_t n, float *hidden);
 
+/*
+ * Calibration taps: the input rows of each group of linear layers that share an input, seen
+ * just before the group runs (the reparameterizer accumulates its Hessians from them).
+ */
+enum lin_group {
+	LIN_QKV,     /* q, k, v: input = attention norm of the residual stream */
+	LIN_O,	     /* output projection: input = attention output */
+	LIN_GATE_UP, /* gate, up (OPT: fc1): input = FFN norm of the residual stream */
+	LIN_DOWN,    /* down (OPT: fc2): input = activated FFN hidden */
+	LIN_GROUP_COUNT,
+};
+
+typedef void (*linear_tap_fn)(void *arg, uint32_t layer, enum lin_group g, const float *x,
+			      uint32_t n, uint32_t width);
+
+/* Token (+ position) embeddings of @n tokens into x[n][dim]; -EINVAL for bad ids/positions. */
+int model_embed(const struct model *m, const int32_t *tokens, const uint32_t *pos, uint32_t n,
+		float *x);
+
+/*
+ * Run layer @layer on the residual stream x[n][dim] in place, with the batch layout of
+ * model_forward(). @tap (may be NULL) sees every group's input. With @stop_at <
+ * LIN_GROUP_COUNT the call returns right after tapping that group and leaves x unchanged.
+ * Returns 0, -EINVAL or -ENOMEM.
+ */
+int model_layer_forward(const struct model *m, struct kv_cache *kv, uint32_t layer,
+			const uint32_t *seq, const uint32_t *pos, uint32_t n, float *x,
+			enum lin_group stop_at, linear_tap_fn tap, void *tap_arg);
+
+/* Final norm of x[n][dim] into hidden[n][dim] (a copy for post-LN OPT). */
+void model_final_norm(const struct model *m, const float *x, uint32_t n, float *hidden);
+
 /* logits[n][n_vocab] = lm_head(hidden[n][dim]). */
 void model_logits(const struct model *m, const float *hidden, uint32_t n, float *logits);
 
