@@ -196,10 +196,63 @@ def main():
     if w & {"all", "quant"}:
         quant_blocks()
         f16_cases()
+    if w & {"all", "pywriter"}:
+        pywriter_fixture()
     if w & {"all", "safetensors"}:
         safetensors_fixtures()
     if w & {"all", "config"}:
         config_fixtures()
+
+
+def pattern_bytes(n: int, mul: int, add: int) -> np.ndarray:
+    """Deterministic bytes that the C test can regenerate: (i * mul + add) & 0xff."""
+    return ((np.arange(n, dtype=np.uint64) * mul + add) & 0xFF).astype(np.uint8)
+
+
+def pywriter_fixture():
+    """A small GGUF written by PyPI gguf's GGUFWriter; test_gguf_write.c must produce the
+    same bytes from the same content, and the reader must read it back."""
+    import gguf
+    from gguf import GGUFValueType as VT, GGMLQuantizationType as QT
+
+    path = os.path.join(OUT, "pywriter.gguf")
+    w = gguf.GGUFWriter(path, "llama")          # adds general.architecture first
+    w.add_custom_alignment(64)
+    w.add_key_value("t.u8", 200, VT.UINT8)
+    w.add_key_value("t.i8", -100, VT.INT8)
+    w.add_key_value("t.u16", 60000, VT.UINT16)
+    w.add_key_value("t.i16", -30000, VT.INT16)
+    w.add_key_value("t.u32", 4000000000, VT.UINT32)
+    w.add_key_value("t.i32", -2000000000, VT.INT32)
+    w.add_key_value("t.f32", 0.1, VT.FLOAT32)
+    w.add_key_value("t.bool", True, VT.BOOL)
+    w.add_key_value("t.str", "h\u00e9llo \u2581world", VT.STRING)
+    w.add_key_value("t.u64", 18000000000000000000, VT.UINT64)
+    w.add_key_value("t.i64", -9000000000000000000, VT.INT64)
+    w.add_key_value("t.f64", -2.5e300, VT.FLOAT64)
+    w.add_key_value("t.empty_str", "", VT.STRING)
+    w.add_key_value("a.u8", [0, 1, 255], VT.ARRAY, VT.UINT8)
+    w.add_key_value("a.i8", [-128, 0, 127], VT.ARRAY, VT.INT8)
+    w.add_key_value("a.u16", [1, 65535], VT.ARRAY, VT.UINT16)
+    w.add_key_value("a.i16", [-32768, 5], VT.ARRAY, VT.INT16)
+    w.add_key_value("a.u32", [7, 4294967295], VT.ARRAY, VT.UINT32)
+    w.add_key_value("a.i32", [-1, 2, -3], VT.ARRAY, VT.INT32)
+    w.add_key_value("a.f32", [0.5, -1.25, 3e38], VT.ARRAY, VT.FLOAT32)
+    w.add_key_value("a.bool", [True, False, True], VT.ARRAY, VT.BOOL)
+    w.add_key_value("a.u64", [2**64 - 1, 0], VT.ARRAY, VT.UINT64)
+    w.add_key_value("a.i64", [-(2**63), 2**63 - 1], VT.ARRAY, VT.INT64)
+    w.add_key_value("a.f64", [1e-300, -0.0], VT.ARRAY, VT.FLOAT64)
+    w.add_key_value("a.str", ["a", "", "\u0120the", "<|im_end|>"], VT.ARRAY, VT.STRING)
+    w.add_tensor("f32", (np.arange(24, dtype=np.float32) * 0.25 - 3).reshape(2, 3, 4))
+    w.add_tensor("f16", (np.arange(10, dtype=np.float32) - 4.5).astype(np.float16))
+    w.add_tensor("q8_0", pattern_bytes(2 * 34, 7, 3).reshape(2, 34), raw_dtype=QT.Q8_0)
+    w.add_tensor("q4_k", pattern_bytes(144, 13, 5).reshape(1, 144), raw_dtype=QT.Q4_K)
+    w.add_tensor("i8", np.arange(-3, 4, dtype=np.int8))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("wrote", path, os.path.getsize(path), "bytes")
 
 
 def safetensors_fixtures():

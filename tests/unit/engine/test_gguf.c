@@ -268,12 +268,366 @@ static void test_open_missing_and_not_gguf(void **state)
 	gguf_close(NULL);
 }
 
+/* Every prefix of a valid file: an error until the last tensor's data is complete, never a crash. */
+static void test_every_truncation_is_an_error(void **state)
+{
+	size_t n;
+	char *full = lu_read_file(LOADERS_FIXTURES "/pywriter.gguf", &n);
+	struct gguf_file *g = NULL;
+	struct errbuf e;
+	uint64_t data_end = 0;
+
+	assert_non_null(full);
+	assert_int_equal(gguf_open_mem(full, n, &g, NULL), 0);
+	for (uint64_t i = 0; i < g->n_tensors; i++)
+		if (g->tensors[i].offset + g->tensors[i].n_bytes > data_end)
+			data_end = g->tensors[i].offset + g->tensors[i].n_bytes;
+	gguf_close(g);
+	for (size_t len = 0; len < n; len++) {
+		/* an exact-size copy, so ASan sees any read past the end */
+		char *cut = malloc(len ? len : 1);
+		int ret;
+
+		memcpy(cut, full, len);
+		e.msg[0] = 0;
+		g = NULL;
+		ret = gguf_open_mem(cut, len, &g, &e);
+		if (len < data_end) {
+			if (ret != -EBADMSG)
+				fail_msg("length %zu: ret %d", len, ret);
+			assert_true(e.msg[0] && !strchr(e.msg, '\n'));
+		} else {
+			assert_int_equal(ret, 0);
+			gguf_close(g);
+		}
+		free(cut);
+	}
+	free(full);
+}
+
+/* A tiny byte builder for hand-made hostile files. */
+struct bb {
+	uint8_t b[8192];
+	size_t n;
+};
+
+static void bb_put(struct bb *b, const void *p, size_t n)
+{
+	assert_true(b->n + n <= sizeof(b->b));
+	memcpy(b->b + b->n, p, n);
+	b->n += n;
+}
+
+static void bb_u32(struct bb *b, uint32_t v)
+{
+	bb_put(b, &v, 4);
+}
+
+static void bb_u64(struct bb *b, uint64_t v)
+{
+	bb_put(b, &v, 8);
+}
+
+static void bb_str(struct bb *b, const char *s)
+{
+	bb_u64(b, strlen(s));
+	bb_put(b, s, strlen(s));
+}
+
+static void bb_header(struct bb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv)
+{
+	b->n = 0;
+	bb_put(b, "GGUF", 4);
+	bb_u32(b, version);
+	bb_u64(b, n_tensors);
+	bb_u64(b, n_kv);
+}
+
+static void bb_kv_u32(struct bb *b, const char *key, uint32_t v)
+{
+	bb_str(b, key);
+	bb_u32(b, GGUF_VT_UINT32);
+	bb_u32(b, v);
+}
+
+/* One 1-D tensor info. */
+static void bb_tensor(struct bb *b, const char *name, uint32_t type, uint64_t ne0, uint64_t off)
+{
+	bb_str(b, name);
+	bb_u32(b, 1);
+	bb_u64(b, ne0);
+	bb_u32(b, type);
+	bb_u64(b, off);
+}
+
+/* Pad to 32 and append @n zero bytes of data. */
+static void bb_data(struct bb *b, size_t n)
+{
+	static const uint8_t zeros[4096];
+
+	while (b->n % 32)
+		bb_put(b, zeros, 1);
+	bb_put(b, zeros, n);
+}
+
+static int open_bb(const struct bb *b, struct errbuf *e)
+{
+	struct gguf_file *g = NULL;
+	uint8_t *copy = malloc(b->n);
+	int ret;
+
+	memcpy(copy, b->b, b->n);
+	e->msg[0] = 0;
+	ret = gguf_open_mem(copy, b->n, &g, e);
+	if (ret) {
+		assert_null(g);
+		assert_true(e->msg[0] != 0);
+	}
+	gguf_close(g);
+	free(copy);
+	return ret;
+}
+
+static void test_hostile_headers_and_kvs(void **state)
+{
+	struct bb b;
+	struct errbuf e;
+
+	bb_header(&b, 3, 0, 0);
+	b.b[0] = 'X';
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	bb_header(&b, 1, 0, 0);
+	assert_int_equal(open_bb(&b, &e), -EOPNOTSUPP);
+	bb_header(&b, 4, 0, 0);
+	assert_int_equal(open_bb(&b, &e), -EOPNOTSUPP);
+	bb_header(&b, 2, 0, 0);
+	assert_int_equal(open_bb(&b, &e), 0); /* v2 has the same layout */
+	/* counts far beyond the file: refused before allocating */
+	bb_header(&b, 3, 0, 1ull << 60);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	bb_header(&b, 3, UINT64_MAX, 0);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* key length past the end */
+	bb_header(&b, 3, 0, 1);
+	bb_u64(&b, 1ull << 63);
+	bb_put(&b, "abcdefghijklmnop", 16);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* unknown value type */
+	bb_header(&b, 3, 0, 1);
+	bb_str(&b, "k");
+	bb_u32(&b, 13);
+	bb_u64(&b, 0);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* bool that is neither 0 nor 1 */
+	bb_header(&b, 3, 0, 1);
+	bb_str(&b, "k");
+	bb_u32(&b, GGUF_VT_BOOL);
+	bb_put(&b, "\x02", 1);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* string array claiming more strings than bytes left */
+	bb_header(&b, 3, 0, 1);
+	bb_str(&b, "k");
+	bb_u32(&b, GGUF_VT_ARRAY);
+	bb_u32(&b, GGUF_VT_STRING);
+	bb_u64(&b, 1ull << 40);
+	bb_str(&b, "a");
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* numeric array overflowing n * size */
+	bb_header(&b, 3, 0, 1);
+	bb_str(&b, "k");
+	bb_u32(&b, GGUF_VT_ARRAY);
+	bb_u32(&b, GGUF_VT_UINT64);
+	bb_u64(&b, 1ull << 61);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* unknown array element type */
+	bb_header(&b, 3, 0, 1);
+	bb_str(&b, "k");
+	bb_u32(&b, GGUF_VT_ARRAY);
+	bb_u32(&b, 77);
+	bb_u64(&b, 0);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* duplicate key, and a key with a NUL inside */
+	bb_header(&b, 3, 0, 2);
+	bb_kv_u32(&b, "k", 1);
+	bb_kv_u32(&b, "k", 2);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	assert_non_null(strstr(e.msg, "duplicate"));
+	bb_header(&b, 3, 0, 1);
+	bb_u64(&b, 3);
+	bb_put(&b, "a\0b", 3);
+	bb_u32(&b, GGUF_VT_UINT8);
+	bb_put(&b, "\x01", 1);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+}
+
+static void test_arrays_of_arrays_are_validated_and_skipped(void **state)
+{
+	struct gguf_file *g = NULL;
+	const struct gguf_kv *kv;
+	struct errbuf e;
+	struct bb b;
+	uint32_t v;
+
+	/* [[1, 2], ["x"]] then a normal kv that must still be read correctly */
+	bb_header(&b, 3, 0, 2);
+	bb_str(&b, "nested");
+	bb_u32(&b, GGUF_VT_ARRAY);
+	bb_u32(&b, GGUF_VT_ARRAY);
+	bb_u64(&b, 2);
+	bb_u32(&b, GGUF_VT_UINT16);
+	bb_u64(&b, 2);
+	bb_put(&b, "\x01\x00\x02\x00", 4);
+	bb_u32(&b, GGUF_VT_STRING);
+	bb_u64(&b, 1);
+	bb_str(&b, "x");
+	bb_kv_u32(&b, "after", 7);
+	assert_int_equal(gguf_open_mem(b.b, b.n, &g, &e), 0);
+	kv = gguf_find_kv(g, "nested");
+	assert_non_null(kv);
+	assert_int_equal(kv->type, GGUF_VT_ARRAY);
+	assert_int_equal(kv->arr_type, GGUF_VT_ARRAY);
+	assert_int_equal(kv->n, 2);
+	assert_null(kv->data);
+	assert_true(isnan(gguf_arr_num(kv, 0)));
+	assert_int_equal(gguf_get_u32(g, "after", &v), 0);
+	assert_int_equal(v, 7);
+	gguf_close(g);
+	/* an inner string running past the end */
+	b.n -= (8 + 1) + (8 + 5 + 4 + 4); /* drop "x" and the kv after it */
+	bb_u64(&b, 100);
+	bb_put(&b, "x", 1);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* nesting deeper than any model needs */
+	bb_header(&b, 3, 0, 1);
+	bb_str(&b, "deep");
+	bb_u32(&b, GGUF_VT_ARRAY);
+	for (int i = 0; i < 40; i++) {
+		bb_u32(&b, GGUF_VT_ARRAY);
+		bb_u64(&b, 1);
+	}
+	bb_u32(&b, GGUF_VT_UINT8);
+	bb_u64(&b, 0);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+}
+
+static void test_hostile_tensor_infos(void **state)
+{
+	struct bb b;
+	struct errbuf e;
+
+	/* control: one valid F32 tensor of 8 elements */
+	bb_header(&b, 3, 1, 0);
+	bb_tensor(&b, "t", GGML_TYPE_F32, 8, 0);
+	bb_data(&b, 32);
+	assert_int_equal(open_bb(&b, &e), 0);
+	/* data one byte short */
+	b.n--;
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* offset past the end, and offset + size wrapping around */
+	bb_header(&b, 3, 1, 0);
+	bb_tensor(&b, "t", GGML_TYPE_F32, 8, 1ull << 40);
+	bb_data(&b, 32);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	bb_header(&b, 3, 1, 0);
+	bb_tensor(&b, "t", GGML_TYPE_F32, 8, UINT64_MAX - 31);
+	bb_data(&b, 32);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* misaligned offset */
+	bb_header(&b, 3, 1, 0);
+	bb_tensor(&b, "t", GGML_TYPE_F32, 1, 4);
+	bb_data(&b, 64);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* unknown types */
+	bb_header(&b, 3, 1, 0);
+	bb_tensor(&b, "t", 4, 32, 0);
+	bb_data(&b, 64);
+	assert_int_equal(open_bb(&b, &e), -EOPNOTSUPP);
+	bb_header(&b, 3, 1, 0);
+	bb_tensor(&b, "t", 0xffffffffu, 32, 0);
+	bb_data(&b, 64);
+	assert_int_equal(open_bb(&b, &e), -EOPNOTSUPP);
+	/* row not a whole number of blocks */
+	bb_header(&b, 3, 1, 0);
+	bb_tensor(&b, "t", GGML_TYPE_Q8_0, 31, 0);
+	bb_data(&b, 64);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* duplicate tensor names */
+	bb_header(&b, 3, 2, 0);
+	bb_tensor(&b, "t", GGML_TYPE_F32, 1, 0);
+	bb_tensor(&b, "t", GGML_TYPE_F32, 1, 32);
+	bb_data(&b, 64);
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* n_dims 0 and 5 */
+	for (uint32_t nd = 0; nd <= 5; nd += 5) {
+		bb_header(&b, 3, 1, 0);
+		bb_str(&b, "t");
+		bb_u32(&b, nd);
+		for (uint32_t d = 0; d < nd; d++)
+			bb_u64(&b, 1);
+		bb_u32(&b, GGML_TYPE_F32);
+		bb_u64(&b, 0);
+		bb_data(&b, 64);
+		assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	}
+	/* element count overflow */
+	bb_header(&b, 3, 1, 0);
+	bb_str(&b, "t");
+	bb_u32(&b, 2);
+	bb_u64(&b, 1ull << 40);
+	bb_u64(&b, 1ull << 40);
+	bb_u32(&b, GGML_TYPE_F32);
+	bb_u64(&b, 0);
+	bb_data(&b, 64);
+	assert_int_equal(open_bb(&b, &e), -EOVERFLOW);
+	/* byte count overflow with a fitting element count */
+	bb_header(&b, 3, 1, 0);
+	bb_tensor(&b, "t", GGML_TYPE_F64, 1ull << 62, 0);
+	bb_data(&b, 64);
+	assert_int_equal(open_bb(&b, &e), -EOVERFLOW);
+}
+
+static void test_alignment_must_be_a_power_of_two(void **state)
+{
+	struct gguf_file *g = NULL;
+	struct bb b;
+	struct errbuf e;
+	uint32_t bad[] = { 0, 3, 48, 0x80000000u };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		bb_header(&b, 3, 0, 1);
+		bb_kv_u32(&b, "general.alignment", bad[i]);
+		assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	}
+	bb_header(&b, 3, 0, 1);
+	bb_str(&b, "general.alignment");
+	bb_u32(&b, GGUF_VT_STRING);
+	bb_str(&b, "64");
+	assert_int_equal(open_bb(&b, &e), -EBADMSG);
+	/* a valid custom alignment moves the data section */
+	bb_header(&b, 3, 1, 1);
+	bb_kv_u32(&b, "general.alignment", 256);
+	bb_tensor(&b, "t", GGML_TYPE_F32, 1, 0);
+	while (b.n % 256)
+		bb_put(&b, "", 1);
+	bb_put(&b, "\0\0\x80\x3f", 4);
+	assert_int_equal(gguf_open_mem(b.b, b.n, &g, &e), 0);
+	assert_int_equal(g->alignment, 256);
+	assert_int_equal(g->data_offset, 256);
+	assert_true(*(const float *)g->tensors[0].data == 1.0f);
+	gguf_close(g);
+}
+
 int test_gguf_run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_real_model_matches_gguf_py),
 		cmocka_unit_test(test_typed_getters_convert_and_refuse),
 		cmocka_unit_test(test_open_missing_and_not_gguf),
+		cmocka_unit_test(test_every_truncation_is_an_error),
+		cmocka_unit_test(test_hostile_headers_and_kvs),
+		cmocka_unit_test(test_arrays_of_arrays_are_validated_and_skipped),
+		cmocka_unit_test(test_hostile_tensor_infos),
+		cmocka_unit_test(test_alignment_must_be_a_power_of_two),
 	};
 	return cmocka_run_group_tests_name("engine/gguf", tests, NULL, NULL);
 }
