@@ -17,6 +17,13 @@
  * the nearest code of its *updated* values, and its error is fed forward as usual. act-order
  * permutes whole 8-column blocks (by the sum of their diag(H)), keeping a ragged last block
  * last, so a block never straddles two walking positions and alpha stays per original block.
+ *
+ * Uniform groups (GPTQ baseline) take their scale/zero at the group's first walking column from
+ * the current weights, as the reference GPTQ does; columns of the group beyond the current lazy
+ * block have not yet received that block's update, so a group size that is a multiple of
+ * block_size (or per-row, group 0) gives results independent of block_size. With act-order
+ * the groups are formed in walking order (the reference's behaviour, which needs a g_idx map
+ * to deploy; we only output dense weights for uniform methods).
  */
 #include "reparam/internal.h"
 

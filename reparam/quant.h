@@ -86,6 +86,13 @@ struct reparam_result {
 int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, uint32_t k,
 		     const double *H, struct reparam_result *ret, struct errbuf *e);
 
+/*
+ * Storage of one @n x @k layer quantized with @o, in bits (weights + scales, as counted by
+ * bits_per_weight), without quantizing: the cost_bits of a bitalloc_problem option. Returns 0
+ * for an invalid method.
+ */
+uint64_t reparam_storage_bits(const struct reparam_opts *o, uint32_t n, uint32_t k);
+
 /* Free what @r owns; safe on a zeroed or already-freed result. */
 void reparam_result_done(struct reparam_result *r);
 

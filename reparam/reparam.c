@@ -149,27 +149,35 @@ static int check_data(const float *W, uint32_t n, uint32_t k, const double *H, s
 	return 0;
 }
 
-static double bits_per_weight(const struct reparam_opts *o, const struct reparam_result *r,
-			      uint32_t n, uint32_t k)
+uint64_t reparam_storage_bits(const struct reparam_opts *o, uint32_t n, uint32_t k)
 {
-	double nk = (double)n * k;
+	uint64_t nk = (uint64_t)n * k, n_alpha;
 
 	switch (o->method) {
 	case REPARAM_FP:
-		return 16;
+		return 16 * nk;
 	case REPARAM_RTN:
 	case REPARAM_GPTQ: {
-		double g = o->group && o->group < k ? o->group : k;
+		uint64_t g = o->group && o->group < k ? o->group : k;
 
-		/* fp16 scale + bits-bit zero point per group of g weights */
-		return o->bits + (16.0 + o->bits) * ceil(k / g) / k;
+		/* fp16 scale + bits-bit zero point per row and group */
+		return nk * o->bits + (uint64_t)n * ((k + g - 1) / g) * (16 + o->bits);
 	}
-	default: {
-		double n_alpha = (double)r->qw.bits * qweight_n_row_blocks(&r->qw) *
-				 qweight_n_col_blocks(&r->qw);
+	case REPARAM_BCQ:
+	case REPARAM_SHIFTADD_LAT:
+	case REPARAM_SHIFTADD_ACC:
+	case REPARAM_SHIFTADD_ACC_SIM: {
+		bool col = o->method == REPARAM_BCQ ? o->layout == QW_LAYOUT_COL
+						    : o->method != REPARAM_SHIFTADD_LAT;
+		uint64_t rb = (n + 7) / 8;
 
-		return o->bits + n_alpha * (o->apot ? 8.0 * o->apot : 16.0) / nk;
+		/* alpha per plane: per column (COL) or per 8 columns x ceil(N/8) rows (BLOCK) */
+		n_alpha =
+			col ? (uint64_t)o->bits * k : o->bits * ((n + rb - 1) / rb) * ((k + 7) / 8);
+		return nk * o->bits + n_alpha * (o->apot ? 8 * o->apot : 16);
 	}
+	default:
+		return 0;
 	}
 }
 
@@ -325,7 +333,7 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 	if (rc < 0)
 		goto out_fail;
 
-	r.bits_per_weight = bits_per_weight(o, &r, n, k);
+	r.bits_per_weight = (double)reparam_storage_bits(o, n, k) / ((double)n * k);
 	r.err_weight = 0;
 	for (size_t i = 0; i < nk; i++) {
 		double d = (double)W[i] - r.dense[i];

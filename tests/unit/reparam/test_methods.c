@@ -266,6 +266,38 @@ static void test_names_and_bits_per_weight(void **state)
 	reparam_result_done(&r);
 }
 
+/* storage bits count exactly the qweight's planes and alphas, for ragged shapes too */
+static void test_storage_bits_match_qweight(void **state)
+{
+	enum {
+		N = 13,
+		K = 21
+	};
+	float W[N * K];
+	double H[K * K];
+	enum reparam_method ms[] = { REPARAM_SHIFTADD_LAT, REPARAM_SHIFTADD_ACC, REPARAM_BCQ };
+
+	synth_weights(N, K, 44, W);
+	synth_hessian(K, 100, 45, NULL, 0, H);
+	for (uint32_t mi = 0; mi < 3; mi++)
+		for (uint32_t lay = 0; lay < QW_LAYOUT_COUNT; lay++) {
+			struct reparam_opts o;
+			struct reparam_result r;
+			uint64_t n_alpha;
+
+			reparam_opts_init(&o, ms[mi], 3);
+			o.layout = lay;
+			assert_int_equal(reparam_quantize(&o, W, N, K, H, &r, NULL), 0);
+			n_alpha = (uint64_t)r.qw.bits * qweight_n_row_blocks(&r.qw) *
+				  qweight_n_col_blocks(&r.qw);
+			assert_true(reparam_storage_bits(&o, N, K) ==
+				    (uint64_t)N * K * 3 + n_alpha * (o.apot ? 8 * o.apot : 16));
+			assert_true(r.bits_per_weight * N * K ==
+				    (double)reparam_storage_bits(&o, N, K));
+			reparam_result_done(&r);
+		}
+}
+
 /*
  * The comparison the project is about, on one synthetic layer with correlated inputs. Prints
  * the table with SHIFTADD_VERBOSE=1; asserts the orderings that must hold.
@@ -312,6 +344,7 @@ int test_methods_run(void)
 		cmocka_unit_test(test_ragged_shapes),
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_names_and_bits_per_weight),
+		cmocka_unit_test(test_storage_bits_match_qweight),
 		cmocka_unit_test(test_method_table),
 	};
 	return cmocka_run_group_tests_name("reparam/methods", tests, layer_setup, layer_teardown);
