@@ -241,6 +241,59 @@ static void test_bitalloc_proxy_score(void **state)
 	assert_true(fabs(s2 - 8 * s1) <= 1e-9 * s2);
 }
 
+/*
+ * Wiring as the convert tool will do it: layers of different sensitivity quantized at 2/3/4
+ * bits, costs from reparam_storage_bits(). At the budget of uniform 3 bits the exact choice is
+ * never worse than uniform 3 bits, nor than the proxy.
+ */
+static void test_bitalloc_on_quantized_layers(void **state)
+{
+	enum {
+		L = 5,
+		N = 32,
+		K = 64,
+		J = 3
+	};
+	double err[L * J], score[L];
+	uint64_t cost[L * J], params[L], uni = 0;
+	uint32_t ex[L], px[L];
+	float *W = malloc(N * K * sizeof(float));
+	double *H = malloc(K * K * sizeof(double)), e_uni = 0, e_ex = 0, e_px = 0;
+	struct bitalloc_problem p = { L, J, err, cost, params, 0 };
+
+	for (uint32_t l = 0; l < L; l++) {
+		synth_weights(N, K, 60 + l, W);
+		for (uint32_t i = 0; i < N * K; i++)
+			W[i] *= (float)(1 + l); /* later layers are more sensitive */
+		synth_hessian(K, 200, 70 + l, NULL, 0, H);
+		params[l] = N * K;
+		assert_int_equal(bitalloc_proxy_score(W, N, K, H, 0.01, &score[l], NULL), 0);
+		for (uint32_t j = 0; j < J; j++) {
+			struct reparam_opts o;
+			struct reparam_result r;
+
+			reparam_opts_init(&o, REPARAM_SHIFTADD_ACC, 2 + j);
+			o.rounds = 10;
+			assert_int_equal(reparam_quantize(&o, W, N, K, H, &r, NULL), 0);
+			err[l * J + j] = r.err_output;
+			cost[l * J + j] = reparam_storage_bits(&o, N, K);
+			reparam_result_done(&r);
+		}
+		uni += cost[l * J + 1];
+		e_uni += err[l * J + 1];
+	}
+	p.avg_bits = (double)uni / (L * N * K);
+	assert_int_equal(bitalloc_exact(&p, 0, ex, NULL, NULL), 0);
+	assert_int_equal(bitalloc_proxy(&p, score, px, NULL), 0);
+	for (uint32_t l = 0; l < L; l++) {
+		e_ex += err[l * J + ex[l]];
+		e_px += err[l * J + px[l]];
+	}
+	assert_true(e_ex <= e_uni && e_ex <= e_px);
+	free(H);
+	free(W);
+}
+
 int test_bitalloc_run(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +302,7 @@ int test_bitalloc_run(void)
 		cmocka_unit_test(test_bitalloc_proxy),
 		cmocka_unit_test(test_bitalloc_bad_problems),
 		cmocka_unit_test(test_bitalloc_proxy_score),
+		cmocka_unit_test(test_bitalloc_on_quantized_layers),
 	};
 	return cmocka_run_group_tests_name("reparam/bitalloc", tests, NULL, NULL);
 }
