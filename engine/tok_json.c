@@ -521,6 +521,56 @@ out_json:
 	return r;
 }
 
+/* A tokenizer_config.json token field: "text" or {"content": "text", ...}. */
+static int32_t config_token(const struct tokenizer *t, const cJSON *cfg, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+	const char *s = cJSON_IsString(v) ? v->valuestring : get_str(v, "content");
+
+	return s ? tok_lookup(t, s, strlen(s)) : -1;
+}
+
+/*
+ * HF keeps BOS/EOS and add_bos_token in tokenizer_config.json next to tokenizer.json; when
+ * that file is there and readable, it overrides the guesses. A bad or absent file is ignored:
+ * it is optional and the tokenizer itself is complete without it.
+ */
+static void apply_config(struct tokenizer *t, const char *json_path)
+{
+	const char *slash = strrchr(json_path, '/');
+	size_t dir_len = slash ? (size_t)(slash - json_path) + 1 : 0, len;
+	char *path, *buf;
+	cJSON *cfg;
+	int32_t id;
+	int b;
+
+	path = malloc(dir_len + sizeof("tokenizer_config.json"));
+	if (!path)
+		return;
+	memcpy(path, json_path, dir_len);
+	memcpy(path + dir_len, "tokenizer_config.json", sizeof("tokenizer_config.json"));
+	if (read_file(path, &buf, &len, NULL)) {
+		free(path);
+		return;
+	}
+	free(path);
+	cfg = cJSON_ParseWithLength(buf, len);
+	free(buf);
+	if (!cJSON_IsObject(cfg))
+		goto out;
+	id = config_token(t, cfg, "bos_token");
+	if (id >= 0)
+		t->bos = id;
+	id = config_token(t, cfg, "eos_token");
+	if (id >= 0)
+		t->eos = id;
+	b = get_bool(cfg, "add_bos_token", t->add_bos);
+	if (b >= 0)
+		t->add_bos = b && t->bos >= 0;
+out:
+	cJSON_Delete(cfg);
+}
+
 int tokenizer_from_hf_json(const char *path, struct tokenizer **ret, struct errbuf *e)
 {
 	char *buf;
@@ -534,6 +584,8 @@ int tokenizer_from_hf_json(const char *path, struct tokenizer **ret, struct errb
 		return r;
 	r = tokenizer_from_hf_json_mem(buf, len, ret, e);
 	free(buf);
+	if (!r)
+		apply_config(*ret, path);
 	return r;
 }
 

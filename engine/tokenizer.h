@@ -29,7 +29,11 @@ enum tok_kind {
 
 /* From GGUF metadata (tokenizer.ggml.*). Caller frees with tokenizer_free(). */
 int tokenizer_from_gguf(const struct gguf_file *g, struct tokenizer **ret, struct errbuf *e);
-/* From an HF tokenizer.json (model.type BPE; pre-tokenizer, added tokens, byte fallback). */
+/*
+ * From an HF tokenizer.json (model.type BPE; pre-tokenizer, added tokens, byte fallback).
+ * BOS/EOS/add_bos come from a tokenizer_config.json in the same directory when present,
+ * else from the post-processor template and the usual spellings (<s>, </s>, <|endoftext|>).
+ */
 int tokenizer_from_hf_json(const char *path, struct tokenizer **ret, struct errbuf *e);
 /*
  * The same from @len bytes of tokenizer.json text at @buf (borrowed for the call; used by the

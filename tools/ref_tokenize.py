@@ -265,7 +265,79 @@ def main():
         tok = Tokenizer.from_str(s)
         write_wikitext(a.out, name, tok, text)
         write_cases(a.out, name, tok, CASES + SPM_EXTRA_CASES)
+    write_spm_gguf(a.shared, a.out, text)
     return 0
+
+
+def write_spm_gguf(shared, out, text):
+    """A real SentencePiece BPE model (LLaMA-style trainer options) as GGUF tokenizer metadata.
+
+    The reference here is the sentencepiece library itself (the C side merges by piece score,
+    as SentencePiece does), not HF: ids from sp.encode(text), no BOS, "<s>"-like text is
+    plain text (encode with parse_special = false).
+    """
+    import io
+
+    import numpy as np
+    import sentencepiece as spm
+    from gguf import GGUFWriter
+
+    m = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        input=os.path.join(shared, "data/calib/wiki-passages.txt"), model_writer=m, vocab_size=1000,
+        model_type="bpe", byte_fallback=True, character_coverage=0.995,
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True, split_digits=True, input_sentence_size=3000,
+        num_threads=1, minloglevel=2, user_defined_symbols=["<|user|>"],
+    )
+    sp = spm.SentencePieceProcessor(model_proto=m.getvalue())
+    n = sp.get_piece_size()
+    tokens, scores, types = [], [], []
+    for i in range(n):
+        tokens.append(sp.id_to_piece(i))
+        scores.append(sp.get_score(i))
+        if sp.is_unknown(i):
+            types.append(2)
+        elif sp.is_control(i):
+            types.append(3)
+        elif sp.is_unused(i):
+            types.append(5)
+        elif sp.is_byte(i):
+            types.append(6)
+        elif tokens[-1] == "<|user|>":
+            types.append(4)
+        else:
+            types.append(1)
+    path = os.path.join(out, "spm_gguf.gguf")
+    w = GGUFWriter(path, "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([float(np.float32(x)) for x in scores])
+    w.add_token_types(types)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_add_bos_token(True)
+    w.add_add_space_prefix(True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    class SpTok:
+        def encode(self, s, add_special_tokens=False):
+            class R:
+                pass
+
+            r = R()
+            r.ids = sp.encode(s)
+            return r
+
+        def decode(self, ids, skip_special_tokens=False):
+            return sp.decode(ids)
+
+    write_wikitext(out, "spm_gguf", SpTok(), text)
+    write_cases(out, "spm_gguf", SpTok(), CASES + SPM_EXTRA_CASES + ["a<|user|>b <|user|>"])
 
 
 if __name__ == "__main__":
