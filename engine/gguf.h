@@ -65,6 +65,8 @@ struct gguf_tensor {
 	const void *data; /* into the mapping, aligned as the file says */
 };
 
+struct gguf_priv;
+
 struct gguf_file {
 	char *path;
 	uint32_t version;
@@ -75,7 +77,8 @@ struct gguf_file {
 	struct gguf_kv *kv;
 	uint64_t n_tensors;
 	struct gguf_tensor *tensors;
-	uint64_t data_offset; /* start of the tensor data section */
+	uint64_t data_offset;	/* start of the tensor data section */
+	struct gguf_priv *priv; /* reader internals (name indexes, mapping ownership) */
 };
 
 /* Map and index @path. On success *ret_g is owned by the caller (gguf_close()). */

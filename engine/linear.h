@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ENGINE_LINEAR_H
+#define ENGINE_LINEAR_H
+
+#include <stdint.h>
+
+/*
+ * The linear-layer interface: y[m][n_out] = x[m][n_in] * W^T (+ bias). The model code calls
+ * only linear_forward(); which backend holds W (dense f32 through BLAS, or the shift-add LUT
+ * kernels) is decided when the model is loaded.
+ */
+
+struct linear;
+
+struct linear_ops {
+	const char *name;
+	/* y = x W^T for @m rows of x; must not read y before writing it. */
+	void (*forward)(const struct linear *l, const float *x, float *y, uint32_t m);
+	/* Free backend state (not the struct itself). */
+	void (*done)(struct linear *l);
+};
+
+struct linear {
+	const struct linear_ops *ops;
+	uint32_t n_out;
+	uint32_t n_in;
+	const float *bias; /* [n_out] or NULL; owned by the model's storage */
+	void *impl;	   /* backend data */
+};
+
+static inline void linear_forward(const struct linear *l, const float *x, float *y, uint32_t m)
+{
+	l->ops->forward(l, x, y, m);
+	if (l->bias) {
+		for (uint32_t r = 0; r < m; r++)
+			for (uint32_t i = 0; i < l->n_out; i++)
+				y[(uint64_t)r * l->n_out + i] += l->bias[i];
+	}
+}
+
+/*
+ * Dense backend over @w ([n_out][n_in] row-major f32). @w is borrowed (the model owns it)
+ * unless @own is set, in which case linear_done() frees it (on success only).
+ * Returns 0 or -ENOMEM.
+ */
+int linear_init_dense(struct linear *l, float *w, uint32_t n_out, uint32_t n_in, int own);
+
+/* Release the backend; safe on a zeroed struct. */
+void linear_done(struct linear *l);
+
+#endif /* ENGINE_LINEAR_H */

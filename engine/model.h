@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ENGINE_MODEL_H
+#define ENGINE_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "engine/config.h"
+#include "engine/linear.h"
+
+struct tokenizer;
+struct gguf_file;
+
+/*
+ * Rotary embedding pairing. HF checkpoints rotate (i, i + d/2) ("half"); llama.cpp's GGUF
+ * conversion permutes the q/k rows so that adjacent pairs (2i, 2i + 1) rotate ("adjacent").
+ * We keep each file's own row order and pick the matching pairing instead of permuting rows
+ * (which would be awkward for packed shift-add planes).
+ */
+enum rope_pairing {
+	ROPE_PAIR_HALF,
+	ROPE_PAIR_ADJACENT,
+};
+
+struct model_layer {
+	float *attn_norm;     /* [dim] */
+	float *attn_norm_b;   /* [dim] LayerNorm bias (OPT) or NULL */
+	struct linear wq;     /* [n_heads * head_dim][dim] */
+	struct linear wk;     /* [n_kv_heads * head_dim][dim] */
+	struct linear wv;     /* [n_kv_heads * head_dim][dim] */
+	struct linear wo;     /* [dim][n_heads * head_dim] */
+	float *ffn_norm;      /* [dim] */
+	float *ffn_norm_b;    /* [dim] or NULL */
+	struct linear w_gate; /* LLaMA: [ffn_dim][dim]; unused for OPT */
+	struct linear w_up;   /* LLaMA up_proj / OPT fc1: [ffn_dim][dim] */
+	struct linear w_down; /* LLaMA down_proj / OPT fc2: [dim][ffn_dim] */
+};
+
+struct model {
+	struct model_config cfg;
+	enum rope_pairing rope_pairing;
+	char *path;
+	struct tokenizer *tok; /* NULL if the checkpoint has none */
+	char *chat_template;   /* NUL-terminated, or NULL */
+
+	float *tok_embd;	    /* [n_vocab][dim] */
+	float *pos_embd;	    /* OPT: [max_ctx + 2][dim], else NULL */
+	struct model_layer *layers; /* [n_layers] */
+	float *out_norm;	    /* [dim] */
+	float *out_norm_b;	    /* [dim] or NULL */
+	struct linear lm_head;	    /* [n_vocab][dim]; may share tok_embd */
+	float *rope_freq;	    /* [head_dim / 2] inverse frequencies, scaling applied */
+
+	/* every buffer above that the model allocated */
+	void **bufs;
+	size_t n_bufs;
+	size_t cap_bufs;
+	uint64_t n_params; /* parameters loaded */
+};
+
+/*
+ * Load a model for the dense f32 engine from a GGUF file or an HF folder (config.json +
+ * *.safetensors [+ tokenizer.json]). Caller frees with model_free(). Errors: -ENOENT,
+ * -EBADMSG (malformed or inconsistent file), -EOPNOTSUPP (architecture or tensor type), each
+ * with one line in @e that names what is wrong.
+ */
+int model_load(const char *path, struct model **ret, struct errbuf *e);
+void model_free(struct model *m);
+
+/* Bytes of f32 weights the model holds (for reports). */
+uint64_t model_weight_bytes(const struct model *m);
+
+/*
+ * KV cache for @n_seq independent sequences of up to @n_ctx positions each.
+ * k and v are [n_seq][n_layers][n_ctx][kv_dim] f32.
+ */
+struct kv_cache {
+	uint32_t n_seq;
+	uint32_t n_ctx;
+	uint32_t n_layers;
+	uint32_t kv_dim;
+	float *k;
+	float *v;
+};
+
+int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx);
+void kv_cache_done(struct kv_cache *kv);
+
+/*
+ * One forward step over a batch of @n tokens: token i is tokens[i] of sequence seq[i] at
+ * position pos[i]. Tokens of one sequence must appear in increasing position order and the
+ * sequence's earlier positions must already be in @kv. Writes the final-normed hidden states
+ * to @hidden ([n][dim]); logits come from model_logits(). Scratch memory is allocated per
+ * call. Returns 0, -EINVAL (position or sequence out of range) or -ENOMEM.
+ */
+int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tokens,
+		  const uint32_t *seq, const uint32_t *pos, uint32_t n, float *hidden);
+
+/*
+ * Calibration taps: the input rows of each group of linear layers that share an input, seen
+ * just before the group runs (the reparameterizer accumulates its Hessians from them).
+ */
+enum lin_group {
+	LIN_QKV,     /* q, k, v: input = attention norm of the residual stream */
+	LIN_O,	     /* output projection: input = attention output */
+	LIN_GATE_UP, /* gate, up (OPT: fc1): input = FFN norm of the residual stream */
+	LIN_DOWN,    /* down (OPT: fc2): input = activated FFN hidden */
+	LIN_GROUP_COUNT,
+};
+
+typedef void (*linear_tap_fn)(void *arg, uint32_t layer, enum lin_group g, const float *x,
+			      uint32_t n, uint32_t width);
+
+/* Token (+ position) embeddings of @n tokens into x[n][dim]; -EINVAL for bad ids/positions. */
+int model_embed(const struct model *m, const int32_t *tokens, const uint32_t *pos, uint32_t n,
+		float *x);
+
+/*
+ * Run layer @layer on the residual stream x[n][dim] in place, with the batch layout of
+ * model_forward(). @tap (may be NULL) sees every group's input. With @stop_at <
+ * LIN_GROUP_COUNT the call returns right after tapping that group and leaves x unchanged.
+ * Returns 0, -EINVAL or -ENOMEM.
+ */
+int model_layer_forward(const struct model *m, struct kv_cache *kv, uint32_t layer,
+			const uint32_t *seq, const uint32_t *pos, uint32_t n, float *x,
+			enum lin_group stop_at, linear_tap_fn tap, void *tap_arg);
+
+/* Final norm of x[n][dim] into hidden[n][dim] (a copy for post-LN OPT). */
+void model_final_norm(const struct model *m, const float *x, uint32_t n, float *hidden);
+
+/* logits[n][n_vocab] = lm_head(hidden[n][dim]). */
+void model_logits(const struct model *m, const float *hidden, uint32_t n, float *logits);
+
+/* Convenience: run one sequence's tokens at positions pos0.. and return the last logits. */
+int model_forward_seq(const struct model *m, struct kv_cache *kv, uint32_t seq,
+		      const int32_t *tokens, uint32_t n, uint32_t pos0, float *last_logits);
+
+#endif /* ENGINE_MODEL_H */

@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Loading a model for the dense engine: GGUF files (llama.cpp layout) and HF folders
+ * (config.json + safetensors). Every tensor is converted to f32 once, at load.
+ */
+#include "engine/model.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/gguf.h"
+#include "engine/safetensors.h"
+#include "engine/tokenizer.h"
+
+/* Where tensors come from: exactly one of g, st is set. */
+struct source {
+	struct gguf_file *g;
+	struct st_set *st;
+	const char *path;
+};
+
+/* Tensor names for one checkpoint layout; "%u" is the layer index. Linear names lack the
+ * ".weight"/".bias" suffix. */
+struct tensor_names {
+	const char *tok_embd, *pos_embd;
+	const char *attn_norm; /* LayerNorm/RMSNorm names lack the suffix too */
+	const char *q, *k, *v, *o;
+	const char *ffn_norm;
+	const char *gate, *up, *down;
+	const char *out_norm, *lm_head;
+};
+
+static const struct tensor_names gguf_llama_names = {
+	.tok_embd = "token_embd.weight",
+	.attn_norm = "blk.%u.attn_norm",
+	.q = "blk.%u.attn_q",
+	.k = "blk.%u.attn_k",
+	.v = "blk.%u.attn_v",
+	.o = "blk.%u.attn_output",
+	.ffn_norm = "blk.%u.ffn_norm",
+	.gate = "blk.%u.ffn_gate",
+	.up = "blk.%u.ffn_up",
+	.down = "blk.%u.ffn_down",
+	.out_norm = "output_norm",
+	.lm_head = "output.weight",
+};
+
+static const struct tensor_names hf_llama_names = {
+	.tok_embd = "model.embed_tokens.weight",
+	.attn_norm = "model.layers.%u.input_layernorm",
+	.q = "model.layers.%u.self_attn.q_proj",
+	.k = "model.layers.%u.self_attn.k_proj",
+	.v = "model.layers.%u.self_attn.v_proj",
+	.o = "model.layers.%u.self_attn.o_proj",
+	.ffn_norm = "model.layers.%u.post_attention_layernorm",
+	.gate = "model.layers.%u.mlp.gate_proj",
+	.up = "model.layers.%u.mlp.up_proj",
+	.down = "model.layers.%u.mlp.down_proj",
+	.out_norm = "model.norm",
+	.lm_head = "lm_head.weight",
+};
+
+static const struct tensor_names hf_opt_names = {
+	.tok_embd = "model.decoder.embed_tokens.weight",
+	.pos_embd = "model.decoder.embed_positions.weight",
+	.attn_norm = "model.decoder.layers.%u.self_attn_layer_norm",
+	.q = "model.decoder.layers.%u.self_attn.q_proj",
+	.k = "model.decoder.layers.%u.self_attn.k_proj",
+	.v = "model.decoder.layers.%u.self_attn.v_proj",
+	.o = "model.decoder.layers.%u.self_attn.out_proj",
+	.ffn_norm = "model.decoder.layers.%u.final_layer_norm",
+	.up = "model.decoder.layers.%u.fc1",
+	.down = "model.decoder.layers.%u.fc2",
+	.out_norm = "model.decoder.final_layer_norm",
+	.lm_head = "lm_head.weight",
+};
+
+static int keep_buf(struct model *m, void *p)
+{
+	if (m->n_bufs == m->cap_bufs) {
+		size_t cap = m->cap_bufs ? 2 * m->cap_bufs : 64;
+		void **nb = realloc(m->bufs, cap * sizeof(*nb));
+
+		if (!nb)
+			return -ENOMEM;
+		m->bufs = nb;
+		m->cap_bufs = cap;
+	}
+	m->bufs[m->n_bufs++] = p;
+	return 0;
+}
+
+/* Does the source hold @name? HF checkpoints sometimes drop the "model." prefix. */
+static bool src_lookup(const struct source *s, const char *name, const void **ret_t)
+{
+	const void *t;
+
+	if (s->g)
+		t = gguf_find_tensor(s->g, name);
+	else
+		t = st_find(s->st, name);
+	if (!t && !s->g && !strncmp(name, "model.", 6))
+		t = st_find(s->st, name + 6);
+	*ret_t = t;
+	return t != NULL;
+}
+
+/*
+ * Load tensor @name as f32 with exactly @n_out x @n_in elements (n_out = 1 for vectors).
+ * Absent tensors give -ENOENT (the caller decides whether that is an error).
+ */
+static int load_f32(struct model *m, const struct source *s, const char *name, uint64_t n_out,
+		    uint64_t n_in, float **ret, struct errbuf *e)
+{
+	const void *t;
+	uint64_t have_out, have_in, n_elems;
+	float *buf;
+	int ret_code;
+
+	if (!src_lookup(s, name, &t))
+		return errbuf_set(e, -ENOENT, "tensor '%s' is missing", name);
+	if (s->g) {
+		const struct gguf_tensor *gt = t;
+
+		have_in = gt->ne[0];
+		have_out = gt->n_elems / (gt->ne[0] ? gt->ne[0] : 1);
+		n_elems = gt->n_elems;
+	} else {
+		const struct st_tensor *st = t;
+
+		have_in = st->n_dims ? st->shape[st->n_dims - 1] : 1;
+		have_out = st->n_elems / (have_in ? have_in : 1);
+		n_elems = st->n_elems;
+	}
+	if (have_out != n_out || have_in != n_in)
+		return errbuf_set(e, -EBADMSG,
+				  "tensor '%s' has shape %llu x %llu, expected %llu x %llu", name,
+				  (unsigned long long)have_out, (unsigned long long)have_in,
+				  (unsigned long long)n_out, (unsigned long long)n_in);
+	buf = malloc(n_elems * sizeof(float));
+	if (!buf)
+		return -ENOMEM;
+	ret_code = s->g ? gguf_tensor_to_f32(t, buf) : st_tensor_to_f32(t, buf);
+	if (ret_code < 0) {
+		free(buf);
+		return errbuf_set(e, ret_code, "tensor '%s': unsupported element type", name);
+	}
+	ret_code = keep_buf(m, buf);
+	if (ret_code < 0) {
+		free(buf);
+		return ret_code;
+	}
+	for (uint64_t i = 0; i < n_elems; i++) {
+		if (!isfinite(buf[i]))
+			return errbuf_set(e, -EBADMSG, "tensor '%s' holds NaN or Inf at %llu", name,
+					  (unsigned long long)i);
+	}
+	m->n_params += n_elems;
+	*ret = buf;
+	return 0;
+}
+
+static int load_named(struct model *m, const struct source *s, const char *fmt, unsigned layer,
+		      const char *suffix, uint64_t n_out, uint64_t n_in, bool optional, float **ret,
+		      struct errbuf *e)
+{
+	char name[256];
+	int r;
+
+	snprintf(name, sizeof(name), fmt, layer);
+	strncat(name, suffix, sizeof(name) - strlen(name) - 1);
+	r = load_f32(m, s, name, n_out, n_in, ret, e);
+	if (r == -ENOENT && optional) {
+		*ret = NULL;
+		if (e)
+			e->msg[0] = 0;
+		return 0;
+	}
+	return r;
+}
+
+static int load_linear(struct model *m, const struct source *s, const char *fmt, unsigned layer,
+		       uint32_t n_out, uint32_t n_in, bool want_bias, struct linear *l,
+		       struct errbuf *e)
+{
+	float *w, *b = NULL;
+	int r;
+
+	r = load_named(m, s, fmt, layer, ".weight", n_out, n_in, false, &w, e);
+	if (r < 0)
+		return r;
+	r = load_named(m, s, fmt, layer, ".bias", 1, n_out, !want_bias, &b, e);
+	if (r < 0)
+		return r;
+	r = linear_init_dense(l, w, n_out, n_in, 0);
+	if (r < 0)
+		return r;
+	l->bias = b;
+	return 0;
+}
+
+static int load_norm(struct model *m, const struct source *s, const char *fmt, unsigned layer,
+		     bool with_bias, float **w, float **b, struct errbuf *e)
+{
+	int r;
+
+	r = load_named(m, s, fmt, layer, ".weight", 1, m->cfg.dim, false, w, e);
+	if (r < 0)
+		return r;
+	if (!with_bias) {
+		*b = NULL;
+		return 0;
+	}
+	return load_named(m, s, fmt, layer, ".bias", 1, m->cfg.dim, false, b, e);
+}
+
+static int load_layer(struct model *m, const struct source *s, const struct tensor_names *nm,
+		      unsigned i, struct errbuf *e)
+{
+	const struct model_config *c = &m->cfg;
+	struct model_layer *l = &m->layers[i];
+	bool opt = c->arch == ARCH_OPT;
+	uint32_t q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+	bool qkv_bias = opt || c->qkv_bias;
+	int r;
+
+	r = load_norm(m, s, nm->attn_norm, i, opt, &l->attn_norm, &l->attn_norm_b, e);
+	if (r < 0)
+		return r;
+	r = load_linear(m, s, nm->q, i, q_dim, c->dim, qkv_bias, &l->wq, e);
+	if (r < 0)
+		return r;
+	r = load_linear(m, s, nm->k, i, kv_dim, c->dim, qkv_bias, &l->wk, e);
+	if (r < 0)
+		return r;
+	r = load_linear(m, s, nm->v, i, kv_dim, c->dim, qkv_bias, &l->wv, e);
+	if (r < 0)
+		return r;
+	r = load_linear(m, s, nm->o, i, c->dim, q_dim, opt, &l->wo, e);
+	if (r < 0)
+		return r;
+	r = load_norm(m, s, nm->ffn_norm, i, opt, &l->ffn_norm, &l->ffn_norm_b, e);
+	if (r < 0)
+		return r;
+	if (!opt) {
+		r = load_linear(m, s, nm->gate, i, c->ffn_dim, c->dim, false, &l->w_gate, e);
+		if (r < 0)
+			return r;
+	}
+	r = load_linear(m, s, nm->up, i, c->ffn_dim, c->dim, opt, &l->w_up, e);
+	if (r < 0)
+		return r;
+	return load_linear(m, s, nm->down, i, c->dim, c->ffn_dim, opt, &l->w_down, e);
+}
+
+/* Inverse RoPE frequencies with the config's scaling, in f32 as HF computes them. */
+static int init_rope(struct model *m)
+{
+	const struct model_config *c = &m->cfg;
+	uint32_t half = c->head_dim / 2;
+	float *f = malloc(half * sizeof(float));
+
+	if (!f || keep_buf(m, f) < 0) {
+		free(f);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < half; i++) {
+		float expo = (float)(2 * i) / (float)c->head_dim;
+		float inv = 1.0f / powf(c->rope_theta, expo);
+
+		if (c->rope_scaling == ROPE_SCALING_LINEAR) {
+			inv /= c->rope_factor;
+		} else if (c->rope_scaling == ROPE_SCALING_LLAMA3) {
+			float lo_wl = c->rope_orig_ctx / c->rope_low_freq_factor;
+			float hi_wl = c->rope_orig_ctx / c->rope_high_freq_factor;
+			float wl = 2.0f * (float)M_PI / inv;
+
+			if (wl > lo_wl) {
+				inv /= c->rope_factor;
+			} else if (wl >= hi_wl) {
+				float sm = (c->rope_orig_ctx / wl - c->rope_low_freq_factor) /
+					   (c->rope_high_freq_factor - c->rope_low_freq_factor);
+
+				inv = (1 - sm) * inv / c->rope_factor + sm * inv;
+			}
+		}
+		f[i] = inv;
+	}
+	m->rope_freq = f;
+	return 0;
+}
+
+static int load_weights(struct model *m, const struct source *s, const struct tensor_names *nm,
+			struct errbuf *e)
+{
+	const struct model_config *c = &m->cfg;
+	bool opt = c->arch == ARCH_OPT;
+	const void *t;
+	int r;
+
+	r = load_f32(m, s, nm->tok_embd, c->n_vocab, c->dim, &m->tok_embd, e);
+	if (r < 0)
+		return r;
+	if (opt) {
+		r = load_f32(m, s, nm->pos_embd, (uint64_t)c->max_ctx + 2, c->dim, &m->pos_embd, e);
+		if (r < 0)
+			return r;
+	}
+	m->layers = calloc(c->n_layers, sizeof(*m->layers));
+	if (!m->layers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < c->n_layers; i++) {
+		r = load_layer(m, s, nm, i, e);
+		if (r < 0)
+			return r;
+	}
+	r = load_norm(m, s, nm->out_norm, 0, opt, &m->out_norm, &m->out_norm_b, e);
+	if (r < 0)
+		return r;
+	if (!c->tied_embeddings && src_lookup(s, nm->lm_head, &t)) {
+		float *w;
+
+		r = load_f32(m, s, nm->lm_head, c->n_vocab, c->dim, &w, e);
+		if (r < 0)
+			return r;
+		r = linear_init_dense(&m->lm_head, w, c->n_vocab, c->dim, 0);
+	} else {
+		r = linear_init_dense(&m->lm_head, m->tok_embd, c->n_vocab, c->dim, 0);
+	}
+	if (r < 0)
+		return r;
+	return init_rope(m);
+}
+
+static int open_gguf(struct model *m, const char *path, struct source *s, struct errbuf *e)
+{
+	const char *tmpl;
+	size_t tlen;
+	int r;
+
+	r = gguf_open(path, &s->g, e);
+	if (r < 0)
+		return r;
+	r = config_from_gguf(s->g, &m->cfg, e);
+	if (r < 0)
+		return r;
+	if (m->cfg.arch != ARCH_LLAMA)
+		return errbuf_set(e, -EOPNOTSUPP, "GGUF architecture not supported");
+	/* llama.cpp permutes LLaMA q/k rows for adjacent-pair RoPE; Qwen2 GGUFs keep HF order */
+	m->rope_pairing = m->cfg.qkv_bias ? ROPE_PAIR_HALF : ROPE_PAIR_ADJACENT;
+	if (!gguf_find_tensor(s->g, "output.weight"))
+		m->cfg.tied_embeddings = true;
+	r = tokenizer_from_gguf(s->g, &m->tok, e);
+	if (r < 0)
+		return r;
+	if (gguf_get_str(s->g, "tokenizer.chat_template", &tmpl, &tlen) == 0) {
+		m->chat_template = strndup(tmpl, tlen);
+		if (!m->chat_template)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int open_hf(struct model *m, const char *dir, struct source *s, struct errbuf *e)
+{
+	char p[PATH_MAX];
+	struct stat sb;
+	int r;
+
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	r = config_from_hf_json(p, &m->cfg, e);
+	if (r < 0)
+		return r;
+	m->rope_pairing = ROPE_PAIR_HALF;
+	r = st_open(dir, &s->st, e);
+	if (r < 0)
+		return r;
+	snprintf(p, sizeof(p), "%s/tokenizer.json", dir);
+	if (stat(p, &sb) == 0) {
+		r = tokenizer_from_hf_json(p, &m->tok, e);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int model_load(const char *path, struct model **ret, struct errbuf *e)
+{
+	struct source s = { .path = path };
+	struct model *m;
+	struct stat sb;
+	int r;
+
+	if (stat(path, &sb) < 0)
+		return errbuf_set(e, -errno, "cannot open: %s", strerror(errno));
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->path = strdup(path);
+	if (!m->path) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	r = S_ISDIR(sb.st_mode) ? open_hf(m, path, &s, e) : open_gguf(m, path, &s, e);
+	if (r < 0)
+		goto out_free;
+	r = config_validate(&m->cfg, e);
+	if (r < 0)
+		goto out_free;
+	if (m->cfg.arch == ARCH_LLAMA && m->cfg.head_dim % 2)
+		r = errbuf_set(e, -EBADMSG, "RoPE needs an even head_dim (have %u)",
+			       m->cfg.head_dim);
+	else
+		r = load_weights(m, &s,
+				 S_ISDIR(sb.st_mode) ? (m->cfg.arch == ARCH_OPT ? &hf_opt_names
+										: &hf_llama_names)
+						     : &gguf_llama_names,
+				 e);
+	if (r < 0)
+		goto out_free;
+	gguf_close(s.g);
+	st_close(s.st);
+	*ret = m;
+	return 0;
+
+out_free:
+	gguf_close(s.g);
+	st_close(s.st);
+	model_free(m);
+	return r;
+}
+
+void model_free(struct model *m)
+{
+	if (!m)
+		return;
+	if (m->layers) {
+		for (uint32_t i = 0; i < m->cfg.n_layers; i++) {
+			struct model_layer *l = &m->layers[i];
+
+			linear_done(&l->wq);
+			linear_done(&l->wk);
+			linear_done(&l->wv);
+			linear_done(&l->wo);
+			linear_done(&l->w_gate);
+			linear_done(&l->w_up);
+			linear_done(&l->w_down);
+		}
+	}
+	linear_done(&m->lm_head);
+	free(m->layers);
+	for (size_t i = 0; i < m->n_bufs; i++)
+		free(m->bufs[i]);
+	free(m->bufs);
+	tokenizer_free(m->tok);
+	free(m->chat_template);
+	free(m->path);
+	free(m);
+}
+
+uint64_t model_weight_bytes(const struct model *m)
+{
+	return m->n_params * sizeof(float);
+}
