@@ -29,8 +29,19 @@ enum tok_kind {
 
 /* From GGUF metadata (tokenizer.ggml.*). Caller frees with tokenizer_free(). */
 int tokenizer_from_gguf(const struct gguf_file *g, struct tokenizer **ret, struct errbuf *e);
-/* From an HF tokenizer.json (model.type BPE; pre-tokenizer, added tokens, byte fallback). */
+/*
+ * From an HF tokenizer.json (model.type BPE; pre-tokenizer, added tokens, byte fallback).
+ * BOS/EOS/add_bos come from a tokenizer_config.json in the same directory when present,
+ * else from the post-processor template and the usual spellings (<s>, </s>, <|endoftext|>).
+ */
 int tokenizer_from_hf_json(const char *path, struct tokenizer **ret, struct errbuf *e);
+/*
+ * The same from @len bytes of tokenizer.json text at @buf (borrowed for the call; used by the
+ * fuzzer and by callers that hold the file in memory). Unsupported components give
+ * -EOPNOTSUPP, malformed JSON or inconsistent vocab/merges -EBADMSG, with a line in @e.
+ */
+int tokenizer_from_hf_json_mem(const char *buf, size_t len, struct tokenizer **ret,
+			       struct errbuf *e);
 /* From the original GPT-2 files: encoder.json and vocab.bpe. */
 int tokenizer_from_gpt2_files(const char *encoder_json, const char *vocab_bpe,
 			      struct tokenizer **ret, struct errbuf *e);
@@ -38,8 +49,11 @@ void tokenizer_free(struct tokenizer *t);
 
 /*
  * Encode @len bytes of UTF-8 @text. Special tokens in the text are recognised only when
- * @parse_special is set. No BOS is added (callers add tokenizer_bos() themselves).
- * On success *ret_ids is malloc'ed (caller frees) and holds *ret_n ids.
+ * @parse_special is set (then the ids equal HF `tokenizers` encode(text,
+ * add_special_tokens=False)); user-defined added tokens (HF non-special added tokens, GGUF
+ * token_type 4) are always recognised. No BOS is added (callers add tokenizer_bos()).
+ * On success *ret_ids is malloc'ed (caller frees, also when *ret_n is 0) and holds *ret_n ids.
+ * Returns -EBADMSG if @text is not valid UTF-8, -ENOMEM. Thread-safe (no shared state).
  */
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bool parse_special,
 		     int32_t **ret_ids, size_t *ret_n);
