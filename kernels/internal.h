@@ -49,6 +49,13 @@ void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint
 /* The ops for @isa (never LUT_ISA_AUTO), whether or not the host runs them. */
 const struct lut_ops *lut_ops_of(enum lut_isa isa);
 
+/*
+ * The ISA files must disassemble without a single multiply instruction (mk/nomul.sh), but
+ * the compiler turns a loop of n pointer additions back into base + n * step. Hiding the
+ * value after each addition keeps the additions. Used only outside the hot loops.
+ */
+#define LUT_OPAQUE(v) __asm__ volatile("" : "+r"(v))
+
 static inline uint32_t lut_f2u(float f)
 {
 	uint32_t u;

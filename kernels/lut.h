@@ -72,6 +72,8 @@ struct lut_weight {
 	uint32_t n_terms; /* slots per alpha (max NAF weight seen, >= 1) */
 	uint32_t n_pairs, n_chunks, n_tiles, n_lanes;
 	uint32_t max_spread;  /* largest exponent gap between chunks of a token (int32 headroom) */
+	uint32_t term_step;   /* n_terms * n_col_blocks: one (rowset, plane) of terms */
+	uint64_t tile_bytes;  /* n_pairs * bits * 64: one tile of planes */
 	uint64_t tab_bytes;   /* one token's tables */
 	uint64_t plane_bytes; /* size of planes */
 	struct lut_lane *lanes; /* [n_lanes] */

@@ -49,7 +49,7 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float
 		    struct lut_tok *tok)
 {
 	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, tstride = w->n_col_blocks;
-	uint32_t term_step = w->n_terms * tstride;
+	uint32_t term_step = w->term_step;
 	int32_t *s = (int32_t *)(mx + w->n_chunks);
 	const int32_t *e = w->terms.e;
 	const uint32_t *sign = w->terms.sign, *keep = w->terms.keep;
@@ -85,9 +85,13 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float
 				}
 			}
 			row += kp;
+			LUT_OPAQUE(row);
 			e += term_step;
 			sign += term_step;
 			keep += term_step;
+			LUT_OPAQUE(e);
+			LUT_OPAQUE(sign);
+			LUT_OPAQUE(keep);
 		}
 	}
 	/* Pass 2: one power-of-two scale per chunk, shared by all rowsets and planes. */
@@ -105,14 +109,17 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float
 				group_table(pl + col, sc, dst);
 				group_table(pl + col + LUT_GROUP, sc, dst + 16);
 				dst += 32;
+				LUT_OPAQUE(dst);
 			}
 			if (++in_c == LUT_CHUNK_PAIRS) {
 				in_c = 0;
 				c++;
 			}
 		}
-		for (uint32_t i = 0; i < w->bits; i++)
+		for (uint32_t i = 0; i < w->bits; i++) {
 			xs += kp; /* next rowset's planes */
+			LUT_OPAQUE(xs);
+		}
 	}
 }
 
@@ -130,11 +137,13 @@ static void store_rows(const struct lut_weight *w, uint32_t t, const int32_t *ac
 void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
 		   const struct lut_tok *toks, float *y, int32_t *acc)
 {
-	size_t tile_bytes = (size_t)w->n_pairs * w->bits * LUT_TILE_ROWS;
+	size_t tile_bytes = w->tile_bytes;
 	const uint8_t *tile = w->planes;
 
-	for (uint32_t t = 0; t < t0; t++)
+	for (uint32_t t = 0; t < t0; t++) {
 		tile += tile_bytes;
+		LUT_OPAQUE(tile);
+	}
 	for (uint32_t t = t0; t < t1; t++, tile += tile_bytes) {
 		const struct lut_lane *lanes = w->lanes + (size_t)t * 4;
 		int32_t *a = acc;

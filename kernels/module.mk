@@ -11,3 +11,10 @@ kernels_LDLIBS := -lm
 ifneq ($(wildcard tests/unit/kernels/*.c),)
 $(eval $(call add_unit_test,kernels))
 endif
+
+# The multiplication-free proof (kernels/nomul.sh): `make test` runs it through CHECK_TARGETS.
+KERNELS_ISA_OBJS := $(B)/kernels/lut_ref.o $(B)/kernels/x86/lut_avx2.o $(B)/kernels/x86/lut_avx512.o
+.PHONY: kernels-nomul
+kernels-nomul: $(KERNELS_ISA_OBJS)
+	@kernels/nomul.sh $(KERNELS_ISA_OBJS)
+CHECK_TARGETS += kernels-nomul

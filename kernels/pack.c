@@ -62,6 +62,7 @@ static int layout_init(struct lut_weight *w, uint32_t n_rows, uint32_t n_cols, u
 	w->n_lanes = (uint32_t)n_lanes;
 	w->n_tiles = w->n_lanes / 4;
 	w->tab_bytes = tab;
+	w->tile_bytes = (uint64_t)w->n_pairs * bits * LUT_TILE_ROWS;
 	w->plane_bytes = planes;
 	w->lanes = calloc(n_lanes, sizeof(*w->lanes));
 	if (!w->lanes)
@@ -130,6 +131,7 @@ static int terms_init(struct lut_weight *w, const float *alpha)
 		n_terms = (uint32_t)c > n_terms ? (uint32_t)c : n_terms;
 	}
 	w->n_terms = n_terms;
+	w->term_step = n_terms * w->n_col_blocks;
 	n = (size_t)n_alpha * n_terms;
 	w->terms.e = calloc(n, sizeof(int32_t));
 	w->terms.sign = calloc(n, sizeof(uint32_t));
