@@ -18,3 +18,6 @@ KERNELS_ISA_OBJS := $(B)/kernels/lut_ref.o $(B)/kernels/x86/lut_avx2.o $(B)/kern
 kernels-nomul: $(KERNELS_ISA_OBJS)
 	@kernels/nomul.sh $(KERNELS_ISA_OBJS)
 CHECK_TARGETS += kernels-nomul
+
+# Kernel benchmark (bench/run.sh runs it for `make bench`).
+$(eval $(call add_program,bench-kernels,$(B)/bench/kernels/bench_kernels.o,$(B)/libkernels.a $(B)/libcommon.a,-lopenblas -lm))
