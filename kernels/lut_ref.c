@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Scalar reference: the test oracle and the fallback. Every SIMD path must give exactly the
+ * same bits, so the order of float operations here is the contract (see internal.h).
+ * Multiplication-free like the SIMD paths (mk/nomul.sh disassembles this file too): indices
+ * advance by additions only.
+ */
+#include "kernels/internal.h"
+
+#include <math.h>
+
+/* x * alpha as the sum over term slots of (shift(x, e) ^ sign) & keep, slot order. */
+static float apply_alpha(float x, const int32_t *e, const uint32_t *sign, const uint32_t *keep,
+			 uint32_t n_terms, uint32_t stride)
+{
+	float v = 0.0f;
+
+	for (uint32_t t = 0; t < n_terms; t++) {
+		v = v + lut_u2f((lut_f2u(lut_shift_f32(x, *e)) ^ *sign) & *keep);
+		e += stride;
+		sign += stride;
+		keep += stride;
+	}
+	return v;
+}
+
+static float abs_f32(float x)
+{
+	return lut_u2f(lut_f2u(x) & 0x7fffffffu);
+}
+
+/* Entries of one group: T[idx] = P[idx & 3] + Q[idx >> 2], bit j of idx set = +x_j. */
+static void group_table(const float *xg, int32_t s, uint8_t *dst)
+{
+	float a = lut_shift_f32(xg[0], -s), b = lut_shift_f32(xg[1], -s);
+	float c = lut_shift_f32(xg[2], -s), d = lut_shift_f32(xg[3], -s);
+	float p[4] = { -a + -b, a + -b, -a + b, a + b };
+	float q[4] = { -c + -d, c + -d, -c + d, c + d };
+
+	for (uint32_t idx = 0; idx < 16; idx++) {
+		long v = lrintf(p[idx & 3] + q[idx >> 2]);
+
+		v = v > 127 ? 127 : v < -127 ? -127 : v;
+		dst[idx] = (uint8_t)(v + 128);
+	}
+}
+
+void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float *mx,
+		    struct lut_tok *tok)
+{
+	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, tstride = w->n_col_blocks;
+	uint32_t term_step = w->term_step;
+	int32_t *s = (int32_t *)(mx + w->n_chunks);
+	const int32_t *e = w->terms.e;
+	const uint32_t *sign = w->terms.sign, *keep = w->terms.keep;
+	float *row = xs;
+	uint8_t *dst = tok->tab;
+
+	for (uint32_t c = 0; c < w->n_chunks; c++)
+		mx[c] = 0.0f;
+	/* Pass 1: shifted activations per (rowset, plane), zero-padded, and chunk maxima. */
+	for (uint32_t r = 0; r < w->n_rowsets; r++) {
+		for (uint32_t i = 0; i < w->bits; i++) {
+			uint32_t k = 0, cb = 0, in_cb = 0;
+
+			for (; k < w->n_cols; k++) {
+				row[k] = apply_alpha(x[k], e + cb, sign + cb, keep + cb, w->n_terms,
+						     tstride);
+				if (++in_cb == w->col_block) {
+					in_cb = 0;
+					cb++;
+				}
+			}
+			for (; k < kp; k++)
+				row[k] = 0.0f;
+			for (uint32_t g = 0, c = 0, in_c = 0; g < kp; g += LUT_GROUP) {
+				float gm = (abs_f32(row[g]) + abs_f32(row[g + 1])) +
+					   (abs_f32(row[g + 2]) + abs_f32(row[g + 3]));
+
+				mx[c] = gm > mx[c] ? gm : mx[c];
+				in_c += LUT_GROUP;
+				if (in_c == LUT_CHUNK_PAIRS * LUT_PAIR_COLS) {
+					in_c = 0;
+					c++;
+				}
+			}
+			row += kp;
+			LUT_OPAQUE(row);
+			e += term_step;
+			sign += term_step;
+			keep += term_step;
+			LUT_OPAQUE(e);
+			LUT_OPAQUE(sign);
+			LUT_OPAQUE(keep);
+		}
+	}
+	/* Pass 2: one power-of-two scale per chunk, shared by all rowsets and planes. */
+	for (uint32_t c = 0; c < w->n_chunks; c++)
+		s[c] = lut_chunk_exp(mx[c]);
+	tok->s_base = lut_chunk_shifts(w, s, tok->dshift);
+	/* Pass 3: int8 tables in [rowset][pair][plane][2 groups] order. */
+	for (uint32_t r = 0; r < w->n_rowsets; r++) {
+		for (uint32_t p = 0, c = 0, in_c = 0, col = 0; p < w->n_pairs;
+		     p++, col += LUT_PAIR_COLS) {
+			int32_t sc = tok->s_base + tok->dshift[c];
+			const float *pl = xs;
+
+			for (uint32_t i = 0; i < w->bits; i++, pl += kp) {
+				group_table(pl + col, sc, dst);
+				group_table(pl + col + LUT_GROUP, sc, dst + 16);
+				dst += 32;
+				LUT_OPAQUE(dst);
+			}
+			if (++in_c == LUT_CHUNK_PAIRS) {
+				in_c = 0;
+				c++;
+			}
+		}
+		for (uint32_t i = 0; i < w->bits; i++) {
+			xs += kp; /* next rowset's planes */
+			LUT_OPAQUE(xs);
+		}
+	}
+}
+
+/* Output rows of one tile for one token, from int32 sums in tile-row order. */
+static void store_rows(const struct lut_weight *w, uint32_t t, const int32_t *acc, int32_t s,
+		       float *y)
+{
+	const struct lut_lane *lane = w->lanes + (size_t)t * 4;
+
+	for (uint32_t l = 0; l < 4; l++, lane++, acc += LUT_LANE_ROWS)
+		for (uint32_t j = 0; j < lane->n_rows; j++)
+			y[lane->row0 + j] = lut_shift_f32((float)acc[j], s);
+}
+
+void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
+		   const struct lut_tok *toks, float *y, int32_t *acc)
+{
+	size_t tile_bytes = w->tile_bytes;
+	const uint8_t *tile = w->planes;
+
+	for (uint32_t t = 0; t < t0; t++) {
+		tile += tile_bytes;
+		LUT_OPAQUE(tile);
+	}
+	for (uint32_t t = t0; t < t1; t++, tile += tile_bytes) {
+		const struct lut_lane *lanes = w->lanes + (size_t)t * 4;
+		int32_t *a = acc;
+		float *yj = y;
+
+		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS) {
+			for (uint32_t r = 0; r < LUT_TILE_ROWS; r++)
+				a[r] = 0;
+		}
+		for (uint32_t r = 0; r < LUT_TILE_ROWS; r++) {
+			a = acc;
+			for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS) {
+				const uint8_t *wp = tile + r;
+				const uint8_t *tp;
+				int32_t sum = 0;
+
+				tp = toks[j].tab + lanes[r / LUT_LANE_ROWS].tab_off;
+				for (uint32_t p = 0, c = 0, in_c = 0; p < w->n_pairs; p++) {
+					for (uint32_t i = 0; i < w->bits; i++) {
+						sum += (int32_t)tp[*wp & 15] - 128;
+						sum += (int32_t)tp[16 + (*wp >> 4)] - 128;
+						wp += LUT_TILE_ROWS;
+						tp += 32;
+					}
+					if (++in_c == LUT_CHUNK_PAIRS || p + 1 == w->n_pairs) {
+						a[r] += (int32_t)((uint32_t)sum
+								  << toks[j].dshift[c]);
+						sum = 0;
+						in_c = 0;
+						c++;
+					}
+				}
+			}
+		}
+		a = acc;
+		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS, yj += w->n_rows)
+			store_rows(w, t, a, toks[j].s_base, yj);
+	}
+}
