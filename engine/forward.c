@@ -50,13 +50,16 @@ static float *kv_at(const struct kv_cache *kv, float *base, uint32_t s, uint32_t
 	return base + ((uint64_t)s * kv->n_layers + l) * kv->n_ctx * kv->kv_dim;
 }
 
+/* Sums run in double: a sequential f32 sum over thousands of elements drifts further from
+ * the exact value than the pairwise sums of the reference implementations. */
 static void rms_norm(float *out, const float *x, const float *w, uint32_t dim, float eps)
 {
-	float ss = 0;
+	double acc = 0;
+	float ss;
 
 	for (uint32_t i = 0; i < dim; i++)
-		ss += x[i] * x[i];
-	ss = 1.0f / sqrtf(ss / dim + eps);
+		acc += (double)x[i] * x[i];
+	ss = 1.0f / sqrtf((float)(acc / dim) + eps);
 	for (uint32_t i = 0; i < dim; i++)
 		out[i] = w[i] * (x[i] * ss);
 }
@@ -64,14 +67,15 @@ static void rms_norm(float *out, const float *x, const float *w, uint32_t dim, f
 static void layer_norm(float *out, const float *x, const float *w, const float *b, uint32_t dim,
 		       float eps)
 {
-	float mean = 0, var = 0, inv;
+	double sum = 0, var = 0;
+	float mean, inv;
 
 	for (uint32_t i = 0; i < dim; i++)
-		mean += x[i];
-	mean /= dim;
+		sum += x[i];
+	mean = (float)(sum / dim);
 	for (uint32_t i = 0; i < dim; i++)
-		var += (x[i] - mean) * (x[i] - mean);
-	inv = 1.0f / sqrtf(var / dim + eps);
+		var += (double)(x[i] - mean) * (x[i] - mean);
+	inv = 1.0f / sqrtf((float)(var / dim) + eps);
 	for (uint32_t i = 0; i < dim; i++)
 		out[i] = (x[i] - mean) * inv * w[i] + b[i];
 }
@@ -114,7 +118,8 @@ static void rope(const struct model *m, float *v, uint32_t n_heads, uint32_t pos
 
 static void softmax_row(float *x, uint32_t n)
 {
-	float mx = x[0], sum = 0;
+	float mx = x[0], inv;
+	double sum = 0;
 
 	for (uint32_t i = 1; i < n; i++)
 		mx = x[i] > mx ? x[i] : mx;
@@ -122,8 +127,9 @@ static void softmax_row(float *x, uint32_t n)
 		x[i] = expf(x[i] - mx);
 		sum += x[i];
 	}
+	inv = (float)(1.0 / sum);
 	for (uint32_t i = 0; i < n; i++)
-		x[i] /= sum;
+		x[i] *= inv;
 }
 
 /*

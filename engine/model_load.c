@@ -185,8 +185,8 @@ static int load_named(struct model *m, const struct source *s, const char *fmt, 
 }
 
 /* A converted layer stored as shift-add planes: dequantized for the dense path. */
-static int load_sa_linear(struct model *m, const struct source *s, const char *base,
-			  uint32_t n_out, uint32_t n_in, float **ret, struct errbuf *e)
+static int load_sa_linear(struct model *m, const struct source *s, const char *base, uint32_t n_out,
+			  uint32_t n_in, float **ret, struct errbuf *e)
 {
 	struct qweight qw;
 	float *w;
@@ -389,8 +389,8 @@ static int open_gguf(struct model *m, const char *path, struct source *s, struct
 	 * files we convert from HF folders say which they hold */
 	m->rope_pairing = m->cfg.qkv_bias ? ROPE_PAIR_HALF : ROPE_PAIR_ADJACENT;
 	if (gguf_get_str(s->g, "shiftadd.rope_pairing", &tmpl, &tlen) == 0)
-		m->rope_pairing = tlen == 4 && !memcmp(tmpl, "half", 4) ? ROPE_PAIR_HALF :
-									  ROPE_PAIR_ADJACENT;
+		m->rope_pairing =
+			tlen == 4 && !memcmp(tmpl, "half", 4) ? ROPE_PAIR_HALF : ROPE_PAIR_ADJACENT;
 	if (!gguf_find_tensor(s->g, "output.weight"))
 		m->cfg.tied_embeddings = true;
 	r = tokenizer_from_gguf(s->g, &m->tok, e);

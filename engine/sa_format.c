@@ -97,8 +97,8 @@ static int add_alpha_terms(struct gguf_writer *wr, const char *base, const struc
 	return gguf_writer_add_tensor(wr, name, GGML_TYPE_I8, 4, ne, sg, n_alpha * w->apot);
 }
 
-int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight *w,
-		  void ***bufs, uint32_t *n_bufs)
+int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight *w, void ***bufs,
+		  uint32_t *n_bufs)
 {
 	uint64_t ne[4] = { qweight_row_bytes(w), w->n_rows, w->bits, 1 }, ne_meta = 4;
 	int32_t *meta = malloc(4 * sizeof(*meta));
@@ -119,8 +119,7 @@ int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "%s.sa_signs", base);
-	r = gguf_writer_add_tensor(wr, name, GGML_TYPE_I8, 3, ne, w->signs,
-				   ne[0] * ne[1] * ne[2]);
+	r = gguf_writer_add_tensor(wr, name, GGML_TYPE_I8, 3, ne, w->signs, ne[0] * ne[1] * ne[2]);
 	if (r < 0)
 		return r;
 	if (w->apot)

@@ -114,8 +114,8 @@ static uint32_t group_width(const struct model *m, enum lin_group g)
 }
 
 /* The linears of group @g of layer @li and their GGUF base names. */
-static uint32_t group_linears(struct model *m, uint32_t li, enum lin_group g,
-			      struct linear **ret, const char **names)
+static uint32_t group_linears(struct model *m, uint32_t li, enum lin_group g, struct linear **ret,
+			      const char **names)
 {
 	struct model_layer *l = &m->layers[li];
 	bool opt = m->cfg.arch == ARCH_OPT;

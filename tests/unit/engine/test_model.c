@@ -19,8 +19,9 @@
 
 #include <cmocka.h>
 
-#define FIX	  "tests/fixtures/engine/"
-#define SMOLLM2	  "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define FIX	"tests/fixtures/engine/"
+#define SMOLLM2 "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+/* against the float64 reference (see tools/ref_model.py) */
 #define LOGIT_TOL 1e-4
 
 /* Max |ours - ref| over the probed logits and the logsumexp of one position. */
@@ -179,6 +180,25 @@ static void test_smollm2_matches_transformers(void **state)
 	free(r);
 }
 
+/*
+ * transformers' own float32 logits are up to 1.3e-4 from its float64 ones on this model, so
+ * against them we can only require agreement within that reference's own error.
+ */
+static void test_smollm2_close_to_transformers_f32(void **state)
+{
+	struct ref_logits *r = ref_logits_load(FIX "smollm2-logits-f32.txt");
+	struct model *m = NULL;
+	double d;
+
+	assert_non_null(r);
+	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
+	d = check_prefill(m, r);
+	printf("smollm2: max |logit - transformers float32| prefill %.3g\n", d);
+	assert_true(d <= 3 * LOGIT_TOL);
+	model_free(m);
+	free(r);
+}
+
 /* Two sequences advanced in one step (continuous batching) equal two separate runs. */
 static void test_batched_step_equals_separate_runs(void **state)
 {
@@ -247,6 +267,7 @@ int test_model_run(void)
 		cmocka_unit_test(test_tiny_opt_matches_transformers),
 		cmocka_unit_test(test_batched_step_equals_separate_runs),
 		cmocka_unit_test(test_smollm2_matches_transformers),
+		cmocka_unit_test(test_smollm2_close_to_transformers_f32),
 		cmocka_unit_test(test_missing_model_is_an_error),
 	};
 	return cmocka_run_group_tests_name("engine/model", tests, NULL, NULL);
