@@ -45,6 +45,16 @@ static inline void linear_forward(const struct linear *l, const float *x, float 
  */
 int linear_init_dense(struct linear *l, float *w, uint32_t n_out, uint32_t n_in, int own);
 
+struct qweight;
+struct pool;
+
+/*
+ * Shift-add backend (engine/linear_sa.c): packs @qw for the LUT kernels (kernels/lut.h) and
+ * runs them on @pool (borrowed for the layer's life; NULL = the calling thread only).
+ * @qw is only read. Returns 0, -ENOMEM, or -EINVAL for an unsupported layout or width.
+ */
+int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool *pool);
+
 /* The f32 weights of a dense linear ([n_out][n_in], writable: the reparameterizer replaces
  * them in place), or NULL for other backends. */
 float *linear_dense_weights(const struct linear *l);

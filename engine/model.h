@@ -58,7 +58,24 @@ struct model {
 	size_t n_bufs;
 	size_t cap_bufs;
 	uint64_t n_params; /* parameters loaded */
+	struct model_load_opts opts;
+	uint32_t n_shiftadd; /* linear layers running on the shift-add kernels */
 };
+
+/* Which backend runs the linear layers stored as shift-add planes in converted files. */
+enum linear_backend {
+	LINEAR_BACKEND_DENSE,	 /* dequantize to f32 and use BLAS (the reference path) */
+	LINEAR_BACKEND_SHIFTADD, /* the shift-add LUT kernels */
+};
+
+struct model_load_opts {
+	enum linear_backend backend;
+	struct pool *pool; /* workers for the shift-add kernels (borrowed); NULL = caller only */
+};
+
+/* model_load() with options; @o NULL means the defaults (dense). */
+int model_load_ex(const char *path, const struct model_load_opts *o, struct model **ret,
+		  struct errbuf *e);
 
 /*
  * Load a model for the dense f32 engine from a GGUF file or an HF folder (config.json +

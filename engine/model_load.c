@@ -223,7 +223,7 @@ static int load_linear(struct model *m, const struct source *s, const char *fmt,
 
 	snprintf(base, sizeof(base), fmt, layer);
 	if (s->g && sa_format_present(s->g, base))
-		r = load_sa_linear(m, s, base, n_out, n_in, &w, e);
+		r = load_sa_linear(m, s, base, n_out, n_in, l, &w, e);
 	else
 		r = load_named(m, s, fmt, layer, ".weight", n_out, n_in, false, &w, e);
 	if (r < 0)
@@ -231,9 +231,11 @@ static int load_linear(struct model *m, const struct source *s, const char *fmt,
 	r = load_named(m, s, fmt, layer, ".bias", 1, n_out, !want_bias, &b, e);
 	if (r < 0)
 		return r;
-	r = linear_init_dense(l, w, n_out, n_in, 0);
-	if (r < 0)
-		return r;
+	if (w) {
+		r = linear_init_dense(l, w, n_out, n_in, 0);
+		if (r < 0)
+			return r;
+	}
 	l->bias = b;
 	return 0;
 }
@@ -429,6 +431,12 @@ static int open_hf(struct model *m, const char *dir, struct source *s, struct er
 
 int model_load(const char *path, struct model **ret, struct errbuf *e)
 {
+	return model_load_ex(path, NULL, ret, e);
+}
+
+int model_load_ex(const char *path, const struct model_load_opts *o, struct model **ret,
+		  struct errbuf *e)
+{
 	struct source s = { .path = path };
 	struct model *m;
 	struct stat sb;
@@ -439,6 +447,8 @@ int model_load(const char *path, struct model **ret, struct errbuf *e)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	if (o)
+		m->opts = *o;
 	m->path = strdup(path);
 	if (!m->path) {
 		r = -ENOMEM;
