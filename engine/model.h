@@ -24,6 +24,17 @@ enum rope_pairing {
 	ROPE_PAIR_ADJACENT,
 };
 
+/* Which backend runs the linear layers stored as shift-add planes in converted files. */
+enum linear_backend {
+	LINEAR_BACKEND_DENSE,	 /* dequantize to f32 and use BLAS (the reference path) */
+	LINEAR_BACKEND_SHIFTADD, /* the shift-add LUT kernels */
+};
+
+struct model_load_opts {
+	enum linear_backend backend;
+	struct pool *pool; /* workers for the shift-add kernels (borrowed); NULL = caller only */
+};
+
 struct model_layer {
 	float *attn_norm;     /* [dim] */
 	float *attn_norm_b;   /* [dim] LayerNorm bias (OPT) or NULL */
@@ -60,17 +71,6 @@ struct model {
 	uint64_t n_params; /* parameters loaded */
 	struct model_load_opts opts;
 	uint32_t n_shiftadd; /* linear layers running on the shift-add kernels */
-};
-
-/* Which backend runs the linear layers stored as shift-add planes in converted files. */
-enum linear_backend {
-	LINEAR_BACKEND_DENSE,	 /* dequantize to f32 and use BLAS (the reference path) */
-	LINEAR_BACKEND_SHIFTADD, /* the shift-add LUT kernels */
-};
-
-struct model_load_opts {
-	enum linear_backend backend;
-	struct pool *pool; /* workers for the shift-add kernels (borrowed); NULL = caller only */
 };
 
 /* model_load() with options; @o NULL means the defaults (dense). */
