@@ -184,9 +184,12 @@ static int load_named(struct model *m, const struct source *s, const char *fmt, 
 	return r;
 }
 
-/* A converted layer stored as shift-add planes: dequantized for the dense path. */
+/*
+ * A converted layer stored as shift-add planes: on the shift-add kernels, or dequantized
+ * for the dense path (*ret = NULL when the kernels took it).
+ */
 static int load_sa_linear(struct model *m, const struct source *s, const char *base, uint32_t n_out,
-			  uint32_t n_in, float **ret, struct errbuf *e)
+			  uint32_t n_in, struct linear *l, float **ret, struct errbuf *e)
 {
 	struct qweight qw;
 	float *w;
@@ -199,6 +202,16 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 		qweight_done(&qw);
 		return errbuf_set(e, -EBADMSG, "%s: shift-add planes are %u x %u, expected %u x %u",
 				  base, qw.n_rows, qw.n_cols, n_out, n_in);
+	}
+	if (m->opts.backend == LINEAR_BACKEND_SHIFTADD) {
+		r = linear_init_shiftadd(l, &qw, m->opts.pool);
+		qweight_done(&qw);
+		if (r < 0)
+			return errbuf_set(e, r, "%s: shift-add kernels refused the layer", base);
+		m->n_params += (uint64_t)n_out * n_in;
+		m->n_shiftadd++;
+		*ret = NULL;
+		return 0;
 	}
 	w = malloc((uint64_t)n_out * n_in * sizeof(float));
 	if (!w || keep_buf(m, w) < 0) {
