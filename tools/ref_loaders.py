@@ -198,6 +198,8 @@ def main():
         f16_cases()
     if w & {"all", "pywriter"}:
         pywriter_fixture()
+    if w & {"all", "fuzz"}:
+        fuzz_seeds()
     if w & {"all", "safetensors"}:
         safetensors_fixtures()
     if w & {"all", "config"}:
@@ -253,6 +255,47 @@ def pywriter_fixture():
     w.write_tensors_to_file()
     w.close()
     print("wrote", path, os.path.getsize(path), "bytes")
+
+
+def fuzz_seeds():
+    """Small seed inputs for tests/fuzz/corpus/gguf: one tensor of every dequantized type,
+    string/number arrays, and a hand-made array of arrays (GGUFWriter cannot write those)."""
+    import gguf
+    from gguf import GGUFValueType as VT, GGMLQuantizationType as QT
+
+    d = os.path.join(os.path.dirname(__file__), "..", "tests", "fuzz", "corpus", "gguf")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "all_types.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    for k, v in [("llama.block_count", 1), ("llama.context_length", 64),
+                 ("llama.embedding_length", 32), ("llama.feed_forward_length", 64),
+                 ("llama.attention.head_count", 2), ("llama.attention.head_count_kv", 1)]:
+        w.add_uint32(k, v)
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    w.add_token_list(["<s>", "</s>", "a", "b"])
+    w.add_key_value("tokenizer.ggml.scores", [0.0, -1.0, -2.0, -3.0], VT.ARRAY, VT.FLOAT32)
+    rng = np.random.default_rng(5)
+    for tid, name, be, bb, _ in QTYPES:
+        if name in ("Q8_1", "Q8_K"):
+            continue
+        nb = 1 if be > 1 else 8
+        raw = rng.integers(0, 256, nb * bb, dtype=np.uint8)
+        w.add_tensor("t." + name.lower(), raw.reshape(1, nb * bb), raw_dtype=QT(tid))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    # array of arrays + every scalar type, written by hand
+    b = bytearray(b"GGUF") + struct.pack("<IQQ", 3, 0, 2)
+    key = b"nested"
+    b += struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", 9, 9, 2)
+    b += struct.pack("<IQ", 2, 2) + struct.pack("<HH", 1, 2)
+    b += struct.pack("<IQ", 8, 1) + struct.pack("<Q", 1) + b"x"
+    key = b"after"
+    b += struct.pack("<Q", len(key)) + key + struct.pack("<II", 4, 7)
+    with open(os.path.join(d, "nested_arrays.gguf"), "wb") as fh:
+        fh.write(bytes(b))
+    print("wrote", d)
 
 
 def safetensors_fixtures():
