@@ -48,14 +48,31 @@ static void fwht(float *x, uint32_t p_log2)
 		v = _mm256_add_ps(_mm256_permute2f128_ps(v, v, 0x01), flip(v, m4));
 		_mm256_storeu_ps(x + i, v);
 	}
-	for (uint32_t h = 8; h < P; h <<= 1)
-		for (uint32_t i = 0; i < P; i += h << 1)
-			for (uint32_t j = i; j < i + h; j += 8) {
+	/* stages h and 2h fused (one load and store per element for two stages) */
+	for (uint32_t h = 8; h < P; h <<= 2) {
+		if (h << 1 == P) {
+			for (uint32_t j = 0; j < h; j += 8) {
 				__m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
 
 				_mm256_storeu_ps(x + j, _mm256_add_ps(a, b));
 				_mm256_storeu_ps(x + j + h, _mm256_sub_ps(a, b));
 			}
+			break;
+		}
+		for (uint32_t i = 0; i < P; i += h << 2)
+			for (uint32_t j = i; j < i + h; j += 8) {
+				float *p0 = x + j, *p1 = p0 + h, *p2 = p1 + h, *p3 = p2 + h;
+				__m256 a = _mm256_loadu_ps(p0), b = _mm256_loadu_ps(p1);
+				__m256 c = _mm256_loadu_ps(p2), d = _mm256_loadu_ps(p3);
+				__m256 ab = _mm256_add_ps(a, b), amb = _mm256_sub_ps(a, b);
+				__m256 cd = _mm256_add_ps(c, d), cmd = _mm256_sub_ps(c, d);
+
+				_mm256_storeu_ps(p0, _mm256_add_ps(ab, cd));
+				_mm256_storeu_ps(p1, _mm256_add_ps(amb, cmd));
+				_mm256_storeu_ps(p2, _mm256_sub_ps(ab, cd));
+				_mm256_storeu_ps(p3, _mm256_sub_ps(amb, cmd));
+			}
+	}
 }
 
 static void small(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x)
@@ -73,14 +90,33 @@ static void small(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x)
 
 		for (uint32_t l = 0; l < m; l++, col += P)
 			v[l] = _mm256_loadu_ps(col);
+		/*
+		 * Four outputs at a time (m is a multiple of 4): four independent add chains
+		 * instead of one latency-bound chain; each keeps the scalar order over l.
+		 */
 		col = x + j;
-		for (uint32_t i = 0; i < m; i++, col += P) {
-			__m256 acc = flip(v[0], _mm256_set1_epi32((int)hr[0]));
+		for (uint32_t i = 0; i < m; i += 4) {
+			const uint32_t *h1 = hr + m, *h2 = h1 + m, *h3 = h2 + m;
+			__m256 a0 = flip(v[0], _mm256_set1_epi32((int)hr[0]));
+			__m256 a1 = flip(v[0], _mm256_set1_epi32((int)h1[0]));
+			__m256 a2 = flip(v[0], _mm256_set1_epi32((int)h2[0]));
+			__m256 a3 = flip(v[0], _mm256_set1_epi32((int)h3[0]));
 
-			for (uint32_t l = 1; l < m; l++)
-				acc = _mm256_add_ps(acc, flip(v[l], _mm256_set1_epi32((int)hr[l])));
-			_mm256_storeu_ps(col, acc);
-			hr += m;
+			for (uint32_t l = 1; l < m; l++) {
+				a0 = _mm256_add_ps(a0, flip(v[l], _mm256_set1_epi32((int)hr[l])));
+				a1 = _mm256_add_ps(a1, flip(v[l], _mm256_set1_epi32((int)h1[l])));
+				a2 = _mm256_add_ps(a2, flip(v[l], _mm256_set1_epi32((int)h2[l])));
+				a3 = _mm256_add_ps(a3, flip(v[l], _mm256_set1_epi32((int)h3[l])));
+			}
+			_mm256_storeu_ps(col, a0);
+			col += P;
+			_mm256_storeu_ps(col, a1);
+			col += P;
+			_mm256_storeu_ps(col, a2);
+			col += P;
+			_mm256_storeu_ps(col, a3);
+			col += P;
+			hr = h3 + m;
 			LUT_OPAQUE(hr);
 		}
 	}

@@ -53,14 +53,31 @@ static void fwht(float *x, uint32_t p_log2)
 		v = _mm512_add_ps(_mm512_shuffle_f32x4(v, v, 0x4e), flip(v, m8));
 		_mm512_storeu_ps(x + i, v);
 	}
-	for (uint32_t h = 16; h < P; h <<= 1)
-		for (uint32_t i = 0; i < P; i += h << 1)
-			for (uint32_t j = i; j < i + h; j += 16) {
+	/* stages h and 2h fused (one load and store per element for two stages) */
+	for (uint32_t h = 16; h < P; h <<= 2) {
+		if (h << 1 == P) {
+			for (uint32_t j = 0; j < h; j += 16) {
 				__m512 a = _mm512_loadu_ps(x + j), b = _mm512_loadu_ps(x + j + h);
 
 				_mm512_storeu_ps(x + j, _mm512_add_ps(a, b));
 				_mm512_storeu_ps(x + j + h, _mm512_sub_ps(a, b));
 			}
+			break;
+		}
+		for (uint32_t i = 0; i < P; i += h << 2)
+			for (uint32_t j = i; j < i + h; j += 16) {
+				float *p0 = x + j, *p1 = p0 + h, *p2 = p1 + h, *p3 = p2 + h;
+				__m512 a = _mm512_loadu_ps(p0), b = _mm512_loadu_ps(p1);
+				__m512 c = _mm512_loadu_ps(p2), d = _mm512_loadu_ps(p3);
+				__m512 ab = _mm512_add_ps(a, b), amb = _mm512_sub_ps(a, b);
+				__m512 cd = _mm512_add_ps(c, d), cmd = _mm512_sub_ps(c, d);
+
+				_mm512_storeu_ps(p0, _mm512_add_ps(ab, cd));
+				_mm512_storeu_ps(p1, _mm512_add_ps(amb, cmd));
+				_mm512_storeu_ps(p2, _mm512_sub_ps(ab, cd));
+				_mm512_storeu_ps(p3, _mm512_sub_ps(amb, cmd));
+			}
+	}
 }
 
 static void small(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x)
@@ -78,14 +95,33 @@ static void small(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x)
 
 		for (uint32_t l = 0; l < m; l++, col += P)
 			v[l] = _mm512_loadu_ps(col);
+		/*
+		 * Four outputs at a time (m is a multiple of 4): four independent add chains
+		 * instead of one latency-bound chain; each keeps the scalar order over l.
+		 */
 		col = x + j;
-		for (uint32_t i = 0; i < m; i++, col += P) {
-			__m512 acc = flip(v[0], _mm512_set1_epi32((int)hr[0]));
+		for (uint32_t i = 0; i < m; i += 4) {
+			const uint32_t *h1 = hr + m, *h2 = h1 + m, *h3 = h2 + m;
+			__m512 a0 = flip(v[0], _mm512_set1_epi32((int)hr[0]));
+			__m512 a1 = flip(v[0], _mm512_set1_epi32((int)h1[0]));
+			__m512 a2 = flip(v[0], _mm512_set1_epi32((int)h2[0]));
+			__m512 a3 = flip(v[0], _mm512_set1_epi32((int)h3[0]));
 
-			for (uint32_t l = 1; l < m; l++)
-				acc = _mm512_add_ps(acc, flip(v[l], _mm512_set1_epi32((int)hr[l])));
-			_mm512_storeu_ps(col, acc);
-			hr += m;
+			for (uint32_t l = 1; l < m; l++) {
+				a0 = _mm512_add_ps(a0, flip(v[l], _mm512_set1_epi32((int)hr[l])));
+				a1 = _mm512_add_ps(a1, flip(v[l], _mm512_set1_epi32((int)h1[l])));
+				a2 = _mm512_add_ps(a2, flip(v[l], _mm512_set1_epi32((int)h2[l])));
+				a3 = _mm512_add_ps(a3, flip(v[l], _mm512_set1_epi32((int)h3[l])));
+			}
+			_mm512_storeu_ps(col, a0);
+			col += P;
+			_mm512_storeu_ps(col, a1);
+			col += P;
+			_mm512_storeu_ps(col, a2);
+			col += P;
+			_mm512_storeu_ps(col, a3);
+			col += P;
+			hr = h3 + m;
 			LUT_OPAQUE(hr);
 		}
 	}
