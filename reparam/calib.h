@@ -23,6 +23,8 @@ struct calib_opts {
 	uint32_t nsamples;     /* windows (default 128) */
 	uint32_t seqlen;       /* tokens per window (default 2048) */
 	uint64_t seed;	       /* window offsets (default 0) */
+	/* if set: use these [nsamples][seqlen] token ids instead of reading text_path */
+	const int32_t *tokens;
 };
 
 /*
