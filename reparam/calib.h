@@ -53,8 +53,20 @@ struct calib_out {
 typedef void (*calib_layer_fn)(void *arg, const struct calib_tensor *t, uint32_t done,
 			       uint32_t total);
 
+/*
+ * Mixed-bit hooks. bits_of (may be NULL) picks the bit width of each linear by its GGUF base
+ * name; on_hessian (may be NULL) sees each linear's weights (before quantization) with the
+ * Hessian it is about to be quantized with, e.g. to measure its error at other widths.
+ */
+typedef uint32_t (*calib_bits_fn)(void *arg, const char *name);
+typedef void (*calib_hessian_fn)(void *arg, const char *name, const float *W, uint32_t n_out,
+				 uint32_t n_in, const double *H);
+
 struct calib_run {
 	struct reparam_opts q;
+	calib_bits_fn bits_of;
+	calib_hessian_fn on_hessian;
+	void *hook_arg;
 	struct calib_opts calib;
 	calib_layer_fn on_layer;
 	void *on_layer_arg;
