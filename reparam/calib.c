@@ -152,6 +152,7 @@ static void *quantize_job(void *arg)
 {
 	struct qjob *j = arg;
 	float *w = linear_dense_weights(j->l);
+	struct reparam_opts q;
 	double t0 = progress_now();
 
 	snprintf(j->t->name, sizeof(j->t->name), "blk.%u.%s", j->li, j->name);
@@ -160,7 +161,13 @@ static void *quantize_job(void *arg)
 		j->ret = errbuf_set(&j->e, -EOPNOTSUPP, "not a dense f32 layer");
 		return NULL;
 	}
-	j->ret = reparam_quantize(&j->d->o->q, w, j->l->n_out, j->l->n_in, j->H, &j->t->res, &j->e);
+	q = j->d->o->q;
+	if (j->d->o->bits_of)
+		q.bits = j->d->o->bits_of(j->d->o->hook_arg, j->t->name);
+	if (j->d->o->on_hessian)
+		j->d->o->on_hessian(j->d->o->hook_arg, j->t->name, w, j->l->n_out, j->l->n_in,
+				    j->H);
+	j->ret = reparam_quantize(&q, w, j->l->n_out, j->l->n_in, j->H, &j->t->res, &j->e);
 	j->t->seconds = progress_now() - t0;
 	return NULL;
 }
