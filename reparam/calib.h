@@ -57,6 +57,7 @@ typedef void (*calib_layer_fn)(void *arg, const struct calib_tensor *t, uint32_t
  * Mixed-bit hooks. bits_of (may be NULL) picks the bit width of each linear by its GGUF base
  * name; on_hessian (may be NULL) sees each linear's weights (before quantization) with the
  * Hessian it is about to be quantized with, e.g. to measure its error at other widths.
+ * Both are called from worker threads, possibly concurrently for linears sharing an input.
  */
 typedef uint32_t (*calib_bits_fn)(void *arg, const char *name);
 typedef void (*calib_hessian_fn)(void *arg, const char *name, const float *W, uint32_t n_out,
