@@ -20,7 +20,9 @@ static const struct opt_spec specs[] = {
 	{ "model", 'm', "PATH", NULL, "source model: a GGUF file (required)" },
 	{ "out", 'o', "FILE", NULL, "converted GGUF file to write (required; written atomically)" },
 	{ "method", 'M', "NAME", "shiftadd-acc",
-	  "fp | rtn | gptq | bcq | shiftadd-lat | shiftadd-acc | shiftadd-acc-sim" },
+	  "fp | rtn | gptq | bcq | shiftadd-lat | shiftadd-acc | shiftadd-rht | shiftadd-acc-sim" },
+	{ "rht", 0, "SIDES", "input",
+	  "shiftadd-rht: Hadamard-transform the 'input' or 'both' sides" },
 	{ "bits", 'b', "N", "3", "bits per weight: 2, 3 or 4 (uniform methods: 1..8)" },
 	{ "calib", 0, "FILE", "../shared/data/calib/wiki-passages.txt",
 	  "calibration passages, one per line" },
@@ -94,7 +96,16 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		*act = true, *act_set = 1;
 	else if (!strcmp(n, "no-act-order"))
 		*act = false, *act_set = 1;
-	else if (!strcmp(n, "percdamp") && !(r = opt_float(n, optarg, &f)))
+	else if (!strcmp(n, "rht")) {
+		int v2 = reparam_rht_parse(optarg);
+
+		if (v2 <= 0 || q->method != REPARAM_SHIFTADD_RHT) {
+			fprintf(stderr, "shiftadd convert: --rht takes 'input' or 'both' and needs "
+					"--method shiftadd-rht\n");
+			return -EINVAL;
+		}
+		q->rht = (enum reparam_rht)v2;
+	} else if (!strcmp(n, "percdamp") && !(r = opt_float(n, optarg, &f)))
 		q->percdamp = f;
 	else if (!strcmp(n, "threads"))
 		r = opt_u32(n, optarg, &o->threads);

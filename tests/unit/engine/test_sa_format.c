@@ -59,6 +59,10 @@ static void round_trip(uint32_t n, uint32_t k, uint32_t bits, enum qw_layout lay
 	struct gguf_writer *wr = gguf_writer_new();
 	struct gguf_file *g;
 	struct qweight w, back;
+	struct sa_rht rht = { .mode = (enum sa_rht_mode)(bits % SA_RHT_COUNT),
+			      .seed_in = 0x123456789abcdefull * bits,
+			      .seed_out = ~0ull - bits },
+		      rback;
 	struct errbuf e = { { 0 } };
 	void **bufs = NULL, *img;
 	uint32_t n_bufs = 0;
@@ -68,14 +72,19 @@ static void round_trip(uint32_t n, uint32_t k, uint32_t bits, enum qw_layout lay
 	assert_non_null(wr);
 	assert_int_equal(qweight_init(&w, n, k, bits, layout, apot), 0);
 	fill(&w);
-	assert_int_equal(sa_format_add(wr, "blk.0.attn_q", &w, &bufs, &n_bufs), 0);
+	assert_int_equal(sa_format_add(wr, "blk.0.attn_q", &w, &rht, &bufs, &n_bufs), 0);
 	assert_int_equal(gguf_writer_write_mem(wr, &img, &size), 0);
 	assert_int_equal(gguf_open_mem(img, size, &g, &e), 0);
 	assert_true(sa_format_present(g, "blk.0.attn_q"));
 	assert_false(sa_format_present(g, "blk.0.attn_k"));
-	r = sa_format_load(g, "blk.0.attn_q", &back, &e);
+	r = sa_format_load(g, "blk.0.attn_q", &back, &rback, &e);
 	if (r < 0)
 		fail_msg("%s", errbuf_str(&e, r));
+	assert_int_equal(rback.mode, rht.mode);
+	if (rht.mode != SA_RHT_NONE) {
+		assert_true(rback.seed_in == rht.seed_in);
+		assert_true(rback.seed_out == rht.seed_out);
+	}
 	assert_int_equal(back.n_rows, n);
 	assert_int_equal(back.n_cols, k);
 	assert_int_equal(back.bits, bits);
@@ -134,25 +143,27 @@ static void test_pow2_terms_reconstruct_exactly(void **state)
 }
 
 /* A writer holding only the planes and a hand-made meta tensor. */
-static int load_with_meta(const int32_t meta[4], uint64_t sign_row_bytes)
+static int load_with_meta(const int32_t meta[SA_META_LEN], uint64_t sign_row_bytes)
 {
 	struct gguf_writer *wr = gguf_writer_new();
-	uint64_t ne_meta = 4, ne_s[3] = { sign_row_bytes, 4, 2 }, ne_a[3] = { 16, 1, 2 };
+	uint64_t ne_meta = SA_META_LEN, ne_s[3] = { sign_row_bytes, 4, 2 }, ne_a[3] = { 16, 1, 2 };
 	static uint8_t signs[64];
 	static float alpha[32];
 	struct gguf_file *g;
 	struct qweight w;
+	struct sa_rht rht;
 	struct errbuf e;
 	void *img;
 	size_t size;
 	int r;
 
-	gguf_writer_add_tensor(wr, "x.sa_meta", GGML_TYPE_I32, 1, &ne_meta, meta, 16);
+	gguf_writer_add_tensor(wr, "x.sa_meta", GGML_TYPE_I32, 1, &ne_meta, meta,
+			       SA_META_LEN * sizeof(int32_t));
 	gguf_writer_add_tensor(wr, "x.sa_signs", GGML_TYPE_I8, 3, ne_s, signs, sign_row_bytes * 8);
 	gguf_writer_add_tensor(wr, "x.sa_alpha", GGML_TYPE_F32, 3, ne_a, alpha, 32 * 4);
 	assert_int_equal(gguf_writer_write_mem(wr, &img, &size), 0);
 	assert_int_equal(gguf_open_mem(img, size, &g, NULL), 0);
-	r = sa_format_load(g, "x", &w, &e);
+	r = sa_format_load(g, "x", &w, &rht, &e);
 	if (r == 0)
 		qweight_done(&w);
 	gguf_close(g);
@@ -163,11 +174,12 @@ static int load_with_meta(const int32_t meta[4], uint64_t sign_row_bytes)
 
 static void test_inconsistent_tensors_are_rejected(void **state)
 {
-	const int32_t good[4] = { SA_FORMAT_VERSION, 16, QW_LAYOUT_COL, 0 };
-	const int32_t future[4] = { SA_FORMAT_VERSION + 1, 16, QW_LAYOUT_COL, 0 };
-	const int32_t wide[4] = { SA_FORMAT_VERSION, 17, QW_LAYOUT_COL, 0 };
-	const int32_t layout[4] = { SA_FORMAT_VERSION, 16, 7, 0 };
-	const int32_t apot[4] = { SA_FORMAT_VERSION, 16, QW_LAYOUT_COL, 3 };
+	const int32_t good[SA_META_LEN] = { SA_FORMAT_VERSION, 16, QW_LAYOUT_COL, 0 };
+	const int32_t future[SA_META_LEN] = { SA_FORMAT_VERSION + 1, 16, QW_LAYOUT_COL, 0 };
+	const int32_t wide[SA_META_LEN] = { SA_FORMAT_VERSION, 17, QW_LAYOUT_COL, 0 };
+	const int32_t layout[SA_META_LEN] = { SA_FORMAT_VERSION, 16, 7, 0 };
+	const int32_t bad_rht[SA_META_LEN] = { SA_FORMAT_VERSION, 16, QW_LAYOUT_COL, 0, 7 };
+	const int32_t apot[SA_META_LEN] = { SA_FORMAT_VERSION, 16, QW_LAYOUT_COL, 3 };
 
 	assert_int_equal(load_with_meta(good, 2), 0);
 	assert_int_equal(load_with_meta(future, 2), -EOPNOTSUPP);
@@ -177,6 +189,7 @@ static void test_inconsistent_tensors_are_rejected(void **state)
 	assert_int_equal(load_with_meta(layout, 2), -EBADMSG);
 	/* apot > 0 requires the term tensors */
 	assert_int_equal(load_with_meta(apot, 2), -EBADMSG);
+	assert_int_equal(load_with_meta(bad_rht, 2), -EBADMSG);
 }
 
 int test_sa_format_run(void)
