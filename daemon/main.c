@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* shiftaddd: configuration, model backend, workers, control socket, then the event loop. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -108,9 +110,17 @@ int main(int argc, char **argv)
 {
 	struct daemon *d;
 	struct errbuf e = { { 0 } };
+	sigset_t mask;
 	bool help;
 	int ret, status = 1;
 
+	/* Before any thread starts, so that every thread inherits the mask: signals are only
+	 * ever taken through the loop's signalfd. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return 1;
