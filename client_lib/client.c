@@ -194,9 +194,9 @@ SHIFTADD_API int shiftadd_connect(const char *socket_path, const char *client_na
 		r = -errno;
 		goto out_close;
 	}
-	r = send_hello(c->sock, client_name);
-	if (r < 0)
-		goto out_close;
+	/* A refused peer may see the daemon close before Hello is sent: the refusal is still
+	 * waiting to be read, so read it either way. */
+	(void)send_hello(c->sock, client_name);
 	r = recv_welcome(c, &m);
 	if (r < 0)
 		goto out_close;

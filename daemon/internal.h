@@ -83,6 +83,7 @@ struct client {
 	bool sq_pending; /* doorbell rang (or batch cap hit): look at the submission ring */
 	bool cq_dirty;	 /* completions published since the last completion doorbell */
 	bool kill;	 /* disconnect after this loop round */
+	bool refused;	 /* credentials not allowed: answer Hello with a refusal */
 	uint32_t n_bad;	 /* undecodable messages so far */
 	uint64_t blocked_since_ns;
 	uint64_t n_warn; /* rate limit: warnings logged for this client */

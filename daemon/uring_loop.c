@@ -143,22 +143,20 @@ static void handle_accept(struct daemon *d, int fd)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct client *c;
+	bool allowed;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		close(fd);
 		return;
 	}
-	if (!ctl_sock_peer_allowed(&d->cfg, &cred)) {
+	allowed = ctl_sock_peer_allowed(&d->cfg, &cred);
+	if (!allowed) {
 		d->n_refused++;
 		if (d->n_refused <= 10 || d->n_refused % 1000 == 0)
 			log_warn(
 				"client refused pid=%d uid=%u gid=%u reason=credentials refused=%llu",
 				(int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid,
 				(unsigned long long)d->n_refused);
-		ctl_sock_send_error(fd, SHIFTADD__STATUS__STATUS_PERMISSION_DENIED,
-				    "credentials not allowed");
-		close(fd);
-		return;
 	}
 	if (d->n_clients >= d->cfg.max_clients || d->draining) {
 		ctl_sock_send_error(fd,
@@ -172,7 +170,10 @@ static void handle_accept(struct daemon *d, int fd)
 		close(fd);
 		return;
 	}
-	d->n_accepted++;
+	/* A refused peer still gets its Hello read before the refusal and the close: closing a
+	 * socket with unread data would reset the connection and lose the refusal. */
+	c->refused = !allowed;
+	d->n_accepted += allowed;
 	uring_arm_recv(d, c);
 }
 
@@ -247,6 +248,12 @@ static void handle_client_cqe(struct daemon *d, struct uop *op, int res)
 	case UOP_SOCK_RECV:
 		if (res <= 0 || (c->rx_msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
 			c->kill = true; /* EOF, error, or an oversized datagram */
+			return;
+		}
+		if (c->state == CLIENT_HELLO && c->refused) {
+			ctl_sock_send_error(c->sock, SHIFTADD__STATUS__STATUS_PERMISSION_DENIED,
+					    "credentials not allowed");
+			c->kill = true;
 			return;
 		}
 		if (c->state == CLIENT_HELLO) {
