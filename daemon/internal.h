@@ -139,7 +139,8 @@ int shm_client_hello(struct client *c, size_t len);
 void shm_client_process_sq(struct client *c);
 /* The scheduler's emit callback. */
 int shm_client_emit(void *owner, const Shiftadd__ServerMsg *m);
-/* Unmap, close fds, drop from the scheduler. The struct is freed once n_ops is 0. */
+/* Drop from the scheduler and cancel our io_uring ops; fds are closed and memory unmapped by
+ * shm_client_free(), once n_ops is 0. */
 void shm_client_close(struct client *c);
 void shm_client_free(struct client *c);
 

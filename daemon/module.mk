@@ -13,4 +13,5 @@ daemon_LDLIBS := $(DAEMON_LDLIBS)
 ifneq ($(wildcard tests/unit/daemon/*.c),)
 $(eval $(call add_unit_test,daemon))
 $(daemon_TEST_OBJS): | $(PROTO_GEN_H)
+TSAN_TESTS += $(B)/tests/unit-daemon
 endif

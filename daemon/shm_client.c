@@ -313,12 +313,10 @@ void shm_client_close(struct client *c)
 		sched_client_remove(d->sched, c->sc);
 		c->sc = NULL;
 	}
+	/* The fds stay open until shm_client_free(): an SQE queued but not yet submitted names
+	 * its file by number, and a number closed now could be reused by the next accept, so that
+	 * our stale read would consume another client's Hello. */
 	uring_cancel_client(d, c);
-	/* Our in-flight operations hold their own file references; closing is safe. */
-	close_fd(&c->sock);
-	close_fd(&c->memfd);
-	close_fd(&c->sq_efd);
-	close_fd(&c->cq_efd);
 }
 
 void shm_client_free(struct client *c)
@@ -326,6 +324,10 @@ void shm_client_free(struct client *c)
 	if (!c)
 		return;
 	LIST_REMOVE(c, link);
+	close_fd(&c->sock);
+	close_fd(&c->memfd);
+	close_fd(&c->sq_efd);
+	close_fd(&c->cq_efd);
 	if (c->shm)
 		munmap(c->shm, c->layout.total_bytes);
 	shm_prod_done(&c->cq);
