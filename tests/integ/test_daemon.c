@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -68,7 +69,7 @@ static void collect(const struct shiftadd_event *ev, void *arg)
 {
 	struct gen *g = arg;
 
-	if (g->len + ev->text_len < sizeof(g->text)) {
+	if (ev->text_len && g->len + ev->text_len < sizeof(g->text)) {
 		memcpy(g->text + g->len, ev->text, ev->text_len);
 		g->len += ev->text_len;
 	}
@@ -109,6 +110,8 @@ static int start_daemon(void)
 		(void)i;
 		daemon_pid = fork();
 		if (daemon_pid == 0) {
+			/* never outlive a crashed test */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			execl("build/" MODE_DIR "/bin/shiftaddd", "shiftaddd", "--config",
 			      conf_path, "--socket-path", sock_path, "--n-slots", "8",
 			      "--step-delay-us", "300", "--max-inflight", "16",

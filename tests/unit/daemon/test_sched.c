@@ -47,7 +47,9 @@ static int rec_emit(void *owner, const Shiftadd__ServerMsg *m)
 		id = m->token->request_id;
 		assert_true(id < MAX_REQ);
 		assert_int_equal(m->token->index, r->n_ids[id]);
-		memcpy(r->text[id] + r->text_len[id], m->token->text.data, m->token->text.len);
+		if (m->token->text.len)
+			memcpy(r->text[id] + r->text_len[id], m->token->text.data,
+			       m->token->text.len);
 		r->text_len[id] += m->token->text.len;
 		r->n_ids[id] += (uint32_t)m->token->n_ids;
 		r->n_token_events[id]++;
@@ -55,7 +57,9 @@ static int rec_emit(void *owner, const Shiftadd__ServerMsg *m)
 	case SHIFTADD__SERVER_MSG__MSG_FINAL:
 		id = m->final->request_id;
 		assert_true(id < MAX_REQ);
-		memcpy(r->text[id] + r->text_len[id], m->final->text.data, m->final->text.len);
+		if (m->final->text.len)
+			memcpy(r->text[id] + r->text_len[id], m->final->text.data,
+			       m->final->text.len);
 		r->text_len[id] += m->final->text.len;
 		r->n_ids[id] += (uint32_t)m->final->n_ids;
 		assert_int_equal(m->final->usage->completion_tokens, r->n_ids[id]);
