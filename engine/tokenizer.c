@@ -731,6 +731,8 @@ static int normalize(struct enc_ctx *c, const char *seg, size_t len, bool at_sta
 		char *dst;
 
 		if (k < t->n_norm) {
+			if (!t->norm[k].from && t->prepend_first_only && !at_start)
+				continue;
 			from = t->norm[k].from;
 			from_len = t->norm[k].from_len;
 			to = t->norm[k].to;
