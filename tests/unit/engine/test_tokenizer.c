@@ -9,6 +9,7 @@
 #include "common/sha256.h"
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
+#include "engine/tok_internal.h"
 #include "engine/tokenizer.h"
 
 #include <setjmp.h>
@@ -347,6 +348,35 @@ static void test_gpt2_missing_files_fail_cleanly(void **state)
 		tokenizer_from_gpt2_files(FIX "spm_cases.tsv", FIX "spm_cases.tsv", &t, &e),
 		-EBADMSG);
 	assert_null(t);
+}
+
+/*
+ * The LLaMA-3 and Qwen2 pre-tokenizer presets (GGUF pre "llama-bpe" / "qwen2") over the GPT-2
+ * vocabulary, against HF Split(regex) + ByteLevel(use_regex=false) on the same vocabulary.
+ * The preset is swapped in through the internal header, as tok_gguf.c would set it.
+ */
+static void check_regex_preset(const char *name, const char *re, bool ignore_merges)
+{
+	struct tokenizer *t = gpt2();
+
+	pcre2_code_free(t->pretok[0].re);
+	t->n_pretok = 0;
+	assert_int_equal(tok_add_pretok(t, re, strlen(re), false, TOK_SPLIT_ISOLATED, false, NULL),
+			 0);
+	t->ignore_merges = ignore_merges;
+	check_wikitext(t, name);
+	check_cases(t, name, CASE_IDS | CASE_HF_DECODE | CASE_ROUND_TRIP);
+	tokenizer_free(t);
+}
+
+static void test_llama3_regex_preset_matches_hf(void **state)
+{
+	check_regex_preset("gpt2_llama3", tok_re_llama3, true);
+}
+
+static void test_qwen2_regex_preset_matches_hf(void **state)
+{
+	check_regex_preset("gpt2_qwen2", tok_re_qwen2, false);
 }
 
 /* ---- SentencePiece-style BPE with byte fallback (tokenizer.json) ---- */
@@ -752,6 +782,8 @@ int test_tokenizer_run(void)
 		cmocka_unit_test(test_gpt2_special_tokens_only_when_asked),
 		cmocka_unit_test(test_encode_rejects_invalid_utf8_and_bad_ids),
 		cmocka_unit_test(test_gpt2_missing_files_fail_cleanly),
+		cmocka_unit_test(test_llama3_regex_preset_matches_hf),
+		cmocka_unit_test(test_qwen2_regex_preset_matches_hf),
 		cmocka_unit_test(test_spm_wikitext_matches_hf),
 		cmocka_unit_test(test_spm_tricky_strings_and_byte_fallback_match_hf),
 		cmocka_unit_test(test_spm_metaspace_layout_matches_hf),
