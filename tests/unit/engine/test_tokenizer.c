@@ -500,6 +500,30 @@ static void test_bad_tokenizer_json_is_rejected(void **state)
 	assert_int_equal(load_str("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},"
 				  "\"byte_fallback\":\"yes\"}}"),
 			 -EBADMSG);
+	/* cJSON passes raw bytes through: a normalizer string that is not UTF-8 is refused */
+	assert_int_equal(load_str("{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":"
+				  "\" \"},\"content\":\"\xff\"},"
+				  "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}}}"),
+			 -EBADMSG);
+}
+
+/* An added token spelled as a lone UTF-8 continuation byte never splits a character. */
+static void test_added_token_never_splits_a_character(void **state)
+{
+	const char *json = "{\"added_tokens\":[{\"id\":1,\"content\":\"\xa9\",\"special\":true}],"
+			   "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},"
+			   "\"model\":{\"type\":\"BPE\",\"vocab\":{\"\xc3\x83\":0},\"merges\":[]}}";
+	struct tokenizer *t = NULL;
+	int32_t *ids;
+	size_t n;
+
+	assert_int_equal(tokenizer_from_hf_json_mem(json, strlen(json), &t, NULL), 0);
+	/* "é" = c3 a9: the byte-level symbol for 0xc3 is "Ã" (id 0); 0xa9 is not in the vocab */
+	assert_int_equal(tokenizer_encode(t, "\xc3\xa9", 2, true, &ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 0);
+	free(ids);
+	tokenizer_free(t);
 }
 
 /* HF Split behaviours on a toy vocab, spelled out by hand. */
@@ -789,6 +813,7 @@ int test_tokenizer_run(void)
 		cmocka_unit_test(test_spm_metaspace_layout_matches_hf),
 		cmocka_unit_test(test_bad_tokenizer_json_is_rejected),
 		cmocka_unit_test(test_split_behaviors),
+		cmocka_unit_test(test_added_token_never_splits_a_character),
 		cmocka_unit_test(test_smollm2_gguf_wikitext_matches_hf),
 		cmocka_unit_test(test_spm_gguf_matches_sentencepiece),
 		cmocka_unit_test(test_bad_gguf_tokenizer_is_rejected),
