@@ -429,10 +429,15 @@ void model_logits(const struct model *m, const float *hidden, uint32_t n, float 
 int model_forward_seq(const struct model *m, struct kv_cache *kv, uint32_t seq,
 		      const int32_t *tokens, uint32_t n, uint32_t pos0, float *last_logits)
 {
-	uint32_t *sq = malloc(n * sizeof(*sq)), *ps = malloc(n * sizeof(*ps));
-	float *hidden = malloc((uint64_t)n * m->cfg.dim * sizeof(float));
+	uint32_t *sq, *ps;
+	float *hidden;
 	int r = -ENOMEM;
 
+	if (!n)
+		return -EINVAL;
+	sq = calloc(n, sizeof(*sq));
+	ps = calloc(n, sizeof(*ps));
+	hidden = malloc((uint64_t)n * m->cfg.dim * sizeof(float));
 	if (!sq || !ps || !hidden)
 		goto out;
 	for (uint32_t i = 0; i < n; i++) {

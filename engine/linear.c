@@ -54,6 +54,13 @@ int linear_init_dense(struct linear *l, float *w, uint32_t n_out, uint32_t n_in,
 	return 0;
 }
 
+float *linear_dense_weights(const struct linear *l)
+{
+	if (l->ops != &dense_ops)
+		return NULL;
+	return ((struct dense *)l->impl)->w;
+}
+
 void linear_done(struct linear *l)
 {
 	if (l->ops && l->ops->done)

@@ -45,6 +45,10 @@ static inline void linear_forward(const struct linear *l, const float *x, float 
  */
 int linear_init_dense(struct linear *l, float *w, uint32_t n_out, uint32_t n_in, int own);
 
+/* The f32 weights of a dense linear ([n_out][n_in], writable: the reparameterizer replaces
+ * them in place), or NULL for other backends. */
+float *linear_dense_weights(const struct linear *l);
+
 /* Release the backend; safe on a zeroed struct. */
 void linear_done(struct linear *l);
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "engine/gguf.h"
+#include "engine/sa_format.h"
 #include "engine/safetensors.h"
 #include "engine/tokenizer.h"
 
@@ -183,14 +184,48 @@ static int load_named(struct model *m, const struct source *s, const char *fmt, 
 	return r;
 }
 
+/* A converted layer stored as shift-add planes: dequantized for the dense path. */
+static int load_sa_linear(struct model *m, const struct source *s, const char *base,
+			  uint32_t n_out, uint32_t n_in, float **ret, struct errbuf *e)
+{
+	struct qweight qw;
+	float *w;
+	int r;
+
+	r = sa_format_load(s->g, base, &qw, e);
+	if (r < 0)
+		return r;
+	if (qw.n_rows != n_out || qw.n_cols != n_in) {
+		qweight_done(&qw);
+		return errbuf_set(e, -EBADMSG, "%s: shift-add planes are %u x %u, expected %u x %u",
+				  base, qw.n_rows, qw.n_cols, n_out, n_in);
+	}
+	w = malloc((uint64_t)n_out * n_in * sizeof(float));
+	if (!w || keep_buf(m, w) < 0) {
+		free(w);
+		qweight_done(&qw);
+		return -ENOMEM;
+	}
+	qweight_dequant(&qw, w);
+	qweight_done(&qw);
+	m->n_params += (uint64_t)n_out * n_in;
+	*ret = w;
+	return 0;
+}
+
 static int load_linear(struct model *m, const struct source *s, const char *fmt, unsigned layer,
 		       uint32_t n_out, uint32_t n_in, bool want_bias, struct linear *l,
 		       struct errbuf *e)
 {
+	char base[200];
 	float *w, *b = NULL;
 	int r;
 
-	r = load_named(m, s, fmt, layer, ".weight", n_out, n_in, false, &w, e);
+	snprintf(base, sizeof(base), fmt, layer);
+	if (s->g && sa_format_present(s->g, base))
+		r = load_sa_linear(m, s, base, n_out, n_in, &w, e);
+	else
+		r = load_named(m, s, fmt, layer, ".weight", n_out, n_in, false, &w, e);
 	if (r < 0)
 		return r;
 	r = load_named(m, s, fmt, layer, ".bias", 1, n_out, !want_bias, &b, e);
@@ -350,8 +385,12 @@ static int open_gguf(struct model *m, const char *path, struct source *s, struct
 		return r;
 	if (m->cfg.arch != ARCH_LLAMA)
 		return errbuf_set(e, -EOPNOTSUPP, "GGUF architecture not supported");
-	/* llama.cpp permutes LLaMA q/k rows for adjacent-pair RoPE; Qwen2 GGUFs keep HF order */
+	/* llama.cpp permutes LLaMA q/k rows for adjacent-pair RoPE; Qwen2 GGUFs keep HF order;
+	 * files we convert from HF folders say which they hold */
 	m->rope_pairing = m->cfg.qkv_bias ? ROPE_PAIR_HALF : ROPE_PAIR_ADJACENT;
+	if (gguf_get_str(s->g, "shiftadd.rope_pairing", &tmpl, &tlen) == 0)
+		m->rope_pairing = tlen == 4 && !memcmp(tmpl, "half", 4) ? ROPE_PAIR_HALF :
+									  ROPE_PAIR_ADJACENT;
 	if (!gguf_find_tensor(s->g, "output.weight"))
 		m->cfg.tied_embeddings = true;
 	r = tokenizer_from_gguf(s->g, &m->tok, e);

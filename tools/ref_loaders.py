@@ -256,7 +256,43 @@ def pywriter_fixture():
 
 
 def safetensors_fixtures():
-    pass
+    """Tiny checkpoints written by PyPI safetensors (torch flavour for bf16): one single file
+    and a 2-shard index; st_expected.txt lists every tensor with torch's float32 values."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(1234)
+    tensors = {
+        "a.f32": torch.randn(2, 3, generator=g),
+        "b.f16": (torch.randn(5, generator=g) * 100).half(),
+        "c.bf16": (torch.randn(2, 2, generator=g) * 1e-3).bfloat16(),
+        "d.i64": torch.tensor([1, -2, 3], dtype=torch.int64),
+        "e.scalar": torch.tensor(2.5, dtype=torch.float32),
+        "f.4d": torch.randn(1, 2, 1, 3, generator=g),
+    }
+    d = os.path.join(OUT, "st")
+    os.makedirs(os.path.join(d, "sharded"), exist_ok=True)
+    save_file(tensors, os.path.join(d, "single.safetensors"), metadata={"format": "pt"})
+    names = sorted(tensors)
+    shard1 = {k: tensors[k] for k in names[:3]}
+    shard2 = {k: tensors[k] for k in names[3:]}
+    f1, f2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    save_file(shard1, os.path.join(d, "sharded", f1), metadata={"format": "pt"})
+    save_file(shard2, os.path.join(d, "sharded", f2), metadata={"format": "pt"})
+    index = {"metadata": {"total_size": 0},
+             "weight_map": {**{k: f1 for k in shard1}, **{k: f2 for k in shard2}}}
+    with open(os.path.join(d, "sharded", "model.safetensors.index.json"), "w") as fh:
+        json.dump(index, fh, indent=2)
+    with open(os.path.join(d, "st_expected.txt"), "w") as fh:
+        fh.write("# name dtype n_dims shape... : f32 bits (torch .float()); tools/ref_loaders.py\n")
+        for k in names:
+            t = tensors[k]
+            dt = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                  torch.int64: "I64"}[t.dtype]
+            shape = " ".join(str(x) for x in t.shape)
+            vals = f32bits(t.float().numpy().reshape(-1)) if dt != "I64" else "-"
+            fh.write("%s %s %d %s : %s\n" % (k, dt, t.dim(), shape, vals))
+    print("wrote", d)
 
 
 def config_fixtures():

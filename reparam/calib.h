@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef REPARAM_CALIB_H
+#define REPARAM_CALIB_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/progress.h"
+#include "reparam/quant.h"
+
+struct model;
+
+/*
+ * The calibration driver: sequential, block by block. The inputs of every calibration sample
+ * to the current block are held in memory; within a block the layers are quantized
+ * true-sequentially (q/k/v, then o seeing the quantized q/k/v, then gate/up, then down), each
+ * from the Hessian H = 2 X X^T / n of its own input accumulated in double; then the block's
+ * outputs are recomputed with the quantized weights and become the next block's inputs.
+ */
+
+struct calib_opts {
+	const char *text_path; /* one passage per line; passages joined with "\n\n" */
+	uint32_t nsamples;     /* windows (default 128) */
+	uint32_t seqlen;       /* tokens per window (default 2048) */
+	uint64_t seed;	       /* window offsets (default 0) */
+};
+
+/*
+ * Tokenize the passages and draw @o->nsamples windows at seeded random offsets into
+ * *ret_tokens ([nsamples][seqlen], malloc'ed, caller frees). -EINVAL with a message if the
+ * text has fewer than seqlen + 1 tokens, -errno for I/O.
+ */
+int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **ret_tokens,
+		  struct errbuf *e);
+
+/* One quantized linear layer, named as in GGUF files ("blk.3.attn_q"). */
+struct calib_tensor {
+	char name[64];
+	uint32_t layer;
+	struct reparam_result res;
+	double seconds;
+};
+
+struct calib_out {
+	uint32_t n;
+	struct calib_tensor *t; /* [n], in file order */
+	uint32_t n_tokens;	/* calibration tokens per Hessian */
+};
+
+/* Called after each linear layer is quantized (for tables and logs). */
+typedef void (*calib_layer_fn)(void *arg, const struct calib_tensor *t, uint32_t done,
+			       uint32_t total);
+
+struct calib_run {
+	struct reparam_opts q;
+	struct calib_opts calib;
+	calib_layer_fn on_layer;
+	void *on_layer_arg;
+	progress_fn progress; /* units: (layer, stage, sample) steps */
+	void *progress_arg;
+};
+
+/*
+ * Quantize every linear layer of @m (lm_head and embeddings excepted) with @o->q. The
+ * model's dense weights are replaced in place by the dequantized results, so @m afterwards
+ * is the simulated quantized model. Methods that need no Hessian skip the calibration
+ * forward passes. On success @out holds one result per linear (caller frees with
+ * calib_out_done()). Errors: -EINVAL / -EDOM from the quantizer with the layer named in @e,
+ * -ENOMEM, -EOPNOTSUPP if the model's layers are not dense.
+ */
+int calib_quantize_model(struct model *m, const struct calib_run *o, struct calib_out *out,
+			 struct errbuf *e);
+
+void calib_out_done(struct calib_out *out);
+
+#endif /* REPARAM_CALIB_H */

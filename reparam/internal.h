@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef REPARAM_INTERNAL_H
+#define REPARAM_INTERNAL_H
+
+#include "reparam/quant.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * Helpers shared inside reparam/ and reached by its unit tests. Codes: one byte per element,
+ * bit i set <=> B_i = +1 (the qweight convention), so the value of code c under alpha is
+ * sum_i (c >> i & 1 ? alpha[i] : -alpha[i]).
+ */
+
+#define BCQ_MAX_CODES (1u << QW_MAX_BITS)
+
+struct bcq_cfg {
+	uint32_t bits;	 /* q, 1..QW_MAX_BITS */
+	uint32_t apot;	 /* power-of-two terms per alpha, 0 = real alpha (rounded to float) */
+	uint32_t rounds; /* alternating refinement rounds after the greedy start */
+};
+
+/* Value of @code under @alpha[@bits]. */
+double bcq_value(const double *alpha, uint32_t bits, uint32_t code);
+
+/*
+ * Nearest code for every v[e] under @alpha (any signs and order): sorted 2^bits candidates and
+ * a binary search over their midpoints (ties go to the smaller value). Writes code[n].
+ */
+void bcq_assign(const double *alpha, uint32_t bits, const double *v, uint32_t n, uint8_t *code);
+
+/*
+ * Exact least squares: alpha[bits] minimizing sum_e wt[e] (v[e] - value(code[e]))^2 (@wt NULL =
+ * all ones), from the 2^bits x bits normal equations (Gaussian elimination with pivoting;
+ * rank-deficient systems fall back to LAPACK dgelsd's minimum-norm solution). Returns 0 or
+ * -EDOM if LAPACK fails.
+ */
+int bcq_lsq(uint32_t bits, const double *v, const double *wt, const uint8_t *code, uint32_t n,
+	    double *ret_alpha);
+
+/* sum_e wt[e] (v[e] - value(code[e]))^2. */
+double bcq_error(const double *alpha, uint32_t bits, const double *v, const double *wt,
+		 const uint8_t *code, uint32_t n);
+
+/*
+ * BCQ of v[n] (weights @wt, NULL = ones): greedy start, then @c->rounds rounds of least
+ * squares -> |alpha| sorted descending -> APoT rounding -> nearest-code assignment; stops early
+ * at a fixed point (codes unchanged). Returns the best iterate: alpha[bits] >= 0 descending,
+ * code[n], *ret_err. @trace, if not NULL, gets rounds + 1 errors (iterate 0 = greedy start;
+ * entries after a fixed point repeat its error). Returns 0, -ENOMEM or -EDOM.
+ */
+int bcq_fit(const struct bcq_cfg *c, const double *v, const double *wt, uint32_t n,
+	    double *ret_alpha, uint8_t *ret_code, double *ret_err, double *trace);
+
+/* Uniform asymmetric quantizer of one row group (GPTQ's: range includes 0). */
+struct uniform_param {
+	double scale;
+	double zero;
+};
+
+/* Parameters for values v[0..n) at @bits bits. */
+struct uniform_param uniform_fit(const double *v, uint32_t n, uint32_t bits);
+/* scale * (clamp(round(x / scale) + zero, 0, 2^bits - 1) - zero). */
+double uniform_quant(struct uniform_param p, double x, uint32_t bits);
+
+enum gptq_quant {
+	GPTQ_UNIFORM,	/* per row (group 0) or groups of @group columns in walking order */
+	GPTQ_BCQ_COL,	/* BCQ of each column (N values): alpha per column (COL layout) */
+	GPTQ_BCQ_BLOCK, /* BCQ of each (N/8 x 8) block at its group start; signs per column */
+};
+
+struct gptq_cfg {
+	enum gptq_quant quant;
+	uint32_t bits, group, apot, rounds;
+	bool feedback;	 /* false: no H, no error compensation (RTN / plain BCQ) */
+	bool act_order;	 /* needs feedback */
+	double percdamp; /* lambda = percdamp * mean(diag H) */
+	uint32_t block_size;
+};
+
+/*
+ * The GPTQ/OPTQ column loop. W: [n][k] double (read only), H: [k][k] upper triangle read
+ * (unused without feedback). Writes @out_dense [n][k] (original column order) with the values
+ * the loop quantized to, and for BCQ quantizers @qw (already qweight_init()ed by the caller
+ * with the matching layout and @n, @k, bits). Returns 0, -EDOM (H not PD), -ENOMEM.
+ */
+int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, const double *H,
+	     float *out_dense, struct qweight *qw, struct errbuf *e);
+
+/*
+ * Dead columns and damping as GPTQ does them, then U = upper Cholesky factor of H^-1 in @U
+ * ([k][k] row-major, strict lower triangle zeroed). @H is read (upper triangle) and not
+ * modified; @dead (may be NULL) gets dead[j] = diag(H)[j] == 0. Returns 0, -EDOM, -ENOMEM.
+ */
+int gptq_hinv_chol(const double *H, uint32_t k, double percdamp, double *U, bool *dead,
+		   struct errbuf *e);
+
+/* Deterministic generator for the rotation (splitmix64 seeding a xoshiro256** stream). */
+struct rng {
+	uint64_t s[4];
+};
+void rng_seed(struct rng *r, uint64_t seed);
+uint64_t rng_next(struct rng *r);
+/* Uniform in [0, 1) with 53 random bits. */
+double rng_uniform(struct rng *r);
+/* Standard normal (Box-Muller). */
+double rng_normal(struct rng *r);
+
+/*
+ * Haar-random orthogonal @k x @k matrix from the QR factorization of a Gaussian matrix
+ * (LAPACK dgeqrf/dorgqr, columns sign-corrected by diag(R)). Q row-major. Returns 0, -ENOMEM,
+ * -EDOM.
+ */
+int rotate_random_orthogonal(uint32_t k, uint64_t seed, double *Q);
+
+#endif /* REPARAM_INTERNAL_H */
