@@ -25,7 +25,7 @@ struct gemm_job {
 };
 
 struct scratch_plan {
-	size_t toks, tab, dshift, xs, mx, acc, total;
+	size_t toks, tab, cexp, xs, mx, acc, total;
 };
 
 static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scratch_plan *p)
@@ -36,11 +36,11 @@ static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scra
 		return -EINVAL;
 	p->toks = ALIGN64((size_t)m * sizeof(struct lut_tok));
 	p->tab = ALIGN64((size_t)m * w->tab_bytes);
-	p->dshift = ALIGN64((size_t)m * w->n_chunks);
+	p->cexp = ALIGN64((size_t)m * w->n_chunks * sizeof(int32_t));
 	p->xs = ALIGN64(xs) * nw;
-	p->mx = ALIGN64((size_t)w->n_chunks * 8) * nw;
-	p->acc = ALIGN64((size_t)m * LUT_TILE_ROWS * sizeof(int32_t)) * nw;
-	p->total = p->toks + p->tab + p->dshift + p->xs + p->mx + p->acc + 64;
+	p->mx = ALIGN64((size_t)w->n_chunks * sizeof(float)) * nw;
+	p->acc = ALIGN64((size_t)m * LUT_TILE_ROWS * sizeof(float)) * nw;
+	p->total = p->toks + p->tab + p->cexp + p->xs + p->mx + p->acc + 64;
 	return 0;
 }
 
@@ -72,7 +72,7 @@ static void tiles_task(void *arg, uint32_t task)
 
 	if (t1 > t0)
 		j->ops->tiles(j->w, t0, t1, j->m, j->toks, j->y,
-			      (int32_t *)(j->acc + task * j->acc_bytes));
+			      (float *)(j->acc + task * j->acc_bytes));
 }
 
 static void run_tasks(const struct lut_runner *r, uint32_t n, lut_task_fn fn, void *arg)
@@ -123,8 +123,8 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		j.toks[t].tab = base + (size_t)t * w->tab_bytes;
 	base += p.tab;
 	for (uint32_t t = 0; t < m; t++)
-		j.toks[t].dshift = base + (size_t)t * w->n_chunks;
-	base += p.dshift;
+		j.toks[t].cexp = (int32_t *)base + (size_t)t * w->n_chunks;
+	base += p.cexp;
 	j.xs = base;
 	j.xs_bytes = p.xs / nw;
 	base += p.xs;
