@@ -12,6 +12,7 @@
 #include "engine/tokenizer.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
+#include "tools/shiftadd/load.h"
 
 static const struct opt_spec ppl_specs[] = {
 	{ "model", 'm', "PATH", NULL, "model: a GGUF file or an HF folder (required)" },
@@ -173,8 +174,8 @@ static int run_ppl(const struct ppl_opts *o)
 		       "\"threads\": %u, \"ppl\": %.6f, \"nll_mean\": %.8f, \"windows\": %u, "
 		       "\"seqlen\": %u, \"bos\": %s, \"predicted_tokens\": %llu, \"text_tokens\": %zu, "
 		       "\"tokenize_s\": %.3f, \"eval_s\": %.3f, \"tok_per_s\": %.2f}\n",
-		       o->model, o->backend == LINEAR_BACKEND_SHIFTADD ? "shiftadd" : "dense",
-		       m->n_shiftadd, pool ? pool_n_threads(pool) : o->threads, res.ppl,
+		       o->model, tool_backend_name(o->backend), m->n_shiftadd,
+		       pool ? pool_n_threads(pool) : o->threads, res.ppl,
 		       res.nll_sum / res.n_predicted, res.n_windows, res.seqlen,
 		       o->bos ? "true" : "false", (unsigned long long)res.n_predicted, n_ids, t_tok,
 		       res.seconds, (double)res.n_windows * seqlen / res.seconds);

@@ -13,6 +13,7 @@
 #include "engine/tokenizer.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
+#include "tools/shiftadd/load.h"
 
 static const struct opt_spec specs[] = {
 	{ "model", 'm', "PATH", NULL, "model: a GGUF file or an HF folder (required)" },
@@ -267,7 +268,7 @@ static int run(const struct gen_opts *o)
 		       "\"shiftadd_layers\": %u}\n",
 		       n_prompt, n_gen, t_load - t0, n_prompt / (t_prefill - t_load),
 		       n_gen > 1 ? (n_gen - 1) / (t_end - t_prefill) : 0.0,
-		       o->backend == LINEAR_BACKEND_SHIFTADD ? "shiftadd" : "dense", m->n_shiftadd);
+		       tool_backend_name(o->backend), m->n_shiftadd);
 	} else {
 		printf("\n");
 		fprintf(stderr,

@@ -11,22 +11,6 @@ int cmd_tokenize(int argc, char **argv);
 
 /* Shared by subcommands: set BLAS/kernel threads (0 = all online CPUs). */
 void tool_set_threads(unsigned n);
-struct errbuf;
-struct model;
-struct pool;
-
-/* "dense" or "shiftadd" to enum linear_backend (engine/model.h); -EINVAL otherwise. */
-int tool_backend_parse(const char *name);
-
-/*
- * model_load_ex() of @path with @backend (enum linear_backend); for the shift-add backend a
- * pool of @threads workers (0 = all online CPUs) runs the kernels, returned in *ret_pool
- * (NULL for dense). The caller frees the model first, then pool_free(*ret_pool).
- * Returns 0 or the loader's -errno (message in @e).
- */
-int tool_model_load(const char *path, int backend, unsigned threads, struct model **ret,
-		    struct pool **ret_pool, struct errbuf *e);
-
 /* Default path of a file under ../shared/data (honours $SHIFTADD_SHARED). Static buffer. */
 const char *tool_shared_path(const char *rel);
 

@@ -3,15 +3,12 @@
  * shiftadd: the offline tool. Subcommands convert, evaluate, inspect and run models.
  */
 #include <cblas.h>
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "common/pool.h"
-#include "engine/model.h"
 #include "tools/shiftadd/cmds.h"
 
 struct command {
@@ -36,42 +33,6 @@ void tool_set_threads(unsigned n)
 		n = c > 0 ? (unsigned)c : 1;
 	}
 	openblas_set_num_threads((int)n);
-}
-
-int tool_backend_parse(const char *name)
-{
-	if (!strcmp(name, "dense"))
-		return LINEAR_BACKEND_DENSE;
-	if (!strcmp(name, "shiftadd"))
-		return LINEAR_BACKEND_SHIFTADD;
-	return -EINVAL;
-}
-
-int tool_model_load(const char *path, int backend, unsigned threads, struct model **ret,
-		    struct pool **ret_pool, struct errbuf *e)
-{
-	struct model_load_opts o = { .backend = (enum linear_backend)backend };
-	struct pool *pool = NULL;
-	int r;
-
-	if (backend == LINEAR_BACKEND_SHIFTADD) {
-		if (!threads) {
-			long c = sysconf(_SC_NPROCESSORS_ONLN);
-
-			threads = c > 0 ? (unsigned)c : 1;
-		}
-		r = pool_new(threads, NULL, &pool);
-		if (r < 0)
-			return errbuf_set(e, r, "cannot start %u kernel threads", threads);
-		o.pool = pool;
-	}
-	r = model_load_ex(path, &o, ret, e);
-	if (r < 0) {
-		pool_free(pool);
-		return r;
-	}
-	*ret_pool = pool;
-	return 0;
 }
 
 const char *tool_shared_path(const char *rel)
