@@ -23,14 +23,31 @@ struct lut_tok {
 	int32_t *cexp; /* [n_chunks]: a chunk's integer sum counts units of 2^cexp */
 };
 
+/*
+ * A range of whole 64-column chunks of one token's tables, for every rowset and plane: chunks
+ * are independent (each scale depends only on its own chunk), so the table build of one token
+ * can be split over workers. Computed by the driver (lut.c), so that the ISA files need no
+ * multiplications or divisions to find their start.
+ */
+struct lut_span {
+	uint32_t c0, c1;      /* chunks [c0, c1) */
+	uint32_t p0, p1;      /* pairs [8 c0, min(8 c1, n_pairs)) */
+	uint32_t k0, k1;      /* columns [64 c0, min(64 c1, n_cols)) */
+	uint32_t kend;	      /* 8 p1: columns past k1 up to here are zero padding */
+	uint32_t cb0, in_cb0; /* column block of k0, and k0's offset in it */
+	uint64_t tab0;	      /* byte offset of pair p0 in a rowset's tables (p0 * bits * 64) */
+	uint64_t rowset_tab;  /* bytes of one rowset's tables (n_pairs * bits * 64) */
+};
+
 struct lut_ops {
 	const char *name;
 	/*
-	 * Build @tok for activations x[n_cols]. @xs is scratch of
-	 * n_rowsets * bits * n_pairs * 8 floats, @mx of n_chunks floats.
+	 * Build @tok's tables and chunk scales over span @sp for activations x[n_cols]. @xs is
+	 * scratch of n_rowsets * bits * n_pairs * 8 floats, @mx of n_chunks floats (both
+	 * indexed by absolute column/chunk).
 	 */
-	void (*tables)(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		       struct lut_tok *tok);
+	void (*tables)(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		       float *xs, float *mx, struct lut_tok *tok);
 	/*
 	 * Output rows of tiles [t0, t1) for @m tokens: y[j][row] for token j (y rows are
 	 * n_rows apart). @acc is scratch of m * LUT_TILE_ROWS floats.
@@ -39,12 +56,12 @@ struct lut_ops {
 		      const struct lut_tok *toks, float *y, float *acc);
 };
 
-void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		    struct lut_tok *tok);
+void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		    float *xs, float *mx, struct lut_tok *tok);
 void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
 		   const struct lut_tok *toks, float *y, float *acc);
-void lut_tables_avx2(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		     struct lut_tok *tok);
+void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		     float *xs, float *mx, struct lut_tok *tok);
 void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
 		    const struct lut_tok *toks, float *y, float *acc);
 void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,

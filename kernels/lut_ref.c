@@ -51,24 +51,24 @@ static void group_table(const float *xg, int32_t s, uint8_t *dst)
 	}
 }
 
-void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		    struct lut_tok *tok)
+void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		    float *xs, float *mx, struct lut_tok *tok)
 {
 	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, tstride = w->n_col_blocks;
-	uint32_t term_step = w->term_step;
+	uint32_t term_step = w->term_step, kend = sp->kend;
 	const int32_t *e = w->terms.e;
 	const uint32_t *sign = w->terms.sign, *keep = w->terms.keep;
 	float *row = xs;
-	uint8_t *dst = tok->tab;
+	uint8_t *tab = tok->tab;
 
-	for (uint32_t c = 0; c < w->n_chunks; c++)
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
 		mx[c] = 0.0f;
 	/* Pass 1: shifted activations per (rowset, plane), zero-padded, and chunk maxima. */
 	for (uint32_t r = 0; r < w->n_rowsets; r++) {
 		for (uint32_t i = 0; i < w->bits; i++) {
-			uint32_t k = 0, cb = 0, in_cb = 0;
+			uint32_t k = sp->k0, cb = sp->cb0, in_cb = sp->in_cb0;
 
-			for (; k < w->n_cols; k++) {
+			for (; k < sp->k1; k++) {
 				row[k] = apply_alpha(x[k], e + cb, sign + cb, keep + cb, w->n_terms,
 						     tstride);
 				if (++in_cb == w->col_block) {
@@ -76,9 +76,9 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float
 					cb++;
 				}
 			}
-			for (; k < kp; k++)
+			for (; k < kend; k++)
 				row[k] = 0.0f;
-			for (uint32_t g = 0, c = 0, in_c = 0; g < kp; g += LUT_GROUP) {
+			for (uint32_t g = sp->k0, c = sp->c0, in_c = 0; g < kend; g += LUT_GROUP) {
 				float gm = (abs_f32(row[g]) + abs_f32(row[g + 1])) +
 					   (abs_f32(row[g + 2]) + abs_f32(row[g + 3]));
 
@@ -100,11 +100,13 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float
 		}
 	}
 	/* Pass 2: one power-of-two scale per chunk, shared by all rowsets and planes. */
-	for (uint32_t c = 0; c < w->n_chunks; c++)
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
 		tok->cexp[c] = lut_chunk_exp(mx[c]);
 	/* Pass 3: int16 tables in [rowset][pair][plane][2 groups] order. */
-	for (uint32_t r = 0; r < w->n_rowsets; r++) {
-		for (uint32_t p = 0, c = 0, in_c = 0, col = 0; p < w->n_pairs;
+	for (uint32_t r = 0; r < w->n_rowsets; r++, tab += sp->rowset_tab) {
+		uint8_t *dst = tab + sp->tab0;
+
+		for (uint32_t p = sp->p0, c = sp->c0, in_c = 0, col = sp->k0; p < sp->p1;
 		     p++, col += LUT_PAIR_COLS) {
 			int32_t sc = tok->cexp[c];
 			const float *pl = xs;

@@ -53,14 +53,16 @@ AI float hmax_ps(__m256 v)
 }
 
 /* Pass 1 for one (rowset, plane): alpha-shifted activations and chunk maxima. */
-static void shift_row(const struct lut_weight *w, const float *x, const int32_t *e,
-		      const uint32_t *sign, const uint32_t *keep, float *row, float *mx)
+static void shift_row(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		      const int32_t *e, const uint32_t *sign, const uint32_t *keep, float *row,
+		      float *mx)
 {
 	const __m256i abs_m = _mm256_set1_epi32(0x7fffffff);
-	uint32_t ts = w->n_col_blocks, in_c = 0, c = 0, cb = 0, in_cb = 0;
+	uint32_t ts = w->n_col_blocks, in_c = 0, c = sp->c0, cb = sp->cb0, in_cb = sp->in_cb0;
+	uint32_t kend = sp->kend;
 	__m256 vmax = _mm256_setzero_ps();
 
-	for (uint32_t k = 0; k < w->n_cols + 7 - (w->n_cols + 7) % 8; k += 8) {
+	for (uint32_t k = sp->k0; k < kend; k += 8) {
 		uint32_t left = w->n_cols - k;
 		__m256i m = tail_mask(left);
 		__m256 xv = _mm256_maskload_ps(x + k, m), v = _mm256_setzero_ps(), a, h;
@@ -171,20 +173,20 @@ AI void pair_tables(const float *xp, __m256i e, uint8_t *dst)
 	group_bytes(c, d, dst + 32);
 }
 
-void lut_tables_avx2(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		     struct lut_tok *tok)
+void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		     float *xs, float *mx, struct lut_tok *tok)
 {
 	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, term_step = w->term_step;
 	const int32_t *e = w->terms.e;
 	const uint32_t *sign = w->terms.sign, *keep = w->terms.keep;
-	uint8_t *dst = tok->tab;
+	uint8_t *tab = tok->tab;
 	float *row = xs;
 
-	for (uint32_t c = 0; c < w->n_chunks; c++)
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
 		mx[c] = 0.0f;
 	for (uint32_t r = 0; r < w->n_rowsets; r++) {
 		for (uint32_t i = 0; i < w->bits; i++) {
-			shift_row(w, x, e, sign, keep, row, mx);
+			shift_row(w, x, sp, e, sign, keep, row, mx);
 			row += kp;
 			LUT_OPAQUE(row);
 			e += term_step;
@@ -195,10 +197,12 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, float *xs, floa
 			LUT_OPAQUE(keep);
 		}
 	}
-	for (uint32_t c = 0; c < w->n_chunks; c++)
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
 		tok->cexp[c] = lut_chunk_exp(mx[c]);
-	for (uint32_t r = 0; r < w->n_rowsets; r++) {
-		for (uint32_t p = 0, c = 0, in_c = 0, col = 0; p < w->n_pairs;
+	for (uint32_t r = 0; r < w->n_rowsets; r++, tab += sp->rowset_tab) {
+		uint8_t *dst = tab + sp->tab0;
+
+		for (uint32_t p = sp->p0, c = sp->c0, in_c = 0, col = sp->k0; p < sp->p1;
 		     p++, col += LUT_PAIR_COLS) {
 			__m256i ev = _mm256_set1_epi32(-tok->cexp[c]);
 			const float *pl = xs;

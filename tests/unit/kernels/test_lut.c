@@ -313,43 +313,61 @@ static void test_gemm_equals_repeated_gemv(void **state)
 	}
 }
 
-/* Splitting rows over a pool (and caller-given scratch) changes nothing. */
+/*
+ * Splitting rows over a pool (and caller-given scratch) changes nothing; with fewer tokens
+ * than workers each token's tables are also split over column chunks (m = 1, 2 below).
+ */
 static void test_pool_split_is_exact(void **state)
 {
-	struct shape s = { 700, 200, 4, QW_LAYOUT_COL };
+	static const struct {
+		struct shape s;
+		uint32_t m;
+	} cases[] = {
+		{ { 700, 200, 4, QW_LAYOUT_COL }, 3 },
+		{ { 300, 700, 3, QW_LAYOUT_BLOCK }, 1 },
+		{ { 130, 1001, 2, QW_LAYOUT_COL }, 2 },
+		{ { 64, 65, 3, QW_LAYOUT_BLOCK }, 1 },
+	};
 	struct lut_runner r;
-	struct lut_opts o = { 0 };
-	struct qweight q;
-	struct lut_weight w;
 	struct pool *p;
-	float *x, *y, *y1;
-	const uint32_t m = 3;
 
 	rng_state = 4;
 	assert_int_equal(pool_new(3, NULL, &p), 0);
 	r = (struct lut_runner){ .run = pool_run, .ctx = p, .n_workers = pool_n_threads(p) };
-	make_qweight(&q, s.n, s.k, s.bits, s.layout);
-	assert_int_equal(lut_pack(&q, &w), 0);
-	x = make_acts(m, s.k);
-	y = malloc((size_t)m * s.n * sizeof(float));
-	y1 = malloc((size_t)m * s.n * sizeof(float));
-	assert_non_null(y);
-	assert_non_null(y1);
-	assert_int_equal(run(&w, m, x, y1, LUT_ISA_AUTO, NULL), 0);
-	o.runner = &r;
-	o.scratch_bytes = lut_scratch_bytes(&w, m, r.n_workers);
-	o.scratch = malloc(o.scratch_bytes);
-	assert_non_null(o.scratch);
-	assert_int_equal(lut_gemm(&w, m, x, y, &o), 0);
-	assert_memory_equal(y, y1, (size_t)m * s.n * sizeof(float));
-	o.scratch_bytes--;
-	assert_int_equal(lut_gemm(&w, m, x, y, &o), -EINVAL);
-	free(o.scratch);
-	free(y1);
-	free(y);
-	free(x);
-	lut_weight_done(&w);
-	qweight_done(&q);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const struct shape *s = &cases[c].s;
+		uint32_t m = cases[c].m;
+		struct lut_opts o = { 0 };
+		struct qweight q;
+		struct lut_weight w;
+		float *x, *y, *y1;
+
+		make_qweight(&q, s->n, s->k, s->bits, s->layout);
+		assert_int_equal(lut_pack(&q, &w), 0);
+		x = make_acts(m, s->k);
+		y = malloc((size_t)m * s->n * sizeof(float));
+		y1 = malloc((size_t)m * s->n * sizeof(float));
+		assert_non_null(y);
+		assert_non_null(y1);
+		assert_int_equal(run(&w, m, x, y1, LUT_ISA_AUTO, NULL), 0);
+		o.runner = &r;
+		o.scratch_bytes = lut_scratch_bytes(&w, m, r.n_workers);
+		o.scratch = malloc(o.scratch_bytes);
+		assert_non_null(o.scratch);
+		assert_int_equal(lut_gemm(&w, m, x, y, &o), 0);
+		assert_memory_equal(y, y1, (size_t)m * s->n * sizeof(float));
+		o.isa = LUT_ISA_REF;
+		assert_int_equal(lut_gemm(&w, m, x, y, &o), 0);
+		assert_memory_equal(y, y1, (size_t)m * s->n * sizeof(float));
+		o.scratch_bytes--;
+		assert_int_equal(lut_gemm(&w, m, x, y, &o), -EINVAL);
+		free(o.scratch);
+		free(y1);
+		free(y);
+		free(x);
+		lut_weight_done(&w);
+		qweight_done(&q);
+	}
 	pool_free(p);
 }
 
