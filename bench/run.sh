@@ -11,3 +11,10 @@ mkdir -p bench/results
 # Kernels: shift-add LUT gemv/gemm vs OpenBLAS and the measured read-bandwidth roofline.
 "$B/bin/bench-kernels" --commit "$commit" --cmd "make bench (bench/run.sh)" \
 	--json "bench/results/kernels-$date.json" --md "bench/results/kernels-$date.md"
+
+# llama.cpp peer (Q4_0/Q3_K/Q2_K/TQ2_0 CPU mul_mat next to our kernels, one run): needs
+# network once (pip download of the llama-cpp-python sdist) and a cmake build under /tmp,
+# so it runs only when asked: `LLAMACPP=1 make bench`.
+if [ "${LLAMACPP:-0}" = 1 ]; then
+	bench/llamacpp.sh
+fi

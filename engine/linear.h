@@ -51,7 +51,9 @@ struct pool;
 /*
  * Shift-add backend (engine/linear_sa.c): packs @qw for the LUT kernels (kernels/lut.h) and
  * runs them on @pool (borrowed for the layer's life; NULL = the calling thread only).
- * @qw is only read. Returns 0, -ENOMEM, or -EINVAL for an unsupported layout or width.
+ * @qw is only read (copied). Returns 0, -ENOMEM, -EINVAL (bad shape or width) or -EOPNOTSUPP
+ * (an alpha that is not a sum of at most 4 powers of two, e.g. apot = 0 baselines).
+ * Forwards use per-thread scratch: concurrent forwards from different threads are safe.
  */
 int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool *pool);
 

@@ -13,39 +13,60 @@
 #include <stdint.h>
 #include <string.h>
 
-/* One token's lookup state, built by lut_ops.tables and read by lut_ops.tiles. */
+/*
+ * One token's lookup state, built by lut_ops.tables and read by lut_ops.tiles.
+ * A table entry is an int16 value v stored as the unsigned 16-bit u = v + 32768, split into
+ * bytes so that vpshufb can look up each half: per (pair, plane) step 64 bytes, the low bytes
+ * of group 2p's 16 entries, their high bytes, then the same for group 2p+1.
+ */
 struct lut_tok {
-	uint8_t *tab;	 /* [n_rowsets][n_pairs][bits][32]: entry = int8 value + 128 */
-	uint8_t *dshift; /* [n_chunks]: left shift of each chunk's int16 sum into the int32 sum */
-	int32_t s_base;	 /* y = (float)sum * 2^s_base */
+	uint8_t *tab;  /* [n_rowsets][n_pairs][bits][64] */
+	int32_t *cexp; /* [n_chunks]: a chunk's integer sum counts units of 2^cexp */
+};
+
+/*
+ * A range of whole 64-column chunks of one token's tables, for every rowset and plane: chunks
+ * are independent (each scale depends only on its own chunk), so the table build of one token
+ * can be split over workers. Computed by the driver (lut.c), so that the ISA files need no
+ * multiplications or divisions to find their start.
+ */
+struct lut_span {
+	uint32_t c0, c1;      /* chunks [c0, c1) */
+	uint32_t p0, p1;      /* pairs [8 c0, min(8 c1, n_pairs)) */
+	uint32_t k0, k1;      /* columns [64 c0, min(64 c1, n_cols)) */
+	uint32_t kend;	      /* 8 p1: columns past k1 up to here are zero padding */
+	uint32_t cb0, in_cb0; /* column block of k0, and k0's offset in it */
+	uint64_t tab0;	      /* byte offset of pair p0 in a rowset's tables (p0 * bits * 64) */
+	uint64_t rowset_tab;  /* bytes of one rowset's tables (n_pairs * bits * 64) */
 };
 
 struct lut_ops {
 	const char *name;
 	/*
-	 * Build @tok for activations x[n_cols]. @xs is scratch of
-	 * n_rowsets * bits * n_pairs * 8 floats, @mx of n_chunks floats.
+	 * Build @tok's tables and chunk scales over span @sp for activations x[n_cols]. @xs is
+	 * scratch of n_rowsets * bits * n_pairs * 8 floats, @mx of n_chunks floats (both
+	 * indexed by absolute column/chunk).
 	 */
-	void (*tables)(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		       struct lut_tok *tok);
+	void (*tables)(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		       float *xs, float *mx, struct lut_tok *tok);
 	/*
 	 * Output rows of tiles [t0, t1) for @m tokens: y[j][row] for token j (y rows are
-	 * n_rows apart). @acc is scratch of m * LUT_TILE_ROWS int32.
+	 * n_rows apart). @acc is scratch of m * LUT_TILE_ROWS floats.
 	 */
 	void (*tiles)(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
-		      const struct lut_tok *toks, float *y, int32_t *acc);
+		      const struct lut_tok *toks, float *y, float *acc);
 };
 
-void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		    struct lut_tok *tok);
+void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		    float *xs, float *mx, struct lut_tok *tok);
 void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
-		   const struct lut_tok *toks, float *y, int32_t *acc);
-void lut_tables_avx2(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		     struct lut_tok *tok);
+		   const struct lut_tok *toks, float *y, float *acc);
+void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		     float *xs, float *mx, struct lut_tok *tok);
 void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
-		    const struct lut_tok *toks, float *y, int32_t *acc);
+		    const struct lut_tok *toks, float *y, float *acc);
 void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
-		      const struct lut_tok *toks, float *y, int32_t *acc);
+		      const struct lut_tok *toks, float *y, float *acc);
 
 /* The ops for @isa (never LUT_ISA_AUTO), whether or not the host runs them. */
 const struct lut_ops *lut_ops_of(enum lut_isa isa);
@@ -93,31 +114,19 @@ static inline float lut_shift_f32(float x, int32_t e)
 }
 
 /*
- * From a chunk's largest table magnitude, the scale exponent s with max / 2^s in [64, 128),
- * so entries round into [-128, 128] and clamp to +-127. INT32_MIN for an all-zero chunk.
+ * From a chunk's largest table magnitude, the scale exponent s with max / 2^s in
+ * [2^14, 2^15), so entries round into [-2^15, 2^15] and clamp to +-LUT_ENTRY_MAX. An all-zero
+ * chunk (all entries 0 whatever the scale) gets 0.
  */
 static inline int32_t lut_chunk_exp(float mx)
 {
 	uint32_t ex = (lut_f2u(mx) >> 23) & 0xff;
 
-	return ex ? (int32_t)ex - 127 - 6 : INT32_MIN;
+	return ex ? (int32_t)ex - 127 - 14 : 0;
 }
 
-/* Turn per-chunk exponents (in dshift's place, as int32 @s) into shifts; returns s_base. */
-static inline int32_t lut_chunk_shifts(const struct lut_weight *w, const int32_t *s,
-				       uint8_t *dshift)
-{
-	int32_t s_max = INT32_MIN, s_floor;
-
-	for (uint32_t c = 0; c < w->n_chunks; c++)
-		s_max = s[c] > s_max ? s[c] : s_max;
-	if (s_max == INT32_MIN)
-		s_max = 0;
-	s_floor = s_max - (int32_t)w->max_spread;
-	for (uint32_t c = 0; c < w->n_chunks; c++)
-		dshift[c] = (uint8_t)((s[c] > s_floor ? s[c] : s_floor) - s_floor);
-	return s_floor;
-}
+#define LUT_ENTRY_MAX  32767
+#define LUT_ENTRY_BIAS 32768
 
 /*
  * Randomized Hadamard transforms (kernels/rht.h): the same arithmetic on every path, so all

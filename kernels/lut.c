@@ -21,11 +21,18 @@ struct gemm_job {
 	uint8_t *mx;  /* per task: mx_bytes */
 	uint8_t *acc; /* per task: acc_bytes */
 	size_t xs_bytes, mx_bytes, acc_bytes;
-	uint32_t n_tab_tasks, n_tile_tasks;
+	uint32_t n_split; /* table spans per token */
+	uint32_t n_tab_items, n_tab_tasks, n_tile_tasks;
 };
 
+/*
+ * Tiles are split into up to this many tasks per worker: the pool hands tasks out
+ * dynamically, so a worker that the OS descheduled holds back less of the call.
+ */
+#define TILE_TASKS_PER_WORKER 4
+
 struct scratch_plan {
-	size_t toks, tab, dshift, xs, mx, acc, total;
+	size_t toks, tab, cexp, xs, mx, acc, total;
 };
 
 static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scratch_plan *p)
@@ -36,11 +43,12 @@ static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scra
 		return -EINVAL;
 	p->toks = ALIGN64((size_t)m * sizeof(struct lut_tok));
 	p->tab = ALIGN64((size_t)m * w->tab_bytes);
-	p->dshift = ALIGN64((size_t)m * w->n_chunks);
+	p->cexp = ALIGN64((size_t)m * w->n_chunks * sizeof(int32_t));
 	p->xs = ALIGN64(xs) * nw;
-	p->mx = ALIGN64((size_t)w->n_chunks * 8) * nw;
-	p->acc = ALIGN64((size_t)m * LUT_TILE_ROWS * sizeof(int32_t)) * nw;
-	p->total = p->toks + p->tab + p->dshift + p->xs + p->mx + p->acc + 64;
+	p->mx = ALIGN64((size_t)w->n_chunks * sizeof(float)) * nw;
+	p->acc = ALIGN64((size_t)m * LUT_TILE_ROWS * sizeof(float)) * nw *
+		 (nw > 1 ? TILE_TASKS_PER_WORKER : 1);
+	p->total = p->toks + p->tab + p->cexp + p->xs + p->mx + p->acc + 64;
 	return 0;
 }
 
@@ -53,14 +61,40 @@ size_t lut_scratch_bytes(const struct lut_weight *w, uint32_t m, uint32_t n_work
 	return p.total;
 }
 
+/* Chunks [n_chunks * part / n_split, n_chunks * (part + 1) / n_split) of a token's tables. */
+static void span_of(const struct lut_weight *w, uint32_t part, uint32_t n_split,
+		    struct lut_span *sp)
+{
+	uint32_t c0 = (uint32_t)((uint64_t)w->n_chunks * part / n_split);
+	uint32_t c1 = (uint32_t)((uint64_t)w->n_chunks * (part + 1) / n_split);
+	uint32_t p1 = c1 * LUT_CHUNK_PAIRS;
+
+	sp->c0 = c0;
+	sp->c1 = c1;
+	sp->p0 = c0 * LUT_CHUNK_PAIRS;
+	sp->p1 = p1 < w->n_pairs ? p1 : w->n_pairs;
+	sp->k0 = sp->p0 * LUT_PAIR_COLS;
+	sp->k1 = sp->p1 * LUT_PAIR_COLS < w->n_cols ? sp->p1 * LUT_PAIR_COLS : w->n_cols;
+	sp->kend = sp->p1 * LUT_PAIR_COLS;
+	sp->cb0 = sp->k0 / w->col_block;
+	sp->in_cb0 = sp->k0 % w->col_block;
+	sp->tab0 = (uint64_t)sp->p0 * w->bits * 64;
+	sp->rowset_tab = (uint64_t)w->n_pairs * w->bits * 64;
+}
+
 static void tables_task(void *arg, uint32_t task)
 {
 	struct gemm_job *j = arg;
 
-	for (uint32_t t = task; t < j->m; t += j->n_tab_tasks)
-		j->ops->tables(j->w, j->x + (size_t)t * j->w->n_cols,
+	for (uint32_t it = task; it < j->n_tab_items; it += j->n_tab_tasks) {
+		uint32_t t = it / j->n_split;
+		struct lut_span sp;
+
+		span_of(j->w, it % j->n_split, j->n_split, &sp);
+		j->ops->tables(j->w, j->x + (size_t)t * j->w->n_cols, &sp,
 			       (float *)(j->xs + task * j->xs_bytes),
 			       (float *)(j->mx + task * j->mx_bytes), &j->toks[t]);
+	}
 }
 
 static void tiles_task(void *arg, uint32_t task)
@@ -72,7 +106,7 @@ static void tiles_task(void *arg, uint32_t task)
 
 	if (t1 > t0)
 		j->ops->tiles(j->w, t0, t1, j->m, j->toks, j->y,
-			      (int32_t *)(j->acc + task * j->acc_bytes));
+			      (float *)(j->acc + task * j->acc_bytes));
 }
 
 static void run_tasks(const struct lut_runner *r, uint32_t n, lut_task_fn fn, void *arg)
@@ -123,8 +157,8 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		j.toks[t].tab = base + (size_t)t * w->tab_bytes;
 	base += p.tab;
 	for (uint32_t t = 0; t < m; t++)
-		j.toks[t].dshift = base + (size_t)t * w->n_chunks;
-	base += p.dshift;
+		j.toks[t].cexp = (int32_t *)base + (size_t)t * w->n_chunks;
+	base += p.cexp;
 	j.xs = base;
 	j.xs_bytes = p.xs / nw;
 	base += p.xs;
@@ -132,9 +166,16 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	j.mx_bytes = p.mx / nw;
 	base += p.mx;
 	j.acc = base;
-	j.acc_bytes = p.acc / nw;
-	j.n_tab_tasks = m < nw ? m : nw;
-	j.n_tile_tasks = w->n_tiles < nw ? w->n_tiles : nw;
+	j.n_tile_tasks = nw > 1 ? nw * TILE_TASKS_PER_WORKER : 1;
+	j.acc_bytes = p.acc / j.n_tile_tasks;
+	if (j.n_tile_tasks > w->n_tiles)
+		j.n_tile_tasks = w->n_tiles;
+	/* fewer tokens than workers: split each token's tables over chunks too */
+	j.n_split = m < nw ? (nw + m - 1) / m : 1;
+	if (j.n_split > w->n_chunks)
+		j.n_split = w->n_chunks;
+	j.n_tab_items = m * j.n_split;
+	j.n_tab_tasks = j.n_tab_items < nw ? j.n_tab_items : nw;
 	run_tasks(r, j.n_tab_tasks, tables_task, &j);
 	run_tasks(r, j.n_tile_tasks, tiles_task, &j);
 	free(own);

@@ -14,8 +14,9 @@
  *
  * Per token, the activations are shifted by each alpha = sum of +-2^e (exponent adds), every
  * group of 4 shifted activations becomes a 16-entry table of all +-a+-b+-c+-d (adds only),
- * quantized to int8 with one power-of-two scale per 64-column chunk, and each output row
- * sums table entries picked by its packed sign nibbles. For the block layout ("Lat.") the
+ * quantized to int16 with one power-of-two scale per 64-column chunk, and each output row
+ * sums table entries picked by its packed sign nibbles (exact integer sums per chunk, then
+ * float sums over chunks). For the block layout ("Lat.") the
  * alpha of a row block is folded into that row block's own tables, so no layout scales
  * after lookup either.
  *
@@ -26,10 +27,12 @@
  *     64-byte chunk belongs to tile row r; its low nibble holds the signs of columns
  *     8p..8p+3 (bit j set = +1 for column 8p+j), the high nibble columns 8p+4..8p+7.
  *     Columns past n_cols are 0 (they meet zero activations);
- *   - tables of a token: [n_rowsets][n_pairs][bits][32] bytes: 16 entries for group 2p, then
- *     16 for group 2p+1, each entry (int8 value + 128).
- * Accuracy: only the int8 table rounding differs from exact arithmetic (see docs in
- * kernels/README.md and the tolerance in tests/unit/kernels/test_lut.c).
+ *   - tables of a token: [n_rowsets][n_pairs][bits][64] bytes: entries are int16 values
+ *     + 32768, split into bytes: 16 low bytes of group 2p's entries, their 16 high bytes,
+ *     then the same for group 2p+1.
+ * Accuracy: the int16 table rounding (relative step 2^-15 of a chunk's largest entry) and
+ * the float sum over chunks differ from exact arithmetic (see kernels/README.md and the
+ * tolerance in tests/unit/kernels/test_lut.c).
  */
 
 #define LUT_TILE_ROWS	(4 * LUT_LANE_ROWS)
@@ -71,11 +74,10 @@ struct lut_weight {
 	uint32_t n_col_blocks, col_block;
 	uint32_t n_terms; /* slots per alpha (max NAF weight seen, >= 1) */
 	uint32_t n_pairs, n_chunks, n_tiles, n_lanes;
-	uint32_t max_spread;  /* largest exponent gap between chunks of a token (int32 headroom) */
-	uint32_t term_step;   /* n_terms * n_col_blocks: one (rowset, plane) of terms */
-	uint64_t tile_bytes;  /* n_pairs * bits * 64: one tile of planes */
-	uint64_t tab_bytes;   /* one token's tables */
-	uint64_t plane_bytes; /* size of planes */
+	uint32_t term_step;	/* n_terms * n_col_blocks: one (rowset, plane) of terms */
+	uint64_t tile_bytes;	/* n_pairs * bits * 64: one tile of planes */
+	uint64_t tab_bytes;	/* one token's tables */
+	uint64_t plane_bytes;	/* size of planes */
 	struct lut_lane *lanes; /* [n_lanes] */
 	struct lut_terms terms;
 	uint8_t *planes; /* [n_tiles][n_pairs][bits][64]; owned unless borrowed */

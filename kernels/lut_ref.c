@@ -29,7 +29,10 @@ static float abs_f32(float x)
 	return lut_u2f(lut_f2u(x) & 0x7fffffffu);
 }
 
-/* Entries of one group: T[idx] = P[idx & 3] + Q[idx >> 2], bit j of idx set = +x_j. */
+/*
+ * Entries of one group: T[idx] = P[idx & 3] + Q[idx >> 2], bit j of idx set = +x_j, as
+ * 16 low bytes then 16 high bytes of (int16 value + 32768).
+ */
 static void group_table(const float *xg, int32_t s, uint8_t *dst)
 {
 	float a = lut_shift_f32(xg[0], -s), b = lut_shift_f32(xg[1], -s);
@@ -39,31 +42,33 @@ static void group_table(const float *xg, int32_t s, uint8_t *dst)
 
 	for (uint32_t idx = 0; idx < 16; idx++) {
 		long v = lrintf(p[idx & 3] + q[idx >> 2]);
+		uint32_t u;
 
-		v = v > 127 ? 127 : v < -127 ? -127 : v;
-		dst[idx] = (uint8_t)(v + 128);
+		v = v > LUT_ENTRY_MAX ? LUT_ENTRY_MAX : v < -LUT_ENTRY_MAX ? -LUT_ENTRY_MAX : v;
+		u = (uint32_t)(v + LUT_ENTRY_BIAS);
+		dst[idx] = (uint8_t)(u & 0xff);
+		dst[16 + idx] = (uint8_t)(u >> 8);
 	}
 }
 
-void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		    struct lut_tok *tok)
+void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		    float *xs, float *mx, struct lut_tok *tok)
 {
 	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, tstride = w->n_col_blocks;
-	uint32_t term_step = w->term_step;
-	int32_t *s = (int32_t *)(mx + w->n_chunks);
+	uint32_t term_step = w->term_step, kend = sp->kend;
 	const int32_t *e = w->terms.e;
 	const uint32_t *sign = w->terms.sign, *keep = w->terms.keep;
 	float *row = xs;
-	uint8_t *dst = tok->tab;
+	uint8_t *tab = tok->tab;
 
-	for (uint32_t c = 0; c < w->n_chunks; c++)
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
 		mx[c] = 0.0f;
 	/* Pass 1: shifted activations per (rowset, plane), zero-padded, and chunk maxima. */
 	for (uint32_t r = 0; r < w->n_rowsets; r++) {
 		for (uint32_t i = 0; i < w->bits; i++) {
-			uint32_t k = 0, cb = 0, in_cb = 0;
+			uint32_t k = sp->k0, cb = sp->cb0, in_cb = sp->in_cb0;
 
-			for (; k < w->n_cols; k++) {
+			for (; k < sp->k1; k++) {
 				row[k] = apply_alpha(x[k], e + cb, sign + cb, keep + cb, w->n_terms,
 						     tstride);
 				if (++in_cb == w->col_block) {
@@ -71,9 +76,9 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float
 					cb++;
 				}
 			}
-			for (; k < kp; k++)
+			for (; k < kend; k++)
 				row[k] = 0.0f;
-			for (uint32_t g = 0, c = 0, in_c = 0; g < kp; g += LUT_GROUP) {
+			for (uint32_t g = sp->k0, c = sp->c0, in_c = 0; g < kend; g += LUT_GROUP) {
 				float gm = (abs_f32(row[g]) + abs_f32(row[g + 1])) +
 					   (abs_f32(row[g + 2]) + abs_f32(row[g + 3]));
 
@@ -95,20 +100,21 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float
 		}
 	}
 	/* Pass 2: one power-of-two scale per chunk, shared by all rowsets and planes. */
-	for (uint32_t c = 0; c < w->n_chunks; c++)
-		s[c] = lut_chunk_exp(mx[c]);
-	tok->s_base = lut_chunk_shifts(w, s, tok->dshift);
-	/* Pass 3: int8 tables in [rowset][pair][plane][2 groups] order. */
-	for (uint32_t r = 0; r < w->n_rowsets; r++) {
-		for (uint32_t p = 0, c = 0, in_c = 0, col = 0; p < w->n_pairs;
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
+		tok->cexp[c] = lut_chunk_exp(mx[c]);
+	/* Pass 3: int16 tables in [rowset][pair][plane][2 groups] order. */
+	for (uint32_t r = 0; r < w->n_rowsets; r++, tab += sp->rowset_tab) {
+		uint8_t *dst = tab + sp->tab0;
+
+		for (uint32_t p = sp->p0, c = sp->c0, in_c = 0, col = sp->k0; p < sp->p1;
 		     p++, col += LUT_PAIR_COLS) {
-			int32_t sc = tok->s_base + tok->dshift[c];
+			int32_t sc = tok->cexp[c];
 			const float *pl = xs;
 
 			for (uint32_t i = 0; i < w->bits; i++, pl += kp) {
 				group_table(pl + col, sc, dst);
-				group_table(pl + col + LUT_GROUP, sc, dst + 16);
-				dst += 32;
+				group_table(pl + col + LUT_GROUP, sc, dst + 32);
+				dst += 64;
 				LUT_OPAQUE(dst);
 			}
 			if (++in_c == LUT_CHUNK_PAIRS) {
@@ -123,19 +129,23 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, float *xs, float
 	}
 }
 
-/* Output rows of one tile for one token, from int32 sums in tile-row order. */
-static void store_rows(const struct lut_weight *w, uint32_t t, const int32_t *acc, int32_t s,
-		       float *y)
+/* Output rows of one tile for one token, from float sums in tile-row order. */
+static void store_rows(const struct lut_weight *w, uint32_t t, const float *acc, float *y)
 {
 	const struct lut_lane *lane = w->lanes + (size_t)t * 4;
 
 	for (uint32_t l = 0; l < 4; l++, lane++, acc += LUT_LANE_ROWS)
 		for (uint32_t j = 0; j < lane->n_rows; j++)
-			y[lane->row0 + j] = lut_shift_f32((float)acc[j], s);
+			y[lane->row0 + j] = acc[j];
 }
 
+/*
+ * Per row and chunk: the exact integer sum of the looked-up entries (at most 64 lookups of
+ * |v| <= 32767), converted to float (exact below 2^24), scaled by the chunk's 2^cexp (an
+ * exponent add) and added to the row's float sum in chunk order.
+ */
 void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
-		   const struct lut_tok *toks, float *y, int32_t *acc)
+		   const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t tile_bytes = w->tile_bytes;
 	const uint8_t *tile = w->planes;
@@ -146,32 +156,34 @@ void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_
 	}
 	for (uint32_t t = t0; t < t1; t++, tile += tile_bytes) {
 		const struct lut_lane *lanes = w->lanes + (size_t)t * 4;
-		int32_t *a = acc;
+		float *a = acc;
 		float *yj = y;
 
-		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS) {
-			for (uint32_t r = 0; r < LUT_TILE_ROWS; r++)
-				a[r] = 0;
-		}
 		for (uint32_t r = 0; r < LUT_TILE_ROWS; r++) {
 			a = acc;
 			for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS) {
 				const uint8_t *wp = tile + r;
 				const uint8_t *tp;
-				int32_t sum = 0;
+				int32_t sum = 0, n_lookups = 0;
 
+				a[r] = 0.0f;
 				tp = toks[j].tab + lanes[r / LUT_LANE_ROWS].tab_off;
 				for (uint32_t p = 0, c = 0, in_c = 0; p < w->n_pairs; p++) {
 					for (uint32_t i = 0; i < w->bits; i++) {
-						sum += (int32_t)tp[*wp & 15] - 128;
-						sum += (int32_t)tp[16 + (*wp >> 4)] - 128;
+						uint32_t lo = *wp & 15, hi = *wp >> 4;
+
+						sum += tp[lo] + (tp[16 + lo] << 8);
+						sum += tp[32 + hi] + (tp[48 + hi] << 8);
+						n_lookups += 2;
 						wp += LUT_TILE_ROWS;
-						tp += 32;
+						tp += 64;
 					}
 					if (++in_c == LUT_CHUNK_PAIRS || p + 1 == w->n_pairs) {
-						a[r] += (int32_t)((uint32_t)sum
-								  << toks[j].dshift[c]);
+						sum -= n_lookups << 15; /* the +32768 biases */
+						a[r] = a[r] +
+						       lut_shift_f32((float)sum, toks[j].cexp[c]);
 						sum = 0;
+						n_lookups = 0;
 						in_c = 0;
 						c++;
 					}
@@ -180,6 +192,6 @@ void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_
 		}
 		a = acc;
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS, yj += w->n_rows)
-			store_rows(w, t, a, toks[j].s_base, yj);
+			store_rows(w, t, a, yj);
 	}
 }

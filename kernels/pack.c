@@ -11,22 +11,12 @@ static uint32_t div_up(uint32_t a, uint32_t b)
 	return a / b + (a % b != 0);
 }
 
-static uint32_t ceil_log2(uint32_t v)
-{
-	uint32_t l = 0;
-
-	while ((1ull << l) < v)
-		l++;
-	return l;
-}
-
 /* Shape, lanes and sizes; allocates lanes. row_block/col_block as in struct qweight. */
 static int layout_init(struct lut_weight *w, uint32_t n_rows, uint32_t n_cols, uint32_t bits,
 		       enum qw_layout layout, uint32_t row_block, uint32_t col_block)
 {
 	uint64_t n_lanes = 0, tab, planes;
 	uint32_t l = 0;
-	int spread;
 
 	*w = (struct lut_weight){ 0 };
 	if (!n_rows || !n_cols || bits < 1 || bits > QW_MAX_BITS || layout >= QW_LAYOUT_COUNT ||
@@ -44,18 +34,13 @@ static int layout_init(struct lut_weight *w, uint32_t n_rows, uint32_t n_cols, u
 	w->n_col_blocks = div_up(n_cols, col_block);
 	w->n_pairs = div_up(n_cols, LUT_PAIR_COLS);
 	w->n_chunks = div_up(w->n_pairs, LUT_CHUNK_PAIRS);
-	/* int32 sums: n_chunks * 2^14 * 2^spread < 2^31 (a chunk sum is below 127*128 < 2^14) */
-	spread = 17 - (int)ceil_log2(w->n_chunks);
-	if (spread < 0)
-		return -EOVERFLOW;
-	w->max_spread = (uint32_t)spread;
 	for (uint32_t r = 0; r < w->n_rowsets; r++) {
 		uint32_t rows = r + 1 < w->n_rowsets ? row_block : n_rows - r * row_block;
 
 		n_lanes += div_up(rows, LUT_LANE_ROWS);
 	}
 	n_lanes = (n_lanes + 3) & ~3ull;
-	tab = (uint64_t)w->n_rowsets * w->n_pairs * bits * 32;
+	tab = (uint64_t)w->n_rowsets * w->n_pairs * bits * 64;
 	planes = n_lanes * LUT_LANE_ROWS * w->n_pairs * bits;
 	if (n_lanes > UINT32_MAX || tab > SIZE_MAX / 64 || planes > SIZE_MAX / 2)
 		return -EOVERFLOW;
@@ -76,7 +61,7 @@ static int layout_init(struct lut_weight *w, uint32_t n_rows, uint32_t n_cols, u
 			w->lanes[l].n_rows =
 				(uint16_t)(end - row < LUT_LANE_ROWS ? end - row : LUT_LANE_ROWS);
 			w->lanes[l].rowset = (uint16_t)r;
-			w->lanes[l].tab_off = (uint64_t)r * w->n_pairs * bits * 32;
+			w->lanes[l].tab_off = (uint64_t)r * w->n_pairs * bits * 64;
 		}
 	}
 	return 0;

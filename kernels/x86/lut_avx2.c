@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
  * AVX2 path: the same arithmetic as lut_ref.c, bit for bit, eight floats or 32 rows at a time.
- * Compiled alone with -mavx2; the only multiply-free-ness proof is mk/nomul.sh's disassembly.
+ * Compiled alone with -mavx2; the only multiply-free-ness proof is kernels/nomul.sh's
+ * disassembly.
  *
- * Lookup: vpshufb picks, for 32 rows at once, the table entry (int8 + 128, so unsigned) of
- * each row's sign nibble. The bytes are summed as 16-bit words (aw: low byte + 256 * high
- * byte, modulo 2^16) and, separately, the high bytes (ah = words >> 8): then the even rows'
- * sums are aw - (ah << 8) and the odd rows' ah, exact while a chunk has at most 257
- * lookups. Three operations per 32 lookups, and no widening in the inner loop.
+ * Lookup: vpshufb picks, for 32 rows at once, the low byte of each row's table entry
+ * (int16 + 32768, so unsigned) and, with a second vpshufb, its high byte. Each byte plane is
+ * summed as 16-bit words (aw: even-row byte + 256 * odd-row byte, modulo 2^16) and,
+ * separately, its odd-row bytes (ah = words >> 8): the even rows' sums are then
+ * aw - (ah << 8) and the odd rows' ah, exact while a chunk has at most 257 lookups (it has
+ * at most 64). A row's chunk sum is low sum + 256 * high sum - 32768 * lookups.
  */
 #include "kernels/internal.h"
 
@@ -51,14 +53,16 @@ AI float hmax_ps(__m256 v)
 }
 
 /* Pass 1 for one (rowset, plane): alpha-shifted activations and chunk maxima. */
-static void shift_row(const struct lut_weight *w, const float *x, const int32_t *e,
-		      const uint32_t *sign, const uint32_t *keep, float *row, float *mx)
+static void shift_row(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		      const int32_t *e, const uint32_t *sign, const uint32_t *keep, float *row,
+		      float *mx)
 {
 	const __m256i abs_m = _mm256_set1_epi32(0x7fffffff);
-	uint32_t ts = w->n_col_blocks, in_c = 0, c = 0, cb = 0, in_cb = 0;
+	uint32_t ts = w->n_col_blocks, in_c = 0, c = sp->c0, cb = sp->cb0, in_cb = sp->in_cb0;
+	uint32_t kend = sp->kend;
 	__m256 vmax = _mm256_setzero_ps();
 
-	for (uint32_t k = 0; k < w->n_cols + 7 - (w->n_cols + 7) % 8; k += 8) {
+	for (uint32_t k = sp->k0; k < kend; k += 8) {
 		uint32_t left = w->n_cols - k;
 		__m256i m = tail_mask(left);
 		__m256 xv = _mm256_maskload_ps(x + k, m), v = _mm256_setzero_ps(), a, h;
@@ -128,11 +132,34 @@ AI void group_entries(__m256 a, __m256 b, __m256 c, __m256 d, __m256i *lo, __m25
 	*hi = _mm256_cvtps_epi32(_mm256_add_ps(p, qhi));
 }
 
-/* Pass 3 for one pair: 32 table bytes (group 2p then 2p+1) from 8 activations. */
+/*
+ * 16 int32 entries (0-7 in @lo, 8-15 in @hi) to the 32 table bytes of one group: the low
+ * bytes of (clamped entry + 32768), then the high bytes.
+ */
+AI void group_bytes(__m256i lo, __m256i hi, uint8_t *dst)
+{
+	const __m256i mx = _mm256_set1_epi32(LUT_ENTRY_MAX), mn = _mm256_set1_epi32(-LUT_ENTRY_MAX);
+	const __m256i bias = _mm256_set1_epi32(LUT_ENTRY_BIAS);
+	const __m256i split =
+		_mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6,
+				 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+	__m256i r;
+
+	lo = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(lo, mn), mx), bias);
+	hi = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(hi, mn), mx), bias);
+	/* words per 128-bit lane: e0-3 e8-11 | e4-7 e12-15 (all in 1..65535: no saturation) */
+	r = _mm256_packus_epi32(lo, hi);
+	/* dwords: lo(e0-3) lo(e8-11) hi(e0-3) hi(e8-11) | lo(e4-7) lo(e12-15) hi(e4-7) hi(e12-15) */
+	r = _mm256_shuffle_epi8(r, split);
+	r = _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+	_mm256_storeu_si256((__m256i *)dst, r);
+}
+
+/* Pass 3 for one pair and plane: 64 table bytes (group 2p, then 2p+1) from 8 activations. */
 AI void pair_tables(const float *xp, __m256i e, uint8_t *dst)
 {
 	__m256 v = shift_ps(_mm256_loadu_ps(xp), e);
-	__m256i a, b, c, d, ab, cd, r;
+	__m256i a, b, c, d;
 
 	group_entries(_mm256_permutevar8x32_ps(v, _mm256_set1_epi32(0)),
 		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(1)),
@@ -142,32 +169,24 @@ AI void pair_tables(const float *xp, __m256i e, uint8_t *dst)
 		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(5)),
 		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(6)),
 		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(7)), &c, &d);
-	/* packs work per 128-bit lane: dwords come out as g0[0-3] g0[8-11] g1[0-3] g1[8-11]
-	 * g0[4-7] g0[12-15] g1[4-7] g1[12-15] */
-	ab = _mm256_packs_epi32(a, b);
-	cd = _mm256_packs_epi32(c, d);
-	r = _mm256_packs_epi16(ab, cd);
-	r = _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-	r = _mm256_max_epi8(r, _mm256_set1_epi8(-127));
-	r = _mm256_xor_si256(r, _mm256_set1_epi8((char)0x80));
-	_mm256_storeu_si256((__m256i *)dst, r);
+	group_bytes(a, b, dst);
+	group_bytes(c, d, dst + 32);
 }
 
-void lut_tables_avx2(const struct lut_weight *w, const float *x, float *xs, float *mx,
-		     struct lut_tok *tok)
+void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		     float *xs, float *mx, struct lut_tok *tok)
 {
 	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, term_step = w->term_step;
-	int32_t *s = (int32_t *)(mx + w->n_chunks);
 	const int32_t *e = w->terms.e;
 	const uint32_t *sign = w->terms.sign, *keep = w->terms.keep;
-	uint8_t *dst = tok->tab;
+	uint8_t *tab = tok->tab;
 	float *row = xs;
 
-	for (uint32_t c = 0; c < w->n_chunks; c++)
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
 		mx[c] = 0.0f;
 	for (uint32_t r = 0; r < w->n_rowsets; r++) {
 		for (uint32_t i = 0; i < w->bits; i++) {
-			shift_row(w, x, e, sign, keep, row, mx);
+			shift_row(w, x, sp, e, sign, keep, row, mx);
 			row += kp;
 			LUT_OPAQUE(row);
 			e += term_step;
@@ -178,18 +197,19 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, float *xs, floa
 			LUT_OPAQUE(keep);
 		}
 	}
-	for (uint32_t c = 0; c < w->n_chunks; c++)
-		s[c] = lut_chunk_exp(mx[c]);
-	tok->s_base = lut_chunk_shifts(w, s, tok->dshift);
-	for (uint32_t r = 0; r < w->n_rowsets; r++) {
-		for (uint32_t p = 0, c = 0, in_c = 0, col = 0; p < w->n_pairs;
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
+		tok->cexp[c] = lut_chunk_exp(mx[c]);
+	for (uint32_t r = 0; r < w->n_rowsets; r++, tab += sp->rowset_tab) {
+		uint8_t *dst = tab + sp->tab0;
+
+		for (uint32_t p = sp->p0, c = sp->c0, in_c = 0, col = sp->k0; p < sp->p1;
 		     p++, col += LUT_PAIR_COLS) {
-			__m256i ev = _mm256_set1_epi32(-(tok->s_base + tok->dshift[c]));
+			__m256i ev = _mm256_set1_epi32(-tok->cexp[c]);
 			const float *pl = xs;
 
 			for (uint32_t i = 0; i < w->bits; i++, pl += kp) {
 				pair_tables(pl + col, ev, dst);
-				dst += 32;
+				dst += 64;
 				LUT_OPAQUE(dst);
 			}
 			if (++in_c == LUT_CHUNK_PAIRS) {
@@ -215,85 +235,118 @@ AI __m256i two_tabs(const uint8_t *lo, const uint8_t *hi)
 				       _mm_loadu_si128((const __m128i *)hi), 1);
 }
 
-AI void lookup(__m256i wv, __m256i tl, __m256i th, __m256i *aw, __m256i *ah)
+/* One byte plane's lookups of 32 rows summed as described at the top of the file. */
+AI void add_bytes(__m256i u, __m256i v, __m256i *aw, __m256i *ah)
 {
-	const __m256i nib = _mm256_set1_epi8(0x0f);
-	__m256i u = _mm256_shuffle_epi8(tl, _mm256_and_si256(wv, nib));
-	__m256i v = _mm256_shuffle_epi8(th, _mm256_and_si256(_mm256_srli_epi16(wv, 4), nib));
-
 	*aw = _mm256_add_epi16(*aw, _mm256_add_epi16(u, v));
 	*ah = _mm256_add_epi16(*ah,
 			       _mm256_add_epi16(_mm256_srli_epi16(u, 8), _mm256_srli_epi16(v, 8)));
 }
 
-/* Fold one half-tile's chunk sums into its int32 slots (see the slot order in store_tile). */
-AI void fold(__m256i aw, __m256i ah, __m256i bias, __m128i cnt, int32_t *a)
+/*
+ * lut_shift_f32(f, e) for f converted from an int32 below 2^21 in magnitude: for such f
+ * (zero or exponent field 127..148) and e in [-126, 106] no result leaves the normal range,
+ * so only zero needs care; otherwise the general shift.
+ */
+AI __m256 scale_ps(__m256 f, __m256i e, __m256i e23, bool fast)
 {
-	__m256i lo = _mm256_sub_epi16(_mm256_sub_epi16(aw, _mm256_slli_epi16(ah, 8)), bias);
-	__m256i hi = _mm256_sub_epi16(ah, bias);
+	__m256i u = _mm256_castps_si256(f);
+
+	if (!fast)
+		return shift_ps(f, e);
+	return _mm256_castsi256_ps(_mm256_andnot_si256(
+		_mm256_cmpeq_epi32(u, _mm256_setzero_si256()), _mm256_add_epi32(u, e23)));
+}
+
+/*
+ * Fold one half-tile's chunk sums into its float slots (see the slot order in store_tile):
+ * @aw/@ah of the low and the high entry bytes, @bias = 128 * lookups per row.
+ */
+AI void fold(__m256i awl, __m256i ahl, __m256i awh, __m256i ahh, __m256i bias, __m256i e, bool fast,
+	     float *a)
+{
+	const __m256i low = _mm256_set1_epi32(0xffff);
+	__m256i e23 = _mm256_slli_epi32(e, 23);
+	__m256i le = _mm256_sub_epi16(awl, _mm256_slli_epi16(ahl, 8)); /* even rows, >= 0 */
+	__m256i lo = ahl;					       /* odd rows, >= 0 */
+	__m256i he = _mm256_sub_epi16(_mm256_sub_epi16(awh, _mm256_slli_epi16(ahh, 8)), bias);
+	__m256i ho = _mm256_sub_epi16(ahh, bias); /* high sums - 128 * lookups: signed */
 	__m256i v[4] = {
-		_mm256_srai_epi32(_mm256_slli_epi32(lo, 16), 16), /* rows 4d */
-		_mm256_srai_epi32(_mm256_slli_epi32(hi, 16), 16), /* rows 4d + 1 */
-		_mm256_srai_epi32(lo, 16),			  /* rows 4d + 2 */
-		_mm256_srai_epi32(hi, 16),			  /* rows 4d + 3 */
+		/* rows 4d */
+		_mm256_add_epi32(
+			_mm256_and_si256(le, low),
+			_mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(he, 16), 16), 8)),
+		/* rows 4d + 1 */
+		_mm256_add_epi32(
+			_mm256_and_si256(lo, low),
+			_mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(ho, 16), 16), 8)),
+		/* rows 4d + 2 */
+		_mm256_add_epi32(_mm256_srli_epi32(le, 16),
+				 _mm256_slli_epi32(_mm256_srai_epi32(he, 16), 8)),
+		/* rows 4d + 3 */
+		_mm256_add_epi32(_mm256_srli_epi32(lo, 16),
+				 _mm256_slli_epi32(_mm256_srai_epi32(ho, 16), 8)),
 	};
 
 	for (int s = 0; s < 4; s++, a += 8) {
-		__m256i o = _mm256_loadu_si256((const __m256i *)a);
+		__m256 o = _mm256_loadu_ps(a);
 
-		o = _mm256_add_epi32(o, _mm256_sll_epi32(v[s], cnt));
-		_mm256_storeu_si256((__m256i *)a, o);
+		o = _mm256_add_ps(o, scale_ps(_mm256_cvtepi32_ps(v[s]), e, e23, fast));
+		_mm256_storeu_ps(a, o);
 	}
 }
 
 /*
- * One chunk of one token over a 64-row tile: @n_steps (pair, plane) steps, weights 64 bytes
- * and tables 32 bytes per step. @uniform: all four lanes read the same tables.
+ * One chunk of one token over a 64-row tile, 32 rows at a time: @n_steps (pair, plane) steps,
+ * weights 64 bytes and tables 64 bytes per step. @uniform: all four lanes read the same
+ * tables.
  */
 AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, bool uniform,
-	      uint8_t dshift, int32_t *a)
+	      int32_t cexp, float *a)
 {
-	__m256i aw0 = _mm256_setzero_si256(), ah0 = aw0, aw1 = aw0, ah1 = aw0;
+	const __m256i nib = _mm256_set1_epi8(0x0f);
 	__m256i bias = _mm256_set1_epi16((short)(n_steps << 8)); /* 2 lookups * 128 per step */
-	__m128i cnt = _mm_cvtsi32_si128(dshift);
-	uint32_t off = 0;
+	__m256i e = _mm256_set1_epi32(cexp);
+	bool fast = cexp >= -126 && cexp <= 106;
 
-	for (uint32_t s = 0; s < n_steps; s++, wp += 64, off += 32) {
-		__m256i w0 = _mm256_loadu_si256((const __m256i *)wp);
-		__m256i w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));
+	for (int h = 0; h < 2; h++, wp += 32, a += 32) {
+		__m256i awl = _mm256_setzero_si256(), ahl = awl, awh = awl, ahh = awl;
+		const uint8_t *w = wp, *t0 = tp[2 * h], *t1 = tp[2 * h + 1];
 
-		if (uniform) {
-			__m256i tl = bcast_tab(tp[0] + off), th = bcast_tab(tp[0] + off + 16);
+		for (uint32_t s = 0; s < n_steps; s++, w += 64, t0 += 64, t1 += 64) {
+			__m256i wv = _mm256_loadu_si256((const __m256i *)w);
+			__m256i nl = _mm256_and_si256(wv, nib);
+			__m256i nh = _mm256_and_si256(_mm256_srli_epi16(wv, 4), nib);
+			__m256i g0l, g0h, g1l, g1h;
 
-			lookup(w0, tl, th, &aw0, &ah0);
-			lookup(w1, tl, th, &aw1, &ah1);
-		} else {
-			lookup(w0, two_tabs(tp[0] + off, tp[1] + off),
-			       two_tabs(tp[0] + off + 16, tp[1] + off + 16), &aw0, &ah0);
-			lookup(w1, two_tabs(tp[2] + off, tp[3] + off),
-			       two_tabs(tp[2] + off + 16, tp[3] + off + 16), &aw1, &ah1);
+			if (uniform) {
+				g0l = bcast_tab(t0);
+				g0h = bcast_tab(t0 + 16);
+				g1l = bcast_tab(t0 + 32);
+				g1h = bcast_tab(t0 + 48);
+			} else {
+				g0l = two_tabs(t0, t1);
+				g0h = two_tabs(t0 + 16, t1 + 16);
+				g1l = two_tabs(t0 + 32, t1 + 32);
+				g1h = two_tabs(t0 + 48, t1 + 48);
+			}
+			add_bytes(_mm256_shuffle_epi8(g0l, nl), _mm256_shuffle_epi8(g1l, nh), &awl,
+				  &ahl);
+			add_bytes(_mm256_shuffle_epi8(g0h, nl), _mm256_shuffle_epi8(g1h, nh), &awh,
+				  &ahh);
 		}
+		fold(awl, ahl, awh, ahh, bias, e, fast, a);
 	}
-	fold(aw0, ah0, bias, cnt, a);
-	fold(aw1, ah1, bias, cnt, a + 32);
 }
 
 /*
- * Slot s of the int32 sums holds tile row 32 * (s / 32) + 4 * (s % 8) + (s / 8) % 4 (the
+ * Slot s of the float sums holds tile row 32 * (s / 32) + 4 * (s % 8) + (s / 8) % 4 (the
  * even/odd and low/high word split of fold()).
  */
-static void store_tile(const struct lut_weight *w, uint32_t t, const int32_t *a, int32_t s_base,
-		       float *y)
+static void store_tile(const struct lut_weight *w, uint32_t t, const float *f, float *y)
 {
 	const struct lut_lane *lane = w->lanes + ((size_t)t << 2);
-	__m256i e = _mm256_set1_epi32(s_base);
-	float f[LUT_TILE_ROWS];
 
-	for (int v = 0; v < LUT_TILE_ROWS; v += 8)
-		_mm256_storeu_ps(
-			f + v,
-			shift_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(a + v))),
-				 e));
 	for (uint32_t l = 0; l < 4; l++, lane++) {
 		for (uint32_t j = 0; j < lane->n_rows; j++) {
 			uint32_t r = (l << 4) + j, rr = r & 31;
@@ -304,7 +357,7 @@ static void store_tile(const struct lut_weight *w, uint32_t t, const int32_t *a,
 }
 
 void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
-		    const struct lut_tok *toks, float *y, int32_t *acc)
+		    const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t step_bytes = (size_t)w->bits << 6, tile_bytes = w->tile_bytes;
 	const uint8_t *tile = w->planes;
@@ -320,17 +373,17 @@ void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32
 			       lanes[0].tab_off == lanes[3].tab_off;
 		const uint8_t *wp = tile;
 		size_t tab_off = 0; /* of the current chunk within a rowset's tables */
-		int32_t *a = acc;
+		float *a = acc;
 		float *yj = y;
 
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS)
 			for (int r = 0; r < LUT_TILE_ROWS; r++)
-				a[r] = 0;
+				a[r] = 0.0f;
 		for (uint32_t p = 0, c = 0; p < w->n_pairs; p += LUT_CHUNK_PAIRS, c++) {
 			uint32_t n_pairs =
 				w->n_pairs - p < LUT_CHUNK_PAIRS ? w->n_pairs - p : LUT_CHUNK_PAIRS;
 			uint32_t n_steps = 0;
-			size_t chunk_w = 0, chunk_t = 0;
+			size_t chunk_w = 0;
 
 			for (uint32_t q = 0; q < n_pairs; q++) {
 				n_steps += w->bits;
@@ -338,7 +391,6 @@ void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32
 				LUT_OPAQUE(n_steps);
 				LUT_OPAQUE(chunk_w);
 			}
-			chunk_t = chunk_w >> 1;
 			a = acc;
 			for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS) {
 				const uint8_t *tp[4];
@@ -346,15 +398,15 @@ void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32
 				for (int l = 0; l < 4; l++)
 					tp[l] = toks[j].tab + lanes[l].tab_off + tab_off;
 				if (uniform)
-					chunk(wp, tp, n_steps, true, toks[j].dshift[c], a);
+					chunk(wp, tp, n_steps, true, toks[j].cexp[c], a);
 				else
-					chunk(wp, tp, n_steps, false, toks[j].dshift[c], a);
+					chunk(wp, tp, n_steps, false, toks[j].cexp[c], a);
 			}
 			wp += chunk_w;
-			tab_off += chunk_t;
+			tab_off += chunk_w; /* tables: 64 bytes per step, as the weights */
 		}
 		a = acc;
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS, yj += w->n_rows)
-			store_tile(w, t, a, toks[j].s_base, yj);
+			store_tile(w, t, a, yj);
 	}
 }

@@ -3,7 +3,8 @@
  * AVX-512 (F + BW) lookup path: lut_avx2.c's tile loop with one 64-byte vector per 64-row
  * tile step, so a whole tile's weights are one load and two vpshufb. Tables are built by the
  * AVX2 code (every AVX-512 CPU has AVX2; the table build is not the hot loop). Same exact
- * arithmetic as lut_ref.c, bit for bit; see lut_avx2.c for the aw/ah word-sum trick.
+ * arithmetic as lut_ref.c, bit for bit; see lut_avx2.c for the int16 entries looked up as
+ * two byte planes and the aw/ah word-sum trick.
  */
 #include "kernels/internal.h"
 
@@ -45,64 +46,89 @@ AI __m512i four_tabs(const uint8_t *const tp[4], uint32_t off)
 	return t;
 }
 
-AI void lookup(__m512i wv, __m512i tl, __m512i th, __m512i *aw, __m512i *ah)
+AI void add_bytes(__m512i u, __m512i v, __m512i *aw, __m512i *ah)
 {
-	const __m512i nib = _mm512_set1_epi8(0x0f);
-	__m512i u = _mm512_shuffle_epi8(tl, _mm512_and_si512(wv, nib));
-	__m512i v = _mm512_shuffle_epi8(th, _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib));
-
 	*aw = _mm512_add_epi16(*aw, _mm512_add_epi16(u, v));
 	*ah = _mm512_add_epi16(*ah,
 			       _mm512_add_epi16(_mm512_srli_epi16(u, 8), _mm512_srli_epi16(v, 8)));
 }
 
-/* Slot 16 * v + d holds tile row 4 * d + v. */
-AI void fold(__m512i aw, __m512i ah, __m512i bias, __m128i cnt, int32_t *a)
+/* lut_avx2.c's scale_ps: fast path for e in [-126, 106], where only zero needs care. */
+AI __m512 scale_ps(__m512 f, __m512i e, __m512i e23, bool fast)
 {
-	__m512i lo = _mm512_sub_epi16(_mm512_sub_epi16(aw, _mm512_slli_epi16(ah, 8)), bias);
-	__m512i hi = _mm512_sub_epi16(ah, bias);
+	__m512i u = _mm512_castps_si512(f);
+
+	if (!fast)
+		return shift_ps(f, e);
+	return _mm512_castsi512_ps(_mm512_maskz_add_epi32(_mm512_test_epi32_mask(u, u), u, e23));
+}
+
+/* Slot 16 * v + d holds tile row 4 * d + v. */
+AI void fold(__m512i awl, __m512i ahl, __m512i awh, __m512i ahh, __m512i bias, __m512i e, bool fast,
+	     float *a)
+{
+	const __m512i low = _mm512_set1_epi32(0xffff);
+	__m512i e23 = _mm512_slli_epi32(e, 23);
+	__m512i le = _mm512_sub_epi16(awl, _mm512_slli_epi16(ahl, 8));
+	__m512i lo = ahl;
+	__m512i he = _mm512_sub_epi16(_mm512_sub_epi16(awh, _mm512_slli_epi16(ahh, 8)), bias);
+	__m512i ho = _mm512_sub_epi16(ahh, bias);
 	__m512i v[4] = {
-		_mm512_srai_epi32(_mm512_slli_epi32(lo, 16), 16), /* rows 4d */
-		_mm512_srai_epi32(_mm512_slli_epi32(hi, 16), 16), /* rows 4d + 1 */
-		_mm512_srai_epi32(lo, 16),			  /* rows 4d + 2 */
-		_mm512_srai_epi32(hi, 16),			  /* rows 4d + 3 */
+		_mm512_add_epi32(
+			_mm512_and_si512(le, low),
+			_mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(he, 16), 16), 8)),
+		_mm512_add_epi32(
+			_mm512_and_si512(lo, low),
+			_mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(ho, 16), 16), 8)),
+		_mm512_add_epi32(_mm512_srli_epi32(le, 16),
+				 _mm512_slli_epi32(_mm512_srai_epi32(he, 16), 8)),
+		_mm512_add_epi32(_mm512_srli_epi32(lo, 16),
+				 _mm512_slli_epi32(_mm512_srai_epi32(ho, 16), 8)),
 	};
 
 	for (int s = 0; s < 4; s++, a += 16) {
-		__m512i o = _mm512_loadu_si512(a);
+		__m512 o = _mm512_loadu_ps(a);
 
-		_mm512_storeu_si512(a, _mm512_add_epi32(o, _mm512_sll_epi32(v[s], cnt)));
+		_mm512_storeu_ps(
+			a, _mm512_add_ps(o, scale_ps(_mm512_cvtepi32_ps(v[s]), e, e23, fast)));
 	}
 }
 
 AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, bool uniform,
-	      uint8_t dshift, int32_t *a)
+	      int32_t cexp, float *a)
 {
-	__m512i aw = _mm512_setzero_si512(), ah = aw;
+	const __m512i nib = _mm512_set1_epi8(0x0f);
+	__m512i awl = _mm512_setzero_si512(), ahl = awl, awh = awl, ahh = awl;
 	__m512i bias = _mm512_set1_epi16((short)(n_steps << 8));
-	__m128i cnt = _mm_cvtsi32_si128(dshift);
 	uint32_t off = 0;
 
-	for (uint32_t s = 0; s < n_steps; s++, wp += 64, off += 32) {
+	for (uint32_t s = 0; s < n_steps; s++, wp += 64, off += 64) {
 		__m512i wv = _mm512_loadu_si512(wp);
+		__m512i nl = _mm512_and_si512(wv, nib);
+		__m512i nh = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib);
+		__m512i g0l, g0h, g1l, g1h;
 
-		if (uniform)
-			lookup(wv, bcast_tab(tp[0] + off), bcast_tab(tp[0] + off + 16), &aw, &ah);
-		else
-			lookup(wv, four_tabs(tp, off), four_tabs(tp, off + 16), &aw, &ah);
+		if (uniform) {
+			g0l = bcast_tab(tp[0] + off);
+			g0h = bcast_tab(tp[0] + off + 16);
+			g1l = bcast_tab(tp[0] + off + 32);
+			g1h = bcast_tab(tp[0] + off + 48);
+		} else {
+			g0l = four_tabs(tp, off);
+			g0h = four_tabs(tp, off + 16);
+			g1l = four_tabs(tp, off + 32);
+			g1h = four_tabs(tp, off + 48);
+		}
+		add_bytes(_mm512_shuffle_epi8(g0l, nl), _mm512_shuffle_epi8(g1l, nh), &awl, &ahl);
+		add_bytes(_mm512_shuffle_epi8(g0h, nl), _mm512_shuffle_epi8(g1h, nh), &awh, &ahh);
 	}
-	fold(aw, ah, bias, cnt, a);
+	fold(awl, ahl, awh, ahh, bias, _mm512_set1_epi32(cexp), cexp >= -126 && cexp <= 106, a);
 }
 
-static void store_tile(const struct lut_weight *w, uint32_t t, const int32_t *a, int32_t s_base,
-		       float *y)
+static void store_tile(const struct lut_weight *w, uint32_t t, const float *f, float *y)
 {
 	const struct lut_lane *lane = w->lanes + ((size_t)t << 2);
-	__m512i e = _mm512_set1_epi32(s_base);
-	float f[LUT_TILE_ROWS];
 
-	for (int v = 0; v < LUT_TILE_ROWS; v += 16)
-		_mm512_storeu_ps(f + v, shift_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(a + v)), e));
 	for (uint32_t l = 0; l < 4; l++, lane++) {
 		for (uint32_t j = 0; j < lane->n_rows; j++) {
 			uint32_t r = (l << 4) + j;
@@ -113,7 +139,7 @@ static void store_tile(const struct lut_weight *w, uint32_t t, const int32_t *a,
 }
 
 void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
-		      const struct lut_tok *toks, float *y, int32_t *acc)
+		      const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t step_bytes = (size_t)w->bits << 6, tile_bytes = w->tile_bytes;
 	const uint8_t *tile = w->planes;
@@ -129,12 +155,12 @@ void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint
 			       lanes[0].tab_off == lanes[3].tab_off;
 		const uint8_t *wp = tile;
 		size_t tab_off = 0;
-		int32_t *a = acc;
+		float *a = acc;
 		float *yj = y;
 
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS)
 			for (int r = 0; r < LUT_TILE_ROWS; r++)
-				a[r] = 0;
+				a[r] = 0.0f;
 		for (uint32_t p = 0, c = 0; p < w->n_pairs; p += LUT_CHUNK_PAIRS, c++) {
 			uint32_t n_pairs =
 				w->n_pairs - p < LUT_CHUNK_PAIRS ? w->n_pairs - p : LUT_CHUNK_PAIRS;
@@ -154,15 +180,15 @@ void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint
 				for (int l = 0; l < 4; l++)
 					tp[l] = toks[j].tab + lanes[l].tab_off + tab_off;
 				if (uniform)
-					chunk(wp, tp, n_steps, true, toks[j].dshift[c], a);
+					chunk(wp, tp, n_steps, true, toks[j].cexp[c], a);
 				else
-					chunk(wp, tp, n_steps, false, toks[j].dshift[c], a);
+					chunk(wp, tp, n_steps, false, toks[j].cexp[c], a);
 			}
 			wp += chunk_w;
-			tab_off += chunk_w >> 1;
+			tab_off += chunk_w;
 		}
 		a = acc;
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS, yj += w->n_rows)
-			store_tile(w, t, a, toks[j].s_base, yj);
+			store_tile(w, t, a, yj);
 	}
 }

@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "common/progress.h"
 #include "engine/eval.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
+#include "tools/shiftadd/load.h"
 
 static const struct opt_spec ppl_specs[] = {
 	{ "model", 'm', "PATH", NULL, "model: a GGUF file or an HF folder (required)" },
@@ -19,7 +21,9 @@ static const struct opt_spec ppl_specs[] = {
 	{ "seqlen", 0, "N", "2048, or the model's context if smaller", "tokens per window" },
 	{ "limit-windows", 0, "N", "0 = all", "score only the first N windows" },
 	{ "bos", 0, NULL, NULL, "put BOS before each window (not scored)" },
-	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products" },
+	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products (BLAS and kernels)" },
+	{ "backend", 0, "NAME", "shiftadd",
+	  "dense (dequantize shift-add layers, BLAS) or shiftadd (LUT kernels)" },
 	{ "dump-ids", 0, "FILE", NULL, "also write the token ids (one per line) to FILE" },
 	{ "json", 0, NULL, NULL, "print the result as one JSON object" },
 	{ "help", 'h', NULL, NULL, "show this help" },
@@ -29,6 +33,7 @@ static const struct opt_spec ppl_specs[] = {
 struct ppl_opts {
 	const char *model, *data, *dump;
 	unsigned seqlen, limit, threads;
+	int backend; /* enum linear_backend */
 	bool bos, json;
 };
 
@@ -38,7 +43,7 @@ static int parse_ppl(int argc, char **argv, struct ppl_opts *o)
 	char so[3 * OPT_MAX + 2];
 	int c;
 
-	*o = (struct ppl_opts){ .data = NULL, .seqlen = 0 };
+	*o = (struct ppl_opts){ .backend = LINEAR_BACKEND_SHIFTADD };
 	opt_build(ppl_specs, lo, so);
 	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
 		int i = opt_index(ppl_specs, c);
@@ -61,7 +66,15 @@ static int parse_ppl(int argc, char **argv, struct ppl_opts *o)
 			o->bos = true;
 		else if (!strcmp(n, "threads"))
 			r = opt_u32(n, optarg, &o->threads);
-		else if (!strcmp(n, "dump-ids"))
+		else if (!strcmp(n, "backend")) {
+			o->backend = tool_backend_parse(optarg);
+			if (o->backend < 0) {
+				fprintf(stderr,
+					"shiftadd eval ppl: --backend must be dense or shiftadd, not '%s'\n",
+					optarg);
+				return 2;
+			}
+		} else if (!strcmp(n, "dump-ids"))
 			o->dump = optarg;
 		else if (!strcmp(n, "json"))
 			o->json = true;
@@ -103,6 +116,7 @@ static int run_ppl(const struct ppl_opts *o)
 	const char *data = o->data ? o->data : tool_shared_path("wikitext-2/wiki.test.rows.txt");
 	struct errbuf e = { { 0 } };
 	struct model *m = NULL;
+	struct pool *pool = NULL;
 	struct ppl_result res;
 	struct progress bar;
 	int32_t *ids = NULL;
@@ -117,7 +131,7 @@ static int run_ppl(const struct ppl_opts *o)
 		fprintf(stderr, "shiftadd eval ppl: '%s': %s\n", data, strerror(-r));
 		goto out;
 	}
-	r = model_load(o->model, &m, &e);
+	r = tool_model_load(o->model, o->backend, o->threads, &m, &pool, &e);
 	if (r < 0) {
 		fprintf(stderr, "shiftadd eval ppl: '%s': %s\n", o->model, errbuf_str(&e, r));
 		goto out;
@@ -156,21 +170,26 @@ static int run_ppl(const struct ppl_opts *o)
 		goto out;
 	}
 	if (o->json)
-		printf("{\"model\": \"%s\", \"ppl\": %.6f, \"nll_mean\": %.8f, \"windows\": %u, "
+		printf("{\"model\": \"%s\", \"backend\": \"%s\", \"shiftadd_layers\": %u, "
+		       "\"threads\": %u, \"ppl\": %.6f, \"nll_mean\": %.8f, \"windows\": %u, "
 		       "\"seqlen\": %u, \"bos\": %s, \"predicted_tokens\": %llu, \"text_tokens\": %zu, "
 		       "\"tokenize_s\": %.3f, \"eval_s\": %.3f, \"tok_per_s\": %.2f}\n",
-		       o->model, res.ppl, res.nll_sum / res.n_predicted, res.n_windows, res.seqlen,
+		       o->model, tool_backend_name(o->backend), m->n_shiftadd,
+		       pool ? pool_n_threads(pool) : o->threads, res.ppl,
+		       res.nll_sum / res.n_predicted, res.n_windows, res.seqlen,
 		       o->bos ? "true" : "false", (unsigned long long)res.n_predicted, n_ids, t_tok,
 		       res.seconds, (double)res.n_windows * seqlen / res.seconds);
 	else
 		printf("ppl %.4f  (%u windows x %u tokens, %llu predicted, %zu text tokens; "
-		       "%.1f tok/s, %.1f s)\n",
+		       "%.1f tok/s, %.1f s; %u shift-add layers on the kernels)\n",
 		       res.ppl, res.n_windows, res.seqlen, (unsigned long long)res.n_predicted,
-		       n_ids, (double)res.n_windows * seqlen / res.seconds, res.seconds);
+		       n_ids, (double)res.n_windows * seqlen / res.seconds, res.seconds,
+		       m->n_shiftadd);
 out:
 	free(ids);
 	free(text);
 	model_free(m);
+	pool_free(pool);
 	return r < 0 ? 1 : 0;
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "common/progress.h"
 #include "engine/chat.h"
 #include "engine/model.h"
@@ -12,6 +13,7 @@
 #include "engine/tokenizer.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
+#include "tools/shiftadd/load.h"
 
 static const struct opt_spec specs[] = {
 	{ "model", 'm', "PATH", NULL, "model: a GGUF file or an HF folder (required)" },
@@ -23,7 +25,9 @@ static const struct opt_spec specs[] = {
 	{ "top-k", 0, "K", "50", "keep the K most likely tokens; 0 = off" },
 	{ "top-p", 0, "P", "0.9", "nucleus sampling mass; 1 = off" },
 	{ "seed", 's', "S", "0", "random seed" },
-	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products" },
+	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products (BLAS and kernels)" },
+	{ "backend", 0, "NAME", "shiftadd",
+	  "dense (dequantize shift-add layers, BLAS) or shiftadd (LUT kernels)" },
 	{ "special", 0, NULL, NULL, "recognise special tokens (<|im_start|>...) in --prompt" },
 	{ "json", 0, NULL, NULL, "print one JSON object with the text and timings at the end" },
 	{ "help", 'h', NULL, NULL, "show this help" },
@@ -34,6 +38,7 @@ struct gen_opts {
 	const char *model, *prompt, *system;
 	bool chat, special, json;
 	unsigned n_predict, top_k, threads;
+	int backend; /* enum linear_backend */
 	float temp, top_p;
 	unsigned long long seed;
 };
@@ -44,7 +49,11 @@ static int parse(int argc, char **argv, struct gen_opts *o)
 	char so[3 * OPT_MAX + 2];
 	int c;
 
-	*o = (struct gen_opts){ .n_predict = 128, .temp = 0.7f, .top_k = 50, .top_p = 0.9f };
+	*o = (struct gen_opts){ .backend = LINEAR_BACKEND_SHIFTADD,
+				.n_predict = 128,
+				.temp = 0.7f,
+				.top_k = 50,
+				.top_p = 0.9f };
 	opt_build(specs, lo, so);
 	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
 		int i = opt_index(specs, c);
@@ -75,7 +84,15 @@ static int parse(int argc, char **argv, struct gen_opts *o)
 			r = opt_u64(n, optarg, &o->seed);
 		else if (!strcmp(n, "threads"))
 			r = opt_u32(n, optarg, &o->threads);
-		else if (!strcmp(n, "special"))
+		else if (!strcmp(n, "backend")) {
+			o->backend = tool_backend_parse(optarg);
+			if (o->backend < 0) {
+				fprintf(stderr,
+					"shiftadd generate: --backend must be dense or shiftadd, not '%s'\n",
+					optarg);
+				return 2;
+			}
+		} else if (!strcmp(n, "special"))
 			o->special = true;
 		else if (!strcmp(n, "json"))
 			o->json = true;
@@ -162,6 +179,7 @@ static int run(const struct gen_opts *o)
 {
 	struct errbuf e = { { 0 } };
 	struct model *m = NULL;
+	struct pool *pool = NULL;
 	struct kv_cache kv = { 0 };
 	struct sampler_params sp = {
 		.temperature = o->temp, .top_k = o->top_k, .top_p = o->top_p, .seed = o->seed
@@ -177,7 +195,7 @@ static int run(const struct gen_opts *o)
 	int r;
 
 	t0 = progress_now();
-	r = model_load(o->model, &m, &e);
+	r = tool_model_load(o->model, o->backend, o->threads, &m, &pool, &e);
 	if (r < 0) {
 		fprintf(stderr, "shiftadd generate: '%s': %s\n", o->model, errbuf_str(&e, r));
 		goto out;
@@ -250,9 +268,11 @@ static int run(const struct gen_opts *o)
 		printf("{\"text\": ");
 		json_str(stdout, out);
 		printf(", \"prompt_tokens\": %zu, \"generated_tokens\": %u, \"load_s\": %.3f, "
-		       "\"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f}\n",
+		       "\"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, \"backend\": \"%s\", "
+		       "\"shiftadd_layers\": %u}\n",
 		       n_prompt, n_gen, t_load - t0, n_prompt / (t_prefill - t_load),
-		       n_gen > 1 ? (n_gen - 1) / (t_end - t_prefill) : 0.0);
+		       n_gen > 1 ? (n_gen - 1) / (t_end - t_prefill) : 0.0,
+		       tool_backend_name(o->backend), m->n_shiftadd);
 	} else {
 		printf("\n");
 		fprintf(stderr,
@@ -267,6 +287,7 @@ out:
 	free(cand);
 	kv_cache_done(&kv);
 	model_free(m);
+	pool_free(pool);
 	return r < 0 ? 1 : 0;
 }
 

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef TOOLS_SHIFTADD_LOAD_H
+#define TOOLS_SHIFTADD_LOAD_H
+
+/* Model loading shared by the subcommands that run a model (eval, generate). */
+
+struct errbuf;
+struct model;
+struct pool;
+
+/* "dense" or "shiftadd" to enum linear_backend (engine/model.h); -EINVAL otherwise. */
+int tool_backend_parse(const char *name);
+
+/* The option name of @backend ("dense", "shiftadd"). */
+const char *tool_backend_name(int backend);
+
+/*
+ * model_load_ex() of @path with @backend (enum linear_backend); for the shift-add backend a
+ * pool of @threads workers (0 = all online CPUs) runs the kernels, returned in *ret_pool
+ * (NULL for dense). The caller frees the model first, then pool_free(*ret_pool).
+ * Returns 0 or the loader's -errno (message in @e).
+ */
+int tool_model_load(const char *path, int backend, unsigned threads, struct model **ret,
+		    struct pool **ret_pool, struct errbuf *e);
+
+#endif /* TOOLS_SHIFTADD_LOAD_H */
