@@ -4,3 +4,9 @@ shiftadd_SRCS := $(wildcard tools/shiftadd/*.c) $(tools_common_SRCS)
 shiftadd_OBJS := $(patsubst %.c,$(B)/%.o,$(shiftadd_SRCS))
 SHIFTADD_ARCHIVES := $(B)/libreparam.a $(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a
 $(eval $(call add_program,shiftadd,$(shiftadd_OBJS),$(SHIFTADD_ARCHIVES),$(ENGINE_LDLIBS) -llapacke))
+
+# shiftaddctl: the admin CLI (control socket, admin messages). Never links the engine.
+shiftaddctl_SRCS := $(wildcard tools/shiftaddctl/*.c) tools/admin_client.c $(tools_common_SRCS)
+shiftaddctl_OBJS := $(patsubst %.c,$(B)/%.o,$(shiftaddctl_SRCS))
+$(shiftaddctl_OBJS): | $(PROTO_GEN_H)
+$(eval $(call add_program,shiftaddctl,$(shiftaddctl_OBJS),$(B)/libproto.a $(B)/libcommon.a,$(PROTO_LDLIBS) -lcjson))
