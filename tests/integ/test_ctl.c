@@ -400,7 +400,7 @@ static void test_non_admin_uid_is_refused(void **state)
 
 struct loader {
 	int idx;
-	volatile bool *stop;
+	bool *stop;
 	int done, failures, last_error;
 };
 
@@ -456,7 +456,7 @@ static void test_hot_reload_and_workers_under_load(void **state)
 	uint64_t sid;
 	unsigned n_old = 0;
 	const char *p;
-	volatile bool stop = false;
+	bool stop = false;
 	struct loader l[4];
 	pthread_t th[4];
 	char model_b[160];
@@ -498,7 +498,7 @@ static void test_hot_reload_and_workers_under_load(void **state)
 	wait_retired();
 	assert_int_equal(CTL("workers", "set", "auto", "--wait"), 0);
 	usleep(50000);
-	stop = true;
+	__atomic_store_n(&stop, true, __ATOMIC_SEQ_CST);
 	for (int i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
 		assert_int_equal(l[i].last_error, 0);
