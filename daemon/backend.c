@@ -5,6 +5,7 @@
 
 static const struct backend_ops *const backends[] = {
 	&backend_fake_ops,
+	&backend_engine_ops,
 };
 
 const struct backend_ops *backend_find(const char *name)

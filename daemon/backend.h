@@ -96,4 +96,10 @@ const struct backend_ops *backend_find(const char *name);
  */
 extern const struct backend_ops backend_fake_ops;
 
+/*
+ * The engine backend: the model file given as model_path (GGUF, converted or not, or an HF
+ * folder) through engine/, shift-add planes on the LUT kernels.
+ */
+extern const struct backend_ops backend_engine_ops;
+
 #endif /* DAEMON_BACKEND_H */

@@ -2,13 +2,15 @@
 daemon_SRCS := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 $(eval $(call add_lib,daemon))
 
-DAEMON_LDLIBS := -luring -lnuma -lhwloc $(PROTO_LDLIBS) -lm -lpthread
-$(eval $(call add_program,shiftaddd,$(B)/daemon/main.o,$(B)/libdaemon.a $(B)/libproto.a $(B)/libcommon.a,$(DAEMON_LDLIBS)))
+DAEMON_LDLIBS := -luring -lnuma -lhwloc $(PROTO_LDLIBS) $(ENGINE_LDLIBS) -lm -lpthread
+DAEMON_ARCHIVES := $(B)/libdaemon.a $(B)/libengine.a $(B)/libkernels.a $(B)/libproto.a \
+		   $(B)/libcommon.a
+$(eval $(call add_program,shiftaddd,$(B)/daemon/main.o,$(DAEMON_ARCHIVES),$(DAEMON_LDLIBS)))
 
 # These include the generated protobuf header (see proto/module.mk).
 $(daemon_OBJS) $(B)/daemon/main.o: | $(PROTO_GEN_H)
 
-daemon_TEST_LIBS := $(B)/libdaemon.a $(B)/libproto.a $(B)/libcommon.a
+daemon_TEST_LIBS := $(DAEMON_ARCHIVES)
 daemon_LDLIBS := $(DAEMON_LDLIBS)
 ifneq ($(wildcard tests/unit/daemon/*.c),)
 $(eval $(call add_unit_test,daemon))

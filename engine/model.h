@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "engine/config.h"
 #include "engine/linear.h"
+#include "engine/model_config.h"
 
 struct tokenizer;
 struct gguf_file;

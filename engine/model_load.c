@@ -421,7 +421,7 @@ static int open_gguf(struct model *m, const char *path, struct source *s, struct
 	r = gguf_open(path, &s->g, e);
 	if (r < 0)
 		return r;
-	r = config_from_gguf(s->g, &m->cfg, e);
+	r = model_config_from_gguf(s->g, &m->cfg, e);
 	if (r < 0)
 		return r;
 	if (m->cfg.arch != ARCH_LLAMA)
@@ -452,7 +452,7 @@ static int open_hf(struct model *m, const char *dir, struct source *s, struct er
 	int r;
 
 	snprintf(p, sizeof(p), "%s/config.json", dir);
-	r = config_from_hf_json(p, &m->cfg, e);
+	r = model_config_from_hf_json(p, &m->cfg, e);
 	if (r < 0)
 		return r;
 	m->rope_pairing = ROPE_PAIR_HALF;
@@ -496,7 +496,7 @@ int model_load_ex(const char *path, const struct model_load_opts *o, struct mode
 	r = S_ISDIR(sb.st_mode) ? open_hf(m, path, &s, e) : open_gguf(m, path, &s, e);
 	if (r < 0)
 		goto out_free;
-	r = config_validate(&m->cfg, e);
+	r = model_config_validate(&m->cfg, e);
 	if (r < 0)
 		goto out_free;
 	if (m->cfg.arch == ARCH_LLAMA && m->cfg.head_dim % 2)
