@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -154,6 +155,17 @@ static int op_status(struct daemon *d, struct reply_buf *b)
 	return 0;
 }
 
+/* Every thread's CPU time, whichever pool runs the backend's kernels. */
+static uint64_t process_cpu_ns(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
+	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
+}
+
 static int op_stats(struct daemon *d, struct reply_buf *b)
 {
 	Shiftadd__DaemonStats *st = &b->st;
@@ -179,6 +191,7 @@ static int op_stats(struct daemon *d, struct reply_buf *b)
 	st->kv_tokens_total = (uint64_t)d->binfo.n_slots * d->binfo.n_ctx;
 	st->generation = d->generation;
 	st->requests_refused = d->n_req_refused;
+	st->cpu_ns = process_cpu_ns();
 	ret = fill_workers(d, b, &st->n_workers);
 	if (ret < 0)
 		return ret;

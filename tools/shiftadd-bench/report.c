@@ -54,6 +54,7 @@ static cJSON *point_json(const struct report_point *p)
 	cJSON_AddItemToObject(o, "e2e_ms", summary_json(&p->e2e_ms));
 	cJSON_AddNumberToObject(o, "worker_util_mean", p->util_mean);
 	cJSON_AddNumberToObject(o, "loop_busy", p->loop_busy);
+	cJSON_AddNumberToObject(o, "daemon_cores", p->daemon_cores);
 	w = cJSON_AddArrayToObject(o, "worker_util");
 	for (uint32_t i = 0; w && i < p->n_workers; i++) {
 		cJSON *e = cJSON_CreateObject();
@@ -117,13 +118,13 @@ int report_write_csv(const char *path, const struct report_point *p, size_t n)
 	fprintf(f, "workers,clients,concurrency,in_flight,window_s,requests_ok,requests_failed,"
 		   "tokens,tokens_per_s,requests_per_s,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,"
 		   "itl_p50_ms,itl_p90_ms,itl_p99_ms,e2e_p50_ms,e2e_p99_ms,worker_util_mean,"
-		   "loop_busy\n");
+		   "loop_busy,daemon_cores\n");
 	for (size_t i = 0; i < n; i++) {
 		const struct report_point *q = &p[i];
 
 		fprintf(f,
 			"%u,%u,%u,%u,%.3f,%llu,%llu,%llu,%.2f,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,"
-			"%.4f,%.4f,%.4f,%.4f\n",
+			"%.4f,%.4f,%.4f,%.4f,%.4f\n",
 			q->workers, q->clients, q->concurrency, q->clients * q->concurrency,
 			q->window_s, (unsigned long long)q->ok, (unsigned long long)q->failed,
 			(unsigned long long)q->tokens, q->tokens_per_s, q->requests_per_s,

@@ -23,7 +23,8 @@ struct report_point {
 	int worker_node[REPORT_MAX_WORKERS];
 	double worker_util[REPORT_MAX_WORKERS]; /* busy fraction over the window */
 	double util_mean;
-	double loop_busy; /* daemon loop thread inside scheduler steps, fraction of the window */
+	double loop_busy;    /* daemon loop thread inside scheduler steps, fraction of the window */
+	double daemon_cores; /* daemon CPU time over the window / window: cores kept busy */
 };
 
 struct report_meta {

@@ -170,6 +170,9 @@ void render_stats_text(FILE *f, const Shiftadd__DaemonStats *s)
 	fprintf(f, "loop:       %.3f s in scheduler steps (%.1f%% of uptime)\n",
 		(double)s->step_busy_ns / 1e9,
 		s->uptime_ns ? 100.0 * (double)s->step_busy_ns / (double)s->uptime_ns : 0.0);
+	fprintf(f, "cpu:        %.3f s in all daemon threads (%.2f cores on average)\n",
+		(double)s->cpu_ns / 1e9,
+		s->uptime_ns ? (double)s->cpu_ns / (double)s->uptime_ns : 0.0);
 	fprintf(f, "workers:\n  %-6s %-5s %-5s %12s %8s %10s\n", "worker", "cpu", "node", "busy_s",
 		"busy_%", "tasks");
 	for (size_t i = 0; i < s->n_workers; i++) {
@@ -195,6 +198,7 @@ int render_stats_json(FILE *f, const Shiftadd__DaemonStats *s)
 	cJSON_AddNumberToObject(o, "tokens_prefilled", (double)s->tokens_prefilled);
 	cJSON_AddNumberToObject(o, "steps", (double)s->steps);
 	cJSON_AddNumberToObject(o, "step_busy_ns", (double)s->step_busy_ns);
+	cJSON_AddNumberToObject(o, "cpu_ns", (double)s->cpu_ns);
 	cJSON_AddNumberToObject(o, "n_live", s->n_live);
 	cJSON_AddNumberToObject(o, "n_active", s->n_active);
 	cJSON_AddNumberToObject(o, "n_waiting", s->n_waiting);
@@ -236,6 +240,8 @@ void render_stats_prometheus(FILE *f, const Shiftadd__DaemonStats *s)
 	     (double)s->steps);
 	prom(f, "step_busy_seconds_total", "counter", "Loop thread time inside scheduler steps.",
 	     (double)s->step_busy_ns / 1e9);
+	prom(f, "cpu_seconds_total", "counter", "CPU time of the daemon process, all threads.",
+	     (double)s->cpu_ns / 1e9);
 	prom(f, "requests_live", "gauge", "Requests admitted and not yet answered.", s->n_live);
 	prom(f, "requests_active", "gauge", "Requests holding a KV slot.", s->n_active);
 	prom(f, "requests_waiting", "gauge", "Requests queued for a KV slot.", s->n_waiting);
