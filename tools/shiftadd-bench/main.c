@@ -224,7 +224,7 @@ static int admin_op(struct bench *b, Shiftadd__AdminOp op, const char *workers,
 
 struct snapshot {
 	bool ok;
-	uint64_t t_ns, step_busy_ns;
+	uint64_t t_ns, step_busy_ns, cpu_ns;
 	uint32_t n_workers;
 	int cpu[REPORT_MAX_WORKERS], node[REPORT_MAX_WORKERS];
 	uint64_t busy[REPORT_MAX_WORKERS];
@@ -240,6 +240,7 @@ static void take_snapshot(struct bench *b, struct snapshot *s)
 		return;
 	s->ok = true;
 	s->step_busy_ns = rep.r->stats->step_busy_ns;
+	s->cpu_ns = rep.r->stats->cpu_ns;
 	s->n_workers = (uint32_t)rep.r->stats->n_workers;
 	if (s->n_workers > REPORT_MAX_WORKERS)
 		s->n_workers = REPORT_MAX_WORKERS;
@@ -530,6 +531,8 @@ out_wait:
 			}
 			pt->loop_busy = stats_utilization(s0.step_busy_ns, s1.step_busy_ns, s0.t_ns,
 							  s1.t_ns);
+			pt->daemon_cores =
+				stats_rate(s1.cpu_ns - s0.cpu_ns, s0.t_ns, s1.t_ns) / 1e9;
 		}
 	}
 	for (uint32_t i = 0; i < n_clients; i++)

@@ -130,7 +130,7 @@ int report_write_csv(const char *path, const struct report_point *p, size_t n)
 			(unsigned long long)q->tokens, q->tokens_per_s, q->requests_per_s,
 			q->ttft_ms.p50, q->ttft_ms.p90, q->ttft_ms.p99, q->itl_ms.p50,
 			q->itl_ms.p90, q->itl_ms.p99, q->e2e_ms.p50, q->e2e_ms.p99, q->util_mean,
-			q->loop_busy);
+			q->loop_busy, q->daemon_cores);
 	}
 	return fclose(f) ? -EIO : 0;
 }
@@ -207,15 +207,15 @@ int report_plot(const char *prefix, const char *csv_path, const struct report_po
 
 void report_print_header(FILE *f)
 {
-	fprintf(f, "%7s %7s %4s %8s %10s %8s %9s %9s %9s %9s %6s %6s\n", "workers", "clients", "R",
-		"requests", "tokens/s", "req/s", "ttft_p50", "ttft_p99", "itl_p50", "itl_p99",
-		"util", "failed");
+	fprintf(f, "%7s %7s %4s %8s %10s %8s %9s %9s %9s %9s %6s %6s %6s\n", "workers", "clients",
+		"R", "requests", "tokens/s", "req/s", "ttft_p50", "ttft_p99", "itl_p50", "itl_p99",
+		"wutil", "cores", "failed");
 }
 
 void report_print_point(FILE *f, const struct report_point *p)
 {
-	fprintf(f, "%7u %7u %4u %8llu %10.1f %8.2f %9.2f %9.2f %9.3f %9.3f %5.0f%% %6llu\n",
+	fprintf(f, "%7u %7u %4u %8llu %10.1f %8.2f %9.2f %9.2f %9.3f %9.3f %5.0f%% %6.2f %6llu\n",
 		p->workers, p->clients, p->concurrency, (unsigned long long)p->ok, p->tokens_per_s,
 		p->requests_per_s, p->ttft_ms.p50, p->ttft_ms.p99, p->itl_ms.p50, p->itl_ms.p99,
-		100 * p->util_mean, (unsigned long long)p->failed);
+		100 * p->util_mean, p->daemon_cores, (unsigned long long)p->failed);
 }
