@@ -6,7 +6,8 @@
 #   bench/serve.sh engine   the real model through the engine backend (MODEL=..., default the
 #                           Q4_1 SmolLM2 file, served dense f32; a converted shift-add GGUF is
 #                           served on the LUT kernels)
-# DURATION, WARMUP, CLIENTS, WORKERS, MAX_TOKENS override the sweep (defaults below).
+# DURATION, WARMUP, CLIENTS, WORKERS, MAX_TOKENS override the sweep (defaults below);
+# REQUESTS=N measures N requests per point instead of a duration (slow backends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -35,6 +36,8 @@ engine)
 	;;
 esac
 WORKERS=${WORKERS:-1,2} WARMUP=${WARMUP:-1}
+measure=(-d "$DURATION")
+[ -n "${REQUESTS:-}" ] && measure=(-n "$REQUESTS")
 
 "$BIN/shiftaddd" "${args[@]}" --socket-path "$sock" --config /dev/null --log-level warn \
 	--max-new-tokens 256 --max-inflight 64 &
@@ -44,12 +47,12 @@ for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
 
 out=bench/results/serve-$kind-$DATE
 SHIFTADD_COMMIT=$COMMIT "$BIN/shiftadd-bench" -s "$sock" --sweep "clients=$CLIENTS" \
-	--sweep "workers=$WORKERS" -d "$DURATION" -w "$WARMUP" -m "$MAX_TOKENS" --rtt "$RTT" \
+	--sweep "workers=$WORKERS" "${measure[@]}" -w "$WARMUP" -m "$MAX_TOKENS" --rtt "$RTT" \
 	--label "$label; $CPU, $NCPU CPUs" -o "$out" | tee "$run/table.txt"
 "$BIN/shiftaddctl" -s "$sock" stats > "$run/stats.txt"
 {
 	header "shiftaddd serving profile ($kind)" \
-		"bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS -d $DURATION -w $WARMUP -m $MAX_TOKENS --rtt $RTT)"
+		"bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS --rtt $RTT)"
 	echo "$label."
 	echo
 	echo '```'
