@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -67,6 +68,33 @@ static int setup_socket(struct daemon *d)
 	return 0;
 }
 
+static pid_t main_tid;
+
+/*
+ * Threads that libraries start before main() (OpenBLAS starts its pool from a constructor)
+ * did not inherit the blocked mask, so a process signal may land on one of them: pass it on
+ * to the main thread, where it stays pending for the loop's signalfd.
+ */
+static void forward_signal(int sig)
+{
+	int saved = errno;
+
+	syscall(SYS_tgkill, getpid(), main_tid, sig);
+	errno = saved;
+}
+
+static void install_forwarders(void)
+{
+	struct sigaction sa = { .sa_handler = forward_signal };
+
+	main_tid = (pid_t)syscall(SYS_gettid);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon *d;
@@ -82,6 +110,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	install_forwarders();
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return 1;

@@ -8,7 +8,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
-#include "daemon/sampler.h"
+#include "engine/sampler.h"
 
 enum req_state {
 	REQ_WAITING,  /* queued for a KV slot */

@@ -11,7 +11,7 @@
 
 #include "engine/eval.h"
 #include "engine/model.h"
-#include "engine/sample.h"
+#include "engine/sampler.h"
 #include "engine/tokenizer.h"
 
 int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **ret_tokens,
@@ -47,7 +47,7 @@ int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **r
 		return -ENOMEM;
 	}
 	for (uint32_t s = 0; s < o->nsamples; s++) {
-		uint64_t off = (uint64_t)(sample_uniform(&rng) * (double)(n_ids - o->seqlen));
+		uint64_t off = (uint64_t)(sampler_uniform(&rng) * (double)(n_ids - o->seqlen));
 
 		memcpy(out + (uint64_t)s * o->seqlen, ids + off, o->seqlen * sizeof(*out));
 	}

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-#ifndef DAEMON_SAMPLER_H
-#define DAEMON_SAMPLER_H
+#ifndef ENGINE_SAMPLER_H
+#define ENGINE_SAMPLER_H
 
 #include <stdint.h>
 
 /*
- * Token sampling on a backend's logits, done in the daemon so that every backend samples the
- * same way. Deterministic: the same logits, parameters and RNG state give the same token.
+ * Token sampling on logits, shared by the daemon (which samples for every backend the same
+ * way) and the CLI. Deterministic: the same logits, parameters and RNG state give the same
+ * token. HF's order: top-k, temperature, top-p.
  */
 
 struct sampler_params {
@@ -22,6 +23,9 @@ struct sampler_cand {
 	int32_t id;
 };
 
+/* Uniform double in [0, 1) from a splitmix64 state (advanced). */
+double sampler_uniform(uint64_t *state);
+
 /* RNG state for a new request (splitmix64 of the seed; never 0). */
 uint64_t sampler_seed(uint64_t seed);
 /*
@@ -33,4 +37,4 @@ uint64_t sampler_seed(uint64_t seed);
 int32_t sampler_sample(const struct sampler_params *p, uint64_t *rng, const float *logits,
 		       uint32_t n_vocab, struct sampler_cand *scratch);
 
-#endif /* DAEMON_SAMPLER_H */
+#endif /* ENGINE_SAMPLER_H */

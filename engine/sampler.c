@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "daemon/sampler.h"
+#include "engine/sampler.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,6 +12,11 @@ static uint64_t splitmix64(uint64_t *s)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+double sampler_uniform(uint64_t *state)
+{
+	return (splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 uint64_t sampler_seed(uint64_t seed)
@@ -40,7 +45,7 @@ int32_t sampler_sample(const struct sampler_params *p, uint64_t *rng, const floa
 		       uint32_t n_vocab, struct sampler_cand *scratch)
 {
 	uint32_t n = n_vocab, i;
-	double sum = 0, u, acc;
+	double sum = 0, u, acc, mx;
 
 	if (n_vocab == 0)
 		return -EINVAL;
@@ -57,9 +62,10 @@ int32_t sampler_sample(const struct sampler_params *p, uint64_t *rng, const floa
 	qsort(scratch, n_vocab, sizeof(*scratch), cmp_desc);
 	if (p->top_k && p->top_k < n)
 		n = p->top_k;
-	/* Probabilities relative to the maximum (stored back in .logit). */
+	/* Probabilities relative to the maximum (stored back in .logit, so keep the maximum) */
+	mx = scratch[0].logit;
 	for (i = 0; i < n; i++) {
-		double e = exp(((double)scratch[i].logit - scratch[0].logit) / p->temperature);
+		double e = exp(((double)scratch[i].logit - mx) / p->temperature);
 
 		scratch[i].logit = (float)e;
 		sum += e;
@@ -79,8 +85,7 @@ int32_t sampler_sample(const struct sampler_params *p, uint64_t *rng, const floa
 		for (i = 0; i < n; i++)
 			sum += scratch[i].logit;
 	}
-	/* 53 random bits -> [0, 1) */
-	u = (double)(splitmix64(rng) >> 11) * (1.0 / 9007199254740992.0) * sum;
+	u = sampler_uniform(rng) * sum;
 	acc = 0;
 	for (i = 0; i < n; i++) {
 		acc += scratch[i].logit;
