@@ -55,6 +55,8 @@ static const struct opt opts[] = {
 	STR("server", socket_path, "", "control socket path (empty: $XDG_RUNTIME_DIR/shiftadd/shiftaddd.sock, or /run/shiftadd/shiftaddd.sock)"),
 	IDS("server", allow_uids, "", "uids allowed to connect besides root and the daemon's own uid"),
 	IDS("server", allow_gids, "", "gids whose members may connect"),
+	IDS("server", admin_uids, "", "uids allowed admin operations (shiftaddctl) besides root and the daemon's uid"),
+	IDS("server", admin_gids, "", "gids allowed admin operations"),
 	STR("server", log_level, "info", "err, warn, info or debug"),
 	U32("server", max_clients, 1, 65536, "256", "connected clients at most"),
 	U32("server", stall_timeout_ms, 10, 86400000, "30000", "disconnect a client whose completion ring stays full this long"),

@@ -25,6 +25,10 @@ struct config {
 	uint32_t n_allow_uids;
 	uint32_t allow_gids[CONFIG_MAX_IDS];
 	uint32_t n_allow_gids;
+	uint32_t admin_uids[CONFIG_MAX_IDS]; /* shiftaddctl operations (root, own uid always) */
+	uint32_t n_admin_uids;
+	uint32_t admin_gids[CONFIG_MAX_IDS];
+	uint32_t n_admin_gids;
 	char log_level[16];
 	uint32_t max_clients;
 	uint32_t stall_timeout_ms;

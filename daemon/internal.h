@@ -49,10 +49,25 @@ struct uop {
 enum client_state {
 	CLIENT_HELLO, /* waiting for Hello */
 	CLIENT_READY,
+	CLIENT_ADMIN,	/* an admin connection (AdminRequest datagrams, no rings) */
 	CLIENT_CLOSING, /* fds closed, waiting for its io_uring ops to come back */
 };
 
 struct daemon;
+
+/*
+ * A model generation on its way out (hot reload, workers change): its requests run to the end
+ * on its own backend and scheduler while new requests go to the current one; then it is freed.
+ */
+struct gen {
+	const struct backend_ops *bops;
+	struct backend *be;
+	struct sched *sched;
+	struct worker_pool *pool; /* freed with the generation iff pool_owned */
+	bool pool_owned;
+	struct placement *pl; /* freed with the generation iff pl_owned */
+	bool pl_owned;
+};
 
 struct client {
 	LIST_ENTRY(client) link;
@@ -72,6 +87,9 @@ struct client {
 	struct shm_cons sq;
 	uint8_t *msg_buf; /* [max_msg_bytes] private copy of one submission */
 	struct sched_client *sc;
+	struct sched_client *sc_old; /* on the retiring generation's scheduler (hot reload) */
+	uint64_t t_connect_ns;
+	uint64_t tokens_base, requests_base; /* counters of retired generations */
 
 	struct uop op_recv, op_sq_bell, op_cq_bell, op_cancel[3];
 	uint32_t n_ops; /* our io_uring operations in flight */
@@ -116,6 +134,17 @@ struct daemon {
 	bool stop;
 	uint64_t drain_deadline_ns;
 	uint64_t n_accepted, n_refused;
+
+	/* admin.c, reload.c */
+	uint64_t t_start_ns;
+	uint64_t generation;  /* 1 at start, +1 per reload or workers change */
+	struct gen *old;      /* retiring generation, or NULL */
+	struct placement *pl; /* current placement: &placement or a heap copy (pl_owned) */
+	bool pl_owned;
+	bool admin_draining;	    /* shiftaddctl drain: new requests refused, daemon stays up */
+	uint64_t step_busy_ns;	    /* loop thread time inside scheduler steps */
+	uint64_t n_req_refused;	    /* requests answered with an Error */
+	struct sched_stats st_base; /* counters of retired generations' schedulers */
 };
 
 /* ctl_sock.c */
@@ -155,5 +184,51 @@ void uring_arm_sq_bell(struct daemon *d, struct client *c);
 void uring_arm_cq_bell(struct daemon *d, struct client *c);
 void uring_cancel_client(struct daemon *d, struct client *c);
 uint64_t uring_now_ns(void);
+/* Stop accepting, refuse new requests, exit once in-flight requests are answered (SIGTERM). */
+void uring_start_drain(struct daemon *d, const char *why);
+
+/* admin.c */
+/*
+ * If the datagram in c->rx (@len bytes) is an AdminRequest, answer it (AdminReply on the socket)
+ * and make @c an admin connection: returns 1. Returns 0 when it is another message (for
+ * shm_client_hello), or -EPROTO for an undecodable one / a non-admin message on an admin
+ * connection (the caller drops the client).
+ */
+int admin_dispatch(struct client *c, size_t len);
+/* Whether @cred may run admin operations (root, our euid, admin_uids, admin_gids). */
+bool admin_peer_allowed(const struct config *cfg, const struct ucred *cred);
+
+/* reload.c: model generations (hot reload) */
+/* The scheduler limits from @cfg. */
+void reload_sched_limits(const struct config *cfg, struct sched_limits *ret);
+/*
+ * Plan workers for @spec ("auto" or a CPU list) capped at @max_workers (0: none) and start
+ * them. On success fills @ret_pl (placement_done() it) and *ret_pool. Logs failures.
+ */
+int reload_plan_workers(const struct config *cfg, const char *spec, uint32_t max_workers,
+			struct placement *ret_pl, struct worker_pool **ret_pool);
+/*
+ * Open @model (NULL: the current path) on new workers (@workers NULL: the current ones) as the
+ * new current generation; the old one keeps running its requests. Returns 0, -EBUSY (a previous
+ * generation is still retiring), -ESHUTDOWN (draining) or the backend's error (message in @e);
+ * on error nothing changed.
+ */
+int reload_swap(struct daemon *d, const char *model, const char *workers, uint32_t max_workers,
+		struct errbuf *e);
+/* Step the retiring generation; free it once its last request is answered. */
+int reload_step(struct daemon *d);
+bool reload_has_work(const struct daemon *d);
+/* Requests not yet answered over both generations. */
+uint32_t reload_n_live(const struct daemon *d);
+/* Requests still on the retiring generation. */
+uint32_t reload_old_live(const struct daemon *d);
+void reload_cancel_all(struct daemon *d);
+void reload_drain(struct daemon *d);
+/* Daemon-wide scheduler counters over every generation. */
+void reload_stats(const struct daemon *d, struct sched_stats *ret);
+/* The current generation's placement. */
+const struct placement *reload_placement(const struct daemon *d);
+/* Free the retiring generation and the heap placement at exit. */
+void reload_done(struct daemon *d);
 
 #endif /* DAEMON_INTERNAL_H */

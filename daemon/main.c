@@ -13,46 +13,14 @@
 
 static int setup_workers(struct daemon *d)
 {
-	static int cpus[4096];
-	struct placement_req req = { 0 };
-	struct topo *t = NULL;
-	struct errbuf e = { { 0 } };
-	uint32_t pin_failures = 0;
-	int ret, n;
-
-	ret = topo_load(NULL, &t, &e);
-	if (ret < 0)
-		return log_errno(ret, "cannot read topology: %s", errbuf_str(&e, ret));
-	if (strcmp(d->cfg.workers, "auto")) {
-		n = config_parse_cpu_list(d->cfg.workers, cpus, 4096);
-		if (n < 0) {
-			topo_free(t);
-			return log_errno(-EINVAL, "bad workers list '%s'", d->cfg.workers);
-		}
-		req.cpus = cpus;
-		req.n_cpus = (uint32_t)n;
-	}
-	req.max_workers = d->cfg.max_workers;
-	req.policy = (enum numa_policy)numa_policy_parse(d->cfg.numa_policy);
-	req.mem_fraction_pct = d->cfg.numa_mem_pct;
-	req.weights_bytes = 0; /* the backend sizes its weights; the fake has none */
-	ret = placement_plan(t, &req, &d->placement);
-	topo_free(t);
-	if (ret < 0)
-		return log_errno(ret, "cannot place workers (workers='%s')", d->cfg.workers);
-	ret = worker_pool_new(d->placement.worker_cpu, d->placement.n_workers, &d->pool,
-			      &pin_failures);
-	if (ret < 0)
-		return log_errno(ret, "cannot start workers");
-	log_info("workers started n=%u nodes=%u weights=%s pin_failures=%u", d->placement.n_workers,
-		 d->placement.n_nodes, numa_policy_name(d->placement.weights), pin_failures);
-	return 0;
+	return reload_plan_workers(&d->cfg, d->cfg.workers, d->cfg.max_workers, &d->placement,
+				   &d->pool);
 }
 
 static int setup_model(struct daemon *d)
 {
 	struct backend_config bc = { 0 };
-	struct sched_limits lim = { 0 };
+	struct sched_limits lim;
 	struct errbuf e = { { 0 } };
 	int ret;
 
@@ -71,14 +39,7 @@ static int setup_model(struct daemon *d)
 		return log_errno(ret, "cannot open backend '%s' model '%s': %s", d->cfg.backend,
 				 d->cfg.model, errbuf_str(&e, ret));
 	d->bops->info(d->be, &d->binfo);
-	lim.max_inflight = d->cfg.max_inflight;
-	lim.max_prompt_tokens = d->cfg.max_prompt_tokens;
-	lim.max_new_tokens = d->cfg.max_new_tokens;
-	lim.max_client_tokens = d->cfg.max_client_tokens;
-	lim.max_stop_strings = d->cfg.max_stop_strings;
-	lim.max_stop_bytes = d->cfg.max_stop_bytes;
-	lim.max_batch_tokens = d->cfg.max_batch_tokens;
-	lim.prefill_chunk = d->cfg.prefill_chunk;
+	reload_sched_limits(&d->cfg, &lim);
 	ret = sched_new(d->bops, d->be, &lim, &d->sched);
 	if (ret < 0)
 		return log_errno(ret, "cannot create scheduler");
@@ -183,7 +144,7 @@ int main(int argc, char **argv)
 	if (ret == 0) {
 		struct sched_stats st;
 
-		sched_stats(d->sched, &st);
+		reload_stats(d, &st);
 		log_info("stopped requests=%llu tokens=%llu steps=%llu clients=%llu",
 			 (unsigned long long)st.requests_done,
 			 (unsigned long long)st.tokens_generated, (unsigned long long)st.steps,
@@ -195,6 +156,7 @@ out:
 		close(d->listen_fd);
 	if (d->listen_owned)
 		unlink(d->socket_path);
+	reload_done(d);
 	sched_free(d->sched);
 	if (d->be)
 		d->bops->close(d->be);

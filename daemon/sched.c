@@ -60,6 +60,8 @@ struct sched_client {
 	struct req_list waiting;
 	uint32_t n_live;
 	uint64_t tokens_live;
+	uint64_t tokens_generated; /* counters for sched_client_stats() */
+	uint64_t requests_done;
 	bool blocked;
 	bool broken; /* emit failed hard: never emit again */
 };
@@ -385,6 +387,34 @@ uint32_t sched_client_n_live(const struct sched_client *c)
 	return c->n_live;
 }
 
+bool sched_client_has_request(const struct sched_client *c, uint64_t request_id)
+{
+	return find_req((struct sched_client *)c, request_id) != NULL;
+}
+
+uint32_t sched_cancel_client(struct sched *s, struct sched_client *c)
+{
+	struct sched_req *r;
+	uint32_t n = 0;
+
+	TAILQ_FOREACH(r, &c->reqs, cl_link)
+	{
+		if (r->state == REQ_FINISHED)
+			continue;
+		finish(s, r, SHIFTADD__FINISH_REASON__FINISH_CANCELLED,
+		       SHIFTADD__STATUS__STATUS_CANCELLED);
+		n++;
+	}
+	return n;
+}
+
+void sched_client_stats(const struct sched_client *c, struct sched_client_stats *ret)
+{
+	ret->n_live = c->n_live;
+	ret->tokens_generated = c->tokens_generated;
+	ret->requests_done = c->requests_done;
+}
+
 /* Bytes at the end of r->text that could still grow into a stop string: held back. */
 static size_t stop_holdback(const struct sched_req *r)
 {
@@ -513,6 +543,7 @@ static void flush_client(struct sched *s, struct sched_client *c)
 		if (emit_final(r) < 0)
 			continue;
 		s->st.requests_done++;
+		c->requests_done++;
 		req_destroy(s, r);
 	}
 }
@@ -618,6 +649,7 @@ static void take_token(struct sched *s, struct sched_req *r, int32_t tok)
 	memcpy(r->text + r->n_text, piece, (size_t)n);
 	r->n_text += (size_t)n;
 	s->st.tokens_generated++;
+	r->c->tokens_generated++;
 	for (uint32_t i = 0; i < r->n_stops; i++) {
 		size_t sl = strlen(r->stops[i]);
 		size_t from = old_len >= sl ? old_len - sl + 1 : 0;
@@ -776,6 +808,9 @@ void sched_stats(const struct sched *s, struct sched_stats *ret)
 	*ret = s->st;
 	ret->n_active = s->n_active;
 	ret->n_waiting = 0;
+	ret->kv_tokens = 0;
+	TAILQ_FOREACH(r, &s->active, q_link)
+	ret->kv_tokens += r->n_fed;
 	TAILQ_FOREACH(c, &s->clients, link)
 	TAILQ_FOREACH(r, &c->waiting, q_link)
 	ret->n_waiting++;

@@ -48,6 +48,14 @@ struct sched_stats {
 	uint64_t requests_done;
 	uint32_t n_active;  /* holding a KV slot */
 	uint32_t n_waiting; /* queued for a slot */
+	uint64_t kv_tokens; /* positions held by the active sequences' KV slots */
+};
+
+/* Per-client counters (shiftaddctl clients). */
+struct sched_client_stats {
+	uint32_t n_live;
+	uint64_t tokens_generated;
+	uint64_t requests_done;
 };
 
 /* @be stays owned by the caller and must outlive the scheduler. Caller frees with sched_free(). */
@@ -71,6 +79,11 @@ void sched_client_unblock(struct sched *s, struct sched_client *c);
 bool sched_client_is_blocked(const struct sched_client *c);
 /* Requests of @c not yet fully answered. */
 uint32_t sched_client_n_live(const struct sched_client *c);
+/* Whether @c has a request @request_id not yet fully answered. */
+bool sched_client_has_request(const struct sched_client *c, uint64_t request_id);
+/* Cancel every live request of @c (each answered FINISH_CANCELLED). Returns how many. */
+uint32_t sched_cancel_client(struct sched *s, struct sched_client *c);
+void sched_client_stats(const struct sched_client *c, struct sched_client_stats *ret);
 /*
  * One scheduling round: admit, run one backend step, sample, emit. Returns the number of
  * sequences stepped (0: nothing was runnable) or -errno from the backend (the requests of that

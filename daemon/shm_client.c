@@ -39,6 +39,7 @@ int shm_client_new(struct daemon *d, int sock, const struct ucred *cred, struct 
 	c->sq_efd = -1;
 	c->cq_efd = -1;
 	c->cred = *cred;
+	c->t_connect_ns = uring_now_ns();
 	c->op_recv = (struct uop){ UOP_SOCK_RECV, c, false };
 	c->op_sq_bell = (struct uop){ UOP_SQ_BELL, c, false };
 	c->op_cq_bell = (struct uop){ UOP_CQ_BELL, c, false };
@@ -241,15 +242,25 @@ void shm_client_process_sq(struct client *c)
 			continue;
 		}
 		if (m->msg_case == SHIFTADD__CLIENT_MSG__MSG_GENERATE) {
-			ret = sched_submit(c->d->sched, c->sc, m->generate);
+			/* Ids stay unique across a hot reload's two generations. */
+			if (c->sc_old &&
+			    sched_client_has_request(c->sc_old, m->generate->request_id))
+				ret = -EINVAL;
+			else
+				ret = sched_submit(c->d->sched, c->sc, m->generate);
 			if (ret < 0 && reply_error(c, m->generate->request_id, ret,
 						   submit_error_text(ret)) == -EAGAIN) {
 				shiftadd__client_msg__free_unpacked(m, NULL);
 				return;
 			}
+			if (ret < 0)
+				c->d->n_req_refused++;
 		} else if (m->msg_case == SHIFTADD__CLIENT_MSG__MSG_CANCEL) {
 			/* Unknown ids are normal: the request may have just finished. */
-			(void)sched_cancel(c->d->sched, c->sc, m->cancel->request_id);
+			if (sched_cancel(c->d->sched, c->sc, m->cancel->request_id) == -ENOENT &&
+			    c->sc_old)
+				(void)sched_cancel(c->d->old->sched, c->sc_old,
+						   m->cancel->request_id);
 		}
 		shiftadd__client_msg__free_unpacked(m, NULL);
 		shm_cons_pop(&c->sq);
@@ -312,6 +323,10 @@ void shm_client_close(struct client *c)
 	if (c->sc) {
 		sched_client_remove(d->sched, c->sc);
 		c->sc = NULL;
+	}
+	if (c->sc_old) {
+		sched_client_remove(d->old->sched, c->sc_old);
+		c->sc_old = NULL;
 	}
 	/* The fds stay open until shm_client_free(): an SQE queued but not yet submitted names
 	 * its file by number, and a number closed now could be reused by the next accept, so that

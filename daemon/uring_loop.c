@@ -177,17 +177,17 @@ static void handle_accept(struct daemon *d, int fd)
 	uring_arm_recv(d, c);
 }
 
-static void start_drain(struct daemon *d, const char *why)
+void uring_start_drain(struct daemon *d, const char *why)
 {
 	struct io_uring_sqe *sqe;
 
 	if (d->draining)
 		return;
-	log_info("draining reason=%s live_requests=%u clients=%u", why, sched_n_live(d->sched),
+	log_info("draining reason=%s live_requests=%u clients=%u", why, reload_n_live(d),
 		 d->n_clients);
 	d->draining = true;
 	d->drain_deadline_ns = uring_now_ns() + (uint64_t)d->cfg.drain_timeout_ms * 1000000ull;
-	sched_drain(d->sched);
+	reload_drain(d);
 	/* New connections now fail at connect() instead of waiting in the backlog. */
 	if (d->listen_owned)
 		unlink(d->socket_path);
@@ -207,7 +207,7 @@ static void handle_signal(struct daemon *d, int res)
 	switch (d->sig_buf.ssi_signo) {
 	case SIGTERM:
 	case SIGINT:
-		start_drain(d, d->sig_buf.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		uring_start_drain(d, d->sig_buf.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	case SIGHUP: {
 		/* Reload what can change live: the log level (other options need a restart). */
@@ -250,6 +250,18 @@ static void handle_client_cqe(struct daemon *d, struct uop *op, int res)
 			c->kill = true; /* EOF, error, or an oversized datagram */
 			return;
 		}
+		if (c->state != CLIENT_READY && !c->refused) {
+			int r = admin_dispatch(c, (size_t)res);
+
+			if (r < 0) {
+				c->kill = true;
+				return;
+			}
+			if (r > 0) {
+				uring_arm_recv(d, c);
+				break;
+			}
+		}
 		if (c->state == CLIENT_HELLO && c->refused) {
 			ctl_sock_send_error(c->sock, SHIFTADD__STATUS__STATUS_PERMISSION_DENIED,
 					    "credentials not allowed");
@@ -277,6 +289,8 @@ static void handle_client_cqe(struct daemon *d, struct uop *op, int res)
 			shm_flags_store(c->cq.ctl, 0);
 		if (c->sc)
 			sched_client_unblock(d->sched, c->sc);
+		if (c->sc_old)
+			sched_client_unblock(d->old->sched, c->sc_old);
 		uring_arm_sq_bell(d, c);
 		break;
 	case UOP_CQ_BELL:
@@ -323,6 +337,8 @@ int uring_loop_init(struct daemon *d)
 	int ret;
 
 	LIST_INIT(&d->clients);
+	d->t_start_ns = uring_now_ns();
+	d->generation = 1;
 	d->op_accept = (struct uop){ UOP_ACCEPT, NULL, false };
 	d->op_signal = (struct uop){ UOP_SIGNAL, NULL, false };
 	sigemptyset(&mask);
@@ -408,7 +424,8 @@ int uring_loop_run(struct daemon *d)
 	while (!d->stop) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
-		bool busy = sched_has_work(d->sched) || any_sq_pending(d);
+		bool busy = sched_has_work(d->sched) || reload_has_work(d) || any_sq_pending(d);
+		uint64_t t_step;
 
 		if (busy) {
 			io_uring_submit(&d->ring);
@@ -431,25 +448,30 @@ int uring_loop_run(struct daemon *d)
 		io_uring_cq_advance(&d->ring, n);
 
 		need_tick = sweep_clients(d, true);
+		t_step = uring_now_ns();
 		ret = sched_step(d->sched);
 		if (ret < 0)
 			log_err("backend step failed error=\"%s\"", strerror(-ret));
+		ret = reload_step(d);
+		if (ret < 0)
+			log_err("backend step failed generation=old error=\"%s\"", strerror(-ret));
+		d->step_busy_ns += uring_now_ns() - t_step;
 		need_tick |= sweep_clients(d, false);
 		ring_bells(d);
 
 		if (d->draining) {
 			uint64_t now = uring_now_ns();
 
-			if (!sched_n_live(d->sched)) {
+			if (!reload_n_live(d)) {
 				d->stop = true;
 			} else if (now > d->drain_deadline_ns + 1000000000ull) {
 				/* Clients that do not read their answers do not hold us up. */
-				log_warn("drain gave up live_requests=%u", sched_n_live(d->sched));
+				log_warn("drain gave up live_requests=%u", reload_n_live(d));
 				d->stop = true;
 			} else if (now > d->drain_deadline_ns && !d->drain_cancelled) {
 				log_warn("drain timeout, cancelling live_requests=%u",
-					 sched_n_live(d->sched));
-				sched_cancel_all(d->sched);
+					 reload_n_live(d));
+				reload_cancel_all(d);
 				d->drain_cancelled = true;
 			}
 		}

@@ -6,12 +6,23 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct worker {
 	struct worker_pool *pool;
 	pthread_t thread;
 	uint32_t index;
+	uint64_t busy_ns; /* guarded by pool->mu: time inside tasks */
+	uint64_t tasks;
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 struct worker_pool {
 	pthread_mutex_t mu;
@@ -47,10 +58,15 @@ static void *worker_main(void *opaque)
 			uint32_t t = p->next_task++;
 			worker_fn fn = p->fn;
 			void *arg = p->arg;
+			uint64_t t0;
 
 			pthread_mutex_unlock(&p->mu);
+			t0 = mono_ns();
 			fn(arg, t, w->index);
+			t0 = mono_ns() - t0;
 			pthread_mutex_lock(&p->mu);
+			w->busy_ns += t0;
+			w->tasks++;
 			if (++p->n_done == p->n_tasks)
 				pthread_cond_signal(&p->done);
 		}
@@ -147,5 +163,17 @@ void worker_pool_run(struct worker_pool *p, uint32_t n_tasks, worker_fn fn, void
 	pthread_cond_broadcast(&p->wake);
 	while (p->n_done < p->n_tasks)
 		pthread_cond_wait(&p->done, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void worker_pool_busy(struct worker_pool *p, uint32_t i, uint64_t *ret_busy_ns, uint64_t *ret_tasks)
+{
+	*ret_busy_ns = 0;
+	*ret_tasks = 0;
+	if (!p || i >= p->n_workers)
+		return;
+	pthread_mutex_lock(&p->mu);
+	*ret_busy_ns = p->workers[i].busy_ns;
+	*ret_tasks = p->workers[i].tasks;
 	pthread_mutex_unlock(&p->mu);
 }

@@ -29,4 +29,11 @@ uint32_t worker_pool_size(const struct worker_pool *p);
  */
 void worker_pool_run(struct worker_pool *p, uint32_t n_tasks, worker_fn fn, void *arg);
 
+/*
+ * Time worker @i has spent inside tasks, and how many it ran, since the pool started (0 for a
+ * NULL pool or an index out of range). Thread-safe.
+ */
+void worker_pool_busy(struct worker_pool *p, uint32_t i, uint64_t *ret_busy_ns,
+		      uint64_t *ret_tasks);
+
 #endif /* DAEMON_WORKER_H */

@@ -11,3 +11,15 @@ $(B)/tests/integ-daemon: $(B)/tests/integ/test_daemon.o $(LIBSHIFTADD) $(B)/libp
 INTEG_TESTS += $(B)/tests/integ-daemon
 TSAN_TESTS += $(B)/tests/integ-daemon
 all: $(B)/tests/integ-daemon
+
+# shiftaddctl + shiftadd-bench against a daemon the test starts (threads: TSan too).
+$(B)/tests/integ/test_ctl.o: | $(PROTO_GEN_H)
+$(B)/tests/integ-ctl: $(B)/tests/integ/test_ctl.o $(LIBSHIFTADD) $(B)/bin/shiftaddd $(B)/bin/shiftaddctl $(B)/bin/shiftadd-bench
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBSHIFTADD) -Wl,-rpath,'$$ORIGIN/../lib' \
+		-lcmocka -luring -lcjson -lpthread
+-include $(B)/tests/integ/test_ctl.d
+INTEG_TESTS += $(B)/tests/integ-ctl
+TSAN_TESTS += $(B)/tests/integ-ctl
+all: $(B)/tests/integ-ctl
