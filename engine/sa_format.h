@@ -27,7 +27,7 @@ struct gguf_writer;
  * tensors keep the file readable by any GGUF reader; the planes map 1:1 to struct qweight.
  */
 
-#define SA_FORMAT_VERSION 1
+#define SA_FORMAT_VERSION 2
 #define SA_META_LEN	  9
 
 enum sa_rht_mode {
