@@ -132,6 +132,11 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 	TRY(gguf_writer_add_f32(w, "shiftadd.percdamp", (float)q->percdamp));
 	TRY(gguf_writer_add_bool(w, "shiftadd.deployable", deployable));
 	TRY(gguf_writer_add_f32(w, "shiftadd.avg_bits", nsum > 0 ? (float)(wsum / nsum) : 0));
+	if (meta->alloc) {
+		TRY(gguf_writer_add_str(w, "shiftadd.alloc", meta->alloc, strlen(meta->alloc)));
+		TRY(gguf_writer_add_f32(w, "shiftadd.avg_bits_budget",
+					(float)meta->avg_bits_budget));
+	}
 	TRY(gguf_writer_add_str(w, "shiftadd.source", src, strlen(src)));
 	TRY(gguf_writer_add_str(w, "shiftadd.rope_pairing", pair, strlen(pair)));
 	if (q->method == REPARAM_SHIFTADD_RHT) {
