@@ -39,6 +39,7 @@ done
 
 echo "== shiftadd-generate (client library -> shared-memory rings -> shift-add kernels)"
 echo "> $PROMPT"
-chat=$(printf '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n' "$PROMPT")
-"$B/bin/shiftadd-generate" -s "$sock" -n 160 -t 0.3 -S 1 "$chat"
+# printf -v keeps the trailing newline that $(...) would strip
+printf -v chat '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n' "$PROMPT"
+"$B/bin/shiftadd-generate" -s "$sock" -n 160 -t 0 "$chat"
 echo

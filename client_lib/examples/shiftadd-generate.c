@@ -129,6 +129,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("\n");
+	fflush(stdout); /* the statistics line on stderr comes after the text */
 	if (!quiet && !run.error)
 		fprintf(stderr,
 			"prompt_tokens=%u completion_tokens=%u finish=%d ttft_ms=%.2f total_ms=%.2f\n",
