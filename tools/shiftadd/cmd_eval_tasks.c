@@ -119,6 +119,7 @@ static int parse_tasks(int argc, char **argv, struct tasks_opts *o)
 struct task_run {
 	char name[128];
 	char path[PATH_MAX];
+	struct task_file *file;
 	struct task_stats st;
 	double seconds;
 };
@@ -302,6 +303,15 @@ static int run_tasks(const struct tasks_opts *o)
 		r = -EINVAL;
 		goto out;
 	}
+	/* every file is read before the model loads: a bad line fails fast, not after hours */
+	for (uint32_t i = 0; i < n; i++) {
+		r = task_file_load(runs[i].path, &runs[i].file, &e);
+		if (r < 0) {
+			fprintf(stderr, "shiftadd eval tasks: '%s': %s\n", runs[i].path,
+				errbuf_str(&e, r));
+			goto out;
+		}
+	}
 	r = model_load(o->model, &m, &e);
 	if (r < 0) {
 		fprintf(stderr, "shiftadd eval tasks: '%s': %s\n", o->model, errbuf_str(&e, r));
@@ -322,7 +332,6 @@ static int run_tasks(const struct tasks_opts *o)
 		}
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		struct task_file *f = NULL;
 		struct progress bar;
 		struct task_eval_opts eo = {
 			.limit = o->limit,
@@ -336,19 +345,12 @@ static int run_tasks(const struct tasks_opts *o)
 		double t0;
 
 		e.msg[0] = 0;
-		r = task_file_load(runs[i].path, &f, &e);
-		if (r < 0) {
-			fprintf(stderr, "shiftadd eval tasks: '%s': %s\n", runs[i].path,
-				errbuf_str(&e, r));
-			goto out;
-		}
 		dump.task = runs[i].name;
 		t0 = progress_now();
 		progress_begin(&bar, stderr, runs[i].name, "item", 0);
-		r = task_eval(m, f, &eo, &runs[i].st, &e);
+		r = task_eval(m, runs[i].file, &eo, &runs[i].st, &e);
 		progress_end(&bar);
 		runs[i].seconds = progress_now() - t0;
-		task_file_free(f);
 		if (r < 0) {
 			fprintf(stderr, "shiftadd eval tasks: '%s': %s\n", runs[i].path,
 				errbuf_str(&e, r));
@@ -367,6 +369,8 @@ out:
 		r = -EIO;
 	}
 	model_free(m);
+	for (uint32_t i = 0; i < n; i++)
+		task_file_free(runs[i].file);
 	free(runs);
 	return r < 0 ? 1 : 0;
 }
