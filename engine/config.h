@@ -3,6 +3,7 @@
 #define ENGINE_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -40,6 +41,7 @@ struct model_config {
 	float rope_low_freq_factor;  /* llama3 */
 	float rope_high_freq_factor; /* llama3 */
 	uint32_t rope_orig_ctx;	     /* llama3: original_max_position_embeddings */
+	uint32_t sliding_window;     /* Mistral: attention window, 0 = full attention */
 	bool qkv_bias;		     /* Qwen2 */
 	bool tied_embeddings;	     /* lm_head shares the token embedding */
 	/* OPT */
@@ -53,6 +55,9 @@ struct model_config {
  * missing or ill-typed required fields -EBADMSG, each with one line in @e.
  */
 int config_from_hf_json(const char *path, struct model_config *cfg, struct errbuf *e);
+/* The same from @len bytes of JSON text in memory (borrowed; used by fuzzers and tests). */
+int config_from_hf_json_mem(const char *json, size_t len, struct model_config *cfg,
+			    struct errbuf *e);
 
 /* Fill @cfg from GGUF metadata ("general.architecture", "<arch>.*"). Same errors. */
 int config_from_gguf(const struct gguf_file *g, struct model_config *cfg, struct errbuf *e);

@@ -108,7 +108,10 @@ int gguf_get_str(const struct gguf_file *g, const char *key, const char **ret, s
 /* An array value of element type @type: -EBADMSG if the key holds another type. */
 int gguf_get_arr(const struct gguf_file *g, const char *key, enum gguf_vtype type,
 		 const struct gguf_kv **ret);
-/* Element @i of an integer or float array as double (handles unaligned storage). */
+/*
+ * Element @i of an integer, bool or float array as double (handles unaligned storage);
+ * NaN if @kv is not such an array or @i >= kv->n.
+ */
 double gguf_arr_num(const struct gguf_kv *kv, uint64_t i);
 
 /*

@@ -32,8 +32,8 @@ struct gguf_writer;
  * Returns 0, -ERANGE (an alpha is not a sum of at most apot powers of two), -ENOMEM, or the
  * writer's error.
  */
-int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight *w,
-		  void ***bufs, uint32_t *n_bufs);
+int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight *w, void ***bufs,
+		  uint32_t *n_bufs);
 
 /* Does @g hold a shift-add layer under @base? */
 int sa_format_present(const struct gguf_file *g, const char *base);

@@ -198,6 +198,8 @@ def main():
         f16_cases()
     if w & {"all", "pywriter"}:
         pywriter_fixture()
+    if w & {"all", "fuzz"}:
+        fuzz_seeds()
     if w & {"all", "safetensors"}:
         safetensors_fixtures()
     if w & {"all", "config"}:
@@ -255,6 +257,47 @@ def pywriter_fixture():
     print("wrote", path, os.path.getsize(path), "bytes")
 
 
+def fuzz_seeds():
+    """Small seed inputs for tests/fuzz/corpus/gguf: one tensor of every dequantized type,
+    string/number arrays, and a hand-made array of arrays (GGUFWriter cannot write those)."""
+    import gguf
+    from gguf import GGUFValueType as VT, GGMLQuantizationType as QT
+
+    d = os.path.join(os.path.dirname(__file__), "..", "tests", "fuzz", "corpus", "gguf")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "all_types.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    for k, v in [("llama.block_count", 1), ("llama.context_length", 64),
+                 ("llama.embedding_length", 32), ("llama.feed_forward_length", 64),
+                 ("llama.attention.head_count", 2), ("llama.attention.head_count_kv", 1)]:
+        w.add_uint32(k, v)
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    w.add_token_list(["<s>", "</s>", "a", "b"])
+    w.add_key_value("tokenizer.ggml.scores", [0.0, -1.0, -2.0, -3.0], VT.ARRAY, VT.FLOAT32)
+    rng = np.random.default_rng(5)
+    for tid, name, be, bb, _ in QTYPES:
+        if name in ("Q8_1", "Q8_K"):
+            continue
+        nb = 1 if be > 1 else 8
+        raw = rng.integers(0, 256, nb * bb, dtype=np.uint8)
+        w.add_tensor("t." + name.lower(), raw.reshape(1, nb * bb), raw_dtype=QT(tid))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    # array of arrays + every scalar type, written by hand
+    b = bytearray(b"GGUF") + struct.pack("<IQQ", 3, 0, 2)
+    key = b"nested"
+    b += struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", 9, 9, 2)
+    b += struct.pack("<IQ", 2, 2) + struct.pack("<HH", 1, 2)
+    b += struct.pack("<IQ", 8, 1) + struct.pack("<Q", 1) + b"x"
+    key = b"after"
+    b += struct.pack("<Q", len(key)) + key + struct.pack("<II", 4, 7)
+    with open(os.path.join(d, "nested_arrays.gguf"), "wb") as fh:
+        fh.write(bytes(b))
+    print("wrote", d)
+
+
 def safetensors_fixtures():
     """Tiny checkpoints written by PyPI safetensors (torch flavour for bf16): one single file
     and a 2-shard index; st_expected.txt lists every tensor with torch's float32 values."""
@@ -296,7 +339,65 @@ def safetensors_fixtures():
 
 
 def config_fixtures():
-    pass
+    """config.json files as transformers writes them (all default keys present)."""
+    import transformers as tf
+
+    d = os.path.join(OUT, "config")
+    os.makedirs(d, exist_ok=True)
+    cfgs = {
+        # SmolLM2-135M's hyper-parameters (as its GGUF states them), llama model_type
+        "smollm2.json": tf.LlamaConfig(
+            vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+            num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+            rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True,
+            bos_token_id=1, eos_token_id=2),
+        "llama3.json": tf.LlamaConfig(
+            vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+            num_attention_heads=32, num_key_value_heads=8, head_dim=64,
+            max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
+            rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                          "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+            tie_word_embeddings=True, bos_token_id=128000, eos_token_id=[128001, 128008, 128009]),
+        "qwen2.json": tf.Qwen2Config(
+            vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+            num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+            rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
+            sliding_window=32768, use_sliding_window=False, bos_token_id=151643,
+            eos_token_id=151645),
+        "mistral.json": tf.MistralConfig(
+            vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+            num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768,
+            rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=4096),
+        "linear_rope.json": tf.LlamaConfig(
+            vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, rope_scaling={"type": "linear", "factor": 4.0}),
+        "opt.json": tf.OPTConfig(
+            vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=3072,
+            num_attention_heads=12, max_position_embeddings=2048, do_layer_norm_before=True,
+            word_embed_proj_dim=768),
+        "opt350m.json": tf.OPTConfig(
+            vocab_size=50272, hidden_size=1024, num_hidden_layers=24, ffn_dim=4096,
+            num_attention_heads=16, do_layer_norm_before=False, word_embed_proj_dim=512),
+    }
+    for name, c in cfgs.items():
+        c.to_json_file(os.path.join(d, name))
+        # transformers >= 5 nests rope settings in "rope_parameters"; checkpoints on the Hub
+        # use the older top-level "rope_theta" + "rope_scaling" (with "type" or "rope_type").
+        with open(os.path.join(d, name)) as fh:
+            j = json.load(fh)
+        rp = j.pop("rope_parameters", None)
+        if rp is None:
+            continue
+        j["rope_theta"] = rp.pop("rope_theta")
+        if rp.get("rope_type") == "default":
+            j["rope_scaling"] = None
+        else:
+            if name == "linear_rope.json":  # the oldest spelling
+                rp["type"] = rp.pop("rope_type")
+            j["rope_scaling"] = rp
+        with open(os.path.join(d, name.replace(".json", "_legacy.json")), "w") as fh:
+            json.dump(j, fh, indent=2, sort_keys=True)
+    print("wrote", d, "(transformers", tf.__version__ + ")")
 
 
 if __name__ == "__main__":

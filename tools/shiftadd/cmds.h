@@ -4,6 +4,7 @@
 
 /* Subcommands of the `shiftadd` tool: each gets argv starting at its own name and returns the
  * process exit status (0 ok, 1 failure, 2 usage error). */
+int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 /* `eval tasks` (cmd_eval_tasks.c); argv starts at "tasks". */

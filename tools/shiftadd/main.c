@@ -18,6 +18,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+	{ "convert", cmd_convert, "reparameterize a model into shift-add form (or a baseline)" },
 	{ "generate", cmd_generate, "generate text from a model, streaming tokens to stdout" },
 	{ "eval", cmd_eval,
 	  "evaluate a model: 'eval ppl' (WikiText-2 perplexity), 'eval tasks' (zero-shot)" },
