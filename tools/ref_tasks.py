@@ -130,6 +130,9 @@ def cmd_check(a):
                   end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
         rows.append(st)
+        if a.json:  # after every task, so a long run that is stopped keeps what it has
+            with open(a.json, "w") as f:
+                json.dump(dict(rows=rows, partial=True), f, indent=1)
     res = dict(rows=rows, seconds=time.time() - t0, dump=a.dump, limit=a.limit, f32=a.f32,
                transformers=__import__("transformers").__version__, torch=torch.__version__,
                machine=platform.machine() + " " + platform.processor(),
