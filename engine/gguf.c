@@ -103,8 +103,7 @@ static int dup_name(const struct gguf_str *s, char **ret)
 	return 0;
 }
 
-/* Size of one scalar of @t, 0 for strings and arrays, -1 for unknown types. */
-static int scalar_size(uint32_t t)
+int gguf_vtype_size(uint32_t t)
 {
 	switch (t) {
 	case GGUF_VT_UINT8:
@@ -141,7 +140,7 @@ static int skip_array(struct cursor *c, int depth, struct errbuf *e, const char 
 		return errbuf_set(e, -EBADMSG, "kv '%s': arrays nested too deeply", key);
 	if (rd_u32(c, &t) || rd_u64(c, &n))
 		return errbuf_set(e, -EBADMSG, "kv '%s': truncated array header", key);
-	sz = scalar_size(t);
+	sz = gguf_vtype_size(t);
 	if (sz < 0)
 		return errbuf_set(e, -EBADMSG, "kv '%s': unknown array element type %u", key, t);
 	if (sz > 0) {
@@ -182,7 +181,7 @@ static int read_value(struct cursor *c, struct gguf_kv *kv, struct errbuf *e)
 
 		if (rd_u32(c, &t) || rd_u64(c, &kv->n))
 			return errbuf_set(e, -EBADMSG, "kv '%s': truncated array header", kv->key);
-		sz = scalar_size(t);
+		sz = gguf_vtype_size(t);
 		if (sz < 0)
 			return errbuf_set(e, -EBADMSG, "kv '%s': unknown array element type %u",
 					  kv->key, t);
@@ -193,7 +192,7 @@ static int read_value(struct cursor *c, struct gguf_kv *kv, struct errbuf *e)
 			return skip_array(c, 0, e, kv->key);
 		}
 	} else {
-		sz = scalar_size(kv->type);
+		sz = gguf_vtype_size(kv->type);
 		if (sz < 0)
 			return errbuf_set(e, -EBADMSG, "kv '%s': unknown value type %u", kv->key,
 					  kv->type);
@@ -701,7 +700,7 @@ double gguf_arr_num(const struct gguf_kv *kv, uint64_t i)
 
 	if (kv->type != GGUF_VT_ARRAY || i >= kv->n || !kv->data)
 		return NAN;
-	sz = scalar_size(kv->arr_type);
+	sz = gguf_vtype_size(kv->arr_type);
 	if (sz <= 0)
 		return NAN;
 	p = (const uint8_t *)kv->data + i * (uint64_t)sz;
