@@ -6,14 +6,12 @@
  */
 #include "engine/gguf.h"
 
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "engine/fileio.h"
 #include "engine/name_index.h"
 
 #define GGUF_MAGIC	       0x46554747u /* "GGUF" little-endian */
@@ -431,41 +429,26 @@ int gguf_open_mem(const void *buf, size_t size, struct gguf_file **ret_g, struct
 int gguf_open(const char *path, struct gguf_file **ret_g, struct errbuf *e)
 {
 	struct gguf_file *g;
-	struct stat st;
+	size_t size;
 	void *map;
-	int fd, ret;
+	int ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errbuf_set(e, -errno, "cannot open: %s", strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		ret = errbuf_set(e, -errno, "cannot stat: %s", strerror(errno));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size < 24) {
-		ret = errbuf_set(e, -EBADMSG, "not a GGUF file (%lld bytes)",
-				 (long long)st.st_size);
-		goto out_close;
-	}
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED) {
-		ret = errbuf_set(e, -errno, "cannot map: %s", strerror(errno));
-		goto out_close;
-	}
+	ret = fileio_map(path, 24, "GGUF", &map, &size, e);
+	if (ret)
+		return ret;
 	g = file_new();
 	if (!g) {
 		ret = -ENOMEM;
 		goto out_unmap;
 	}
 	g->base = map;
-	g->size = (size_t)st.st_size;
+	g->size = size;
 	g->priv->mapped = true;
 	g->path = strdup(path);
 	if (!g->path) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	close(fd);
 	ret = parse(g, e);
 	if (ret) {
 		gguf_close(g);
@@ -478,9 +461,7 @@ out_free:
 	free(g->priv);
 	free(g);
 out_unmap:
-	munmap(map, (size_t)st.st_size);
-out_close:
-	close(fd);
+	munmap(map, size);
 	return ret;
 }
 
