@@ -252,26 +252,6 @@ static int add_map(struct st_set *s, const void *base, size_t size, bool mapped)
 	return 0;
 }
 
-int st_open_mem(const void *buf, size_t size, struct st_set **ret, struct errbuf *e)
-{
-	struct st_set *s = calloc(1, sizeof(*s));
-	int r;
-
-	if (!s)
-		return -ENOMEM;
-	r = add_map(s, buf, size, false);
-	if (!r)
-		r = parse_file(s, 0, e);
-	if (!r)
-		r = build_index(s, e);
-	if (r) {
-		set_free(s);
-		return r;
-	}
-	*ret = s;
-	return 0;
-}
-
 /* Map @path read-only and add it to @s. Messages name @path: a set spans several files. */
 static int map_file(struct st_set *s, const char *path, struct errbuf *e)
 {
@@ -289,14 +269,16 @@ static int map_file(struct st_set *s, const char *path, struct errbuf *e)
 	return ret;
 }
 
-static int open_single(const char *path, struct st_set **ret, struct errbuf *e)
+/* A set of one file: @path mapped, or with @path NULL the borrowed image @buf of @size bytes. */
+static int open_one(const char *path, const void *buf, size_t size, struct st_set **ret,
+		    struct errbuf *e)
 {
 	struct st_set *s = calloc(1, sizeof(*s));
 	int r;
 
 	if (!s)
 		return -ENOMEM;
-	r = map_file(s, path, e);
+	r = path ? map_file(s, path, e) : add_map(s, buf, size, false);
 	if (!r)
 		r = parse_file(s, 0, e);
 	if (!r)
@@ -307,6 +289,11 @@ static int open_single(const char *path, struct st_set **ret, struct errbuf *e)
 	}
 	*ret = s;
 	return 0;
+}
+
+int st_open_mem(const void *buf, size_t size, struct st_set **ret, struct errbuf *e)
+{
+	return open_one(NULL, buf, size, ret, e);
 }
 
 /* Shard file names must stay inside the index's directory. */
@@ -464,7 +451,7 @@ static int open_dir(const char *path, struct st_set **ret, struct errbuf *e)
 		free(only);
 		return -ENOMEM;
 	}
-	r = open_single(p, ret, e);
+	r = open_one(p, NULL, 0, ret, e);
 	free(p);
 	free(only);
 	return r;
@@ -480,7 +467,7 @@ int st_open(const char *path, struct st_set **ret, struct errbuf *e)
 		return open_dir(path, ret, e);
 	if (ends_with(path, ".json"))
 		return open_index(path, ret, e);
-	return open_single(path, ret, e);
+	return open_one(path, NULL, 0, ret, e);
 }
 
 size_t st_n_tensors(const struct st_set *s)
