@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,19 @@ int harness_start(struct harness *h, const char *tag, const char *conf_text,
 	dprintf(fd, "%s", conf_text);
 	close(fd);
 	return spawn_daemon(h, args);
+}
+
+int harness_prepare(const char *prog)
+{
+	struct io_uring ring;
+
+	if (io_uring_queue_init(4, &ring, 0) < 0) {
+		fprintf(stderr, "%s: no io_uring on this host, skipping\n", prog);
+		return 77;
+	}
+	io_uring_queue_exit(&ring);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
 }
 
 int harness_stop(struct harness *h)

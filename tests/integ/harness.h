@@ -29,6 +29,12 @@ struct harness {
 int harness_start(struct harness *h, const char *tag, const char *conf_text,
 		  const char *const *args);
 
+/*
+ * Call first in main(): ignore SIGPIPE (a dropped daemon must fail a test, not kill the
+ * program) and probe io_uring. Returns 0, or 77 after saying on stderr that @prog skips.
+ */
+int harness_prepare(const char *prog);
+
 /* Kill and reap the daemon if it runs, and remove the runtime dir. Returns 0 or -1. */
 int harness_stop(struct harness *h);
 

@@ -7,7 +7,6 @@
  * Exit 0 pass, 1 fail, 77 when the host has no io_uring.
  */
 #include <errno.h>
-#include <liburing.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -519,13 +518,8 @@ int main(void)
 		cmocka_unit_test(test_bench_short_sweep),
 		cmocka_unit_test(test_drain_then_shutdown),
 	};
-	struct io_uring ring;
 
-	if (io_uring_queue_init(4, &ring, 0) < 0) {
-		fprintf(stderr, "integ-ctl: no io_uring on this host, skipping\n");
+	if (harness_prepare("integ-ctl"))
 		return 77;
-	}
-	io_uring_queue_exit(&ring);
-	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests_name("integ/ctl", tests, setup, teardown) ? 1 : 0;
 }

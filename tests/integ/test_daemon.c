@@ -5,7 +5,6 @@
  * and stop it with SIGTERM. Exit 0 pass, 1 fail, 77 when the host has no io_uring.
  */
 #include <errno.h>
-#include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -468,13 +467,8 @@ int main(void)
 		cmocka_unit_test(test_unlisted_uid_is_refused),
 		cmocka_unit_test(test_sigterm_drains_in_flight),
 	};
-	struct io_uring ring;
 
-	if (io_uring_queue_init(4, &ring, 0) < 0) {
-		fprintf(stderr, "integ-daemon: no io_uring on this host, skipping\n");
+	if (harness_prepare("integ-daemon"))
 		return 77;
-	}
-	io_uring_queue_exit(&ring);
-	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests_name("integ/daemon", tests, setup, teardown) ? 1 : 0;
 }
