@@ -12,6 +12,7 @@ $(daemon_OBJS) $(B)/daemon/main.o: | $(PROTO_GEN_H)
 
 daemon_TEST_LIBS := $(DAEMON_ARCHIVES)
 daemon_LDLIBS := $(DAEMON_LDLIBS)
+daemon_TEST_EXTRA := tests/lib/fake_greedy.c
 ifneq ($(wildcard tests/unit/daemon/*.c),)
 $(eval $(call add_unit_test,daemon))
 $(daemon_TEST_OBJS): | $(PROTO_GEN_H)

@@ -85,6 +85,19 @@ static void placement_release(struct placement *pl, bool owned)
 	}
 }
 
+/* Free a retired generation: its scheduler, backend, and the pool and placement it owns. */
+static void gen_free(struct gen *g)
+{
+	if (!g)
+		return;
+	sched_free(g->sched);
+	g->bops->close(g->be);
+	if (g->pool_owned)
+		worker_pool_free(g->pool);
+	placement_release(g->pl, g->pl_owned);
+	free(g);
+}
+
 int reload_swap(struct daemon *d, const char *model, const char *workers, uint32_t max_workers,
 		struct errbuf *e)
 {
@@ -236,12 +249,7 @@ static void retire(struct daemon *d)
 	d->st_base.tokens_prefilled += st.tokens_prefilled;
 	d->st_base.tokens_generated += st.tokens_generated;
 	d->st_base.requests_done += st.requests_done;
-	sched_free(old->sched);
-	old->bops->close(old->be);
-	if (old->pool_owned)
-		worker_pool_free(old->pool);
-	placement_release(old->pl, old->pl_owned);
-	free(old);
+	gen_free(old);
 	d->old = NULL;
 	log_info("generation retired generation=%llu", (unsigned long long)d->generation - 1);
 }
@@ -312,17 +320,8 @@ void reload_stats(const struct daemon *d, struct sched_stats *ret)
 
 void reload_done(struct daemon *d)
 {
-	if (d->old) {
-		struct gen *old = d->old;
-
-		sched_free(old->sched);
-		old->bops->close(old->be);
-		if (old->pool_owned)
-			worker_pool_free(old->pool);
-		placement_release(old->pl, old->pl_owned);
-		free(old);
-		d->old = NULL;
-	}
+	gen_free(d->old);
+	d->old = NULL;
 	placement_release(d->pl, d->pl_owned);
 	d->pl = NULL;
 	d->pl_owned = false;

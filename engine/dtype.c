@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define QK   32	 /* elements per block of the legacy formats */
@@ -125,57 +126,27 @@ static void bf16_to_f32(const void *src, float *dst, size_t n)
 		dst[i] = dtype_bf16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
 }
 
-static void f64_to_f32(const void *src, float *dst, size_t n)
-{
-	const uint8_t *s = src;
-	double d;
-
-	for (size_t i = 0; i < n; i++) {
-		memcpy(&d, s + 8 * i, sizeof(d));
-		dst[i] = (float)d;
+/*
+ * Plain little-endian numbers of C type @type, loaded unaligned and converted to float. One
+ * body for every width, so the element size always follows the type.
+ */
+#define DEFINE_NUM_TO_F32(name, type)                             \
+	static void name(const void *src, float *dst, size_t n)   \
+	{                                                         \
+		const uint8_t *s = src;                           \
+		type v;                                           \
+                                                                  \
+		for (size_t i = 0; i < n; i++) {                  \
+			memcpy(&v, s + sizeof(v) * i, sizeof(v)); \
+			dst[i] = (float)v;                        \
+		}                                                 \
 	}
-}
 
-static void i8_to_f32(const void *src, float *dst, size_t n)
-{
-	const int8_t *s = src;
-
-	for (size_t i = 0; i < n; i++)
-		dst[i] = (float)s[i];
-}
-
-static void i16_to_f32(const void *src, float *dst, size_t n)
-{
-	const uint8_t *s = src;
-	int16_t v;
-
-	for (size_t i = 0; i < n; i++) {
-		memcpy(&v, s + 2 * i, sizeof(v));
-		dst[i] = (float)v;
-	}
-}
-
-static void i32_to_f32(const void *src, float *dst, size_t n)
-{
-	const uint8_t *s = src;
-	int32_t v;
-
-	for (size_t i = 0; i < n; i++) {
-		memcpy(&v, s + 4 * i, sizeof(v));
-		dst[i] = (float)v;
-	}
-}
-
-static void i64_to_f32(const void *src, float *dst, size_t n)
-{
-	const uint8_t *s = src;
-	int64_t v;
-
-	for (size_t i = 0; i < n; i++) {
-		memcpy(&v, s + 8 * i, sizeof(v));
-		dst[i] = (float)v;
-	}
-}
+DEFINE_NUM_TO_F32(f64_to_f32, double)
+DEFINE_NUM_TO_F32(i8_to_f32, int8_t)
+DEFINE_NUM_TO_F32(i16_to_f32, int16_t)
+DEFINE_NUM_TO_F32(i32_to_f32, int32_t)
+DEFINE_NUM_TO_F32(i64_to_f32, int64_t)
 
 /* Q4_0: f16 d, 16 bytes of nibbles; element j is the low nibble of byte j, j+16 the high. */
 static void q4_0_to_f32(const void *src, float *dst, size_t n)
@@ -245,30 +216,28 @@ static void q5_1_to_f32(const void *src, float *dst, size_t n)
 	}
 }
 
-/* Q8_0: f16 d, 32 signed bytes. */
-static void q8_0_to_f32(const void *src, float *dst, size_t n)
+/* Q8 blocks of @block_bytes: f16 d, then 32 signed bytes from @q_off; value d * q. */
+static void q8_blocks_to_f32(const uint8_t *b, float *dst, size_t n, size_t block_bytes,
+			     size_t q_off)
 {
-	const uint8_t *b = src;
-
-	for (size_t blk = 0; blk < n / QK; blk++, b += 34, dst += QK) {
+	for (size_t blk = 0; blk < n / QK; blk++, b += block_bytes, dst += QK) {
 		float d = ld_f16(b);
 
 		for (int j = 0; j < QK; j++)
-			dst[j] = d * (float)(int8_t)b[2 + j];
+			dst[j] = d * (float)(int8_t)b[q_off + j];
 	}
+}
+
+/* Q8_0: f16 d, 32 signed bytes. */
+static void q8_0_to_f32(const void *src, float *dst, size_t n)
+{
+	q8_blocks_to_f32(src, dst, n, 34, 2);
 }
 
 /* Q8_1: f16 d, f16 sum (unused here), 32 signed bytes. */
 static void q8_1_to_f32(const void *src, float *dst, size_t n)
 {
-	const uint8_t *b = src;
-
-	for (size_t blk = 0; blk < n / QK; blk++, b += 36, dst += QK) {
-		float d = ld_f16(b);
-
-		for (int j = 0; j < QK; j++)
-			dst[j] = d * (float)(int8_t)b[4 + j];
-	}
+	q8_blocks_to_f32(src, dst, n, 36, 4);
 }
 
 /*
@@ -361,14 +330,14 @@ static inline void k4_scale_min(const uint8_t *q, int j, int *sc, int *m)
 /*
  * Q4_K: f16 d, f16 dmin, 12 bytes of scales/mins, 128 bytes of nibbles. Each 64 elements read
  * 32 bytes: low nibbles with scale 2i, high nibbles with scale 2i+1; value d*sc*q - dmin*m.
+ * Q5_K: the same plus 32 bytes of fifth bits (@five) before the nibbles; group j uses bits 2j
+ * (low nibbles) and 2j+1.
  */
-static void q4_k_to_f32(const void *src, float *dst, size_t n)
+static void q45_k_to_f32(const uint8_t *b, float *dst, size_t n, bool five)
 {
-	const uint8_t *b = src;
-
-	for (size_t blk = 0; blk < n / QK_K; blk++, b += 144) {
+	for (size_t blk = 0; blk < n / QK_K; blk++, b += five ? 176 : 144) {
 		float d = ld_f16(b), dmin = ld_f16(b + 2);
-		const uint8_t *scales = b + 4, *q = b + 16;
+		const uint8_t *scales = b + 4, *qh = b + 16, *q = five ? b + 48 : b + 16;
 
 		for (int j = 0; j < 4; j++, q += 32) {
 			int sc1, m1, sc2, m2;
@@ -378,41 +347,28 @@ static void q4_k_to_f32(const void *src, float *dst, size_t n)
 			float d1 = d * (float)sc1, mm1 = dmin * (float)m1;
 			float d2 = d * (float)sc2, mm2 = dmin * (float)m2;
 
-			for (int l = 0; l < 32; l++)
-				*dst++ = d1 * (float)(q[l] & 0xf) - mm1;
-			for (int l = 0; l < 32; l++)
-				*dst++ = d2 * (float)(q[l] >> 4) - mm2;
+			for (int l = 0; l < 32; l++) {
+				int hi = five ? ((qh[l] >> (2 * j)) & 1) << 4 : 0;
+
+				*dst++ = d1 * (float)((q[l] & 0xf) | hi) - mm1;
+			}
+			for (int l = 0; l < 32; l++) {
+				int hi = five ? ((qh[l] >> (2 * j + 1)) & 1) << 4 : 0;
+
+				*dst++ = d2 * (float)((q[l] >> 4) | hi) - mm2;
+			}
 		}
 	}
 }
 
-/* Q5_K: Q4_K plus 32 bytes of fifth bits; group j uses bits 2j (low nibbles) and 2j+1. */
+static void q4_k_to_f32(const void *src, float *dst, size_t n)
+{
+	q45_k_to_f32(src, dst, n, false);
+}
+
 static void q5_k_to_f32(const void *src, float *dst, size_t n)
 {
-	const uint8_t *b = src;
-
-	for (size_t blk = 0; blk < n / QK_K; blk++, b += 176) {
-		float d = ld_f16(b), dmin = ld_f16(b + 2);
-		const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
-
-		for (int j = 0; j < 4; j++, q += 32) {
-			int sc1, m1, sc2, m2;
-
-			k4_scale_min(scales, 2 * j, &sc1, &m1);
-			k4_scale_min(scales, 2 * j + 1, &sc2, &m2);
-			float d1 = d * (float)sc1, mm1 = dmin * (float)m1;
-			float d2 = d * (float)sc2, mm2 = dmin * (float)m2;
-
-			for (int l = 0; l < 32; l++)
-				*dst++ = d1 * (float)((q[l] & 0xf) |
-						      (((qh[l] >> (2 * j)) & 1) << 4)) -
-					 mm1;
-			for (int l = 0; l < 32; l++)
-				*dst++ = d2 * (float)((q[l] >> 4) |
-						      (((qh[l] >> (2 * j + 1)) & 1) << 4)) -
-					 mm2;
-		}
-	}
+	q45_k_to_f32(src, dst, n, true);
 }
 
 /*

@@ -6,14 +6,12 @@
  */
 #include "engine/gguf.h"
 
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "engine/fileio.h"
 #include "engine/name_index.h"
 
 #define GGUF_MAGIC	       0x46554747u /* "GGUF" little-endian */
@@ -103,8 +101,7 @@ static int dup_name(const struct gguf_str *s, char **ret)
 	return 0;
 }
 
-/* Size of one scalar of @t, 0 for strings and arrays, -1 for unknown types. */
-static int scalar_size(uint32_t t)
+int gguf_vtype_size(uint32_t t)
 {
 	switch (t) {
 	case GGUF_VT_UINT8:
@@ -141,7 +138,7 @@ static int skip_array(struct cursor *c, int depth, struct errbuf *e, const char 
 		return errbuf_set(e, -EBADMSG, "kv '%s': arrays nested too deeply", key);
 	if (rd_u32(c, &t) || rd_u64(c, &n))
 		return errbuf_set(e, -EBADMSG, "kv '%s': truncated array header", key);
-	sz = scalar_size(t);
+	sz = gguf_vtype_size(t);
 	if (sz < 0)
 		return errbuf_set(e, -EBADMSG, "kv '%s': unknown array element type %u", key, t);
 	if (sz > 0) {
@@ -182,7 +179,7 @@ static int read_value(struct cursor *c, struct gguf_kv *kv, struct errbuf *e)
 
 		if (rd_u32(c, &t) || rd_u64(c, &kv->n))
 			return errbuf_set(e, -EBADMSG, "kv '%s': truncated array header", kv->key);
-		sz = scalar_size(t);
+		sz = gguf_vtype_size(t);
 		if (sz < 0)
 			return errbuf_set(e, -EBADMSG, "kv '%s': unknown array element type %u",
 					  kv->key, t);
@@ -193,7 +190,7 @@ static int read_value(struct cursor *c, struct gguf_kv *kv, struct errbuf *e)
 			return skip_array(c, 0, e, kv->key);
 		}
 	} else {
-		sz = scalar_size(kv->type);
+		sz = gguf_vtype_size(kv->type);
 		if (sz < 0)
 			return errbuf_set(e, -EBADMSG, "kv '%s': unknown value type %u", kv->key,
 					  kv->type);
@@ -432,41 +429,26 @@ int gguf_open_mem(const void *buf, size_t size, struct gguf_file **ret_g, struct
 int gguf_open(const char *path, struct gguf_file **ret_g, struct errbuf *e)
 {
 	struct gguf_file *g;
-	struct stat st;
+	size_t size;
 	void *map;
-	int fd, ret;
+	int ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errbuf_set(e, -errno, "cannot open: %s", strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		ret = errbuf_set(e, -errno, "cannot stat: %s", strerror(errno));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size < 24) {
-		ret = errbuf_set(e, -EBADMSG, "not a GGUF file (%lld bytes)",
-				 (long long)st.st_size);
-		goto out_close;
-	}
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED) {
-		ret = errbuf_set(e, -errno, "cannot map: %s", strerror(errno));
-		goto out_close;
-	}
+	ret = fileio_map(path, 24, "GGUF", &map, &size, e);
+	if (ret)
+		return ret;
 	g = file_new();
 	if (!g) {
 		ret = -ENOMEM;
 		goto out_unmap;
 	}
 	g->base = map;
-	g->size = (size_t)st.st_size;
+	g->size = size;
 	g->priv->mapped = true;
 	g->path = strdup(path);
 	if (!g->path) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	close(fd);
 	ret = parse(g, e);
 	if (ret) {
 		gguf_close(g);
@@ -479,9 +461,7 @@ out_free:
 	free(g->priv);
 	free(g);
 out_unmap:
-	munmap(map, (size_t)st.st_size);
-out_close:
-	close(fd);
+	munmap(map, size);
 	return ret;
 }
 
@@ -701,7 +681,7 @@ double gguf_arr_num(const struct gguf_kv *kv, uint64_t i)
 
 	if (kv->type != GGUF_VT_ARRAY || i >= kv->n || !kv->data)
 		return NAN;
-	sz = scalar_size(kv->arr_type);
+	sz = gguf_vtype_size(kv->arr_type);
 	if (sz <= 0)
 		return NAN;
 	p = (const uint8_t *)kv->data + i * (uint64_t)sz;

@@ -34,6 +34,9 @@ enum gguf_vtype {
 	GGUF_VT_COUNT,
 };
 
+/* Bytes of one value of type @t: 0 for strings and arrays, -1 for a type GGUF does not define. */
+int gguf_vtype_size(uint32_t t);
+
 /* A string inside the mapping: @len bytes at @data, not NUL-terminated. */
 struct gguf_str {
 	uint64_t len;

@@ -86,29 +86,6 @@ static void put_str(struct bytes *b, const char *s, size_t len)
 	put(b, s, len);
 }
 
-static int scalar_size(enum gguf_vtype t)
-{
-	switch (t) {
-	case GGUF_VT_UINT8:
-	case GGUF_VT_INT8:
-	case GGUF_VT_BOOL:
-		return 1;
-	case GGUF_VT_UINT16:
-	case GGUF_VT_INT16:
-		return 2;
-	case GGUF_VT_UINT32:
-	case GGUF_VT_INT32:
-	case GGUF_VT_FLOAT32:
-		return 4;
-	case GGUF_VT_UINT64:
-	case GGUF_VT_INT64:
-	case GGUF_VT_FLOAT64:
-		return 8;
-	default:
-		return -1;
-	}
-}
-
 struct gguf_writer *gguf_writer_new(void)
 {
 	struct gguf_writer *w = calloc(1, sizeof(*w));
@@ -208,9 +185,9 @@ int gguf_writer_add_scalar(struct gguf_writer *w, const char *key, enum gguf_vty
 			   const void *val)
 {
 	struct bytes b = { 0 };
-	int sz = scalar_size(type), ret;
+	int sz = gguf_vtype_size(type), ret;
 
-	if (sz < 0)
+	if (sz <= 0) /* strings and arrays have their own adders */
 		return -EINVAL;
 	if (type == GGUF_VT_BOOL && *(const uint8_t *)val > 1)
 		return -EINVAL;
@@ -264,10 +241,10 @@ int gguf_writer_add_arr(struct gguf_writer *w, const char *key, enum gguf_vtype 
 			const void *data, uint64_t n)
 {
 	struct bytes b = { 0 };
-	int sz = scalar_size(type), ret;
+	int sz = gguf_vtype_size(type), ret;
 	uint64_t n_bytes;
 
-	if (sz < 0)
+	if (sz <= 0) /* string arrays: gguf_writer_add_str_arr(); no arrays of arrays */
 		return -EINVAL;
 	if (__builtin_mul_overflow(n, (uint64_t)sz, &n_bytes) || n_bytes > SIZE_MAX / 2)
 		return -EOVERFLOW;

@@ -10,7 +10,6 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine/dtype.h"
+#include "engine/fileio.h"
 #include "engine/name_index.h"
 
 #define ST_MAX_HEADER  (100u << 20) /* the format's own reference reader uses the same bound */
@@ -252,65 +252,33 @@ static int add_map(struct st_set *s, const void *base, size_t size, bool mapped)
 	return 0;
 }
 
-int st_open_mem(const void *buf, size_t size, struct st_set **ret, struct errbuf *e)
-{
-	struct st_set *s = calloc(1, sizeof(*s));
-	int r;
-
-	if (!s)
-		return -ENOMEM;
-	r = add_map(s, buf, size, false);
-	if (!r)
-		r = parse_file(s, 0, e);
-	if (!r)
-		r = build_index(s, e);
-	if (r) {
-		set_free(s);
-		return r;
-	}
-	*ret = s;
-	return 0;
-}
-
-/* Map @path read-only and add it to @s. */
+/* Map @path read-only and add it to @s. Messages name @path: a set spans several files. */
 static int map_file(struct st_set *s, const char *path, struct errbuf *e)
 {
-	struct stat st;
+	struct errbuf fe = { { 0 } };
+	size_t size;
 	void *p;
-	int fd, ret;
+	int ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errbuf_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		ret = errbuf_set(e, -errno, "cannot stat '%s': %s", path, strerror(errno));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size < 8) {
-		ret = errbuf_set(e, -EBADMSG, "'%s' is not a safetensors file", path);
-		goto out_close;
-	}
-	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (p == MAP_FAILED) {
-		ret = errbuf_set(e, -errno, "cannot map '%s': %s", path, strerror(errno));
-		goto out_close;
-	}
-	ret = add_map(s, p, (size_t)st.st_size, true);
+	ret = fileio_map(path, 8, "safetensors", &p, &size, &fe);
 	if (ret)
-		munmap(p, (size_t)st.st_size);
-out_close:
-	close(fd);
+		return errbuf_set(e, ret, "'%s': %s", path, fe.msg);
+	ret = add_map(s, p, size, true);
+	if (ret)
+		munmap(p, size);
 	return ret;
 }
 
-static int open_single(const char *path, struct st_set **ret, struct errbuf *e)
+/* A set of one file: @path mapped, or with @path NULL the borrowed image @buf of @size bytes. */
+static int open_one(const char *path, const void *buf, size_t size, struct st_set **ret,
+		    struct errbuf *e)
 {
 	struct st_set *s = calloc(1, sizeof(*s));
 	int r;
 
 	if (!s)
 		return -ENOMEM;
-	r = map_file(s, path, e);
+	r = path ? map_file(s, path, e) : add_map(s, buf, size, false);
 	if (!r)
 		r = parse_file(s, 0, e);
 	if (!r)
@@ -323,41 +291,9 @@ static int open_single(const char *path, struct st_set **ret, struct errbuf *e)
 	return 0;
 }
 
-static char *read_small_file(const char *path, size_t max, size_t *ret_len, int *ret_err)
+int st_open_mem(const void *buf, size_t size, struct st_set **ret, struct errbuf *e)
 {
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	*ret_err = 0;
-	if (!f) {
-		*ret_err = -errno;
-		return NULL;
-	}
-	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
-		*ret_err = -EIO;
-		goto out;
-	}
-	if ((size_t)n > max) {
-		*ret_err = -EBADMSG;
-		goto out;
-	}
-	buf = malloc((size_t)n + 1);
-	if (!buf) {
-		*ret_err = -ENOMEM;
-		goto out;
-	}
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-		*ret_err = -EIO;
-		goto out;
-	}
-	buf[n] = 0;
-	*ret_len = (size_t)n;
-out:
-	fclose(f);
-	return buf;
+	return open_one(NULL, buf, size, ret, e);
 }
 
 /* Shard file names must stay inside the index's directory. */
@@ -375,8 +311,8 @@ static int open_index(const char *path, struct st_set **ret, struct errbuf *e)
 	size_t len, n_shards = 0;
 	int r;
 
-	text = read_small_file(path, ST_MAX_INDEX, &len, &r);
-	if (!text)
+	r = fileio_read(path, ST_MAX_INDEX, &text, &len, NULL);
+	if (r)
 		return errbuf_set(e, r, "cannot read index '%s'", path);
 	dir = strdup(path);
 	s = calloc(1, sizeof(*s));
@@ -515,7 +451,7 @@ static int open_dir(const char *path, struct st_set **ret, struct errbuf *e)
 		free(only);
 		return -ENOMEM;
 	}
-	r = open_single(p, ret, e);
+	r = open_one(p, NULL, 0, ret, e);
 	free(p);
 	free(only);
 	return r;
@@ -531,7 +467,7 @@ int st_open(const char *path, struct st_set **ret, struct errbuf *e)
 		return open_dir(path, ret, e);
 	if (ends_with(path, ".json"))
 		return open_index(path, ret, e);
-	return open_single(path, ret, e);
+	return open_one(path, NULL, 0, ret, e);
 }
 
 size_t st_n_tensors(const struct st_set *s)

@@ -17,56 +17,13 @@
 #include "engine/tok_internal.h"
 
 #include <cjson/cJSON.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "engine/fileio.h"
 
 #define MAX_JSON_BYTES (1ull << 31)
-
-static int read_file(const char *path, char **ret_buf, size_t *ret_len, struct errbuf *e)
-{
-	struct stat st;
-	size_t done = 0;
-	char *buf;
-	int fd, ret;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errbuf_set(e, -errno, "cannot open: %s", strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		ret = errbuf_set(e, -errno, "cannot stat: %s", strerror(errno));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_JSON_BYTES) {
-		ret = errbuf_set(e, -EBADMSG, "not a regular file of at most 2 GiB");
-		goto out_close;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
-	while (done < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
-
-		if (n <= 0) {
-			ret = errbuf_set(e, n < 0 ? -errno : -EBADMSG, "short read");
-			free(buf);
-			goto out_close;
-		}
-		done += (size_t)n;
-	}
-	buf[done] = 0;
-	*ret_buf = buf;
-	*ret_len = done;
-	ret = 0;
-out_close:
-	close(fd);
-	return ret;
-}
 
 static bool is_type(const cJSON *o, const char *type)
 {
@@ -549,7 +506,7 @@ static void apply_config(struct tokenizer *t, const char *json_path)
 		return;
 	memcpy(path, json_path, dir_len);
 	memcpy(path + dir_len, "tokenizer_config.json", sizeof("tokenizer_config.json"));
-	if (read_file(path, &buf, &len, NULL)) {
+	if (fileio_read(path, MAX_JSON_BYTES, &buf, &len, NULL)) {
 		free(path);
 		return;
 	}
@@ -579,7 +536,7 @@ int tokenizer_from_hf_json(const char *path, struct tokenizer **ret, struct errb
 
 	if (!path || !ret)
 		return -EINVAL;
-	r = read_file(path, &buf, &len, e);
+	r = fileio_read(path, MAX_JSON_BYTES, &buf, &len, e);
 	if (r)
 		return r;
 	r = tokenizer_from_hf_json_mem(buf, len, ret, e);
@@ -630,10 +587,10 @@ int tokenizer_from_gpt2_files(const char *encoder_json, const char *vocab_bpe,
 
 	if (!encoder_json || !vocab_bpe || !ret)
 		return -EINVAL;
-	r = read_file(encoder_json, &buf, &len, e);
+	r = fileio_read(encoder_json, MAX_JSON_BYTES, &buf, &len, e);
 	if (r)
 		return r;
-	r = read_file(vocab_bpe, &mbuf, &mlen, e);
+	r = fileio_read(vocab_bpe, MAX_JSON_BYTES, &mbuf, &mlen, e);
 	if (r)
 		goto out;
 	root = cJSON_ParseWithLength(buf, len);

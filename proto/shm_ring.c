@@ -66,17 +66,7 @@ void shm_layout_write_hdr(const struct shm_layout *l, void *base)
 	struct shm_hdr h = {
 		.magic = SHM_MAGIC,
 		.version = SHM_VERSION,
-		.total_bytes = l->total_bytes,
-		.sq_slots = l->sq_slots,
-		.cq_slots = l->cq_slots,
-		.sq_ctl_off = l->sq_ctl_off,
-		.cq_ctl_off = l->cq_ctl_off,
-		.sq_ring_off = l->sq_ring_off,
-		.cq_ring_off = l->cq_ring_off,
-		.sq_arena_off = l->sq_arena_off,
-		.sq_arena_bytes = l->sq_arena_bytes,
-		.cq_arena_off = l->cq_arena_off,
-		.cq_arena_bytes = l->cq_arena_bytes,
+		.layout = *l,
 	};
 
 	memcpy(base, &h, sizeof(h));

@@ -53,30 +53,10 @@ struct shm_slot {
 	uint64_t off;
 };
 
-struct shm_hdr {
-	uint32_t magic;
-	uint32_t version;
-	uint64_t total_bytes;
-	uint32_t sq_slots;
-	uint32_t cq_slots;
-	uint64_t sq_ctl_off;
-	uint64_t cq_ctl_off;
-	uint64_t sq_ring_off;
-	uint64_t cq_ring_off;
-	uint64_t sq_arena_off;
-	uint64_t sq_arena_bytes;
-	uint64_t cq_arena_off;
-	uint64_t cq_arena_bytes;
-};
-
-_Static_assert(sizeof(struct shm_ring_ctl) == 3 * SHM_ALIGN, "ring ctl ABI");
-_Static_assert(offsetof(struct shm_ring_ctl, head) == SHM_ALIGN, "ring ctl ABI");
-_Static_assert(offsetof(struct shm_ring_ctl, flags) == 2 * SHM_ALIGN, "ring ctl ABI");
-_Static_assert(sizeof(struct shm_slot) == 16, "slot ABI");
-_Static_assert(sizeof(struct shm_hdr) == 88, "header ABI");
-_Static_assert(offsetof(struct shm_hdr, cq_arena_bytes) == 80, "header ABI");
-
-/* Geometry of one region; both sides compute and check it with shm_layout_*(). */
+/*
+ * Geometry of one region; both sides compute and check it with shm_layout_*(). It is also the
+ * body of struct shm_hdr, so it is ABI: fixed-width fields only, pinned by the asserts below.
+ */
 struct shm_layout {
 	uint64_t total_bytes;
 	uint32_t sq_slots;
@@ -90,6 +70,21 @@ struct shm_layout {
 	uint64_t cq_arena_off;
 	uint64_t cq_arena_bytes;
 };
+
+/* The header: magic and version, then the layout exactly as struct shm_layout holds it. */
+struct shm_hdr {
+	uint32_t magic;
+	uint32_t version;
+	struct shm_layout layout;
+};
+
+_Static_assert(sizeof(struct shm_ring_ctl) == 3 * SHM_ALIGN, "ring ctl ABI");
+_Static_assert(offsetof(struct shm_ring_ctl, head) == SHM_ALIGN, "ring ctl ABI");
+_Static_assert(offsetof(struct shm_ring_ctl, flags) == 2 * SHM_ALIGN, "ring ctl ABI");
+_Static_assert(sizeof(struct shm_slot) == 16, "slot ABI");
+_Static_assert(sizeof(struct shm_hdr) == 88, "header ABI");
+_Static_assert(offsetof(struct shm_hdr, layout.total_bytes) == 8, "header ABI");
+_Static_assert(offsetof(struct shm_hdr, layout.cq_arena_bytes) == 80, "header ABI");
 
 /*
  * Compute the layout for the given ring sizes (slots: powers of two in [2, SHM_MAX_SLOTS];

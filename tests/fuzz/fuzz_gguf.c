@@ -9,6 +9,11 @@
 
 static volatile double sink;
 
+static int tensor_to_f32(const void *t, float *dst)
+{
+	return gguf_tensor_to_f32(t, dst);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct gguf_file *g = NULL;
@@ -40,19 +45,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		const struct gguf_tensor *t = &g->tensors[i];
-		float *buf;
 
 		if (gguf_find_tensor(g, t->name) != t)
 			abort();
-		if (t->n_bytes)
-			acc += ((const uint8_t *)t->data)[0] +
-			       ((const uint8_t *)t->data)[t->n_bytes - 1];
-		if (t->n_elems > FUZZ_MAX_ELEMS)
-			continue;
-		buf = malloc((t->n_elems ? t->n_elems : 1) * sizeof(float));
-		if (buf && !gguf_tensor_to_f32(t, buf) && t->n_elems)
-			acc += buf[t->n_elems - 1];
-		free(buf);
+		acc += fuzz_read_tensor(t, t->data, t->n_bytes, t->n_elems, tensor_to_f32);
 	}
 	if (!model_config_from_gguf(g, &cfg, NULL))
 		(void)model_config_validate(&cfg, NULL);

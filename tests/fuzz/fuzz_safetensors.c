@@ -7,6 +7,11 @@
 
 static volatile double sink;
 
+static int tensor_to_f32(const void *t, float *dst)
+{
+	return st_tensor_to_f32(t, dst);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct st_set *s = NULL;
@@ -16,19 +21,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	for (size_t i = 0; i < st_n_tensors(s); i++) {
 		const struct st_tensor *t = st_tensor_at(s, i);
-		float *buf;
 
 		if (st_find(s, t->name) != t)
 			abort();
-		if (t->n_bytes)
-			acc += ((const uint8_t *)t->data)[0] +
-			       ((const uint8_t *)t->data)[t->n_bytes - 1];
-		if (t->n_elems > FUZZ_MAX_ELEMS)
-			continue;
-		buf = malloc((t->n_elems ? t->n_elems : 1) * sizeof(float));
-		if (buf && !st_tensor_to_f32(t, buf) && t->n_elems)
-			acc += buf[t->n_elems - 1];
-		free(buf);
+		acc += fuzz_read_tensor(t, t->data, t->n_bytes, t->n_elems, tensor_to_f32);
 	}
 	sink = acc;
 	st_close(s);

@@ -7,8 +7,6 @@
  * Exit 0 pass, 1 fail, 77 when the host has no io_uring.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <liburing.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -20,9 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,40 +25,18 @@
 #include <cmocka.h>
 
 #include "include/shiftadd.h"
+#include "tests/integ/harness.h"
+#include "tests/lib/fake_greedy.h"
 
-#define BIN	    "build/" MODE_DIR "/bin/"
 #define OUT_MAX	    (256 * 1024)
 #define GUEST_UID   65534 /* allowed to connect, not an admin */
 #define STRANGER_ID 65533 /* not allowed at all */
 
-static char dir[64], sock_path[128], conf_path[128];
-static pid_t daemon_pid = -1;
+static struct harness srv;
 static char out[OUT_MAX];
 
-/* Independent reference of the fake model's greedy continuation (daemon/backend.h). */
-static void reference_greedy(const char *prompt, uint32_t n, char *want)
-{
-	int c = (unsigned char)prompt[strlen(prompt) - 1];
-	uint32_t k = 0;
-
-	while (k < n) {
-		if (c >= 'a' && c < 'z')
-			c++;
-		else if (c == 'z')
-			c = 'a';
-		else if (c == '!')
-			c = '.';
-		else if (c == '.')
-			break;
-		else
-			c = 'a';
-		want[k++] = (char)c;
-	}
-	want[k] = 0;
-}
-
 /*
- * Run BIN/@prog with @args (NULL-terminated) as @uid (-1: ours); capture stdout into out[].
+ * Run the build's @prog with @args (NULL-terminated) as @uid (-1: ours); capture stdout into out[].
  * Returns the exit status, 77 if the uid could not be taken, or -1.
  */
 static int run_as(int uid, const char *prog, const char *const *args)
@@ -89,7 +62,7 @@ static int run_as(int uid, const char *prog, const char *const *args)
 		close(p[1]);
 		if (uid >= 0 && (setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
 			_exit(77);
-		snprintf(path, sizeof(path), BIN "%s", prog);
+		snprintf(path, sizeof(path), HARNESS_BIN "%s", prog);
 		execv(path, (char *const *)argv);
 		_exit(127);
 	}
@@ -109,9 +82,9 @@ static int run_as(int uid, const char *prog, const char *const *args)
 }
 
 #define CTL(...) \
-	run_as(-1, "shiftaddctl", (const char *const[]){ "-s", sock_path, __VA_ARGS__, NULL })
+	run_as(-1, "shiftaddctl", (const char *const[]){ "-s", srv.sock_path, __VA_ARGS__, NULL })
 #define CTL_AS(uid, ...) \
-	run_as(uid, "shiftaddctl", (const char *const[]){ "-s", sock_path, __VA_ARGS__, NULL })
+	run_as(uid, "shiftaddctl", (const char *const[]){ "-s", srv.sock_path, __VA_ARGS__, NULL })
 
 static cJSON *ctl_json(const char *cmd)
 {
@@ -131,105 +104,29 @@ static double json_num(const cJSON *o, const char *key)
 	return v->valuedouble;
 }
 
-static int start_daemon(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	daemon_pid = fork();
-	if (daemon_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(BIN "shiftaddd", "shiftaddd", "--config", conf_path, "--socket-path",
-		      sock_path, "--n-slots", "8", "--step-delay-us", "300", "--log-level", "warn",
-		      "--max-workers", "2", (char *)NULL);
-		_exit(127);
-	}
-	strcpy(sa.sun_path, sock_path);
-	for (int t = 0; t < 1000; t++) {
-		int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(fd);
-			return 0;
-		}
-		close(fd);
-		usleep(10000);
-	}
-	return -1;
-}
-
 static int setup(void **state)
 {
-	int fd;
+	/* clang-format off */
+	static const char *const args[] = {
+		"--n-slots", "8",
+		"--step-delay-us", "300",
+		"--log-level", "warn",
+		"--max-workers", "2",
+		NULL,
+	};
+	/* clang-format on */
+	char conf[256];
 
-	snprintf(dir, sizeof(dir), "/tmp/shiftadd-ctl-XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	chmod(dir, 0755); /* the other uids must reach the socket */
-	snprintf(sock_path, sizeof(sock_path), "%s/shiftaddd.sock", dir);
-	snprintf(conf_path, sizeof(conf_path), "%s/shiftaddd.conf", dir);
-	fd = open(conf_path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-	if (fd < 0)
-		return -1;
-	dprintf(fd,
-		"[server]\nallow_uids = %d\nstall_timeout_ms = 60000\n"
-		"[limits]\nmax_new_tokens = 256\n",
-		GUEST_UID);
-	close(fd);
-	return start_daemon();
+	snprintf(conf, sizeof(conf),
+		 "[server]\nallow_uids = %d\nstall_timeout_ms = 60000\n"
+		 "[limits]\nmax_new_tokens = 256\n",
+		 GUEST_UID);
+	return harness_start(&srv, "ctl", conf, args);
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGKILL);
-		waitpid(daemon_pid, NULL, 0);
-	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-struct gen {
-	char text[512];
-	size_t len;
-	int error, finish;
-};
-
-static void collect(const struct shiftadd_event *ev, void *arg)
-{
-	struct gen *g = arg;
-
-	if (ev->text_len && g->len + ev->text_len < sizeof(g->text)) {
-		memcpy(g->text + g->len, ev->text, ev->text_len);
-		g->len += ev->text_len;
-	}
-	if (ev->type == SHIFTADD_EVENT_DONE) {
-		g->error = ev->error;
-		g->finish = (int)ev->finish_reason;
-	}
-}
-
-static int generate_check(shiftadd_client *c, const char *prompt, uint32_t n, bool stream)
-{
-	struct shiftadd_request req = { .prompt = prompt, .max_tokens = n, .stream = stream };
-	struct gen g = { 0 };
-	char want[512];
-	uint64_t id;
-	int r;
-
-	r = shiftadd_submit(c, &req, collect, &g, &id);
-	if (r < 0)
-		return r;
-	r = shiftadd_wait(c, id, 20000);
-	if (r < 0)
-		return r;
-	reference_greedy(prompt, n, want);
-	if (g.error)
-		return g.error;
-	if (g.len != strlen(want) || memcmp(g.text, want, g.len))
-		return -EBADMSG;
-	return 0;
+	return harness_stop(&srv);
 }
 
 static void test_help_and_usage_errors(void **state)
@@ -261,7 +158,7 @@ static void test_status(void **state)
 	assert_non_null(strstr(out, "workers:"));
 	j = ctl_json("status");
 	assert_string_equal(cJSON_GetObjectItem(j, "backend")->valuestring, "fake");
-	assert_int_equal((int)json_num(j, "pid"), daemon_pid);
+	assert_int_equal((int)json_num(j, "pid"), srv.daemon_pid);
 	assert_true(json_num(j, "generation") >= 1);
 	w = cJSON_GetObjectItem(j, "workers");
 	assert_true(cJSON_IsArray(w) && cJSON_GetArraySize(w) >= 1 && cJSON_GetArraySize(w) <= 2);
@@ -280,9 +177,9 @@ static void test_stats_text_json_prometheus(void **state)
 	char *line, *save = NULL;
 	int n_samples = 0;
 
-	assert_int_equal(shiftadd_connect(sock_path, "ctl-stats", &c), 0);
+	assert_int_equal(shiftadd_connect(srv.sock_path, "ctl-stats", &c), 0);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(generate_check(c, "stats-a", 8, i % 2), 0);
+		assert_int_equal(harness_generate_check(c, "stats-a", 8, i % 2), 0);
 	shiftadd_close(c);
 	assert_int_equal(CTL("stats"), 0);
 	assert_non_null(strstr(out, "kv cache:"));
@@ -316,7 +213,7 @@ static void test_clients_and_cancel(void **state)
 {
 	struct shiftadd_request req = { .prompt = "cancel-me", .max_tokens = 250, .stream = true };
 	shiftadd_client *c;
-	struct gen g = { 0 };
+	struct harness_gen g = { 0 };
 	struct shiftadd_info info;
 	const cJSON *e, *arr;
 	cJSON *j;
@@ -324,10 +221,10 @@ static void test_clients_and_cancel(void **state)
 	char target[64];
 	bool found = false;
 
-	assert_int_equal(shiftadd_connect(sock_path, "ctl-victim", &c), 0);
+	assert_int_equal(shiftadd_connect(srv.sock_path, "ctl-victim", &c), 0);
 	assert_int_equal(shiftadd_info(c, &info), 0);
 	/* Not polling: the completion ring fills and the request stays in flight. */
-	assert_int_equal(shiftadd_submit(c, &req, collect, &g, &id), 0);
+	assert_int_equal(shiftadd_submit(c, &req, harness_collect, &g, &id), 0);
 	usleep(50000);
 	assert_int_equal(CTL("clients"), 0);
 	assert_non_null(strstr(out, "ctl-victim"));
@@ -356,7 +253,7 @@ static void test_clients_and_cancel(void **state)
 	assert_int_equal(CTL("cancel", "999999"), 5);
 	/* CLIENT alone cancels all of its requests. */
 	memset(&g, 0, sizeof(g));
-	assert_int_equal(shiftadd_submit(c, &req, collect, &g, &id), 0);
+	assert_int_equal(shiftadd_submit(c, &req, harness_collect, &g, &id), 0);
 	usleep(20000);
 	snprintf(target, sizeof(target), "%llu", (unsigned long long)info.client_id);
 	assert_int_equal(CTL("cancel", target), 0);
@@ -410,7 +307,7 @@ static void *loader_main(void *arg)
 	shiftadd_client *c;
 	char prompt[32];
 
-	if (shiftadd_connect(sock_path, "ctl-load", &c) < 0) {
+	if (shiftadd_connect(srv.sock_path, "ctl-load", &c) < 0) {
 		l->failures++;
 		return NULL;
 	}
@@ -419,7 +316,7 @@ static void *loader_main(void *arg)
 		int r;
 
 		snprintf(prompt, sizeof(prompt), "L%d-%c", l->idx, 'a' + (l->idx + l->done) % 26);
-		r = generate_check(c, prompt, 20 + (uint32_t)(l->done % 7), l->done % 2);
+		r = harness_generate_check(c, prompt, 20 + (uint32_t)(l->done % 7), l->done % 2);
 		if (r < 0) {
 			l->failures++;
 			l->last_error = r;
@@ -450,7 +347,7 @@ static void test_hot_reload_and_workers_under_load(void **state)
 	struct shiftadd_request sreq = { .prompt = "straggle-q",
 					 .max_tokens = 256,
 					 .stream = true };
-	static struct gen sg;
+	static struct harness_gen sg;
 	static char want[512];
 	shiftadd_client *slow;
 	uint64_t sid;
@@ -466,15 +363,15 @@ static void test_hot_reload_and_workers_under_load(void **state)
 	j = ctl_json("status");
 	gen0 = json_num(j, "generation");
 	cJSON_Delete(j);
-	snprintf(model_b, sizeof(model_b), "%s/model-b.gguf", dir);
+	snprintf(model_b, sizeof(model_b), "%s/model-b.gguf", srv.dir);
 	for (int i = 0; i < 4; i++) {
 		l[i] = (struct loader){ .idx = i, .stop = &stop };
 		assert_int_equal(pthread_create(&th[i], NULL, loader_main, &l[i]), 0);
 	}
 	usleep(100000);
 	/* A straggler that does not read: its request stays live on the old generation. */
-	assert_int_equal(shiftadd_connect(sock_path, "ctl-straggler", &slow), 0);
-	assert_int_equal(shiftadd_submit(slow, &sreq, collect, &sg, &sid), 0);
+	assert_int_equal(shiftadd_connect(srv.sock_path, "ctl-straggler", &slow), 0);
+	assert_int_equal(shiftadd_submit(slow, &sreq, harness_collect, &sg, &sid), 0);
 	usleep(20000);
 	assert_int_equal(CTL("reload", model_b), 0);
 	p = strstr(out, "; ");
@@ -484,7 +381,7 @@ static void test_hot_reload_and_workers_under_load(void **state)
 	/* One generation retires at a time: busy (6) until the straggler is done. */
 	assert_int_equal(CTL("workers", "set", "auto:1"), 6);
 	assert_int_equal(shiftadd_wait(slow, sid, 20000), 0);
-	reference_greedy(sreq.prompt, 256, want);
+	fake_greedy(sreq.prompt, 256, want);
 	assert_int_equal(sg.error, 0);
 	assert_int_equal(sg.finish, SHIFTADD_FINISH_LENGTH);
 	assert_int_equal(sg.len, 256);
@@ -522,12 +419,12 @@ static void test_bench_short_sweep(void **state)
 	static char buf[1 << 16];
 	size_t n;
 
-	snprintf(prefix, sizeof(prefix), "%s/bench", dir);
+	snprintf(prefix, sizeof(prefix), "%s/bench", srv.dir);
 	assert_int_equal(
 		run_as(-1, "shiftadd-bench",
-		       (const char *const[]){ "-s", sock_path, "--sweep", "clients=1,3", "-r", "2",
-					      "-d", "0.3", "-w", "0.1", "-m", "8", "--rtt", "20",
-					      "-q", "-o", prefix, NULL }),
+		       (const char *const[]){ "-s", srv.sock_path, "--sweep", "clients=1,3", "-r",
+					      "2", "-d", "0.3", "-w", "0.1", "-m", "8", "--rtt",
+					      "20", "-q", "-o", prefix, NULL }),
 		0);
 	snprintf(path, sizeof(path), "%s.json", prefix);
 	f = fopen(path, "r");
@@ -585,23 +482,23 @@ static void test_drain_then_shutdown(void **state)
 {
 	struct shiftadd_request req = { .prompt = "late", .max_tokens = 4 };
 	shiftadd_client *c;
-	struct gen g = { 0 };
+	struct harness_gen g = { 0 };
 	uint64_t id;
 	cJSON *j;
 	int st;
 
-	assert_int_equal(shiftadd_connect(sock_path, "ctl-drain", &c), 0);
+	assert_int_equal(shiftadd_connect(srv.sock_path, "ctl-drain", &c), 0);
 	assert_int_equal(CTL("drain", "--wait"), 0);
 	assert_non_null(strstr(out, "draining"));
-	assert_int_equal(shiftadd_submit(c, &req, collect, &g, &id), 0);
+	assert_int_equal(shiftadd_submit(c, &req, harness_collect, &g, &id), 0);
 	assert_int_equal(shiftadd_wait(c, id, 5000), 0);
 	assert_int_equal(g.error, -ESHUTDOWN);
 	j = ctl_json("status");
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "draining")));
 	cJSON_Delete(j);
 	assert_int_equal(CTL("shutdown"), 0);
-	assert_int_equal(waitpid(daemon_pid, &st, 0), daemon_pid);
-	daemon_pid = -1;
+	assert_int_equal(waitpid(srv.daemon_pid, &st, 0), srv.daemon_pid);
+	srv.daemon_pid = -1;
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
 	assert_int_equal(CTL("status"), 3);
@@ -621,13 +518,8 @@ int main(void)
 		cmocka_unit_test(test_bench_short_sweep),
 		cmocka_unit_test(test_drain_then_shutdown),
 	};
-	struct io_uring ring;
 
-	if (io_uring_queue_init(4, &ring, 0) < 0) {
-		fprintf(stderr, "integ-ctl: no io_uring on this host, skipping\n");
+	if (harness_prepare("integ-ctl"))
 		return 77;
-	}
-	io_uring_queue_exit(&ring);
-	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests_name("integ/ctl", tests, setup, teardown) ? 1 : 0;
 }

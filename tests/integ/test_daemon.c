@@ -5,8 +5,6 @@
  * and stop it with SIGTERM. Exit 0 pass, 1 fail, 77 when the host has no io_uring.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -18,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,136 +28,31 @@
 #include "include/shiftadd.h"
 #include "proto/shiftadd.pb-c.h"
 #include "proto/shm_ring.h"
+#include "tests/integ/harness.h"
+#include "tests/lib/fake_greedy.h"
 
-static char dir[64], sock_path[128], conf_path[128];
-static pid_t daemon_pid = -1;
-
-/* Independent reference of the fake model's greedy continuation (daemon/backend.h). */
-static void reference_greedy(const char *prompt, uint32_t n, char *out)
-{
-	int c = (unsigned char)prompt[strlen(prompt) - 1];
-	uint32_t k = 0;
-
-	while (k < n) {
-		if (c >= 'a' && c < 'z')
-			c++;
-		else if (c == 'z')
-			c = 'a';
-		else if (c == '!')
-			c = '.';
-		else if (c == '.')
-			break;
-		else
-			c = 'a';
-		out[k++] = (char)c;
-	}
-	out[k] = 0;
-}
-
-struct gen {
-	char text[512];
-	size_t len;
-	int error;
-	int finish;
-	bool done;
-};
-
-static void collect(const struct shiftadd_event *ev, void *arg)
-{
-	struct gen *g = arg;
-
-	if (ev->text_len && g->len + ev->text_len < sizeof(g->text)) {
-		memcpy(g->text + g->len, ev->text, ev->text_len);
-		g->len += ev->text_len;
-	}
-	if (ev->type == SHIFTADD_EVENT_DONE) {
-		g->error = ev->error;
-		g->finish = (int)ev->finish_reason;
-		g->done = true;
-	}
-}
-
-/* One greedy generation; returns 0 if it matches the reference. */
-static int generate_check(shiftadd_client *c, const char *prompt, uint32_t n, bool stream)
-{
-	struct shiftadd_request req = { .prompt = prompt, .max_tokens = n, .stream = stream };
-	struct gen g = { 0 };
-	char want[512];
-	uint64_t id;
-	int r;
-
-	r = shiftadd_submit(c, &req, collect, &g, &id);
-	if (r < 0)
-		return r;
-	r = shiftadd_wait(c, id, 20000);
-	if (r < 0)
-		return r;
-	reference_greedy(prompt, n, want);
-	if (g.error || g.len != strlen(want) || memcmp(g.text, want, g.len))
-		return -EBADMSG;
-	return 0;
-}
-
-static int start_daemon(void)
-{
-	for (int i = 0; i < 3; i++) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
-		int fd;
-
-		(void)i;
-		daemon_pid = fork();
-		if (daemon_pid == 0) {
-			/* never outlive a crashed test */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			execl("build/" MODE_DIR "/bin/shiftaddd", "shiftaddd", "--config",
-			      conf_path, "--socket-path", sock_path, "--n-slots", "8",
-			      "--step-delay-us", "300", "--max-inflight", "16",
-			      "--stall-timeout-ms", "1500", "--log-level", "warn", "--max-workers",
-			      "2", (char *)NULL);
-			_exit(127);
-		}
-		strcpy(sa.sun_path, sock_path);
-		for (int t = 0; t < 500; t++) {
-			fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-			if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-				close(fd);
-				return 0;
-			}
-			close(fd);
-			usleep(10000);
-		}
-	}
-	return -1;
-}
+static struct harness srv;
 
 static int setup(void **state)
 {
-	int fd;
+	/* clang-format off */
+	static const char *const args[] = {
+		"--n-slots", "8",
+		"--step-delay-us", "300",
+		"--max-inflight", "16",
+		"--stall-timeout-ms", "1500",
+		"--log-level", "warn",
+		"--max-workers", "2",
+		NULL,
+	};
+	/* clang-format on */
 
-	snprintf(dir, sizeof(dir), "/tmp/shiftadd-integ-XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	chmod(dir, 0755); /* the refused-uid test must reach the socket */
-	snprintf(sock_path, sizeof(sock_path), "%s/shiftaddd.sock", dir);
-	snprintf(conf_path, sizeof(conf_path), "%s/shiftaddd.conf", dir);
-	fd = open(conf_path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-	if (fd < 0)
-		return -1;
-	dprintf(fd, "[limits]\nmax_new_tokens = 256\n");
-	close(fd);
-	return start_daemon();
+	return harness_start(&srv, "integ", "[limits]\nmax_new_tokens = 256\n", args);
 }
 
 static int teardown(void **state)
 {
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGKILL);
-		waitpid(daemon_pid, NULL, 0);
-	}
-	unlink(sock_path);
-	unlink(conf_path);
-	rmdir(dir);
-	return 0;
+	return harness_stop(&srv);
 }
 
 struct thr {
@@ -175,13 +67,13 @@ static void *thread_main(void *arg)
 	shiftadd_client *c = t->c;
 	char prompt[32];
 
-	if (!c && shiftadd_connect(sock_path, "integ-thread", &c) < 0) {
+	if (!c && shiftadd_connect(srv.sock_path, "integ-thread", &c) < 0) {
 		t->failures++;
 		return NULL;
 	}
 	for (int i = 0; i < 4; i++) {
 		snprintf(prompt, sizeof(prompt), "t%d-%c", t->idx, 'a' + (t->idx + i) % 26);
-		if (generate_check(c, prompt, 10 + (uint32_t)i, i % 2) != 0)
+		if (harness_generate_check(c, prompt, 10 + (uint32_t)i, i % 2) != 0)
 			t->failures++;
 	}
 	if (!t->c)
@@ -195,7 +87,7 @@ static void test_threads_shared_and_own_clients(void **state)
 	struct thr t[16];
 	shiftadd_client *shared;
 
-	assert_int_equal(shiftadd_connect(sock_path, "integ-shared", &shared), 0);
+	assert_int_equal(shiftadd_connect(srv.sock_path, "integ-shared", &shared), 0);
 	for (int i = 0; i < 16; i++) {
 		t[i] = (struct thr){ .c = i < 8 ? shared : NULL, .idx = i };
 		assert_int_equal(pthread_create(&th[i], NULL, thread_main, &t[i]), 0);
@@ -215,13 +107,13 @@ static void test_32_processes_8_requests_each(void **state)
 		kids[p] = fork();
 		if (kids[p] == 0) {
 			struct shiftadd_request req = { .max_tokens = 12, .stream = true };
-			struct gen g[8];
+			struct harness_gen g[8];
 			uint64_t ids[8];
 			shiftadd_client *c;
 			char prompts[8][16], want[64];
 			int bad = 0;
 
-			if (shiftadd_connect(sock_path, "integ-proc", &c) < 0)
+			if (shiftadd_connect(srv.sock_path, "integ-proc", &c) < 0)
 				_exit(1);
 			/* all 8 in flight at once */
 			for (int i = 0; i < 8; i++) {
@@ -230,13 +122,13 @@ static void test_32_processes_8_requests_each(void **state)
 				memset(&g[i], 0, sizeof(g[i]));
 				req.prompt = prompts[i];
 				req.stream = i % 2;
-				if (shiftadd_submit(c, &req, collect, &g[i], &ids[i]) < 0)
+				if (shiftadd_submit(c, &req, harness_collect, &g[i], &ids[i]) < 0)
 					_exit(1);
 			}
 			for (int i = 0; i < 8; i++) {
 				if (shiftadd_wait(c, ids[i], 30000) < 0)
 					_exit(1);
-				reference_greedy(prompts[i], 12, want);
+				fake_greedy(prompts[i], 12, want);
 				if (g[i].error || g[i].len != 12 || memcmp(g[i].text, want, 12))
 					bad++;
 			}
@@ -276,7 +168,7 @@ static int raw_connect(struct raw *r)
 	ssize_t n;
 
 	r->sock = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	strcpy(sa.sun_path, sock_path);
+	strcpy(sa.sun_path, srv.sock_path);
 	if (connect(r->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -1;
 	h.protocol_version = 1;
@@ -338,14 +230,14 @@ static void test_hostile_clients_do_not_disturb_others(void **state)
 	struct shm_ring_ctl *sq_ctl, *cq_ctl;
 	struct shm_slot *slots;
 	shiftadd_client *good;
-	struct gen g = { 0 };
+	struct harness_gen g = { 0 };
 	struct raw r;
 	char want[256];
 	uint64_t id;
 	void *buf;
 
-	assert_int_equal(shiftadd_connect(sock_path, "good", &good), 0);
-	assert_int_equal(shiftadd_submit(good, &req, collect, &g, &id), 0);
+	assert_int_equal(shiftadd_connect(srv.sock_path, "good", &good), 0);
+	assert_int_equal(shiftadd_submit(good, &req, harness_collect, &g, &id), 0);
 
 	/* 1: tail far ahead of head -> disconnected */
 	assert_int_equal(raw_connect(&r), 0);
@@ -405,11 +297,11 @@ static void test_hostile_clients_do_not_disturb_others(void **state)
 							 .max_tokens = 250,
 							 .stream = true };
 			shiftadd_client *c;
-			struct gen kg = { 0 };
+			struct harness_gen kg = { 0 };
 
-			if (shiftadd_connect(sock_path, "vanish", &c) < 0)
+			if (shiftadd_connect(srv.sock_path, "vanish", &c) < 0)
 				_exit(1);
-			shiftadd_submit(c, &lreq, collect, &kg, NULL);
+			shiftadd_submit(c, &lreq, harness_collect, &kg, NULL);
 			shiftadd_poll(c, 1000);
 			pause();
 			_exit(0);
@@ -419,12 +311,12 @@ static void test_hostile_clients_do_not_disturb_others(void **state)
 		waitpid(kid, NULL, 0);
 	}
 	assert_int_equal(shiftadd_wait(good, id, 30000), 0);
-	reference_greedy("hostile-free", 200, want);
+	fake_greedy("hostile-free", 200, want);
 	assert_int_equal(g.error, 0);
 	assert_int_equal(g.len, 200);
 	assert_memory_equal(g.text, want, 200);
 	/* the daemon still serves */
-	assert_int_equal(generate_check(good, "after", 20, true), 0);
+	assert_int_equal(harness_generate_check(good, "after", 20, true), 0);
 	shiftadd_close(good);
 }
 
@@ -462,8 +354,8 @@ static void test_client_that_never_reads_is_dropped(void **state)
 	{
 		shiftadd_client *c;
 
-		assert_int_equal(shiftadd_connect(sock_path, "after-stall", &c), 0);
-		assert_int_equal(generate_check(c, "ok", 10, false), 0);
+		assert_int_equal(shiftadd_connect(srv.sock_path, "after-stall", &c), 0);
+		assert_int_equal(harness_generate_check(c, "ok", 10, false), 0);
 		shiftadd_close(c);
 	}
 }
@@ -477,7 +369,7 @@ static void test_cancel(void **state)
 	uint64_t id;
 	int r;
 
-	assert_int_equal(shiftadd_connect(sock_path, "cancel", &c), 0);
+	assert_int_equal(shiftadd_connect(srv.sock_path, "cancel", &c), 0);
 	/* no callback: events come through shiftadd_next_event */
 	assert_int_equal(shiftadd_submit(c, &req, NULL, NULL, &id), 0);
 	for (;;) {
@@ -509,7 +401,7 @@ static void test_unlisted_uid_is_refused(void **state)
 
 		if (setgid(65534) < 0 || setuid(65534) < 0)
 			_exit(77);
-		r = shiftadd_connect(sock_path, "nobody", &c);
+		r = shiftadd_connect(srv.sock_path, "nobody", &c);
 		_exit(r == -EPERM ? 0 : 1);
 	}
 	waitpid(kid, &st, 0);
@@ -523,37 +415,37 @@ static void test_sigterm_drains_in_flight(void **state)
 {
 	struct shiftadd_request req = { .max_tokens = 40, .stream = true };
 	shiftadd_client *c;
-	struct gen g[8] = { 0 };
+	struct harness_gen g[8] = { 0 };
 	uint64_t ids[8];
 	char prompts[8][8], want[64];
 	struct stat stt;
 	int st;
 
-	assert_int_equal(shiftadd_connect(sock_path, "drain", &c), 0);
+	assert_int_equal(shiftadd_connect(srv.sock_path, "drain", &c), 0);
 	for (int i = 0; i < 8; i++) {
 		snprintf(prompts[i], sizeof(prompts[i]), "d%c", 'a' + i);
 		req.prompt = prompts[i];
-		assert_int_equal(shiftadd_submit(c, &req, collect, &g[i], &ids[i]), 0);
+		assert_int_equal(shiftadd_submit(c, &req, harness_collect, &g[i], &ids[i]), 0);
 	}
 	shiftadd_poll(c, 1000); /* they are running */
-	kill(daemon_pid, SIGTERM);
+	kill(srv.daemon_pid, SIGTERM);
 	for (int i = 0; i < 8; i++) {
 		assert_int_equal(shiftadd_wait(c, ids[i], 30000), 0);
-		reference_greedy(prompts[i], 40, want);
+		fake_greedy(prompts[i], 40, want);
 		assert_int_equal(g[i].error, 0);
 		assert_int_equal(g[i].finish, SHIFTADD_FINISH_LENGTH);
 		assert_int_equal(g[i].len, 40);
 		assert_memory_equal(g[i].text, want, 40);
 	}
-	assert_int_equal(waitpid(daemon_pid, &st, 0), daemon_pid);
-	daemon_pid = -1;
+	assert_int_equal(waitpid(srv.daemon_pid, &st, 0), srv.daemon_pid);
+	srv.daemon_pid = -1;
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
-	assert_int_equal(stat(sock_path, &stt), -1); /* socket file removed */
+	assert_int_equal(stat(srv.sock_path, &stt), -1); /* socket file removed */
 	/* the client notices: a late request ends with -ECONNRESET (or is refused outright) */
 	req.prompt = "late";
 	memset(&g[0], 0, sizeof(g[0]));
-	st = shiftadd_submit(c, &req, collect, &g[0], &ids[0]);
+	st = shiftadd_submit(c, &req, harness_collect, &g[0], &ids[0]);
 	if (st == 0) {
 		assert_int_equal(shiftadd_wait(c, ids[0], 5000), 0);
 		assert_int_equal(g[0].error, -ECONNRESET);
@@ -575,13 +467,8 @@ int main(void)
 		cmocka_unit_test(test_unlisted_uid_is_refused),
 		cmocka_unit_test(test_sigterm_drains_in_flight),
 	};
-	struct io_uring ring;
 
-	if (io_uring_queue_init(4, &ring, 0) < 0) {
-		fprintf(stderr, "integ-daemon: no io_uring on this host, skipping\n");
+	if (harness_prepare("integ-daemon"))
 		return 77;
-	}
-	io_uring_queue_exit(&ring);
-	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests_name("integ/daemon", tests, setup, teardown) ? 1 : 0;
 }

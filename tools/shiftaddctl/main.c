@@ -141,117 +141,17 @@ static int call(struct ctl *ctl, const char *what, Shiftadd__AdminRequest *req,
 	return EXIT_OK;
 }
 
-static int simple_op(struct ctl *ctl, const char *what, Shiftadd__AdminRequest *req)
+/* What --wait waits for after a command the daemon accepted. */
+enum wait_for {
+	WAIT_NONE,    /* the command has no --wait */
+	WAIT_RETIRED, /* the previous generation has no request left (STATUS retiring_live) */
+	WAIT_IDLE,    /* no request in flight at all (STATS n_live) */
+};
+
+/* Poll STATUS or STATS until @what holds or the timeout passes. */
+static int wait_until(struct ctl *ctl, enum wait_for what)
 {
-	struct admin_reply rep;
-	int code = call(ctl, what, req, &rep);
-
-	if (code)
-		return code;
-	if (rep.r->message[0])
-		printf("%s\n", rep.r->message);
-	admin_reply_free(&rep);
-	return EXIT_OK;
-}
-
-static int cmd_status(struct ctl *ctl, int argc, char **argv)
-{
-	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
-	struct admin_reply rep;
-	int code;
-
-	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_STATUS;
-	code = call(ctl, "status", &req, &rep);
-	if (code)
-		return code;
-	if (!rep.r->daemon) {
-		admin_reply_free(&rep);
-		return EXIT_PROTOCOL;
-	}
-	if (ctl->json)
-		code = render_status_json(stdout, rep.r->daemon) < 0 ? EXIT_FAILED : EXIT_OK;
-	else
-		render_status_text(stdout, rep.r->daemon);
-	admin_reply_free(&rep);
-	return code;
-}
-
-static int cmd_stats(struct ctl *ctl, int argc, char **argv)
-{
-	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
-	struct admin_reply rep;
-	int code;
-
-	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_STATS;
-	code = call(ctl, "stats", &req, &rep);
-	if (code)
-		return code;
-	if (!rep.r->stats) {
-		admin_reply_free(&rep);
-		return EXIT_PROTOCOL;
-	}
-	if (ctl->json)
-		code = render_stats_json(stdout, rep.r->stats) < 0 ? EXIT_FAILED : EXIT_OK;
-	else if (ctl->prometheus)
-		render_stats_prometheus(stdout, rep.r->stats);
-	else
-		render_stats_text(stdout, rep.r->stats);
-	admin_reply_free(&rep);
-	return code;
-}
-
-static int cmd_clients(struct ctl *ctl, int argc, char **argv)
-{
-	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
-	struct admin_reply rep;
-	int code;
-
-	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_CLIENTS;
-	code = call(ctl, "clients", &req, &rep);
-	if (code)
-		return code;
-	if (ctl->json)
-		code = render_clients_json(stdout, rep.r) < 0 ? EXIT_FAILED : EXIT_OK;
-	else
-		render_clients_text(stdout, rep.r);
-	admin_reply_free(&rep);
-	return code;
-}
-
-static int parse_u64(const char *s, uint64_t *ret)
-{
-	char *end;
-
-	if (!*s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	*ret = strtoull(s, &end, 10);
-	return errno || *end ? -EINVAL : 0;
-}
-
-static int cmd_cancel(struct ctl *ctl, int argc, char **argv)
-{
-	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
-	char buf[64], *colon;
-
-	snprintf(buf, sizeof(buf), "%s", argv[0]);
-	colon = strchr(buf, ':');
-	if (colon)
-		*colon++ = 0;
-	if (parse_u64(buf, &req.client_id) < 0 || (colon && parse_u64(colon, &req.request_id)) ||
-	    (colon && req.request_id == 0)) {
-		fprintf(stderr,
-			"shiftaddctl: cancel: expected CLIENT or CLIENT:REQUEST, got '%s'\n",
-			argv[0]);
-		return EXIT_USAGE;
-	}
-	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_CANCEL;
-	return simple_op(ctl, "cancel", &req);
-}
-
-/* Poll STATS / STATUS until @done says so or the timeout passes. */
-static int wait_until(struct ctl *ctl, bool retiring)
-{
+	bool retiring = what == WAIT_RETIRED;
 	struct timespec t0, t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -284,64 +184,164 @@ static int wait_until(struct ctl *ctl, bool retiring)
 	}
 }
 
-static int cmd_reload(struct ctl *ctl, int argc, char **argv)
+/* A command that changes the daemon: print its message, then honour --wait as @wait says. */
+static int simple_op(struct ctl *ctl, const char *what, Shiftadd__AdminRequest *req,
+		     enum wait_for wait)
 {
-	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
-	int code;
+	struct admin_reply rep;
+	int code = call(ctl, what, req, &rep);
 
-	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_RELOAD;
-	req.model = argc > 0 ? argv[0] : "";
-	code = simple_op(ctl, "reload", &req);
-	if (code == EXIT_OK && ctl->wait)
-		code = wait_until(ctl, true);
-	return code;
+	if (code)
+		return code;
+	if (rep.r->message[0])
+		printf("%s\n", rep.r->message);
+	admin_reply_free(&rep);
+	if (ctl->wait && wait != WAIT_NONE)
+		return wait_until(ctl, wait);
+	return EXIT_OK;
 }
 
-static int cmd_workers(struct ctl *ctl, int argc, char **argv)
+/* Send the read-only @op and print its reply with @show, which returns the exit code. */
+static int query(struct ctl *ctl, const char *what, Shiftadd__AdminOp op,
+		 int (*show)(const struct ctl *ctl, const Shiftadd__AdminReply *r))
 {
 	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
 	struct admin_reply rep;
 	int code;
 
-	if (argc == 0) {
-		req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_STATUS;
-		code = call(ctl, "workers", &req, &rep);
-		if (code)
-			return code;
-		if (!rep.r->daemon) {
-			admin_reply_free(&rep);
-			return EXIT_PROTOCOL;
-		}
-		if (ctl->json)
-			code = render_status_json(stdout, rep.r->daemon) < 0 ? EXIT_FAILED
-									     : EXIT_OK;
-		else
-			render_workers_text(stdout, rep.r->daemon);
-		admin_reply_free(&rep);
+	req.op = op;
+	code = call(ctl, what, &req, &rep);
+	if (code)
 		return code;
+	code = show(ctl, rep.r);
+	admin_reply_free(&rep);
+	return code;
+}
+
+static int json_exit(int ret)
+{
+	return ret < 0 ? EXIT_FAILED : EXIT_OK;
+}
+
+/* A status reply: one JSON object with --json (workers included), else @text. */
+static int show_daemon(const struct ctl *ctl, const Shiftadd__DaemonStatus *s,
+		       void (*text)(FILE *f, const Shiftadd__DaemonStatus *s))
+{
+	if (!s)
+		return EXIT_PROTOCOL;
+	if (ctl->json)
+		return json_exit(render_status_json(stdout, s));
+	text(stdout, s);
+	return EXIT_OK;
+}
+
+static int show_status(const struct ctl *ctl, const Shiftadd__AdminReply *r)
+{
+	return show_daemon(ctl, r->daemon, render_status_text);
+}
+
+static int show_workers(const struct ctl *ctl, const Shiftadd__AdminReply *r)
+{
+	return show_daemon(ctl, r->daemon, render_workers_text);
+}
+
+static int show_stats(const struct ctl *ctl, const Shiftadd__AdminReply *r)
+{
+	if (!r->stats)
+		return EXIT_PROTOCOL;
+	if (ctl->json)
+		return json_exit(render_stats_json(stdout, r->stats));
+	if (ctl->prometheus)
+		render_stats_prometheus(stdout, r->stats);
+	else
+		render_stats_text(stdout, r->stats);
+	return EXIT_OK;
+}
+
+static int show_clients(const struct ctl *ctl, const Shiftadd__AdminReply *r)
+{
+	if (ctl->json)
+		return json_exit(render_clients_json(stdout, r));
+	render_clients_text(stdout, r);
+	return EXIT_OK;
+}
+
+static int cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	return query(ctl, "status", SHIFTADD__ADMIN_OP__ADMIN_OP_STATUS, show_status);
+}
+
+static int cmd_stats(struct ctl *ctl, int argc, char **argv)
+{
+	return query(ctl, "stats", SHIFTADD__ADMIN_OP__ADMIN_OP_STATS, show_stats);
+}
+
+static int cmd_clients(struct ctl *ctl, int argc, char **argv)
+{
+	return query(ctl, "clients", SHIFTADD__ADMIN_OP__ADMIN_OP_CLIENTS, show_clients);
+}
+
+static int parse_u64(const char *s, uint64_t *ret)
+{
+	char *end;
+
+	if (!*s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(s, &end, 10);
+	return errno || *end ? -EINVAL : 0;
+}
+
+static int cmd_cancel(struct ctl *ctl, int argc, char **argv)
+{
+	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
+	char buf[64], *colon;
+
+	snprintf(buf, sizeof(buf), "%s", argv[0]);
+	colon = strchr(buf, ':');
+	if (colon)
+		*colon++ = 0;
+	if (parse_u64(buf, &req.client_id) < 0 || (colon && parse_u64(colon, &req.request_id)) ||
+	    (colon && req.request_id == 0)) {
+		fprintf(stderr,
+			"shiftaddctl: cancel: expected CLIENT or CLIENT:REQUEST, got '%s'\n",
+			argv[0]);
+		return EXIT_USAGE;
 	}
+	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_CANCEL;
+	return simple_op(ctl, "cancel", &req, WAIT_NONE);
+}
+
+static int cmd_reload(struct ctl *ctl, int argc, char **argv)
+{
+	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
+
+	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_RELOAD;
+	req.model = argc > 0 ? argv[0] : "";
+	return simple_op(ctl, "reload", &req, WAIT_RETIRED);
+}
+
+static int cmd_workers(struct ctl *ctl, int argc, char **argv)
+{
+	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
+
+	if (argc == 0)
+		return query(ctl, "workers", SHIFTADD__ADMIN_OP__ADMIN_OP_STATUS, show_workers);
 	if (strcmp(argv[0], "set") || argc != 2) {
 		fprintf(stderr, "shiftaddctl: workers: expected 'workers' or 'workers set LIST'\n");
 		return EXIT_USAGE;
 	}
 	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_WORKERS_SET;
 	req.workers = argv[1];
-	code = simple_op(ctl, "workers set", &req);
-	if (code == EXIT_OK && ctl->wait)
-		code = wait_until(ctl, true);
-	return code;
+	return simple_op(ctl, "workers set", &req, WAIT_RETIRED);
 }
 
 static int cmd_drain(struct ctl *ctl, int argc, char **argv)
 {
 	Shiftadd__AdminRequest req = SHIFTADD__ADMIN_REQUEST__INIT;
-	int code;
 
 	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_DRAIN;
-	code = simple_op(ctl, "drain", &req);
-	if (code == EXIT_OK && ctl->wait)
-		code = wait_until(ctl, false);
-	return code;
+	return simple_op(ctl, "drain", &req, WAIT_IDLE);
 }
 
 static int cmd_shutdown(struct ctl *ctl, int argc, char **argv)
@@ -350,7 +350,7 @@ static int cmd_shutdown(struct ctl *ctl, int argc, char **argv)
 
 	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_SHUTDOWN;
 	req.now = ctl->now;
-	return simple_op(ctl, "shutdown", &req);
+	return simple_op(ctl, "shutdown", &req, WAIT_NONE);
 }
 
 static int cmd_log_level(struct ctl *ctl, int argc, char **argv)
@@ -359,7 +359,7 @@ static int cmd_log_level(struct ctl *ctl, int argc, char **argv)
 
 	req.op = SHIFTADD__ADMIN_OP__ADMIN_OP_LOG_LEVEL;
 	req.log_level = argc > 0 ? argv[0] : "";
-	return simple_op(ctl, "log-level", &req);
+	return simple_op(ctl, "log-level", &req, WAIT_NONE);
 }
 
 /* clang-format off */

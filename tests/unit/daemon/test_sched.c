@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "tests/lib/fake_greedy.h"
+
 #define MAX_REQ 16
 
 /* What one client saw, per request id (1..MAX_REQ-1). */
@@ -124,28 +126,6 @@ static void run_until_idle(struct rig *g, int max_steps)
 		assert_true(sched_step(g->s) >= 0);
 }
 
-/* Independent reference for the fake model's greedy continuation (backend.h). */
-static void reference_greedy(const char *prompt, uint32_t n, char *out)
-{
-	int c = (unsigned char)prompt[strlen(prompt) - 1];
-	uint32_t k = 0;
-
-	while (k < n) {
-		if (c >= 'a' && c < 'z')
-			c++;
-		else if (c == 'z')
-			c = 'a';
-		else if (c == '!')
-			c = '.';
-		else if (c == '.')
-			break; /* EOS */
-		else
-			c = 'a';
-		out[k++] = (char)c;
-	}
-	out[k] = 0;
-}
-
 static void test_greedy_output_streamed_and_final(void **state)
 {
 	struct rec a = { 0 };
@@ -159,7 +139,7 @@ static void test_greedy_output_streamed_and_final(void **state)
 	assert_int_equal(submit(&g, c, 2, "hello", 30, false), 0);
 	assert_int_equal(submit(&g, c, 3, "wow!", 30, true), 0);
 	run_until_idle(&g, 100);
-	reference_greedy("hello", 30, want);
+	fake_greedy("hello", 30, want);
 	assert_int_equal(a.text_len[1], 30);
 	assert_memory_equal(a.text[1], want, 30);
 	assert_int_equal(a.n_token_events[1], 30);
@@ -313,7 +293,7 @@ static void test_full_ring_pauses_only_that_client(void **state)
 	a.full = false;
 	sched_client_unblock(g.s, ca);
 	run_until_idle(&g, 100);
-	reference_greedy("hello", 20, want);
+	fake_greedy("hello", 20, want);
 	assert_int_equal(a.text_len[1], 20);
 	assert_memory_equal(a.text[1], want, 20);
 	assert_int_equal(a.finish[1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef TESTS_INTEG_HARNESS_H
+#define TESTS_INTEG_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "include/shiftadd.h"
+
+/* Where the integration programs find the binaries of the build they belong to. */
+#define HARNESS_BIN "build/" MODE_DIR "/bin/"
+
+/* One shiftaddd (fake backend) in a private runtime dir, for one test program. */
+struct harness {
+	char dir[64];
+	char sock_path[128];
+	char conf_path[128];
+	pid_t daemon_pid; /* -1 when none runs */
+};
+
+/*
+ * Make a private dir /tmp/shiftadd-@tag-XXXXXX (mode 0755: other uids must reach the socket),
+ * write @conf_text to its shiftaddd.conf, start shiftaddd with --config, --socket-path and
+ * @args (NULL-terminated, at most 24), and wait until its socket accepts a connection.
+ * Returns 0, or -1 (the caller's CMocka setup fails). The daemon dies with the test program.
+ */
+int harness_start(struct harness *h, const char *tag, const char *conf_text,
+		  const char *const *args);
+
+/*
+ * Call first in main(): ignore SIGPIPE (a dropped daemon must fail a test, not kill the
+ * program) and probe io_uring. Returns 0, or 77 after saying on stderr that @prog skips.
+ */
+int harness_prepare(const char *prog);
+
+/* Kill and reap the daemon if it runs, and remove the runtime dir. Returns 0 or -1. */
+int harness_stop(struct harness *h);
+
+/* What one request delivered: its text (truncated to fit) and its DONE event. */
+struct harness_gen {
+	char text[512];
+	size_t len;
+	int error;  /* the DONE event's error: 0 or -errno */
+	int finish; /* the DONE event's finish reason */
+};
+
+/* shiftadd_token_cb that appends into the struct harness_gen @arg. */
+void harness_collect(const struct shiftadd_event *ev, void *arg);
+
+/*
+ * One greedy generation of @n tokens for @prompt on @c, compared with fake_greedy().
+ * Returns 0 if it matches, the request's error, -EBADMSG on a wrong text, or a submit/wait error.
+ */
+int harness_generate_check(shiftadd_client *c, const char *prompt, uint32_t n, bool stream);
+
+#endif /* TESTS_INTEG_HARNESS_H */
