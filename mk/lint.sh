@@ -30,7 +30,7 @@ if ! git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror 2>/dev/null
 	fail=1
 fi
 
-for sym in $(grep -oE '^[a-z_ ]*\*?(shiftadd_[a-z_]+)\(' include/shiftadd.h | grep -oE 'shiftadd_[a-z_]+' | sort -u); do
+for sym in $(grep -E '^SHIFTADD_API' include/shiftadd.h | grep -oE 'shiftadd_[a-z_]+\(' | tr -d '(' | sort -u); do
 	[ -f "man/$sym.3" ] || { echo "lint: exported $sym has no man/$sym.3"; fail=1; }
 done
 
