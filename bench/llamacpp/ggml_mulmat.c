@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 	/* tensors, graph, and the compute work buffer ggml_graph_compute_with_ctx() carves from
 	 * the same context (activations converted to the weight's dot-product type, per thread) */
 	mem = ggml_row_size(type, k) * n + 2 * (size_t)(k + n) * m * sizeof(float) +
-	      ggml_graph_overhead() + 16 * ggml_tensor_overhead() + ((size_t)64 << 20);
+	      ggml_graph_overhead() + 16 * ggml_tensor_overhead() + ((size_t)256 << 20);
 	ctx = ggml_init((struct ggml_init_params){ .mem_size = mem, .no_alloc = false });
 	if (!ctx)
 		return 1;
