@@ -18,3 +18,15 @@ mkdir -p bench/results
 if [ "${LLAMACPP:-0}" = 1 ]; then
 	bench/llamacpp.sh
 fi
+
+# Serving: shiftaddd + shiftadd-bench sweeps (fake backend: daemon and IPC cost, empty-request
+# round trip). `bench/serve.sh engine` profiles the real model (slow on small machines).
+bench/serve.sh fake
+
+# Foundation figures (tokenizers and logits against the Python references' fixtures).
+bench/foundation.sh > /dev/null
+
+# Slow, opt-in: perplexity against transformers (needs torch), the quality tables.
+if [ "${QUALITY:-0}" = 1 ]; then
+	bench/ppl_ref.sh 8
+fi

@@ -35,6 +35,11 @@ void log_emit(enum log_level lvl, const char *fmt, ...) __attribute__((format(pr
 #define log_debug(...) log_at(LOG_LVL_DEBUG, __VA_ARGS__)
 
 /* Log at error level with strerror(-ret) appended; evaluates to @ret. */
-#define log_errno(ret, fmt, ...) (log_err(fmt ": %s", ##__VA_ARGS__, strerror(-(ret))), (ret))
+/* An expression (log_at is a statement), so that `return log_errno(...)` works. */
+#define log_errno(ret, fmt, ...)                                                       \
+	((LOG_LVL_ERR <= log_max_level                                                 \
+		  ? log_emit(LOG_LVL_ERR, fmt ": %s", ##__VA_ARGS__, strerror(-(ret))) \
+		  : (void)0),                                                          \
+	 (ret))
 
 #endif /* COMMON_LOG_H */

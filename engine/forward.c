@@ -136,8 +136,13 @@ static void softmax_row(float *x, uint32_t n)
  * Causal attention for @len consecutive tokens of sequence @s at positions p0.., whose k/v
  * are already in the cache. q and out are [len][q_dim]; scores is scratch [len][p0 + len].
  */
-static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_t layer, uint32_t s,
-		       uint32_t p0, uint32_t len, const float *q, float *out, float *scores)
+/* Query rows per attention block: each block only multiplies the keys it can see, which
+ * halves the work of a long causal prefill. */
+#define ATT_BLOCK 256
+
+static void attend_block(const struct model *m, const struct kv_cache *kv, uint32_t layer,
+			 uint32_t s, uint32_t p0, uint32_t len, const float *q, float *out,
+			 float *scores)
 {
 	const struct model_config *c = &m->cfg;
 	uint32_t hd = c->head_dim, q_dim = c->n_heads * hd, kvd = kv->kv_dim;
@@ -159,6 +164,23 @@ static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, n_keys, 1.0f,
 			    scores, n_keys, vc + g * hd, kvd, 0.0f, out + h * hd, q_dim);
+	}
+}
+
+/*
+ * Causal attention for @len consecutive tokens of sequence @s at positions p0.., whose k/v
+ * are already in the cache. q and out are [len][q_dim]; scores is scratch [len][p0 + len].
+ */
+static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_t layer, uint32_t s,
+		       uint32_t p0, uint32_t len, const float *q, float *out, float *scores)
+{
+	uint32_t q_dim = m->cfg.n_heads * m->cfg.head_dim;
+
+	for (uint32_t r0 = 0; r0 < len; r0 += ATT_BLOCK) {
+		uint32_t n = len - r0 < ATT_BLOCK ? len - r0 : ATT_BLOCK;
+
+		attend_block(m, kv, layer, s, p0 + r0, n, q + (uint64_t)r0 * q_dim,
+			     out + (uint64_t)r0 * q_dim, scores);
 	}
 }
 
@@ -239,28 +261,18 @@ static void add_rows(float *x, const float *y, uint64_t n)
 		x[i] += y[i];
 }
 
-static bool tap_stop(linear_tap_fn tap, void *arg, uint32_t li, enum lin_group g,
-		     enum lin_group stop_at, const float *x, uint32_t n, uint32_t width)
-{
-	if (tap)
-		tap(arg, li, g, x, n, width);
-	return g == stop_at;
-}
-
-/* Attention sub-block: s->h holds the normed input; leaves the output projection in s->h. */
-static bool attention_block(const struct model *m, struct kv_cache *kv, uint32_t li,
-			    const uint32_t *seq, const uint32_t *pos, uint32_t n, struct scratch *s,
-			    enum lin_group stop_at, linear_tap_fn tap, void *arg)
+/* q, k, v projections, RoPE, KV-cache write and causal attention: att[n][q_dim]. */
+static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,
+		      const uint32_t *pos, uint32_t n, const float *h, float *att,
+		      struct scratch *s)
 {
 	const struct model_config *c = &m->cfg;
 	const struct model_layer *l = &m->layers[li];
 	uint32_t q_dim = c->n_heads * c->head_dim, kvd = kv->kv_dim;
 
-	if (tap_stop(tap, arg, li, LIN_QKV, stop_at, s->h, n, c->dim))
-		return true;
-	linear_forward(&l->wq, s->h, s->q, n);
-	linear_forward(&l->wk, s->h, s->k, n);
-	linear_forward(&l->wv, s->h, s->v, n);
+	linear_forward(&l->wq, h, s->q, n);
+	linear_forward(&l->wk, h, s->k, n);
+	linear_forward(&l->wv, h, s->v, n);
 	for (uint32_t t = 0; t < n; t++) {
 		if (c->arch == ARCH_LLAMA) {
 			rope(m, s->q + (uint64_t)t * q_dim, c->n_heads, pos[t]);
@@ -275,40 +287,30 @@ static bool attention_block(const struct model *m, struct kv_cache *kv, uint32_t
 		for (t1 = t0 + 1; t1 < n && seq[t1] == seq[t0] && pos[t1] == pos[t1 - 1] + 1; t1++)
 			;
 		attend_run(m, kv, li, seq[t0], pos[t0], t1 - t0, s->q + (uint64_t)t0 * q_dim,
-			   s->att + (uint64_t)t0 * q_dim, s->scores);
+			   att + (uint64_t)t0 * q_dim, s->scores);
 	}
-	if (tap_stop(tap, arg, li, LIN_O, stop_at, s->att, n, q_dim))
-		return true;
-	linear_forward(&l->wo, s->att, s->h, n);
-	return false;
 }
 
-/* Feed-forward sub-block: s->h holds the normed input and receives the output. */
-static bool ffn_block(const struct model *m, uint32_t li, uint32_t n, struct scratch *s,
-		      enum lin_group stop_at, linear_tap_fn tap, void *arg)
+/* Gate/up (OPT: fc1) and the activation: act[n][ffn_dim]; s->ff2 is scratch. */
+static void ffn_core(const struct model *m, uint32_t li, uint32_t n, const float *h, float *act,
+		     struct scratch *s)
 {
 	const struct model_layer *l = &m->layers[li];
 	uint64_t nf = (uint64_t)n * m->cfg.ffn_dim;
 
-	if (tap_stop(tap, arg, li, LIN_GATE_UP, stop_at, s->h, n, m->cfg.dim))
-		return true;
 	if (m->cfg.arch == ARCH_OPT) {
-		linear_forward(&l->w_up, s->h, s->ff1, n);
+		linear_forward(&l->w_up, h, act, n);
 		for (uint64_t i = 0; i < nf; i++)
-			s->ff1[i] = s->ff1[i] > 0 ? s->ff1[i] : 0;
-	} else {
-		linear_forward(&l->w_gate, s->h, s->ff1, n);
-		linear_forward(&l->w_up, s->h, s->ff2, n);
-		for (uint64_t i = 0; i < nf; i++) {
-			float g = s->ff1[i];
-
-			s->ff1[i] = g / (1.0f + expf(-g)) * s->ff2[i];
-		}
+			act[i] = act[i] > 0 ? act[i] : 0;
+		return;
 	}
-	if (tap_stop(tap, arg, li, LIN_DOWN, stop_at, s->ff1, n, m->cfg.ffn_dim))
-		return true;
-	linear_forward(&l->w_down, s->ff1, s->h, n);
-	return false;
+	linear_forward(&l->w_gate, h, act, n);
+	linear_forward(&l->w_up, h, s->ff2, n);
+	for (uint64_t i = 0; i < nf; i++) {
+		float g = act[i];
+
+		act[i] = g / (1.0f + expf(-g)) * s->ff2[i];
+	}
 }
 
 static int check_batch(const struct kv_cache *kv, const uint32_t *seq, const uint32_t *pos,
@@ -332,8 +334,7 @@ static int check_batch(const struct kv_cache *kv, const uint32_t *seq, const uin
 }
 
 static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,
-		      const uint32_t *pos, uint32_t n, float *x, struct scratch *s,
-		      enum lin_group stop_at, linear_tap_fn tap, void *arg)
+		      const uint32_t *pos, uint32_t n, float *x, struct scratch *s)
 {
 	const struct model_layer *l = &m->layers[li];
 	uint64_t nd = (uint64_t)n * m->cfg.dim;
@@ -343,8 +344,8 @@ static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		norm_rows(m, s->h, x, l->attn_norm, l->attn_norm_b, n);
 	else
 		memcpy(s->h, x, nd * sizeof(float));
-	if (attention_block(m, kv, li, seq, pos, n, s, stop_at, tap, arg))
-		return;
+	attn_core(m, kv, li, seq, pos, n, s->h, s->att, s);
+	linear_forward(&l->wo, s->att, s->h, n);
 	add_rows(x, s->h, nd);
 	if (!pre)
 		norm_rows(m, x, x, l->attn_norm, l->attn_norm_b, n);
@@ -352,23 +353,31 @@ static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		norm_rows(m, s->h, x, l->ffn_norm, l->ffn_norm_b, n);
 	else
 		memcpy(s->h, x, nd * sizeof(float));
-	if (ffn_block(m, li, n, s, stop_at, tap, arg))
-		return;
+	ffn_core(m, li, n, s->h, s->ff1, s);
+	linear_forward(&l->w_down, s->ff1, s->h, n);
 	add_rows(x, s->h, nd);
 	if (!pre)
 		norm_rows(m, x, x, l->ffn_norm, l->ffn_norm_b, n);
 }
 
-int model_layer_forward(const struct model *m, struct kv_cache *kv, uint32_t layer,
-			const uint32_t *seq, const uint32_t *pos, uint32_t n, float *x,
-			enum lin_group stop_at, linear_tap_fn tap, void *tap_arg)
+void model_attn_norm(const struct model *m, uint32_t li, const float *x, uint32_t n, float *h)
+{
+	norm_rows(m, h, x, m->layers[li].attn_norm, m->layers[li].attn_norm_b, n);
+}
+
+void model_ffn_norm(const struct model *m, uint32_t li, const float *x, uint32_t n, float *h)
+{
+	norm_rows(m, h, x, m->layers[li].ffn_norm, m->layers[li].ffn_norm_b, n);
+}
+
+int model_attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,
+		    const uint32_t *pos, uint32_t n, const float *h, float *att)
 {
 	uint64_t n_scores;
 	struct scratch s;
-	float *save = NULL;
 	int r;
 
-	if (layer >= m->cfg.n_layers)
+	if (li >= m->cfg.n_layers)
 		return -EINVAL;
 	r = check_batch(kv, seq, pos, n, &n_scores);
 	if (r < 0)
@@ -376,21 +385,22 @@ int model_layer_forward(const struct model *m, struct kv_cache *kv, uint32_t lay
 	r = scratch_alloc(&s, m, n, n_scores);
 	if (r < 0)
 		return r;
-	if (stop_at < LIN_GROUP_COUNT) {
-		/* a partial run must leave the residual stream as it found it */
-		save = malloc((uint64_t)n * m->cfg.dim * sizeof(float));
-		if (!save) {
-			scratch_free(&s);
-			return -ENOMEM;
-		}
-		memcpy(save, x, (uint64_t)n * m->cfg.dim * sizeof(float));
-	}
-	layer_run(m, kv, layer, seq, pos, n, x, &s, stop_at, tap, tap_arg);
-	if (save) {
-		memcpy(x, save, (uint64_t)n * m->cfg.dim * sizeof(float));
-		free(save);
-	}
+	attn_core(m, kv, li, seq, pos, n, h, att, &s);
 	scratch_free(&s);
+	return 0;
+}
+
+int model_ffn_core(const struct model *m, uint32_t li, uint32_t n, const float *h, float *act)
+{
+	float *tmp;
+
+	if (li >= m->cfg.n_layers)
+		return -EINVAL;
+	tmp = malloc((uint64_t)n * m->cfg.ffn_dim * sizeof(float));
+	if (!tmp)
+		return -ENOMEM;
+	ffn_core(m, li, n, h, act, &(struct scratch){ .ff2 = tmp });
+	free(tmp);
 	return 0;
 }
 
@@ -420,7 +430,7 @@ int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tok
 	r = model_embed(m, tokens, pos, n, s.x);
 	if (r == 0) {
 		for (uint32_t li = 0; li < m->cfg.n_layers; li++)
-			layer_run(m, kv, li, seq, pos, n, s.x, &s, LIN_GROUP_COUNT, NULL, NULL);
+			layer_run(m, kv, li, seq, pos, n, s.x, &s);
 		model_final_norm(m, s.x, n, hidden);
 	}
 	scratch_free(&s);

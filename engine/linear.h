@@ -57,6 +57,15 @@ struct pool;
  */
 int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool *pool);
 
+struct sa_rht;
+
+/*
+ * y = [T_out^T] inner(T_in x): @inner works in a randomized-Hadamard basis (engine/
+ * sa_format.h). Takes ownership of @inner on success (its struct is copied). Returns 0,
+ * -EINVAL (a dimension the transform does not support) or -ENOMEM.
+ */
+int linear_wrap_rht(struct linear *l, const struct linear *inner, const struct sa_rht *rht);
+
 /* The f32 weights of a dense linear ([n_out][n_in], writable: the reparameterizer replaces
  * them in place), or NULL for other backends. */
 float *linear_dense_weights(const struct linear *l);

@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "engine/config.h"
 #include "engine/linear.h"
+#include "engine/model_config.h"
 
 struct tokenizer;
 struct gguf_file;
@@ -116,33 +116,21 @@ int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tok
 		  const uint32_t *seq, const uint32_t *pos, uint32_t n, float *hidden);
 
 /*
- * Calibration taps: the input rows of each group of linear layers that share an input, seen
- * just before the group runs (the reparameterizer accumulates its Hessians from them).
+ * Sub-steps of one layer, for the calibration driver (pre-norm architectures): the driver
+ * applies the output projections itself so it can quantize them in between. Batch layout and
+ * errors as in model_forward().
  */
-enum lin_group {
-	LIN_QKV,     /* q, k, v: input = attention norm of the residual stream */
-	LIN_O,	     /* output projection: input = attention output */
-	LIN_GATE_UP, /* gate, up (OPT: fc1): input = FFN norm of the residual stream */
-	LIN_DOWN,    /* down (OPT: fc2): input = activated FFN hidden */
-	LIN_GROUP_COUNT,
-};
-
-typedef void (*linear_tap_fn)(void *arg, uint32_t layer, enum lin_group g, const float *x,
-			      uint32_t n, uint32_t width);
-
 /* Token (+ position) embeddings of @n tokens into x[n][dim]; -EINVAL for bad ids/positions. */
 int model_embed(const struct model *m, const int32_t *tokens, const uint32_t *pos, uint32_t n,
 		float *x);
-
-/*
- * Run layer @layer on the residual stream x[n][dim] in place, with the batch layout of
- * model_forward(). @tap (may be NULL) sees every group's input. With @stop_at <
- * LIN_GROUP_COUNT the call returns right after tapping that group and leaves x unchanged.
- * Returns 0, -EINVAL or -ENOMEM.
- */
-int model_layer_forward(const struct model *m, struct kv_cache *kv, uint32_t layer,
-			const uint32_t *seq, const uint32_t *pos, uint32_t n, float *x,
-			enum lin_group stop_at, linear_tap_fn tap, void *tap_arg);
+/* h[n][dim] = the layer's attention-input norm of x[n][dim] (resp. FFN-input norm). */
+void model_attn_norm(const struct model *m, uint32_t li, const float *x, uint32_t n, float *h);
+void model_ffn_norm(const struct model *m, uint32_t li, const float *x, uint32_t n, float *h);
+/* att[n][n_heads * head_dim]: q/k/v of h, RoPE, KV-cache write, causal attention. */
+int model_attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,
+		    const uint32_t *pos, uint32_t n, const float *h, float *att);
+/* act[n][ffn_dim]: gate/up of h and the activation (SiLU-gated; OPT: ReLU of fc1). */
+int model_ffn_core(const struct model *m, uint32_t li, uint32_t n, const float *h, float *act);
 
 /* Final norm of x[n][dim] into hidden[n][dim] (a copy for post-LN OPT). */
 void model_final_norm(const struct model *m, const float *x, uint32_t n, float *hidden);

@@ -184,6 +184,24 @@ static int load_named(struct model *m, const struct source *s, const char *fmt, 
 	return r;
 }
 
+/* Put @inner (moved) behind the run-time transforms @rht asks for, or take it as is. */
+static int wrap_rht(struct linear *l, struct linear *inner, const struct sa_rht *rht,
+		    const char *base, struct errbuf *e)
+{
+	int r;
+
+	if (rht->mode == SA_RHT_NONE) {
+		*l = *inner;
+		return 0;
+	}
+	r = linear_wrap_rht(l, inner, rht);
+	if (r < 0) {
+		linear_done(inner);
+		return errbuf_set(e, r, "%s: cannot set up its Hadamard transforms", base);
+	}
+	return 0;
+}
+
 /*
  * A converted layer stored as shift-add planes: on the shift-add kernels, or dequantized
  * for the dense path (*ret = NULL when the kernels took it).
@@ -192,10 +210,12 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 			  uint32_t n_in, struct linear *l, float **ret, struct errbuf *e)
 {
 	struct qweight qw;
+	struct sa_rht rht;
+	struct linear inner = { 0 };
 	float *w;
 	int r;
 
-	r = sa_format_load(s->g, base, &qw, e);
+	r = sa_format_load(s->g, base, &qw, &rht, e);
 	if (r < 0)
 		return r;
 	if (qw.n_rows != n_out || qw.n_cols != n_in) {
@@ -204,14 +224,14 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 				  base, qw.n_rows, qw.n_cols, n_out, n_in);
 	}
 	if (m->opts.backend == LINEAR_BACKEND_SHIFTADD) {
-		r = linear_init_shiftadd(l, &qw, m->opts.pool);
+		r = linear_init_shiftadd(&inner, &qw, m->opts.pool);
 		qweight_done(&qw);
 		if (r < 0)
 			return errbuf_set(e, r, "%s: shift-add kernels refused the layer", base);
 		m->n_params += (uint64_t)n_out * n_in;
 		m->n_shiftadd++;
 		*ret = NULL;
-		return 0;
+		return wrap_rht(l, &inner, &rht, base, e);
 	}
 	w = malloc((uint64_t)n_out * n_in * sizeof(float));
 	if (!w || keep_buf(m, w) < 0) {
@@ -222,8 +242,14 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 	qweight_dequant(&qw, w);
 	qweight_done(&qw);
 	m->n_params += (uint64_t)n_out * n_in;
-	*ret = w;
-	return 0;
+	if (rht.mode == SA_RHT_NONE) {
+		*ret = w;
+		return 0;
+	}
+	/* planes in a transformed basis: the dense path applies the same transforms */
+	*ret = NULL;
+	r = linear_init_dense(&inner, w, n_out, n_in, 0);
+	return r < 0 ? r : wrap_rht(l, &inner, &rht, base, e);
 }
 
 static int load_linear(struct model *m, const struct source *s, const char *fmt, unsigned layer,
@@ -395,7 +421,7 @@ static int open_gguf(struct model *m, const char *path, struct source *s, struct
 	r = gguf_open(path, &s->g, e);
 	if (r < 0)
 		return r;
-	r = config_from_gguf(s->g, &m->cfg, e);
+	r = model_config_from_gguf(s->g, &m->cfg, e);
 	if (r < 0)
 		return r;
 	if (m->cfg.arch != ARCH_LLAMA)
@@ -426,7 +452,7 @@ static int open_hf(struct model *m, const char *dir, struct source *s, struct er
 	int r;
 
 	snprintf(p, sizeof(p), "%s/config.json", dir);
-	r = config_from_hf_json(p, &m->cfg, e);
+	r = model_config_from_hf_json(p, &m->cfg, e);
 	if (r < 0)
 		return r;
 	m->rope_pairing = ROPE_PAIR_HALF;
@@ -470,7 +496,7 @@ int model_load_ex(const char *path, const struct model_load_opts *o, struct mode
 	r = S_ISDIR(sb.st_mode) ? open_hf(m, path, &s, e) : open_gguf(m, path, &s, e);
 	if (r < 0)
 		goto out_free;
-	r = config_validate(&m->cfg, e);
+	r = model_config_validate(&m->cfg, e);
 	if (r < 0)
 		goto out_free;
 	if (m->cfg.arch == ARCH_LLAMA && m->cfg.head_dim % 2)

@@ -97,11 +97,11 @@ static int add_alpha_terms(struct gguf_writer *wr, const char *base, const struc
 	return gguf_writer_add_tensor(wr, name, GGML_TYPE_I8, 4, ne, sg, n_alpha * w->apot);
 }
 
-int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight *w, void ***bufs,
-		  uint32_t *n_bufs)
+int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight *w,
+		  const struct sa_rht *rht, void ***bufs, uint32_t *n_bufs)
 {
-	uint64_t ne[4] = { qweight_row_bytes(w), w->n_rows, w->bits, 1 }, ne_meta = 4;
-	int32_t *meta = malloc(4 * sizeof(*meta));
+	uint64_t ne[4] = { qweight_row_bytes(w), w->n_rows, w->bits, 1 }, ne_meta = SA_META_LEN;
+	int32_t *meta = calloc(SA_META_LEN, sizeof(*meta));
 	char name[128];
 	int r;
 
@@ -111,11 +111,19 @@ int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight
 	meta[1] = (int32_t)w->n_cols;
 	meta[2] = (int32_t)w->layout;
 	meta[3] = (int32_t)w->apot;
+	if (rht && rht->mode != SA_RHT_NONE) {
+		meta[4] = (int32_t)rht->mode;
+		meta[5] = (int32_t)(uint32_t)rht->seed_in;
+		meta[6] = (int32_t)(uint32_t)(rht->seed_in >> 32);
+		meta[7] = (int32_t)(uint32_t)rht->seed_out;
+		meta[8] = (int32_t)(uint32_t)(rht->seed_out >> 32);
+	}
 	r = keep(bufs, n_bufs, meta);
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "%s.sa_meta", base);
-	r = gguf_writer_add_tensor(wr, name, GGML_TYPE_I32, 1, &ne_meta, meta, 4 * sizeof(*meta));
+	r = gguf_writer_add_tensor(wr, name, GGML_TYPE_I32, 1, &ne_meta, meta,
+				   SA_META_LEN * sizeof(*meta));
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "%s.sa_signs", base);
@@ -183,8 +191,13 @@ static bool alpha_shape_ok(const struct qweight *w, const struct gguf_tensor *t,
 	return true;
 }
 
+static uint64_t seed_of(const int32_t *lo_hi)
+{
+	return (uint64_t)(uint32_t)lo_hi[0] | (uint64_t)(uint32_t)lo_hi[1] << 32;
+}
+
 int sa_format_load(const struct gguf_file *g, const char *base, struct qweight *ret,
-		   struct errbuf *e)
+		   struct sa_rht *ret_rht, struct errbuf *e)
 {
 	const struct gguf_tensor *tm = find(g, base, "sa_meta"), *ts = find(g, base, "sa_signs");
 	const struct gguf_tensor *ta = find(g, base, "sa_alpha");
@@ -193,12 +206,20 @@ int sa_format_load(const struct gguf_file *g, const char *base, struct qweight *
 	uint64_t n_alpha;
 	int r;
 
-	if (!tm || tm->type != GGML_TYPE_I32 || tm->n_elems != 4)
+	if (!tm || tm->type != GGML_TYPE_I32 || tm->n_elems < 1)
 		return errbuf_set(e, -EBADMSG, "%s.sa_meta missing or malformed", base);
 	meta = tm->data;
 	if (meta[0] != SA_FORMAT_VERSION)
 		return errbuf_set(e, -EOPNOTSUPP, "%s: shift-add format version %d (want %d)", base,
 				  meta[0], SA_FORMAT_VERSION);
+	if (tm->n_elems != SA_META_LEN)
+		return errbuf_set(e, -EBADMSG, "%s.sa_meta has %llu entries, want %d", base,
+				  (unsigned long long)tm->n_elems, SA_META_LEN);
+	if (meta[4] < 0 || meta[4] >= SA_RHT_COUNT)
+		return errbuf_set(e, -EBADMSG, "%s: unknown transform mode %d", base, meta[4]);
+	*ret_rht = (struct sa_rht){ .mode = (enum sa_rht_mode)meta[4],
+				    .seed_in = seed_of(meta + 5),
+				    .seed_out = seed_of(meta + 7) };
 	if (!ts || ts->type != GGML_TYPE_I8 || ts->n_dims != 3)
 		return errbuf_set(e, -EBADMSG, "%s.sa_signs missing or not a 3-d I8 tensor", base);
 	if (meta[1] <= 0 || meta[2] < 0 || meta[2] >= QW_LAYOUT_COUNT || meta[3] < 0 ||

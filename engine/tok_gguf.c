@@ -200,8 +200,14 @@ int tokenizer_from_gguf(const struct gguf_file *g, struct tokenizer **ret, struc
 	if (r)
 		goto out_free;
 	if (spm) {
-		/* SentencePiece: "▁" for spaces, one in front of each text segment. */
+		/*
+		 * SentencePiece: "▁" for spaces and one "▁" in front of the text (its dummy
+		 * prefix). Like sentencepiece, and HF's Metaspace prepend_scheme "first", text
+		 * after an added token gets no prefix (llama.cpp, and HF's legacy Prepend
+		 * normalizer, add one to every segment).
+		 */
 		t->score_merges = true;
+		t->prepend_first_only = true;
 		t->byte_fallback = true;
 		t->strip_decoded_space = space_prefix;
 		if (t->unk < 0) {

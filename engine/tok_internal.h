@@ -113,6 +113,7 @@ struct tokenizer {
 
 	struct tok_norm norm[TOK_MAX_NORM];
 	unsigned int n_norm;
+	bool prepend_first_only; /* Prepend steps only for the segment at the start of the text */
 
 	/* Metaspace pre-tokenizer (HF): spaces -> @meta, optional prefix, optional split. */
 	bool metaspace;

@@ -31,6 +31,8 @@ const char tok_re_digits[] = "\\p{N}";
 
 static const char meta_sym[] = "\xe2\x96\x81"; /* U+2581 "▁" */
 
+static int check_utf8(const char *text, size_t len);
+
 /* ---- UTF-8 and the GPT-2 byte map ---- */
 
 size_t tok_utf8_next(const unsigned char *s, size_t n, uint32_t *ret_cp)
@@ -346,6 +348,9 @@ int tok_add_norm(struct tokenizer *t, const char *from, size_t from_len, const c
 		return errbuf_set(e, -EOPNOTSUPP, "more than %d normalizer steps", TOK_MAX_NORM);
 	if (from && !from_len)
 		return errbuf_set(e, -EBADMSG, "normalizer replaces an empty string");
+	/* the normalized text goes to PCRE2 unchecked, so both strings must be UTF-8 */
+	if ((from && check_utf8(from, from_len)) || check_utf8(to, to_len))
+		return errbuf_set(e, -EBADMSG, "normalizer string is not UTF-8");
 	n = &t->norm[t->n_norm];
 	n->to = malloc(to_len + 1);
 	if (!n->to)
@@ -731,6 +736,8 @@ static int normalize(struct enc_ctx *c, const char *seg, size_t len, bool at_sta
 		char *dst;
 
 		if (k < t->n_norm) {
+			if (!t->norm[k].from && t->prepend_first_only && !at_start)
+				continue;
 			from = t->norm[k].from;
 			from_len = t->norm[k].from_len;
 			to = t->norm[k].to;
@@ -875,7 +882,8 @@ static int32_t match_added(const struct tokenizer *t, const char *text, size_t l
 {
 	uint32_t i;
 
-	if (!t->added_first[(uint8_t)text[pos]])
+	/* only at character boundaries: segments handed to PCRE2 must stay valid UTF-8 */
+	if (!t->added_first[(uint8_t)text[pos]] || ((uint8_t)text[pos] & 0xc0) == 0x80)
 		return -1;
 	for (i = 0; i < t->n_added; i++) {
 		const struct tok_token *k = &t->tokens[t->added[i]];
@@ -883,6 +891,8 @@ static int32_t match_added(const struct tokenizer *t, const char *text, size_t l
 
 		if (k->len > len - pos || memcmp(text + pos, k->text, k->len))
 			continue;
+		if (e < len && ((uint8_t)text[e] & 0xc0) == 0x80)
+			continue; /* a vocab entry ending inside a character (hostile file) */
 		if (!parse_special && k->type != TOK_T_USER)
 			continue;
 		if (k->single_word && ((pos > 0 && is_word_byte(text[pos - 1])) ||

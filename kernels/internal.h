@@ -9,6 +9,7 @@
 
 #include "kernels/lut.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -126,5 +127,23 @@ static inline int32_t lut_chunk_exp(float mx)
 
 #define LUT_ENTRY_MAX  32767
 #define LUT_ENTRY_BIAS 32768
+
+/*
+ * Randomized Hadamard transforms (kernels/rht.h): the same arithmetic on every path, so all
+ * are bit-identical. rows: @m rows of t->n floats, forward (signs, Walsh-Hadamard, small H)
+ * or, with @inverse, the transpose in reverse order. The scalar pieces are shared by the SIMD
+ * files for blocks narrower than their vectors.
+ */
+struct rht;
+void rht_rows_ref(const struct rht *t, float *x, uint32_t m, bool inverse);
+void rht_rows_avx2(const struct rht *t, float *x, uint32_t m, bool inverse);
+void rht_rows_avx512(const struct rht *t, float *x, uint32_t m, bool inverse);
+/* x[2^p_log2] <- H x (Sylvester), stage h = 1, 2, 4, ... */
+void rht_fwht_ref(float *x, uint32_t p_log2);
+/* Columns [j0, j1) of the m x 2^p_log2 block x: x[:, j] <- H x[:, j], H as sign masks. */
+void rht_small_ref(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x, uint32_t j0,
+		   uint32_t j1);
+/* x[j] ^= sign[j] (sign-bit flips), j < n. */
+void rht_signs_ref(const uint32_t *sign, float *x, uint32_t n);
 
 #endif /* KERNELS_INTERNAL_H */

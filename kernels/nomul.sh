@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multiplication-free proof: disassemble the kernel objects of every ISA path (table build
-# and lookup loops, whole files) and fail if any multiply-like instruction appears.
+# and lookup loops, randomized Hadamard transforms; whole files) and fail if any
+# multiply-like instruction appears.
 # Counted as multiplies: integer and x87/SSE/AVX multiplies (mul, imul, mulx, vmul*, pmul*),
 # fused multiply-adds (vfmadd*, vfnmsub*, ...), multiply-accumulate and dot products
 # (pmaddwd, pmaddubsw, vpmadd52*, vpdpbusd, vpdpwssd, vdpbf16ps, dpps, AMX tdp*, 4FMAPS),
@@ -29,8 +30,8 @@ for obj in "$@"; do
 	[ -f "$obj" ] || { echo "nomul: missing object $obj"; exit 1; }
 	dis=$(objdump -d --no-show-raw-insn "$obj")
 	# the right code was disassembled: its kernel entry points are there
-	funcs=$(grep -cE '^[0-9a-f]+ <lut_(tiles|tables)_[a-z0-9]+>:' <<<"$dis" || true)
-	[ "$funcs" -gt 0 ] || { echo "nomul: $obj has no lut_tiles_*/lut_tables_* function"; exit 1; }
+	funcs=$(grep -cE '^[0-9a-f]+ <(lut_(tiles|tables)|rht_rows)_[a-z0-9]+>:' <<<"$dis" || true)
+	[ "$funcs" -gt 0 ] || { echo "nomul: $obj has no lut_tiles_*/lut_tables_*/rht_rows_* function"; exit 1; }
 	n=0 bad=0 fn=""
 	while IFS= read -r line; do
 		if [[ $line =~ ^[0-9a-f]+\ \<([^>]+)\>: ]]; then

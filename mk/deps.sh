@@ -10,6 +10,7 @@ pkgs=(
 	liburing-dev libnuma-dev numactl libhwloc-dev hwloc
 	libprotobuf-c-dev protobuf-c-compiler
 	python3 python3-pip unzip binutils
+	gnuplot-nox
 )
 
 missing=()

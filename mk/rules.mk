@@ -18,11 +18,12 @@ $(B)/lib$(1).a: $$($(1)_OBJS)
 endef
 
 # $(call add_unit_test,NAME): tests/unit/NAME/test_*.c -> $(B)/tests/unit-NAME, linked with
-# NAME_TEST_LIBS (our archives, highest layer first) and NAME_LDLIBS (system libraries).
+# NAME_TEST_LIBS (our archives, highest layer first) and NAME_LDLIBS (system libraries);
+# NAME_TEST_EXTRA lists helper sources borrowed from other modules' test directories.
 # Each test_X.c defines `int test_X_run(void)` (its CMocka group); main() is generated from
 # the file list by mk/gen_test_main.sh, so adding a test file never edits a shared file.
 define add_unit_test
-$(1)_TEST_SRCS := $$(wildcard tests/unit/$(1)/*.c)
+$(1)_TEST_SRCS := $$(wildcard tests/unit/$(1)/*.c) $$($(1)_TEST_EXTRA)
 $(1)_TEST_OBJS := $$(patsubst %.c,$(B)/%.o,$$($(1)_TEST_SRCS)) $(B)/gen/tests/main-$(1).o
 UNIT_TESTS += $(B)/tests/unit-$(1)
 $(B)/gen/tests/main-$(1).c: mk/gen_test_main.sh $$($(1)_TEST_SRCS)

@@ -3,13 +3,15 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/eval.h"
 #include "engine/model.h"
-#include "engine/sample.h"
+#include "engine/sampler.h"
 #include "engine/tokenizer.h"
 
 int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **ret_tokens,
@@ -45,7 +47,7 @@ int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **r
 		return -ENOMEM;
 	}
 	for (uint32_t s = 0; s < o->nsamples; s++) {
-		uint64_t off = (uint64_t)(sample_uniform(&rng) * (double)(n_ids - o->seqlen));
+		uint64_t off = (uint64_t)(sampler_uniform(&rng) * (double)(n_ids - o->seqlen));
 
 		memcpy(out + (uint64_t)s * o->seqlen, ids + off, o->seqlen * sizeof(*out));
 	}
@@ -54,93 +56,78 @@ int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **r
 	return 0;
 }
 
-/* Hessian accumulator for one group of linears sharing an input. */
+/* Hessian accumulator for the inputs of one group of linears sharing an input. */
 struct hacc {
-	enum lin_group group;
 	uint32_t width;
 	uint64_t n_rows;
 	double *H;   /* [width][width], upper triangle */
-	double *tmp; /* [rows][width] */
+	double *tmp; /* [tmp_rows][width] */
 	uint64_t tmp_rows;
-	int err;
 };
 
-static void hacc_tap(void *arg, uint32_t layer, enum lin_group g, const float *x, uint32_t n,
-		     uint32_t width)
+static int hacc_init(struct hacc *h, uint32_t width)
 {
-	struct hacc *h = arg;
+	memset(h, 0, sizeof(*h));
+	h->width = width;
+	h->H = calloc((uint64_t)width * width, sizeof(double));
+	return h->H ? 0 : -ENOMEM;
+}
 
-	if (g != h->group || h->err)
-		return;
+static void hacc_done(struct hacc *h)
+{
+	free(h->H);
+	free(h->tmp);
+}
+
+/* H += x^T x for x[n][width], in double. */
+static int hacc_add(struct hacc *h, const float *x, uint32_t n)
+{
 	if (n > h->tmp_rows) {
-		double *t = realloc(h->tmp, (uint64_t)n * width * sizeof(double));
+		double *t = realloc(h->tmp, (uint64_t)n * h->width * sizeof(double));
 
-		if (!t) {
-			h->err = -ENOMEM;
-			return;
-		}
+		if (!t)
+			return -ENOMEM;
 		h->tmp = t;
 		h->tmp_rows = n;
 	}
-	for (uint64_t i = 0; i < (uint64_t)n * width; i++)
+	for (uint64_t i = 0; i < (uint64_t)n * h->width; i++)
 		h->tmp[i] = x[i];
-	cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, width, n, 1.0, h->tmp, width, 1.0, h->H,
-		    width);
+	cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, h->width, n, 1.0, h->tmp, h->width, 1.0,
+		    h->H, h->width);
 	h->n_rows += n;
+	return 0;
 }
 
+/* H = 2 X X^T / n */
+static void hacc_finish(struct hacc *h)
+{
+	cblas_dscal((uint64_t)h->width * h->width, 2.0 / (double)h->n_rows, h->H, 1);
+}
+
+/*
+ * Per-block state. All calibration samples' activations of the current block are held:
+ * x (residual stream), att (attention outputs, input of o) and act (activated FFN hidden,
+ * input of down), each [nsamples][seqlen][width].
+ */
 struct driver {
 	struct model *m;
 	const struct calib_run *o;
 	struct calib_out *out;
-	int32_t *tokens; /* [nsamples][seqlen] */
-	float *x;	 /* [nsamples][seqlen][dim]: inputs of the current block */
+	uint32_t S, T; /* samples, tokens per sample */
+	float *x, *att, *act, *h;
 	struct kv_cache kv;
-	uint32_t *seq, *pos; /* [seqlen] */
+	uint32_t *seq, *pos; /* [T] */
 	uint64_t steps_done, steps_total;
 	uint32_t n_done, n_total;
 };
 
-static uint32_t group_width(const struct model *m, enum lin_group g)
-{
-	switch (g) {
-	case LIN_O:
-		return m->cfg.n_heads * m->cfg.head_dim;
-	case LIN_DOWN:
-		return m->cfg.ffn_dim;
-	default:
-		return m->cfg.dim;
-	}
-}
+enum {
+	STAGES_PER_LAYER = 5
+};
 
-/* The linears of group @g of layer @li and their GGUF base names. */
-static uint32_t group_linears(struct model *m, uint32_t li, enum lin_group g, struct linear **ret,
-			      const char **names)
+static float *row_of(const struct driver *d, float *base, uint32_t s, uint32_t width)
 {
-	struct model_layer *l = &m->layers[li];
-	bool opt = m->cfg.arch == ARCH_OPT;
-
-	switch (g) {
-	case LIN_QKV:
-		ret[0] = &l->wq, names[0] = "attn_q";
-		ret[1] = &l->wk, names[1] = "attn_k";
-		ret[2] = &l->wv, names[2] = "attn_v";
-		return 3;
-	case LIN_O:
-		ret[0] = &l->wo, names[0] = "attn_output";
-		return 1;
-	case LIN_GATE_UP:
-		if (opt) {
-			ret[0] = &l->w_up, names[0] = "ffn_up";
-			return 1;
-		}
-		ret[0] = &l->w_gate, names[0] = "ffn_gate";
-		ret[1] = &l->w_up, names[1] = "ffn_up";
-		return 2;
-	default:
-		ret[0] = &l->w_down, names[0] = "ffn_down";
-		return 1;
-	}
+	return base + (uint64_t)s * d->T * width;
 }
 
 static void step(struct driver *d)
@@ -150,87 +137,192 @@ static void step(struct driver *d)
 		d->o->progress(d->o->progress_arg, d->steps_done, d->steps_total);
 }
 
-/* Run every sample through layer @li up to (and tapping) group @g, or fully when
- * g == LIN_GROUP_COUNT (then x is advanced to the layer's output). */
-static int pass(struct driver *d, uint32_t li, enum lin_group g, linear_tap_fn tap, void *arg)
+struct qjob {
+	struct driver *d;
+	uint32_t li;
+	struct linear *l;
+	const char *name;
+	const double *H;
+	struct calib_tensor *t;
+	struct errbuf e;
+	int ret;
+};
+
+static void *quantize_job(void *arg)
 {
-	const struct calib_opts *c = &d->o->calib;
-	uint64_t stride = (uint64_t)c->seqlen * d->m->cfg.dim;
-
-	for (uint32_t s = 0; s < c->nsamples; s++) {
-		int r = model_layer_forward(d->m, &d->kv, li, d->seq, d->pos, c->seqlen,
-					    d->x + s * stride, g, tap, arg);
-
-		if (r < 0)
-			return r;
-		step(d);
-	}
-	return 0;
-}
-
-static int quantize_linear(struct driver *d, uint32_t li, struct linear *l, const char *name,
-			   const double *H, struct errbuf *e)
-{
-	struct calib_tensor *t = &d->out->t[d->out->n];
-	float *w = linear_dense_weights(l);
+	struct qjob *j = arg;
+	float *w = linear_dense_weights(j->l);
+	struct reparam_opts q;
 	double t0 = progress_now();
-	int r;
 
-	if (!w)
-		return errbuf_set(e, -EOPNOTSUPP, "layer %u %s is not a dense f32 layer", li, name);
-	snprintf(t->name, sizeof(t->name), "blk.%u.%s", li, name);
-	t->layer = li;
-	r = reparam_quantize(&d->o->q, w, l->n_out, l->n_in, H, &t->res, e);
-	if (r < 0) {
-		char msg[ERRBUF_LEN];
-
-		snprintf(msg, sizeof(msg), "%s", e ? e->msg : "");
-		return errbuf_set(e, r, "%s: %s", t->name, msg[0] ? msg : strerror(-r));
+	snprintf(j->t->name, sizeof(j->t->name), "blk.%u.%s", j->li, j->name);
+	j->t->layer = j->li;
+	if (!w) {
+		j->ret = errbuf_set(&j->e, -EOPNOTSUPP, "not a dense f32 layer");
+		return NULL;
 	}
-	memcpy(w, t->res.dense, (uint64_t)l->n_out * l->n_in * sizeof(float));
-	if (t->res.has_qweight) {
-		/* the planes are what gets written; the dense copy lives on in the model */
-		free(t->res.dense);
-		t->res.dense = NULL;
-	}
-	t->seconds = progress_now() - t0;
-	d->out->n++;
-	d->n_done++;
-	if (d->o->on_layer)
-		d->o->on_layer(d->o->on_layer_arg, t, d->n_done, d->n_total);
-	return 0;
+	q = j->d->o->q;
+	if (j->d->o->bits_of)
+		q.bits = j->d->o->bits_of(j->d->o->hook_arg, j->t->name);
+	if (j->d->o->on_hessian)
+		j->d->o->on_hessian(j->d->o->hook_arg, j->t->name, w, j->l->n_out, j->l->n_in,
+				    j->H);
+	j->ret = reparam_quantize(&q, w, j->l->n_out, j->l->n_in, j->H, &j->t->res, &j->e);
+	j->t->seconds = progress_now() - t0;
+	return NULL;
 }
 
-static int quantize_group(struct driver *d, uint32_t li, enum lin_group g, bool need_h,
-			  struct errbuf *e)
+/*
+ * Quantize the @n linears that share Hessian @H, in parallel (they are independent), then
+ * replace their weights by the dequantized results.
+ */
+static int quantize_linears(struct driver *d, uint32_t li, struct linear **lins, const char **names,
+			    uint32_t n, const double *H, struct errbuf *e)
 {
-	struct linear *lins[3];
-	const char *names[3];
-	uint32_t n = group_linears(d->m, li, g, lins, names), w = group_width(d->m, g);
-	struct hacc h = { .group = g, .width = w };
+	struct qjob jobs[3];
+	pthread_t tid[3];
+	bool started[3] = { false };
 	int r = 0;
 
-	if (need_h) {
-		h.H = calloc((uint64_t)w * w, sizeof(double));
-		if (!h.H)
-			return -ENOMEM;
-		r = pass(d, li, g, hacc_tap, &h);
-		if (r == 0)
-			r = h.err;
-		if (r == 0)
-			cblas_dscal((uint64_t)w * w, 2.0 / (double)h.n_rows, h.H, 1);
+	for (uint32_t i = 0; i < n; i++) {
+		jobs[i] = (struct qjob){ .d = d,
+					 .li = li,
+					 .l = lins[i],
+					 .name = names[i],
+					 .H = H,
+					 .t = &d->out->t[d->out->n + i] };
+		started[i] =
+			i + 1 < n && pthread_create(&tid[i], NULL, quantize_job, &jobs[i]) == 0;
+		if (!started[i])
+			quantize_job(&jobs[i]);
 	}
-	for (uint32_t i = 0; i < n && r == 0; i++)
-		r = quantize_linear(d, li, lins[i], names[i], h.H, e);
-	free(h.H);
-	free(h.tmp);
+	for (uint32_t i = 0; i < n; i++) {
+		struct calib_tensor *t = jobs[i].t;
+
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		if (jobs[i].ret < 0 && r == 0)
+			r = errbuf_set(e, jobs[i].ret, "%s: %s", t->name,
+				       errbuf_str(&jobs[i].e, jobs[i].ret));
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct calib_tensor *t = jobs[i].t;
+
+		if (jobs[i].ret < 0)
+			continue;
+		d->out->n++;
+		memcpy(linear_dense_weights(lins[i]), t->res.dense,
+		       (uint64_t)lins[i]->n_out * lins[i]->n_in * sizeof(float));
+		if (t->res.has_qweight) {
+			/* the planes are what gets written; the dense copy lives on in the model */
+			free(t->res.dense);
+			t->res.dense = NULL;
+		}
+		d->n_done++;
+		if (d->o->on_layer)
+			d->o->on_layer(d->o->on_layer_arg, t, d->n_done, d->n_total);
+	}
 	return r;
+}
+
+/* Accumulate H over every sample of @buf ([S][T][width]) and quantize @lins with it. */
+static int quantize_with(struct driver *d, uint32_t li, struct linear **lins, const char **names,
+			 uint32_t n, const float *buf, uint32_t width, struct errbuf *e)
+{
+	struct hacc h;
+	int r = hacc_init(&h, width);
+
+	for (uint32_t s = 0; r == 0 && s < d->S; s++)
+		r = hacc_add(&h, buf + (uint64_t)s * d->T * width, d->T);
+	if (r == 0) {
+		hacc_finish(&h);
+		r = quantize_linears(d, li, lins, names, n, h.H, e);
+	}
+	hacc_done(&h);
+	return r;
+}
+
+/* One block, true-sequentially: q/k/v, o, gate/up, down, then the block's outputs. */
+static int calibrate_layer(struct driver *d, uint32_t li, struct errbuf *e)
+{
+	struct model *m = d->m;
+	struct model_layer *l = &m->layers[li];
+	uint32_t dim = m->cfg.dim, q_dim = m->cfg.n_heads * m->cfg.head_dim, ffn = m->cfg.ffn_dim;
+	bool opt = m->cfg.arch == ARCH_OPT;
+	struct linear *qkv[3] = { &l->wq, &l->wk, &l->wv }, *o[1] = { &l->wo };
+	struct linear *gu[2] = { opt ? &l->w_up : &l->w_gate, &l->w_up }, *dn[1] = { &l->w_down };
+	const char *qkv_n[3] = { "attn_q", "attn_k", "attn_v" }, *o_n[1] = { "attn_output" };
+	const char *gu_n[2] = { opt ? "ffn_up" : "ffn_gate", "ffn_up" }, *dn_n[1] = { "ffn_down" };
+	int r = 0;
+
+	/* q/k/v see the attention norm of x; keep it in act (free until the FFN stage) */
+	for (uint32_t s = 0; s < d->S; s++, step(d))
+		model_attn_norm(m, li, row_of(d, d->x, s, dim), d->T, row_of(d, d->act, s, dim));
+	r = quantize_with(d, li, qkv, qkv_n, 3, d->act, dim, e);
+	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d))
+		r = model_attn_core(m, &d->kv, li, d->seq, d->pos, d->T, row_of(d, d->act, s, dim),
+				    row_of(d, d->att, s, q_dim));
+	if (r == 0)
+		r = quantize_with(d, li, o, o_n, 1, d->att, q_dim, e);
+	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
+		float *xs = row_of(d, d->x, s, dim);
+
+		linear_forward(&l->wo, row_of(d, d->att, s, q_dim), d->h, d->T);
+		for (uint64_t i = 0; i < (uint64_t)d->T * dim; i++)
+			xs[i] += d->h[i];
+		/* the FFN input goes where att was: att is not needed any more */
+		model_ffn_norm(m, li, xs, d->T, row_of(d, d->att, s, dim));
+	}
+	if (r == 0)
+		r = quantize_with(d, li, gu, gu_n, opt ? 1 : 2, d->att, dim, e);
+	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d))
+		r = model_ffn_core(m, li, d->T, row_of(d, d->att, s, dim),
+				   row_of(d, d->act, s, ffn));
+	if (r == 0)
+		r = quantize_with(d, li, dn, dn_n, 1, d->act, ffn, e);
+	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
+		float *xs = row_of(d, d->x, s, dim);
+
+		linear_forward(&l->w_down, row_of(d, d->act, s, ffn), d->h, d->T);
+		for (uint64_t i = 0; i < (uint64_t)d->T * dim; i++)
+			xs[i] += d->h[i];
+	}
+	return r;
+}
+
+/* Methods without a Hessian: each linear on its own, no forward passes. */
+static int quantize_plain(struct driver *d, struct errbuf *e)
+{
+	for (uint32_t li = 0; li < d->m->cfg.n_layers; li++) {
+		struct model_layer *l = &d->m->layers[li];
+		bool opt = d->m->cfg.arch == ARCH_OPT;
+		struct linear *lins[7] = { &l->wq,     &l->wk,	 &l->wv,    &l->wo,
+					   &l->w_gate, &l->w_up, &l->w_down };
+		const char *names[7] = { "attn_q",   "attn_k", "attn_v",  "attn_output",
+					 "ffn_gate", "ffn_up", "ffn_down" };
+
+		for (uint32_t i = 0; i < 7; i++) {
+			int r;
+
+			if (opt && i == 4)
+				continue;
+			r = quantize_linears(d, li, &lins[i], &names[i], 1, NULL, e);
+			if (r < 0)
+				return r;
+			step(d);
+		}
+	}
+	return 0;
 }
 
 static int driver_init(struct driver *d, struct model *m, const struct calib_run *o,
 		       struct calib_out *out, bool need_h, struct errbuf *e)
 {
 	const struct calib_opts *c = &o->calib;
+	uint32_t dim = m->cfg.dim, q_dim = m->cfg.n_heads * m->cfg.head_dim;
+	uint32_t wide = m->cfg.ffn_dim > q_dim ? m->cfg.ffn_dim : q_dim;
+	uint64_t n_tok;
+	int32_t *tokens = NULL;
 	int r;
 
 	memset(d, 0, sizeof(*d));
@@ -241,40 +333,56 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	out->t = calloc(d->n_total, sizeof(*out->t));
 	if (!out->t)
 		return -ENOMEM;
-	if (!need_h)
+	if (!need_h) {
+		d->steps_total = d->n_total;
 		return 0;
+	}
+	if (m->cfg.arch == ARCH_OPT && !m->cfg.opt_pre_ln)
+		return errbuf_set(e, -EOPNOTSUPP, "calibration needs a pre-LN model");
 	if (c->seqlen > m->cfg.max_ctx)
 		return errbuf_set(e, -EINVAL, "calibration seqlen %u exceeds the model context %u",
 				  c->seqlen, m->cfg.max_ctx);
-	r = calib_windows(m, c, &d->tokens, e);
-	if (r < 0)
-		return r;
-	d->x = malloc((uint64_t)c->nsamples * c->seqlen * m->cfg.dim * sizeof(float));
-	d->seq = calloc(c->seqlen, sizeof(*d->seq));
-	d->pos = malloc(c->seqlen * sizeof(*d->pos));
-	if (!d->x || !d->seq || !d->pos)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < c->seqlen; i++)
-		d->pos[i] = i;
-	r = kv_cache_init(&d->kv, m, 1, c->seqlen);
-	if (r < 0)
-		return r;
-	for (uint32_t s = 0; s < c->nsamples; s++) {
-		r = model_embed(m, d->tokens + (uint64_t)s * c->seqlen, d->pos, c->seqlen,
-				d->x + (uint64_t)s * c->seqlen * m->cfg.dim);
+	if (c->tokens) {
+		tokens = malloc((uint64_t)c->nsamples * c->seqlen * sizeof(*tokens));
+		if (!tokens)
+			return -ENOMEM;
+		memcpy(tokens, c->tokens, (uint64_t)c->nsamples * c->seqlen * sizeof(*tokens));
+	} else {
+		r = calib_windows(m, c, &tokens, e);
 		if (r < 0)
 			return r;
 	}
-	/* per layer: one pass per group, then one full pass */
-	d->steps_total = (uint64_t)m->cfg.n_layers * (LIN_GROUP_COUNT + 1) * c->nsamples;
-	out->n_tokens = c->nsamples * c->seqlen;
-	return 0;
+	d->S = c->nsamples;
+	d->T = c->seqlen;
+	n_tok = (uint64_t)d->S * d->T;
+	d->x = malloc(n_tok * dim * sizeof(float));
+	d->att = malloc(n_tok * (q_dim > dim ? q_dim : dim) * sizeof(float));
+	d->act = malloc(n_tok * (wide > dim ? wide : dim) * sizeof(float));
+	d->h = malloc((uint64_t)d->T * dim * sizeof(float));
+	d->seq = calloc(d->T, sizeof(*d->seq));
+	d->pos = malloc(d->T * sizeof(*d->pos));
+	r = -ENOMEM;
+	if (!d->x || !d->att || !d->act || !d->h || !d->seq || !d->pos)
+		goto out;
+	for (uint32_t i = 0; i < d->T; i++)
+		d->pos[i] = i;
+	r = kv_cache_init(&d->kv, m, 1, d->T);
+	for (uint32_t s = 0; r == 0 && s < d->S; s++)
+		r = model_embed(m, tokens + (uint64_t)s * d->T, d->pos, d->T,
+				row_of(d, d->x, s, dim));
+	d->steps_total = (uint64_t)m->cfg.n_layers * STAGES_PER_LAYER * d->S;
+	out->n_tokens = (uint32_t)n_tok;
+out:
+	free(tokens);
+	return r;
 }
 
 static void driver_done(struct driver *d)
 {
-	free(d->tokens);
 	free(d->x);
+	free(d->att);
+	free(d->act);
+	free(d->h);
 	free(d->seq);
 	free(d->pos);
 	kv_cache_done(&d->kv);
@@ -289,12 +397,10 @@ int calib_quantize_model(struct model *m, const struct calib_run *o, struct cali
 
 	memset(out, 0, sizeof(*out));
 	r = driver_init(&d, m, o, out, need_h, e);
-	for (uint32_t li = 0; r == 0 && li < m->cfg.n_layers; li++) {
-		for (enum lin_group g = 0; r == 0 && g < LIN_GROUP_COUNT; g++)
-			r = quantize_group(&d, li, g, need_h, e);
-		if (r == 0 && need_h)
-			r = pass(&d, li, LIN_GROUP_COUNT, NULL, NULL);
-	}
+	if (r == 0 && !need_h)
+		r = quantize_plain(&d, e);
+	for (uint32_t li = 0; r == 0 && need_h && li < m->cfg.n_layers; li++)
+		r = calibrate_layer(&d, li, e);
 	driver_done(&d);
 	if (r < 0)
 		calib_out_done(out);

@@ -23,6 +23,8 @@ struct calib_opts {
 	uint32_t nsamples;     /* windows (default 128) */
 	uint32_t seqlen;       /* tokens per window (default 2048) */
 	uint64_t seed;	       /* window offsets (default 0) */
+	/* if set: use these [nsamples][seqlen] token ids instead of reading text_path */
+	const int32_t *tokens;
 };
 
 /*
@@ -51,8 +53,21 @@ struct calib_out {
 typedef void (*calib_layer_fn)(void *arg, const struct calib_tensor *t, uint32_t done,
 			       uint32_t total);
 
+/*
+ * Mixed-bit hooks. bits_of (may be NULL) picks the bit width of each linear by its GGUF base
+ * name; on_hessian (may be NULL) sees each linear's weights (before quantization) with the
+ * Hessian it is about to be quantized with, e.g. to measure its error at other widths.
+ * Both are called from worker threads, possibly concurrently for linears sharing an input.
+ */
+typedef uint32_t (*calib_bits_fn)(void *arg, const char *name);
+typedef void (*calib_hessian_fn)(void *arg, const char *name, const float *W, uint32_t n_out,
+				 uint32_t n_in, const double *H);
+
 struct calib_run {
 	struct reparam_opts q;
+	calib_bits_fn bits_of;
+	calib_hessian_fn on_hessian;
+	void *hook_arg;
 	struct calib_opts calib;
 	calib_layer_fn on_layer;
 	void *on_layer_arg;

@@ -132,8 +132,18 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 	TRY(gguf_writer_add_f32(w, "shiftadd.percdamp", (float)q->percdamp));
 	TRY(gguf_writer_add_bool(w, "shiftadd.deployable", deployable));
 	TRY(gguf_writer_add_f32(w, "shiftadd.avg_bits", nsum > 0 ? (float)(wsum / nsum) : 0));
+	if (meta->alloc) {
+		TRY(gguf_writer_add_str(w, "shiftadd.alloc", meta->alloc, strlen(meta->alloc)));
+		TRY(gguf_writer_add_f32(w, "shiftadd.avg_bits_budget",
+					(float)meta->avg_bits_budget));
+	}
 	TRY(gguf_writer_add_str(w, "shiftadd.source", src, strlen(src)));
 	TRY(gguf_writer_add_str(w, "shiftadd.rope_pairing", pair, strlen(pair)));
+	if (q->method == REPARAM_SHIFTADD_RHT) {
+		const char *sides = reparam_rht_name(q->rht);
+
+		TRY(gguf_writer_add_str(w, "shiftadd.rht", sides, strlen(sides)));
+	}
 	if (needs_h) {
 		const char *cf = meta->calib_file ? meta->calib_file : "";
 
@@ -162,7 +172,11 @@ static int add_tensors(struct gguf_writer *w, const struct gguf_file *g,
 			r = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
 						   t->n_bytes);
 		} else if (res->has_qweight) {
-			r = sa_format_add(w, ct->name, &res->qw, bufs, n_bufs);
+			struct sa_rht rht = { .mode = (enum sa_rht_mode)res->rht,
+					      .seed_in = res->rht_seed_in,
+					      .seed_out = res->rht_seed_out };
+
+			r = sa_format_add(w, ct->name, &res->qw, &rht, bufs, n_bufs);
 		} else {
 			uint64_t ne[2] = { res->n_cols, res->n_rows };
 

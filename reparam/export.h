@@ -14,6 +14,9 @@ struct export_meta {
 	const struct calib_run *run;
 	const char *calib_file; /* as given by the user */
 	uint64_t calib_tokens;
+	/* mixed-bit conversions (reparam/mixbits.h): allocator name and budget; NULL = uniform */
+	const char *alloc;
+	double avg_bits_budget;
 };
 
 /*

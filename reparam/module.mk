@@ -1,9 +1,11 @@
-# reparam: the offline optimizer's numerical core (BCQ + APoT + GPTQ, baselines, bit allocation).
+# reparam: the offline optimizer (BCQ + APoT + GPTQ, baselines, bit allocation), its
+# calibration driver and the converted-file export.
 reparam_SRCS := $(wildcard reparam/*.c)
 $(eval $(call add_lib,reparam))
 
-reparam_TEST_LIBS := $(B)/libreparam.a $(B)/libkernels.a $(B)/libcommon.a
-reparam_LDLIBS := -llapacke -lopenblas -lm
+reparam_TEST_LIBS := $(B)/libreparam.a $(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a
+reparam_TEST_EXTRA := tests/unit/engine/ref_logits.c
+reparam_LDLIBS := -llapacke $(ENGINE_LDLIBS)
 ifneq ($(wildcard tests/unit/reparam/*.c),)
 $(eval $(call add_unit_test,reparam))
 endif

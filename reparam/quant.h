@@ -27,8 +27,25 @@ enum reparam_method {
 	REPARAM_SHIFTADD_LAT,	  /* BCQ + APoT, block layout, inside the GPTQ loop */
 	REPARAM_SHIFTADD_ACC,	  /* BCQ + APoT, column layout, inside the GPTQ loop */
 	REPARAM_SHIFTADD_ACC_SIM, /* acc in a random orthogonal basis, de-rotated: NOT deployable */
+	REPARAM_SHIFTADD_RHT,	  /* acc in a randomized Hadamard basis, kept: deployable (rht.c) */
 	REPARAM_METHOD_COUNT,
 };
+
+/*
+ * Which sides of a shiftadd-rht layer are transformed (CLI --rht input|both). The engine must
+ * apply the same transforms at run time: see reparam/rht.c for the exact steps.
+ */
+enum reparam_rht {
+	REPARAM_RHT_NONE,  /* not a shiftadd-rht result */
+	REPARAM_RHT_INPUT, /* y = Q (T_in x) */
+	REPARAM_RHT_BOTH, /* y = T_outᵀ (Q (T_in x)), T_outᵀ applied before bias/RoPE/act/residual */
+	REPARAM_RHT_COUNT,
+};
+
+/* "none", "input", "both"; "?" if out of range. */
+const char *reparam_rht_name(enum reparam_rht r);
+/* Parse "input" or "both" (the CLI values); returns the value (> 0) or -EINVAL. */
+int reparam_rht_parse(const char *name);
 
 /* CLI name of @m ("fp", "rtn", "gptq", "bcq", "shiftadd-lat", ...); "?" if out of range. */
 const char *reparam_method_name(enum reparam_method m);
@@ -46,6 +63,14 @@ struct reparam_opts {
 	double percdamp;       /* GPTQ damping: lambda = percdamp * mean(diag H) (default 0.01) */
 	uint32_t block_size;   /* GPTQ lazy-update block, a multiple of 8 (default 128) */
 	uint64_t seed;	       /* shiftadd-acc-sim: seed of the random rotation */
+	/*
+	 * shiftadd-rht: sides (default INPUT) and the seeds of the input transform (over K; layers
+	 * that read the same activations, q/k/v or gate/up, MUST get the same seed so the engine
+	 * transforms that input once) and of the output transform (over N, BOTH only).
+	 */
+	enum reparam_rht rht;
+	uint64_t rht_seed_in;
+	uint64_t rht_seed_out;
 };
 
 /* Fill @o with the defaults for method @m at @bits bits (apot 3, 50 rounds, 0.01, 128, ...). */
@@ -59,6 +84,9 @@ bool reparam_method_needs_hessian(enum reparam_method m);
  * now on (for BCQ results it is exactly qweight_dequant(&qw)). @has_qweight says @qw holds a
  * BCQ weight the shift-add kernels and the GGUF writer take; uniform methods and acc-sim
  * have only @dense. @deployable is false for acc-sim (dense de-rotated weights) and fp.
+ * shiftadd-rht: @qw is in the transformed basis (with the transforms' normalization folded
+ * in) and @rht / seeds say which run-time transforms it needs; @dense is back in the
+ * original basis, T_outᵀ Q T_in, so a dense forward pass needs no transform.
  */
 struct reparam_result {
 	enum reparam_method method;
@@ -71,6 +99,9 @@ struct reparam_result {
 	double err_weight;	/* ||W - Q||_F^2 */
 	double err_output;	/* tr((W - Q) H (W - Q)^T) with the undamped H; NaN if no H */
 	double rel_err_output;	/* err_output / tr(W H W^T); NaN if no H or W H W^T == 0 */
+	enum reparam_rht rht;	/* shiftadd-rht: transformed sides; NONE otherwise */
+	uint64_t rht_seed_in;	/* valid iff rht != NONE: rht_init(&t, n_cols, seed) */
+	uint64_t rht_seed_out;	/* valid iff rht == BOTH: rht_init(&t, n_rows, seed) */
 };
 
 /*

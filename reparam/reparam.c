@@ -15,7 +15,27 @@ static const char *const method_names[REPARAM_METHOD_COUNT] = {
 	[REPARAM_SHIFTADD_LAT] = "shiftadd-lat",
 	[REPARAM_SHIFTADD_ACC] = "shiftadd-acc",
 	[REPARAM_SHIFTADD_ACC_SIM] = "shiftadd-acc-sim",
+	[REPARAM_SHIFTADD_RHT] = "shiftadd-rht",
 };
+
+static const char *const rht_names[REPARAM_RHT_COUNT] = {
+	[REPARAM_RHT_NONE] = "none",
+	[REPARAM_RHT_INPUT] = "input",
+	[REPARAM_RHT_BOTH] = "both",
+};
+
+const char *reparam_rht_name(enum reparam_rht r)
+{
+	return (unsigned)r < REPARAM_RHT_COUNT ? rht_names[r] : "?";
+}
+
+int reparam_rht_parse(const char *name)
+{
+	for (int r = REPARAM_RHT_INPUT; r < REPARAM_RHT_COUNT; r++)
+		if (name && !strcmp(name, rht_names[r]))
+			return r;
+	return -EINVAL;
+}
 
 const char *reparam_method_name(enum reparam_method m)
 {
@@ -33,13 +53,13 @@ int reparam_method_parse(const char *name)
 bool reparam_method_needs_hessian(enum reparam_method m)
 {
 	return m == REPARAM_GPTQ || m == REPARAM_SHIFTADD_LAT || m == REPARAM_SHIFTADD_ACC ||
-	       m == REPARAM_SHIFTADD_ACC_SIM;
+	       m == REPARAM_SHIFTADD_ACC_SIM || m == REPARAM_SHIFTADD_RHT;
 }
 
 static bool is_bcq(enum reparam_method m)
 {
 	return m == REPARAM_BCQ || m == REPARAM_SHIFTADD_LAT || m == REPARAM_SHIFTADD_ACC ||
-	       m == REPARAM_SHIFTADD_ACC_SIM;
+	       m == REPARAM_SHIFTADD_ACC_SIM || m == REPARAM_SHIFTADD_RHT;
 }
 
 void reparam_opts_init(struct reparam_opts *o, enum reparam_method m, uint32_t bits)
@@ -55,6 +75,9 @@ void reparam_opts_init(struct reparam_opts *o, enum reparam_method m, uint32_t b
 		.percdamp = 0.01,
 		.block_size = 128,
 		.seed = 0,
+		.rht = m == REPARAM_SHIFTADD_RHT ? REPARAM_RHT_INPUT : REPARAM_RHT_NONE,
+		.rht_seed_in = 1,
+		.rht_seed_out = 2,
 	};
 }
 
@@ -126,6 +149,8 @@ static int check_opts(const struct reparam_opts *o, uint32_t n, uint32_t k, cons
 		return errbuf_set(e, -EINVAL, "%s needs the layer's Hessian", method_names[m]);
 	if (o->act_order && !reparam_method_needs_hessian(m))
 		return errbuf_set(e, -EINVAL, "act-order needs a GPTQ method");
+	if (m == REPARAM_SHIFTADD_RHT && o->rht != REPARAM_RHT_INPUT && o->rht != REPARAM_RHT_BOTH)
+		return errbuf_set(e, -EINVAL, "shiftadd-rht needs --rht input or both");
 	return 0;
 }
 
@@ -166,7 +191,8 @@ uint64_t reparam_storage_bits(const struct reparam_opts *o, uint32_t n, uint32_t
 	case REPARAM_BCQ:
 	case REPARAM_SHIFTADD_LAT:
 	case REPARAM_SHIFTADD_ACC:
-	case REPARAM_SHIFTADD_ACC_SIM: {
+	case REPARAM_SHIFTADD_ACC_SIM:
+	case REPARAM_SHIFTADD_RHT: {
 		bool col = o->method == REPARAM_BCQ ? o->layout == QW_LAYOUT_COL
 						    : o->method != REPARAM_SHIFTADD_LAT;
 		uint64_t rb = (n + 7) / 8;
@@ -326,6 +352,9 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 		/* the BCQ weight lives in the rotated basis: not usable as is */
 		qweight_done(&r.qw);
 		r.deployable = false;
+		break;
+	case REPARAM_SHIFTADD_RHT:
+		rc = reparam_rht_run(o, Wd, n, k, H, &r, e);
 		break;
 	default:
 		rc = -EINVAL;

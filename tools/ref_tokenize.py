@@ -265,8 +265,39 @@ def main():
         tok = Tokenizer.from_str(s)
         write_wikitext(a.out, name, tok, text)
         write_cases(a.out, name, tok, CASES + SPM_EXTRA_CASES)
+    # The GPT-2 vocabulary behind the LLaMA-3 and Qwen2 pre-tokenizers (GGUF pre "llama-bpe" /
+    # "qwen2"): checks those regexes and ignore_merges without shipping another vocabulary.
+    for name, regex, ignore in (("gpt2_llama3", RE_LLAMA3, True), ("gpt2_qwen2", RE_QWEN2, False)):
+        tok = gpt2_variant(a.shared, regex, ignore)
+        write_wikitext(a.out, name, tok, text)
+        write_cases(a.out, name, tok, CASES + REGEX_EXTRA_CASES)
+
     write_spm_gguf(a.shared, a.out, text)
     return 0
+
+
+RE_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+             r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+RE_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+            r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+REGEX_EXTRA_CASES = ["I'M HE'S SHE'LL", "1234567 99 7", "x\r\n\r\ny", "foo!!\n\nbar", " \n \n"]
+
+
+def gpt2_variant(shared, regex, ignore_merges):
+    from tokenizers import Regex
+
+    d = os.path.join(shared, "data/tokenizers/gpt2")
+    vocab, merges = models.BPE.read_file(os.path.join(d, "encoder.json"), os.path.join(d, "vocab.bpe"))
+    tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=ignore_merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
+    return tok
 
 
 def write_spm_gguf(shared, out, text):

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/config.h"
 #include "engine/gguf.h"
+#include "engine/model_config.h"
 #include "tests/fuzz/fuzz.h"
 
 static volatile double sink;
@@ -54,8 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			acc += buf[t->n_elems - 1];
 		free(buf);
 	}
-	if (!config_from_gguf(g, &cfg, NULL))
-		(void)config_validate(&cfg, NULL);
+	if (!model_config_from_gguf(g, &cfg, NULL))
+		(void)model_config_validate(&cfg, NULL);
 	sink = acc;
 	gguf_close(g);
 	return 0;

@@ -5,6 +5,14 @@
 # A shim linking more than the engine sets FUZZ_LIBS_<input> / FUZZ_LDLIBS_<input>.
 
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+# Daemon-side inputs: the shared-memory ring (proto/) and a client's protobuf request through
+# the scheduler over the fake backend (daemon/).
+FUZZ_LIBS_ring_slot := $(B)/libproto.a $(B)/libcommon.a
+FUZZ_LDLIBS_ring_slot := $(PROTO_LDLIBS)
+FUZZ_LIBS_request := $(DAEMON_ARCHIVES)
+FUZZ_LDLIBS_request := $(DAEMON_LDLIBS)
+$(B)/tests/fuzz/fuzz_ring_slot.o $(B)/tests/fuzz/fuzz_request.o: | $(PROTO_GEN_H)
 FUZZ_LIBS_DEFAULT := $(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a
 FUZZ_LDLIBS_DEFAULT := $(ENGINE_LDLIBS)
 

@@ -12,6 +12,7 @@
 #include "engine/model.h"
 #include "reparam/calib.h"
 #include "reparam/export.h"
+#include "reparam/mixbits.h"
 #include "reparam/quant.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
@@ -20,8 +21,20 @@ static const struct opt_spec specs[] = {
 	{ "model", 'm', "PATH", NULL, "source model: a GGUF file (required)" },
 	{ "out", 'o', "FILE", NULL, "converted GGUF file to write (required; written atomically)" },
 	{ "method", 'M', "NAME", "shiftadd-acc",
-	  "fp | rtn | gptq | bcq | shiftadd-lat | shiftadd-acc | shiftadd-acc-sim" },
-	{ "bits", 'b', "N", "3", "bits per weight: 2, 3 or 4 (uniform methods: 1..8)" },
+	  "fp | rtn | gptq | bcq | shiftadd-lat | shiftadd-acc | shiftadd-rht | shiftadd-acc-sim" },
+	{ "rht", 0, "SIDES", "input",
+	  "shiftadd-rht: Hadamard-transform the 'input' or 'both' sides" },
+	{ "bits", 'b', "N", "3",
+	  "bits per weight: 2, 3 or 4 (uniform methods: 1..8), or 'auto' for mixed bits" },
+	{ "avg-bits", 0, "B", NULL,
+	  "--bits auto: average bits per weight of the linears, scales counted (never exceeded)" },
+	{ "alloc", 0, "NAME", "exact",
+	  "--bits auto: exact (knapsack on measured errors) | proxy (the paper's ranking)" },
+	{ "alloc-base", 0, "N", "nearest to B",
+	  "--bits auto: width of the measuring pass (2, 3 or 4)" },
+	{ "alloc-save", 0, "FILE", NULL, "--bits auto: save the measured errors as JSON" },
+	{ "alloc-load", 0, "FILE", NULL,
+	  "--bits auto: take the errors from FILE (made with --alloc-save) instead of measuring" },
 	{ "calib", 0, "FILE", "../shared/data/calib/wiki-passages.txt",
 	  "calibration passages, one per line" },
 	{ "nsamples", 0, "N", "128", "calibration windows" },
@@ -45,7 +58,52 @@ struct conv_opts {
 	unsigned threads;
 	bool json, quiet;
 	struct calib_run run;
+	/* --bits auto */
+	bool mixed;
+	double avg_bits;
+	enum mixbits_alloc alloc;
+	unsigned alloc_base; /* 0 = nearest candidate to avg_bits */
+	const char *alloc_save, *alloc_load;
 };
+
+/* "auto" or a width; *@mixed says which. */
+static int parse_bits(const char *s, unsigned *ret, bool *mixed)
+{
+	*mixed = !strcmp(s, "auto");
+	if (*mixed) {
+		*ret = 3;
+		return 0;
+	}
+	return opt_u32("bits", s, ret);
+}
+
+static int parse_alloc(const char *s, struct conv_opts *o)
+{
+	int a = mixbits_alloc_parse(s);
+
+	if (a < 0) {
+		fprintf(stderr, "shiftadd convert: unknown --alloc '%s' (exact or proxy)\n", s);
+		return -EINVAL;
+	}
+	o->alloc = (enum mixbits_alloc)a;
+	return 0;
+}
+
+/* A double, parsed as such: a float budget could round above what the user asked for. */
+static int parse_avg_bits(const char *s, double *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0 && v <= 16)) {
+		fprintf(stderr, "shiftadd convert: invalid value for --avg-bits: '%s'\n", s);
+		return -EINVAL;
+	}
+	*ret = v;
+	return 0;
+}
 
 static int parse_method(const char *s, struct conv_opts *o)
 {
@@ -74,8 +132,18 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		o->out = optarg;
 	else if (!strcmp(n, "method"))
 		r = parse_method(optarg, o);
-	else if (!strcmp(n, "bits") && !(r = opt_u32(n, optarg, &u)))
+	else if (!strcmp(n, "bits") && !(r = parse_bits(optarg, &u, &o->mixed)))
 		q->bits = u;
+	else if (!strcmp(n, "avg-bits"))
+		r = parse_avg_bits(optarg, &o->avg_bits);
+	else if (!strcmp(n, "alloc"))
+		r = parse_alloc(optarg, o);
+	else if (!strcmp(n, "alloc-base"))
+		r = opt_u32(n, optarg, &o->alloc_base);
+	else if (!strcmp(n, "alloc-save"))
+		o->alloc_save = optarg;
+	else if (!strcmp(n, "alloc-load"))
+		o->alloc_load = optarg;
 	else if (!strcmp(n, "calib"))
 		o->calib = optarg;
 	else if (!strcmp(n, "nsamples") && !(r = opt_u32(n, optarg, &u)))
@@ -94,7 +162,16 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		*act = true, *act_set = 1;
 	else if (!strcmp(n, "no-act-order"))
 		*act = false, *act_set = 1;
-	else if (!strcmp(n, "percdamp") && !(r = opt_float(n, optarg, &f)))
+	else if (!strcmp(n, "rht")) {
+		int v2 = reparam_rht_parse(optarg);
+
+		if (v2 <= 0 || q->method != REPARAM_SHIFTADD_RHT) {
+			fprintf(stderr, "shiftadd convert: --rht takes 'input' or 'both' and needs "
+					"--method shiftadd-rht\n");
+			return -EINVAL;
+		}
+		q->rht = (enum reparam_rht)v2;
+	} else if (!strcmp(n, "percdamp") && !(r = opt_float(n, optarg, &f)))
 		q->percdamp = f;
 	else if (!strcmp(n, "threads"))
 		r = opt_u32(n, optarg, &o->threads);
@@ -103,6 +180,33 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 	else if (!strcmp(n, "quiet"))
 		o->quiet = true;
 	return r;
+}
+
+/* --bits auto and its options go together. */
+static int check_mixed(struct conv_opts *o)
+{
+	if (!o->mixed) {
+		if (o->avg_bits || o->alloc_base || o->alloc_save || o->alloc_load) {
+			fprintf(stderr,
+				"shiftadd convert: --avg-bits and --alloc-* need --bits auto\n");
+			return 2;
+		}
+		return 0;
+	}
+	if (!o->avg_bits) {
+		fprintf(stderr, "shiftadd convert: --bits auto needs --avg-bits\n");
+		return 2;
+	}
+	if (o->alloc_load && (o->alloc_save || o->alloc_base)) {
+		fprintf(stderr, "shiftadd convert: --alloc-load measures nothing: no --alloc-save "
+				"or --alloc-base with it\n");
+		return 2;
+	}
+	if (!o->alloc_base) {
+		/* the candidate nearest to the budget, ties upward */
+		o->alloc_base = o->avg_bits < 2.5 ? 2 : o->avg_bits < 3.5 ? 3 : 4;
+	}
+	return 0;
 }
 
 /*
@@ -115,7 +219,7 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 	char so[3 * OPT_MAX + 2];
 	enum reparam_method method = REPARAM_SHIFTADD_ACC;
 	unsigned bits = 3;
-	bool act = true;
+	bool act = true, mixed = false;
 	int act_set = 0, c;
 
 	opt_build(specs, lo, so);
@@ -138,7 +242,7 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 			return 2;
 		if (!strcmp(n, "method"))
 			method = o->run.q.method;
-		if (!strcmp(n, "bits") && opt_u32(n, optarg, &bits) < 0)
+		if (!strcmp(n, "bits") && parse_bits(optarg, &bits, &mixed) < 0)
 			return 2;
 		if (c == '?' || c == ':') {
 			fprintf(stderr, "shiftadd convert: bad option '%s'\n", argv[optind - 1]);
@@ -163,7 +267,7 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 		fprintf(stderr, "shiftadd convert: --model and --out are required (see --help)\n");
 		return 2;
 	}
-	return 0;
+	return check_mixed(o);
 }
 
 /* Fail before hours of work if the output cannot be written. */
@@ -205,8 +309,130 @@ static void on_layer(void *arg, const struct calib_tensor *t, uint32_t done, uin
 		return;
 	if (ll->bar->tty)
 		fprintf(stderr, "\r\033[K");
-	fprintf(stderr, "  %-22s %5u x %-5u %5.2f bpw  rel. output error %.4g  (%.2f s)\n", t->name,
-		r->n_rows, r->n_cols, r->bits_per_weight, r->rel_err_output, t->seconds);
+	fprintf(stderr, "  %-22s %5u x %-5u %u-bit %5.2f bpw  rel. output error %.4g  (%.2f s)\n",
+		t->name, r->n_rows, r->n_cols, r->has_qweight ? r->qw.bits : 32, r->bits_per_weight,
+		r->rel_err_output, t->seconds);
+}
+
+static int load(const struct conv_opts *o, struct model **ret_m)
+{
+	struct errbuf e = { { 0 } };
+	int r = model_load(o->model, ret_m, &e);
+
+	if (r < 0)
+		fprintf(stderr, "shiftadd convert: '%s': %s\n", o->model, errbuf_str(&e, r));
+	return r;
+}
+
+/* One calibration pass over @m, under a progress bar titled @what. */
+static int quantize(struct model *m, struct calib_run *run, const char *what, struct layer_log *ll,
+		    struct calib_out *out, struct errbuf *e)
+{
+	struct progress bar;
+	int r;
+
+	progress_begin(&bar, stderr, what, "steps", 0);
+	ll->bar = &bar;
+	run->progress = progress_cb;
+	run->progress_arg = &bar;
+	r = calib_quantize_model(m, run, out, e);
+	progress_end(&bar);
+	return r;
+}
+
+/*
+ * --bits auto, before the conversion: measure every linear at each candidate width with a
+ * base-width calibration pass (or load a saved measurement), then choose the widths.
+ */
+static int allocate(const struct conv_opts *o, struct mixbits *mb)
+{
+	struct errbuf e = { { 0 } };
+	struct layer_log ll = { .quiet = o->quiet };
+	struct calib_run run = o->run;
+	struct calib_out out = { 0 };
+	struct model *m = NULL;
+	int r;
+
+	if (o->alloc_load) {
+		r = mixbits_load(mb, &o->run.q, o->alloc_load, &e);
+		if (r < 0)
+			goto fail;
+		fprintf(stderr, "convert: errors of %u linears from %s (measured at %u bits)\n",
+			mb->n_layers, o->alloc_load, mb->base_bits);
+	} else {
+		r = mixbits_init(mb, &o->run.q, o->alloc_base, &e);
+		if (r < 0)
+			goto fail;
+		r = load(o, &m);
+		if (r < 0)
+			return r;
+		fprintf(stderr,
+			"convert: pass 1 of 2: %s at %u bits, measuring each linear at 2, 3 "
+			"and 4 bits\n",
+			reparam_method_name(o->run.q.method), o->alloc_base);
+		run.on_layer = on_layer;
+		run.on_layer_arg = &ll;
+		mixbits_measure_hooks(mb, &run);
+		r = quantize(m, &run, "measure", &ll, &out, &e);
+		calib_out_done(&out);
+		model_free(m);
+		if (r == 0)
+			r = mixbits_measure_check(mb, &e);
+		if (r == 0 && o->alloc_save)
+			r = mixbits_save(mb, o->alloc_save, &e);
+		if (r < 0)
+			goto fail;
+	}
+	r = mixbits_solve(mb, o->alloc, o->avg_bits, &e);
+	if (r < 0)
+		goto fail;
+	fprintf(stderr,
+		"convert: %s allocation under %.4g bits: %.4f bits per weight, predicted error "
+		"%.6g%s\n",
+		mixbits_alloc_name(o->alloc), o->avg_bits, mb->avg_bits, mb->predicted_err,
+		mb->exact ? "" : " (knapsack on a coarsened grid)");
+	return 0;
+fail:
+	fprintf(stderr, "shiftadd convert: %s\n", errbuf_str(&e, r));
+	return r;
+}
+
+/* The per-layer result of a mixed-bit conversion, on stdout. */
+static void print_alloc_table(const struct mixbits *mb, const struct calib_out *out)
+{
+	double pred = 0, got = 0, wsum = 0, nsum = 0;
+	uint32_t hist[MIXBITS_N_WIDTHS] = { 0 };
+
+	printf("%-22s %11s %4s %6s %10s %10s %10s %10s %9s\n", "layer", "shape", "bits", "bpw",
+	       "err@2", "err@3", "err@4", "err", "rel.err");
+	for (uint32_t i = 0; i < out->n; i++) {
+		const struct calib_tensor *t = &out->t[i];
+		const struct reparam_result *r = &t->res;
+		const struct mixbits_layer *l = NULL;
+		char shape[24];
+
+		for (uint32_t k = 0; k < mb->n_layers && !l; k++)
+			if (!strcmp(mb->layers[k].name, t->name))
+				l = &mb->layers[k];
+		if (!l)
+			continue;
+		for (uint32_t w = 0; w < MIXBITS_N_WIDTHS; w++)
+			if (mixbits_width(w) == l->bits) {
+				hist[w]++;
+				pred += l->err[w];
+			}
+		got += r->err_output;
+		wsum += r->bits_per_weight * r->n_rows * r->n_cols;
+		nsum += (double)r->n_rows * r->n_cols;
+		snprintf(shape, sizeof(shape), "%ux%u", r->n_rows, r->n_cols);
+		printf("%-22s %11s %4u %6.3f %10.4g %10.4g %10.4g %10.4g %9.5f\n", t->name, shape,
+		       r->has_qweight ? r->qw.bits : 32, r->bits_per_weight, l->err[0], l->err[1],
+		       l->err[2], r->err_output, r->rel_err_output);
+	}
+	printf("widths: %u x 2-bit, %u x 3-bit, %u x 4-bit; %.4f bits per weight (budget %.4g, "
+	       "%s); error %.6g (predicted %.6g)\n",
+	       hist[0], hist[1], hist[2], nsum > 0 ? wsum / nsum : 0, mb->avg_bits_budget,
+	       mixbits_alloc_name(mb->alloc), got, pred);
 }
 
 static int run(struct conv_opts *o)
@@ -214,8 +440,8 @@ static int run(struct conv_opts *o)
 	struct errbuf e = { { 0 } };
 	struct model *m = NULL;
 	struct calib_out out = { 0 };
-	struct progress bar;
-	struct layer_log ll = { .json = o->json, .quiet = o->quiet, .bar = &bar };
+	struct layer_log ll = { .json = o->json, .quiet = o->quiet };
+	struct mixbits mb = { 0 };
 	struct export_meta meta;
 	double t0 = progress_now();
 	int r;
@@ -224,28 +450,45 @@ static int run(struct conv_opts *o)
 	if (r < 0)
 		return 1;
 	o->run.calib.text_path = o->calib ? o->calib : tool_shared_path("calib/wiki-passages.txt");
-	r = model_load(o->model, &m, &e);
-	if (r < 0) {
-		fprintf(stderr, "shiftadd convert: '%s': %s\n", o->model, errbuf_str(&e, r));
-		return 1;
+	if (o->mixed) {
+		r = allocate(o, &mb);
+		if (r < 0)
+			goto out;
+		mixbits_convert_hooks(&mb, &o->run);
 	}
-	fprintf(stderr, "convert: %s, %s %u-bit, %u layers%s\n", o->model,
-		reparam_method_name(o->run.q.method), o->run.q.bits, m->cfg.n_layers,
-		reparam_method_needs_hessian(o->run.q.method) ? "" : " (no calibration needed)");
-	progress_begin(&bar, stderr, "convert", "steps", 0);
+	r = load(o, &m);
+	if (r < 0)
+		goto out;
+	if (o->mixed)
+		fprintf(stderr, "convert: pass 2 of 2: %s at the chosen widths, %u layers\n",
+			reparam_method_name(o->run.q.method), m->cfg.n_layers);
+	else
+		fprintf(stderr, "convert: %s, %s %u-bit, %u layers%s\n", o->model,
+			reparam_method_name(o->run.q.method), o->run.q.bits, m->cfg.n_layers,
+			reparam_method_needs_hessian(o->run.q.method) ? ""
+								      : " (no calibration needed)");
 	o->run.on_layer = on_layer;
 	o->run.on_layer_arg = &ll;
-	o->run.progress = progress_cb;
-	o->run.progress_arg = &bar;
-	r = calib_quantize_model(m, &o->run, &out, &e);
-	progress_end(&bar);
+	r = quantize(m, &o->run, "convert", &ll, &out, &e);
 	if (r < 0) {
 		fprintf(stderr, "shiftadd convert: %s\n", errbuf_str(&e, r));
 		goto out;
 	}
+	if (o->mixed && (mb.n_lookup_miss || out.n != mb.n_layers)) {
+		fprintf(stderr,
+			"shiftadd convert: the measurement has %u linears, the model %u (%u without "
+			"one): was it made for another model?\n",
+			mb.n_layers, out.n, mb.n_lookup_miss);
+		r = -EINVAL;
+		goto out;
+	}
+	if (o->mixed && !o->json)
+		print_alloc_table(&mb, &out);
 	meta = (struct export_meta){ .run = &o->run,
 				     .calib_file = o->run.calib.text_path,
-				     .calib_tokens = out.n_tokens };
+				     .calib_tokens = out.n_tokens,
+				     .alloc = o->mixed ? mixbits_alloc_name(o->alloc) : NULL,
+				     .avg_bits_budget = o->avg_bits };
 	r = export_gguf(o->model, m, &out, &meta, o->out, &e);
 	if (r < 0) {
 		fprintf(stderr, "shiftadd convert: %s\n", errbuf_str(&e, r));
@@ -255,6 +498,7 @@ static int run(struct conv_opts *o)
 out:
 	calib_out_done(&out);
 	model_free(m);
+	mixbits_done(&mb);
 	return r < 0 ? 1 : 0;
 }
 

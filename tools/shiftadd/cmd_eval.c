@@ -193,24 +193,42 @@ out:
 	return r < 0 ? 1 : 0;
 }
 
-int cmd_eval(int argc, char **argv)
+static int cmd_eval_ppl(int argc, char **argv)
 {
 	struct ppl_opts o;
-	int r;
+	int r = parse_ppl(argc, argv, &o);
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fprintf(argc < 2 ? stderr : stdout,
-			"usage: shiftadd eval ppl [OPTIONS]\n\n"
-			"  ppl     WikiText-2 perplexity (run 'shiftadd eval ppl --help')\n");
-		return argc < 2 ? 2 : 0;
-	}
-	if (strcmp(argv[1], "ppl")) {
-		fprintf(stderr, "shiftadd eval: unknown evaluation '%s' (known: ppl)\n", argv[1]);
-		return 2;
-	}
-	r = parse_ppl(argc - 1, argv + 1, &o);
 	if (r)
 		return r == 1 ? 0 : r;
 	tool_set_threads(o.threads);
 	return run_ppl(&o);
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} evals[] = {
+	{ "ppl", cmd_eval_ppl, "WikiText-2 perplexity (run 'shiftadd eval ppl --help')" },
+	{ "tasks", cmd_eval_tasks,
+	  "zero-shot multiple-choice accuracy (run 'shiftadd eval tasks --help')" },
+};
+
+#define N_EVALS (sizeof(evals) / sizeof(evals[0]))
+
+int cmd_eval(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		FILE *f = argc < 2 ? stderr : stdout;
+
+		fprintf(f, "usage: shiftadd eval ppl|tasks [OPTIONS]\n\n");
+		for (size_t i = 0; i < N_EVALS; i++)
+			fprintf(f, "  %-7s %s\n", evals[i].name, evals[i].summary);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < N_EVALS; i++)
+		if (!strcmp(argv[1], evals[i].name))
+			return evals[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "shiftadd eval: unknown evaluation '%s' (known: ppl, tasks)\n", argv[1]);
+	return 2;
 }

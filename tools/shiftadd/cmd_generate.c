@@ -9,7 +9,7 @@
 #include "common/progress.h"
 #include "engine/chat.h"
 #include "engine/model.h"
-#include "engine/sample.h"
+#include "engine/sampler.h"
 #include "engine/tokenizer.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
@@ -181,7 +181,11 @@ static int run(const struct gen_opts *o)
 	struct model *m = NULL;
 	struct pool *pool = NULL;
 	struct kv_cache kv = { 0 };
-	struct sampler smp = { 0 };
+	struct sampler_params sp = {
+		.temperature = o->temp, .top_k = o->top_k, .top_p = o->top_p, .seed = o->seed
+	};
+	struct sampler_cand *cand = NULL;
+	uint64_t rng = sampler_seed(o->seed);
 	int32_t *ids = NULL, eot, tok;
 	size_t n_prompt, n_ctx, out_len = 0, out_cap = 4096;
 	char *out = malloc(out_cap);
@@ -218,8 +222,8 @@ static int run(const struct gen_opts *o)
 		eot = tokenizer_find(m->tok, "<|eot_id|>");
 	logits = malloc(m->cfg.n_vocab * sizeof(float));
 	r = !logits || !out ? -ENOMEM : kv_cache_init(&kv, m, 1, n_ctx);
-	if (r == 0)
-		r = sampler_init(&smp, m->cfg.n_vocab, o->temp, o->top_k, o->top_p, o->seed);
+	if (r == 0 && !(cand = malloc(m->cfg.n_vocab * sizeof(*cand))))
+		r = -ENOMEM;
 	if (r < 0)
 		goto out;
 	r = model_forward_seq(m, &kv, 0, ids, n_prompt, 0, logits);
@@ -228,7 +232,7 @@ static int run(const struct gen_opts *o)
 		char piece[256];
 		int len;
 
-		tok = sampler_sample(&smp, logits);
+		tok = sampler_sample(&sp, &rng, logits, m->cfg.n_vocab, cand);
 		if (is_stop(m, tok, eot))
 			break;
 		n_gen++;
@@ -280,7 +284,7 @@ out:
 	free(out);
 	free(ids);
 	free(logits);
-	sampler_done(&smp);
+	free(cand);
 	kv_cache_done(&kv);
 	model_free(m);
 	pool_free(pool);

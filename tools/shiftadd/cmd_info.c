@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "engine/dtype.h"
 #include "engine/gguf.h"
+#include "kernels/qweight.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
 
@@ -36,6 +38,19 @@ static void put_json_str(const char *s, size_t n)
 	putchar('"');
 }
 
+/* A numeric scalar's value (gguf_arr_num reads arrays only); NaN for other types. */
+static double scalar_num(const struct gguf_kv *kv)
+{
+	struct gguf_kv one = *kv;
+
+	if (kv->type == GGUF_VT_ARRAY || kv->type == GGUF_VT_STRING)
+		return NAN;
+	one.type = GGUF_VT_ARRAY;
+	one.arr_type = kv->type;
+	one.n = 1;
+	return gguf_arr_num(&one, 0);
+}
+
 /* Scalars and strings in full; arrays as their length and first items. */
 static void put_value(const struct gguf_kv *kv, bool json)
 {
@@ -62,7 +77,109 @@ static void put_value(const struct gguf_kv *kv, bool json)
 		printf("%s", *(const uint8_t *)kv->data ? "true" : "false");
 		return;
 	}
-	printf("%.10g", gguf_arr_num(kv, 0));
+	printf("%.10g", scalar_num(kv));
+}
+
+/* shiftadd.tensor_* arrays of a converted file: one entry per linear, all of one length. */
+struct sa_layers {
+	const struct gguf_kv *names, *bits, *layout, *bpw, *rel;
+	uint64_t n;
+};
+
+static const struct gguf_kv *num_array(const struct gguf_file *g, const char *key, uint64_t n)
+{
+	const struct gguf_kv *kv = gguf_find_kv(g, key);
+
+	return kv && kv->type == GGUF_VT_ARRAY && kv->data && kv->n == n &&
+			       kv->arr_type != GGUF_VT_STRING && kv->arr_type != GGUF_VT_ARRAY
+		       ? kv
+		       : NULL;
+}
+
+/* False if @g is not a converted file or its per-layer arrays disagree (then no table). */
+static bool sa_layers_get(const struct gguf_file *g, struct sa_layers *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->names = gguf_find_kv(g, "shiftadd.tensor_names");
+	if (!l->names || l->names->type != GGUF_VT_ARRAY || l->names->arr_type != GGUF_VT_STRING ||
+	    !l->names->data || !l->names->n)
+		return false;
+	l->n = l->names->n;
+	l->bits = num_array(g, "shiftadd.tensor_bits", l->n);
+	l->layout = num_array(g, "shiftadd.tensor_layout", l->n);
+	l->bpw = num_array(g, "shiftadd.tensor_bpw", l->n);
+	l->rel = num_array(g, "shiftadd.tensor_rel_err", l->n);
+	return l->bits && l->layout && l->bpw && l->rel;
+}
+
+static const char *layout_name(double v)
+{
+	if (v == QW_LAYOUT_COL)
+		return "col";
+	if (v == QW_LAYOUT_BLOCK)
+		return "block";
+	return "dense";
+}
+
+/* The per-layer table of a converted file: width, layout, bits per weight, output error. */
+static void print_layers_text(const struct gguf_file *g)
+{
+	const struct gguf_kv *alloc = gguf_find_kv(g, "shiftadd.alloc");
+	const struct gguf_kv *budget = gguf_find_kv(g, "shiftadd.avg_bits_budget");
+	const struct gguf_kv *avg = gguf_find_kv(g, "shiftadd.avg_bits");
+	uint64_t hist[6] = { 0 };
+	struct sa_layers l;
+
+	if (!sa_layers_get(g, &l))
+		return;
+	printf("\nlayers (shiftadd.tensor_*):\n  %-28s %4s %-6s %7s %10s\n", "name", "bits",
+	       "layout", "bpw", "rel.err");
+	for (uint64_t i = 0; i < l.n; i++) {
+		const struct gguf_str *nm = &((const struct gguf_str *)l.names->data)[i];
+		double b = gguf_arr_num(l.bits, i);
+
+		printf("  %-28.*s %4.0f %-6s %7.3f %10.4g\n", (int)(nm->len > 64 ? 64 : nm->len),
+		       nm->data, b, layout_name(gguf_arr_num(l.layout, i)), gguf_arr_num(l.bpw, i),
+		       gguf_arr_num(l.rel, i));
+		hist[b >= 1 && b <= 4 ? (int)b : 5]++;
+	}
+	printf("  widths: %" PRIu64 " x 1-bit, %" PRIu64 " x 2-bit, %" PRIu64 " x 3-bit, %" PRIu64
+	       " x 4-bit, %" PRIu64 " other",
+	       hist[1], hist[2], hist[3], hist[4], hist[5] + hist[0]);
+	if (avg && avg->type == GGUF_VT_FLOAT32)
+		printf("; %.4f bits per weight", scalar_num(avg));
+	if (alloc && alloc->type == GGUF_VT_STRING) {
+		const struct gguf_str *a = alloc->data;
+
+		printf("; %.*s allocation", (int)(a->len > 16 ? 16 : a->len), a->data);
+	}
+	if (budget && budget->type == GGUF_VT_FLOAT32)
+		printf(" under %.4g bits", scalar_num(budget));
+	putchar('\n');
+}
+
+static void print_layers_json(const struct gguf_file *g)
+{
+	struct sa_layers l;
+
+	if (!sa_layers_get(g, &l))
+		return;
+	printf(", \"layers\": [");
+	for (uint64_t i = 0; i < l.n; i++) {
+		const struct gguf_str *nm = &((const struct gguf_str *)l.names->data)[i];
+
+		printf("%s{\"name\": ", i ? ", " : "");
+		put_json_str(nm->data, nm->len);
+		double rel = gguf_arr_num(l.rel, i);
+
+		printf(", \"bits\": %.0f, \"layout\": \"%s\", \"bits_per_weight\": %.6g, ",
+		       gguf_arr_num(l.bits, i), layout_name(gguf_arr_num(l.layout, i)),
+		       gguf_arr_num(l.bpw, i));
+		/* no Hessian, no output error: JSON has no NaN */
+		printf(isfinite(rel) ? "\"rel_err_output\": %.6g}" : "\"rel_err_output\": null}",
+		       rel);
+	}
+	printf("]");
 }
 
 static void print_text(const struct gguf_file *g, bool all_tensors)
@@ -102,6 +219,7 @@ static void print_text(const struct gguf_file *g, bool all_tensors)
 			       bytes[ty] / 1048576.0);
 	}
 	printf("  total    %" PRIu64 " parameters\n", total);
+	print_layers_text(g);
 }
 
 static void print_json(const struct gguf_file *g)
@@ -125,7 +243,9 @@ static void print_json(const struct gguf_file *g)
 		       di && di->name ? di->name : "?", t->ne[0], t->ne[1], t->ne[2], t->ne[3],
 		       t->n_bytes);
 	}
-	printf("]}\n");
+	printf("]");
+	print_layers_json(g);
+	printf("}\n");
 }
 
 int cmd_info(int argc, char **argv)

@@ -7,6 +7,8 @@
 int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+/* `eval tasks` (cmd_eval_tasks.c); argv starts at "tasks". */
+int cmd_eval_tasks(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 

@@ -20,7 +20,8 @@ struct command {
 static const struct command commands[] = {
 	{ "convert", cmd_convert, "reparameterize a model into shift-add form (or a baseline)" },
 	{ "generate", cmd_generate, "generate text from a model, streaming tokens to stdout" },
-	{ "eval", cmd_eval, "evaluate a model: 'eval ppl' (WikiText-2 perplexity)" },
+	{ "eval", cmd_eval,
+	  "evaluate a model: 'eval ppl' (WikiText-2 perplexity), 'eval tasks' (zero-shot)" },
 	{ "info", cmd_info, "show what a GGUF file holds (metadata, tensors, shiftadd fields)" },
 	{ "tokenize", cmd_tokenize, "print the token ids of a text" },
 	{ NULL, NULL, NULL },

@@ -4,9 +4,9 @@
  * transformers-5 layout (rope_parameters) and the Hub's older layout, expected values as set
  * in that script; GGUF metadata of the real model and of writer-built files.
  */
-#include "engine/config.h"
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
+#include "engine/model_config.h"
 #include "tests/unit/engine/loaders_util.h"
 
 #include <errno.h>
@@ -29,10 +29,10 @@ static void load(const char *name, struct model_config *c)
 	int ret;
 
 	snprintf(path, sizeof(path), CFG_DIR "%s", name);
-	ret = config_from_hf_json(path, c, &e);
+	ret = model_config_from_hf_json(path, c, &e);
 	if (ret)
 		fail_msg("%s: %s", name, errbuf_str(&e, ret));
-	ret = config_validate(c, &e);
+	ret = model_config_validate(c, &e);
 	if (ret)
 		fail_msg("%s: invalid: %s", name, errbuf_str(&e, ret));
 }
@@ -166,7 +166,7 @@ static void test_opt(void **state)
 static int parse_str(const char *json, struct model_config *c, struct errbuf *e)
 {
 	e->msg[0] = 0;
-	return config_from_hf_json_mem(json, strlen(json), c, e);
+	return model_config_from_hf_json_mem(json, strlen(json), c, e);
 }
 
 #define BASE \
@@ -219,7 +219,7 @@ static void test_bad_configs(void **state)
 		if (ret)
 			assert_true(e.msg[0] != 0);
 	}
-	assert_int_equal(config_from_hf_json(CFG_DIR "missing.json", &c, &e), -ENOENT);
+	assert_int_equal(model_config_from_hf_json(CFG_DIR "missing.json", &c, &e), -ENOENT);
 }
 
 static void test_validate_catches_inconsistency(void **state)
@@ -228,35 +228,35 @@ static void test_validate_catches_inconsistency(void **state)
 	struct errbuf e;
 
 	assert_int_equal(parse_str("{\"model_type\":\"llama\"," BASE "}", &c, &e), 0);
-	assert_int_equal(config_validate(&c, &e), 0);
+	assert_int_equal(model_config_validate(&c, &e), 0);
 	bad = c;
 	bad.n_kv_heads = 3; /* 2 heads not a multiple of 3 kv heads */
-	assert_int_equal(config_validate(&bad, &e), -EBADMSG);
+	assert_int_equal(model_config_validate(&bad, &e), -EBADMSG);
 	bad = c;
 	bad.n_heads = 4;
 	bad.n_kv_heads = 3;
-	assert_int_equal(config_validate(&bad, &e), -EBADMSG);
+	assert_int_equal(model_config_validate(&bad, &e), -EBADMSG);
 	bad = c;
 	bad.head_dim = 3;
-	assert_int_equal(config_validate(&bad, &e), -EBADMSG);
+	assert_int_equal(model_config_validate(&bad, &e), -EBADMSG);
 	bad = c;
 	bad.n_layers = 0;
-	assert_int_equal(config_validate(&bad, &e), -EBADMSG);
+	assert_int_equal(model_config_validate(&bad, &e), -EBADMSG);
 	bad = c;
 	bad.n_vocab = 1u << 30;
-	assert_int_equal(config_validate(&bad, &e), -EBADMSG);
+	assert_int_equal(model_config_validate(&bad, &e), -EBADMSG);
 	bad = c;
 	bad.norm_eps = 0;
-	assert_int_equal(config_validate(&bad, &e), -EBADMSG);
+	assert_int_equal(model_config_validate(&bad, &e), -EBADMSG);
 	bad = c;
 	bad.rope_scaling = ROPE_SCALING_LLAMA3;
 	bad.rope_factor = 8;
 	bad.rope_low_freq_factor = 4;
 	bad.rope_high_freq_factor = 1;
 	bad.rope_orig_ctx = 8192;
-	assert_int_equal(config_validate(&bad, &e), -EBADMSG);
+	assert_int_equal(model_config_validate(&bad, &e), -EBADMSG);
 	bad.rope_high_freq_factor = 8;
-	assert_int_equal(config_validate(&bad, &e), 0);
+	assert_int_equal(model_config_validate(&bad, &e), 0);
 }
 
 static void test_gguf_real_model(void **state)
@@ -268,8 +268,8 @@ static void test_gguf_real_model(void **state)
 	if (access(LOADERS_MODEL, R_OK))
 		skip();
 	assert_int_equal(gguf_open(LOADERS_MODEL, &g, &e), 0);
-	assert_int_equal(config_from_gguf(g, &c, &e), 0);
-	assert_int_equal(config_validate(&c, &e), 0);
+	assert_int_equal(model_config_from_gguf(g, &c, &e), 0);
+	assert_int_equal(model_config_validate(&c, &e), 0);
 	check_smollm2(&c);
 	gguf_close(g);
 }
@@ -303,8 +303,8 @@ static void test_gguf_qwen2_and_vocab_from_tokens(void **state)
 	gguf_writer_add_tensor(w, "output.weight", GGML_TYPE_F32, 2, ne, out, sizeof(out));
 	assert_int_equal(gguf_writer_write_mem(w, &buf, &n), 0);
 	assert_int_equal(gguf_open_mem(buf, n, &g, &e), 0);
-	assert_int_equal(config_from_gguf(g, &c, &e), 0);
-	assert_int_equal(config_validate(&c, &e), 0);
+	assert_int_equal(model_config_from_gguf(g, &c, &e), 0);
+	assert_int_equal(model_config_validate(&c, &e), 0);
 	assert_true(c.qkv_bias);
 	assert_int_equal(c.n_vocab, 5);
 	assert_int_equal(c.n_layers, 2);
@@ -325,7 +325,7 @@ static void test_gguf_qwen2_and_vocab_from_tokens(void **state)
 	gguf_writer_add_str(w, "general.architecture", "gemma3", 6);
 	assert_int_equal(gguf_writer_write_mem(w, &buf, &n), 0);
 	assert_int_equal(gguf_open_mem(buf, n, &g, &e), 0);
-	assert_int_equal(config_from_gguf(g, &c, &e), -EOPNOTSUPP);
+	assert_int_equal(model_config_from_gguf(g, &c, &e), -EOPNOTSUPP);
 	gguf_close(g);
 	free(buf);
 	gguf_writer_free(w);
@@ -334,7 +334,7 @@ static void test_gguf_qwen2_and_vocab_from_tokens(void **state)
 	gguf_writer_add_u32(w, "llama.block_count", 2);
 	assert_int_equal(gguf_writer_write_mem(w, &buf, &n), 0);
 	assert_int_equal(gguf_open_mem(buf, n, &g, &e), 0);
-	assert_int_equal(config_from_gguf(g, &c, &e), -EBADMSG);
+	assert_int_equal(model_config_from_gguf(g, &c, &e), -EBADMSG);
 	assert_non_null(strstr(e.msg, "llama."));
 	gguf_close(g);
 	free(buf);

@@ -249,6 +249,45 @@ static void test_batched_step_equals_separate_runs(void **state)
 	free(r);
 }
 
+/*
+ * A long prompt in one step (attention split into query blocks) equals the same prompt fed
+ * in uneven chunks through the KV cache.
+ */
+static void test_long_prefill_equals_chunked_prefill(void **state)
+{
+	enum {
+		N = 600,
+		CHUNK = 97
+	};
+	struct model *m = NULL;
+	struct kv_cache kv;
+	int32_t tok[N];
+	float *a, *b;
+	double d = 0;
+
+	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
+	for (uint32_t i = 0; i < N; i++)
+		tok[i] = (int32_t)(17 + (i * 7919u) % 40000u);
+	a = malloc(m->cfg.n_vocab * sizeof(float));
+	b = malloc(m->cfg.n_vocab * sizeof(float));
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(kv_cache_init(&kv, m, 1, N), 0);
+	assert_int_equal(model_forward_seq(m, &kv, 0, tok, N, 0, a), 0);
+	for (uint32_t p = 0; p < N; p += CHUNK)
+		assert_int_equal(
+			model_forward_seq(m, &kv, 0, tok + p, N - p < CHUNK ? N - p : CHUNK, p, b),
+			0);
+	for (uint32_t i = 0; i < m->cfg.n_vocab; i++)
+		d = fabs(a[i] - b[i]) > d ? fabs(a[i] - b[i]) : d;
+	printf("smollm2: 600-token prefill vs chunked, max |diff| %.3g\n", d);
+	assert_true(d <= LOGIT_TOL);
+	kv_cache_done(&kv);
+	free(a);
+	free(b);
+	model_free(m);
+}
+
 static void test_missing_model_is_an_error(void **state)
 {
 	struct errbuf e = { { 0 } };
@@ -268,6 +307,7 @@ int test_model_run(void)
 		cmocka_unit_test(test_batched_step_equals_separate_runs),
 		cmocka_unit_test(test_smollm2_matches_transformers),
 		cmocka_unit_test(test_smollm2_close_to_transformers_f32),
+		cmocka_unit_test(test_long_prefill_equals_chunked_prefill),
 		cmocka_unit_test(test_missing_model_is_an_error),
 	};
 	return cmocka_run_group_tests_name("engine/model", tests, NULL, NULL);

@@ -7,6 +7,9 @@
  *   *_cases.tsv     tricky strings: hex(text) TAB ids TAB hex(HF decode)
  */
 #include "common/sha256.h"
+#include "engine/gguf.h"
+#include "engine/gguf_write.h"
+#include "engine/tok_internal.h"
 #include "engine/tokenizer.h"
 
 #include <setjmp.h>
@@ -15,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -131,7 +136,7 @@ static double now_s(void)
 }
 
 /* Encode the whole WikiText-2 test text and compare with the fixture, exactly. */
-static void check_wikitext(const struct tokenizer *t, const char *name)
+static void check_wikitext_opt(const struct tokenizer *t, const char *name, bool parse_special)
 {
 	struct wt_fixture f;
 	size_t len = 0, n, i;
@@ -146,7 +151,7 @@ static void check_wikitext(const struct tokenizer *t, const char *name)
 		skip();
 	load_wt_fixture(name, &f);
 	t0 = now_s();
-	assert_int_equal(tokenizer_encode(t, text, len, true, &ids, &n), 0);
+	assert_int_equal(tokenizer_encode(t, text, len, parse_special, &ids, &n), 0);
 	print_message("%s: %zu bytes -> %zu tokens in %.3f s\n", name, len, n, now_s() - t0);
 	assert_int_equal(f.n_first, n < 256 ? n : 256);
 	for (i = 0; i < f.n_first; i++)
@@ -168,6 +173,12 @@ static void check_wikitext(const struct tokenizer *t, const char *name)
 	free(text);
 }
 
+/* HF matches special tokens in text by default: parse_special = true gives its ids. */
+static void check_wikitext(const struct tokenizer *t, const char *name)
+{
+	check_wikitext_opt(t, name, true);
+}
+
 static size_t unhex(const char *s, char *out)
 {
 	size_t n = 0;
@@ -185,6 +196,7 @@ enum case_checks {
 	CASE_IDS = 1,
 	CASE_HF_DECODE = 2,  /* our decode equals HF's decode */
 	CASE_ROUND_TRIP = 4, /* decode(encode(x)) == x */
+	CASE_PLAIN = 8,	     /* encode with parse_special = false (SentencePiece reference) */
 };
 
 static void check_cases(const struct tokenizer *t, const char *name, int checks)
@@ -206,7 +218,8 @@ static void check_cases(const struct tokenizer *t, const char *name, int checks)
 		tlen = unhex(line, text);
 		dlen = unhex(tab2 + 1, dec);
 		n_want = parse_ids(tab1 + 1, want, 2048);
-		assert_int_equal(tokenizer_encode(t, text, tlen, true, &ids, &n), 0);
+		assert_int_equal(tokenizer_encode(t, text, tlen, !(checks & CASE_PLAIN), &ids, &n),
+				 0);
 		if (checks & CASE_IDS) {
 			if (n != n_want)
 				fail_msg("%s case %d '%s': %zu ids, HF has %zu", name, n_cases,
@@ -337,6 +350,35 @@ static void test_gpt2_missing_files_fail_cleanly(void **state)
 	assert_null(t);
 }
 
+/*
+ * The LLaMA-3 and Qwen2 pre-tokenizer presets (GGUF pre "llama-bpe" / "qwen2") over the GPT-2
+ * vocabulary, against HF Split(regex) + ByteLevel(use_regex=false) on the same vocabulary.
+ * The preset is swapped in through the internal header, as tok_gguf.c would set it.
+ */
+static void check_regex_preset(const char *name, const char *re, bool ignore_merges)
+{
+	struct tokenizer *t = gpt2();
+
+	pcre2_code_free(t->pretok[0].re);
+	t->n_pretok = 0;
+	assert_int_equal(tok_add_pretok(t, re, strlen(re), false, TOK_SPLIT_ISOLATED, false, NULL),
+			 0);
+	t->ignore_merges = ignore_merges;
+	check_wikitext(t, name);
+	check_cases(t, name, CASE_IDS | CASE_HF_DECODE | CASE_ROUND_TRIP);
+	tokenizer_free(t);
+}
+
+static void test_llama3_regex_preset_matches_hf(void **state)
+{
+	check_regex_preset("gpt2_llama3", tok_re_llama3, true);
+}
+
+static void test_qwen2_regex_preset_matches_hf(void **state)
+{
+	check_regex_preset("gpt2_qwen2", tok_re_qwen2, false);
+}
+
 /* ---- SentencePiece-style BPE with byte fallback (tokenizer.json) ---- */
 
 static struct tokenizer *from_json(const char *path)
@@ -458,6 +500,30 @@ static void test_bad_tokenizer_json_is_rejected(void **state)
 	assert_int_equal(load_str("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},"
 				  "\"byte_fallback\":\"yes\"}}"),
 			 -EBADMSG);
+	/* cJSON passes raw bytes through: a normalizer string that is not UTF-8 is refused */
+	assert_int_equal(load_str("{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":"
+				  "\" \"},\"content\":\"\xff\"},"
+				  "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}}}"),
+			 -EBADMSG);
+}
+
+/* An added token spelled as a lone UTF-8 continuation byte never splits a character. */
+static void test_added_token_never_splits_a_character(void **state)
+{
+	const char *json = "{\"added_tokens\":[{\"id\":1,\"content\":\"\xa9\",\"special\":true}],"
+			   "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},"
+			   "\"model\":{\"type\":\"BPE\",\"vocab\":{\"\xc3\x83\":0},\"merges\":[]}}";
+	struct tokenizer *t = NULL;
+	int32_t *ids;
+	size_t n;
+
+	assert_int_equal(tokenizer_from_hf_json_mem(json, strlen(json), &t, NULL), 0);
+	/* "é" = c3 a9: the byte-level symbol for 0xc3 is "Ã" (id 0); 0xa9 is not in the vocab */
+	assert_int_equal(tokenizer_encode(t, "\xc3\xa9", 2, true, &ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 0);
+	free(ids);
+	tokenizer_free(t);
 }
 
 /* HF Split behaviours on a toy vocab, spelled out by hand. */
@@ -506,6 +572,232 @@ static void test_split_behaviors(void **state)
 	}
 }
 
+/* ---- GGUF metadata ---- */
+
+#define SMOLLM2_GGUF "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static struct tokenizer *from_gguf(const char *path, struct gguf_file **ret_g)
+{
+	struct gguf_file *g = NULL;
+	struct tokenizer *t = NULL;
+	struct errbuf e = { { 0 } };
+	int ret;
+
+	ret = gguf_open(path, &g, &e);
+	if (ret)
+		fail_msg("%s: %s", path, errbuf_str(&e, ret));
+	ret = tokenizer_from_gguf(g, &t, &e);
+	if (ret)
+		fail_msg("%s: %s", path, errbuf_str(&e, ret));
+	*ret_g = g;
+	return t;
+}
+
+static void test_smollm2_gguf_wikitext_matches_hf(void **state)
+{
+	struct gguf_file *g;
+	struct tokenizer *t;
+
+	if (access(SMOLLM2_GGUF, R_OK))
+		skip();
+	t = from_gguf(SMOLLM2_GGUF, &g);
+	assert_int_equal(tokenizer_kind(t), TOK_BYTE_BPE);
+	assert_int_equal(tokenizer_n_vocab(t), 49152);
+	assert_int_equal(tokenizer_bos(t), 1);
+	assert_int_equal(tokenizer_eos(t), 2);
+	assert_false(tokenizer_add_bos(t));
+	assert_true(tokenizer_is_special(t, tokenizer_find(t, "<|im_start|>")));
+	check_wikitext(t, "smollm2");
+	check_cases(t, "smollm2", CASE_IDS | CASE_HF_DECODE | CASE_ROUND_TRIP);
+	tokenizer_free(t);
+	gguf_close(g);
+}
+
+/* A SentencePiece BPE model in GGUF (score merges, byte fallback) against sentencepiece. */
+static void test_spm_gguf_matches_sentencepiece(void **state)
+{
+	struct gguf_file *g;
+	struct tokenizer *t = from_gguf(FIX "spm_gguf.gguf", &g);
+	const char *s = "a<|user|>b";
+	int32_t *ids;
+	size_t n;
+
+	assert_int_equal(tokenizer_kind(t), TOK_SPM_BPE);
+	assert_int_equal(tokenizer_bos(t), 1);
+	assert_int_equal(tokenizer_eos(t), 2);
+	assert_true(tokenizer_add_bos(t));
+	check_wikitext_opt(t, "spm_gguf", false);
+	check_cases(t, "spm_gguf", CASE_IDS | CASE_HF_DECODE | CASE_PLAIN);
+	/* control tokens are text unless asked for; <s> is one token when asked */
+	assert_int_equal(tokenizer_encode(t, "<s>", 3, true, &ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 1);
+	free(ids);
+	/* user-defined (type 4) pieces are matched even without parse_special */
+	assert_int_equal(tokenizer_encode(t, s, strlen(s), false, &ids, &n), 0);
+	assert_true(n >= 3);
+	assert_int_equal(ids[n - 2], tokenizer_find(t, "<|user|>"));
+	free(ids);
+	tokenizer_free(t);
+	gguf_close(g);
+}
+
+/* Hostile tokenizer metadata, built with the GGUF writer: errors, never crashes. */
+enum bad_gguf {
+	BG_VALID,
+	BG_NO_MODEL,
+	BG_MODEL_BERT,
+	BG_TOKENS_NOT_ARRAY,
+	BG_TYPES_SHORT,
+	BG_TYPE_9,
+	BG_BOS_OOR,
+	BG_NO_MERGES,
+	BG_MERGE_UNKNOWN,
+	BG_MERGE_NO_SPACE,
+	BG_PRE_UNKNOWN,
+	BG_LLAMA_NO_SCORES,
+	BG_DUP_TOKEN,
+	BG_COUNT,
+};
+
+static int load_bad_gguf(enum bad_gguf which)
+{
+	static const char *const toks[] = { "a", "b", "ab", "<|x|>", "a" };
+	static const char *const merges[] = { "a b" }, *const bad_merge[] = { "a c" },
+				 *const nospace[] = { "ab" };
+	int32_t types[] = { 1, 1, 1, 3, 9 };
+	struct gguf_writer *w = gguf_writer_new();
+	struct gguf_file *g = NULL;
+	struct tokenizer *t = NULL;
+	struct errbuf e = { { 0 } };
+	void *img;
+	size_t size;
+	int ret;
+
+	assert_non_null(w);
+	if (which != BG_NO_MODEL)
+		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.model",
+						     which == BG_MODEL_BERT	   ? "bert"
+						     : which == BG_LLAMA_NO_SCORES ? "llama"
+										   : "gpt2",
+						     which == BG_MODEL_BERT
+							     ? 4
+							     : 5 - (which != BG_LLAMA_NO_SCORES)),
+				 0);
+	if (which == BG_TOKENS_NOT_ARRAY)
+		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.tokens", "a", 1), 0);
+	else
+		assert_int_equal(gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens", toks, NULL,
+							 which == BG_DUP_TOKEN ? 5 : 4),
+				 0);
+	if (which == BG_TYPE_9)
+		types[1] = 9;
+	assert_int_equal(gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, types,
+					     which == BG_TYPES_SHORT ? 3
+					     : which == BG_DUP_TOKEN ? 5
+								     : 4),
+			 0);
+	if (which != BG_NO_MERGES)
+		assert_int_equal(gguf_writer_add_str_arr(w, "tokenizer.ggml.merges",
+							 which == BG_MERGE_UNKNOWN    ? bad_merge
+							 : which == BG_MERGE_NO_SPACE ? nospace
+										      : merges,
+							 NULL, 1),
+				 0);
+	assert_int_equal(
+		gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", which == BG_BOS_OOR ? 4 : 3),
+		0);
+	if (which == BG_PRE_UNKNOWN)
+		assert_int_equal(gguf_writer_add_str(w, "tokenizer.ggml.pre", "klingon", 7), 0);
+	assert_int_equal(gguf_writer_write_mem(w, &img, &size), 0);
+	gguf_writer_free(w);
+	assert_int_equal(gguf_open_mem(img, size, &g, NULL), 0);
+	ret = tokenizer_from_gguf(g, &t, &e);
+	if (ret) {
+		assert_null(t);
+		assert_true(e.msg[0] != 0);
+	} else {
+		int32_t *ids;
+		size_t n;
+
+		assert_int_equal(tokenizer_encode(t, "ab<|x|>", 7, true, &ids, &n), 0);
+		assert_int_equal(n, 2);
+		assert_int_equal(ids[0], 2);
+		assert_int_equal(ids[1], 3);
+		free(ids);
+	}
+	tokenizer_free(t);
+	gguf_close(g);
+	free(img);
+	return ret;
+}
+
+static void test_bad_gguf_tokenizer_is_rejected(void **state)
+{
+	static const int want[BG_COUNT] = {
+		[BG_VALID] = 0,
+		[BG_NO_MODEL] = -EBADMSG,
+		[BG_MODEL_BERT] = -EOPNOTSUPP,
+		[BG_TOKENS_NOT_ARRAY] = -EBADMSG,
+		[BG_TYPES_SHORT] = -EBADMSG,
+		[BG_TYPE_9] = -EBADMSG,
+		[BG_BOS_OOR] = -EBADMSG,
+		[BG_NO_MERGES] = -EBADMSG,
+		[BG_MERGE_UNKNOWN] = -EBADMSG,
+		[BG_MERGE_NO_SPACE] = -EBADMSG,
+		[BG_PRE_UNKNOWN] = -EOPNOTSUPP,
+		[BG_LLAMA_NO_SCORES] = -EBADMSG,
+		[BG_DUP_TOKEN] = -EBADMSG,
+	};
+
+	for (int i = 0; i < BG_COUNT; i++) {
+		int ret = load_bad_gguf((enum bad_gguf)i);
+
+		if (ret != want[i])
+			fail_msg("case %d: got %d, want %d", i, ret, want[i]);
+	}
+}
+
+/* BOS/EOS/add_bos from a tokenizer_config.json beside tokenizer.json. */
+static void test_hf_json_reads_tokenizer_config(void **state)
+{
+	char dir[] = "/tmp/tok-cfg-XXXXXX", path[128];
+	const char *cfg = "{\"bos_token\":{\"content\":\"</s>\",\"lstrip\":false},"
+			  "\"eos_token\":\"<unk>\",\"add_bos_token\":false}";
+	size_t len;
+	char *json = slurp(FIX "spm_bpe.json", &len);
+	struct tokenizer *t;
+	FILE *f;
+
+	assert_non_null(json);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(json, 1, len, f), len);
+	fclose(f);
+	t = from_json(path);
+	assert_int_equal(tokenizer_bos(t), 1); /* from the post-processor */
+	assert_true(tokenizer_add_bos(t));
+	tokenizer_free(t);
+	snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	fputs(cfg, f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+	t = from_json(path);
+	assert_int_equal(tokenizer_bos(t), 2);
+	assert_int_equal(tokenizer_eos(t), 0);
+	assert_false(tokenizer_add_bos(t));
+	tokenizer_free(t);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
+	unlink(path);
+	rmdir(dir);
+	free(json);
+}
+
 int test_tokenizer_run(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -514,11 +806,18 @@ int test_tokenizer_run(void)
 		cmocka_unit_test(test_gpt2_special_tokens_only_when_asked),
 		cmocka_unit_test(test_encode_rejects_invalid_utf8_and_bad_ids),
 		cmocka_unit_test(test_gpt2_missing_files_fail_cleanly),
+		cmocka_unit_test(test_llama3_regex_preset_matches_hf),
+		cmocka_unit_test(test_qwen2_regex_preset_matches_hf),
 		cmocka_unit_test(test_spm_wikitext_matches_hf),
 		cmocka_unit_test(test_spm_tricky_strings_and_byte_fallback_match_hf),
 		cmocka_unit_test(test_spm_metaspace_layout_matches_hf),
 		cmocka_unit_test(test_bad_tokenizer_json_is_rejected),
 		cmocka_unit_test(test_split_behaviors),
+		cmocka_unit_test(test_added_token_never_splits_a_character),
+		cmocka_unit_test(test_smollm2_gguf_wikitext_matches_hf),
+		cmocka_unit_test(test_spm_gguf_matches_sentencepiece),
+		cmocka_unit_test(test_bad_gguf_tokenizer_is_rejected),
+		cmocka_unit_test(test_hf_json_reads_tokenizer_config),
 	};
 	return cmocka_run_group_tests_name("engine/tokenizer", tests, NULL, NULL);
 }

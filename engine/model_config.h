@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#ifndef ENGINE_CONFIG_H
-#define ENGINE_CONFIG_H
+#ifndef ENGINE_MODEL_CONFIG_H
+#define ENGINE_MODEL_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -54,15 +54,15 @@ struct model_config {
  * Parse an HF config.json (file @path) into @cfg. Unknown "model_type" gives -EOPNOTSUPP,
  * missing or ill-typed required fields -EBADMSG, each with one line in @e.
  */
-int config_from_hf_json(const char *path, struct model_config *cfg, struct errbuf *e);
+int model_config_from_hf_json(const char *path, struct model_config *cfg, struct errbuf *e);
 /* The same from @len bytes of JSON text in memory (borrowed; used by fuzzers and tests). */
-int config_from_hf_json_mem(const char *json, size_t len, struct model_config *cfg,
-			    struct errbuf *e);
+int model_config_from_hf_json_mem(const char *json, size_t len, struct model_config *cfg,
+				  struct errbuf *e);
 
 /* Fill @cfg from GGUF metadata ("general.architecture", "<arch>.*"). Same errors. */
-int config_from_gguf(const struct gguf_file *g, struct model_config *cfg, struct errbuf *e);
+int model_config_from_gguf(const struct gguf_file *g, struct model_config *cfg, struct errbuf *e);
 
 /* Check internal consistency (divisibility, non-zero sizes): 0 or -EBADMSG with a message. */
-int config_validate(const struct model_config *cfg, struct errbuf *e);
+int model_config_validate(const struct model_config *cfg, struct errbuf *e);
 
-#endif /* ENGINE_CONFIG_H */
+#endif /* ENGINE_MODEL_CONFIG_H */

@@ -3,7 +3,7 @@
  * Model hyper-parameters from an HF config.json (cJSON) or from GGUF metadata. Defaults follow
  * the transformers configuration classes where a field may be absent.
  */
-#include "engine/config.h"
+#include "engine/model_config.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -268,8 +268,8 @@ static int parse_opt(const cJSON *root, struct model_config *cfg, struct errbuf 
 	return 0;
 }
 
-int config_from_hf_json_mem(const char *json, size_t len, struct model_config *cfg,
-			    struct errbuf *e)
+int model_config_from_hf_json_mem(const char *json, size_t len, struct model_config *cfg,
+				  struct errbuf *e)
 {
 	const cJSON *mt;
 	cJSON *root;
@@ -302,7 +302,7 @@ out:
 	return r;
 }
 
-int config_from_hf_json(const char *path, struct model_config *cfg, struct errbuf *e)
+int model_config_from_hf_json(const char *path, struct model_config *cfg, struct errbuf *e)
 {
 	FILE *f = fopen(path, "rb");
 	char *text = NULL;
@@ -329,7 +329,7 @@ int config_from_hf_json(const char *path, struct model_config *cfg, struct errbu
 		goto out;
 	}
 	text[n] = 0;
-	r = config_from_hf_json_mem(text, (size_t)n, cfg, e);
+	r = model_config_from_hf_json_mem(text, (size_t)n, cfg, e);
 out:
 	free(text);
 	fclose(f);
@@ -381,7 +381,7 @@ static int g_opt_f32(const struct gguf_file *g, const char *arch, const char *su
 	return r;
 }
 
-int config_from_gguf(const struct gguf_file *g, struct model_config *cfg, struct errbuf *e)
+int model_config_from_gguf(const struct gguf_file *g, struct model_config *cfg, struct errbuf *e)
 {
 	const struct gguf_kv *tokens;
 	char arch[32], key[128];
@@ -453,7 +453,7 @@ int config_from_gguf(const struct gguf_file *g, struct model_config *cfg, struct
 	return 0;
 }
 
-int config_validate(const struct model_config *cfg, struct errbuf *e)
+int model_config_validate(const struct model_config *cfg, struct errbuf *e)
 {
 	/* generous bounds that keep every product of two sizes inside 64 bits */
 	if (cfg->arch >= ARCH_COUNT)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The reparameterization results table (issues 3 and 8): every method on SmolLM2 with one
+# calibration set, WikiText-2 perplexity and its ratio to fp, bits per weight with scales,
+# conversion wall time and peak memory.
+#
+#   bench/reparam.sh                      full protocol: calibration 128 x 2048, all windows
+#   NSAMPLES=16 SEQLEN=512 WINDOWS=8 bench/reparam.sh    a light run (say so when quoting it)
+#   ROWS="fp:3 shiftadd-acc:3" bench/reparam.sh           a subset of method:bits rows
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+NSAMPLES=${NSAMPLES:-128}
+SEQLEN=${SEQLEN:-2048}
+WINDOWS=${WINDOWS:-0}
+THREADS=${THREADS:-2}
+ROWS=${ROWS:-"fp:16 rtn:4 rtn:3 gptq:4 gptq:3 gptq-g128:4 gptq-g128:3 bcq:3 shiftadd-lat:3 shiftadd-lat:2 shiftadd-acc:4 shiftadd-acc:3 shiftadd-acc:2 shiftadd-acc-sim:3 shiftadd-acc-sim:2 shiftadd-rht:3 shiftadd-rht:2"}
+tag=${TAG:-$DATE}
+dir=bench/tmp/reparam
+mkdir -p "$dir"
+out=bench/results/reparam-$tag
+rows_json=$dir/rows.jsonl
+: > "$rows_json"
+header "Reparameterization results: SmolLM2-135M on WikiText-2" \
+	"NSAMPLES=$NSAMPLES SEQLEN=$SEQLEN WINDOWS=$WINDOWS bench/reparam.sh" > "$out.md"
+
+for row in $ROWS; do
+	m=${row%%:*} bits=${row##*:} extra=()
+	method=$m
+	case $m in
+	gptq-g128) method=gptq extra=(--group 128) ;;
+	esac
+	f=$dir/$m-$bits.gguf
+	log=$dir/$m-$bits.convert.log
+	echo "== $m $bits-bit" >&2
+	/usr/bin/time -v "$SA" convert --model "$MODEL" --out "$f" --method "$method" \
+		--bits "$bits" --nsamples "$NSAMPLES" --seqlen "$SEQLEN" --threads "$THREADS" \
+		--quiet "${extra[@]}" 2> "$log"
+	"$SA" eval ppl --model "$f" --limit-windows "$WINDOWS" --threads "$THREADS" --json \
+		> "$dir/$m-$bits.ppl.json"
+	python3 - "$m" "$bits" "$log" "$dir/$m-$bits.ppl.json" "$f" >> "$rows_json" <<'PY'
+import json, re, subprocess, sys
+m, bits, log, pj, f = sys.argv[1:6]
+t = open(log).read()
+wall = re.search(r"Elapsed \(wall clock\) time.*: (.*)", t).group(1)
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
+parts = [float(x) for x in wall.split(":")]
+secs = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+info = json.loads(subprocess.run(["build/release/bin/shiftadd", "info", "--json", f],
+                                 capture_output=True, text=True).stdout)
+meta = info["metadata"]
+row = dict(method=m, bits=int(bits), ppl=json.load(open(pj))["ppl"],
+           avg_bits=meta.get("shiftadd.avg_bits"), deployable=meta.get("shiftadd.deployable"),
+           convert_s=secs, peak_rss_mib=rss / 1024)
+print(json.dumps(row))
+PY
+done
+
+python3 - "$rows_json" "$out" "$NSAMPLES" "$SEQLEN" "$WINDOWS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+out, ns, sl, w = sys.argv[2:6]
+fp = next((r["ppl"] for r in rows if r["method"] == "fp"), None)
+json.dump(dict(rows=rows, nsamples=int(ns), seqlen=int(sl), windows=int(w)),
+          open(out + ".json", "w"), indent=1)
+with open(out + ".md", "a") as f:
+    f.write(f"Calibration {ns} x {sl} tokens of ../shared/data/calib/wiki-passages.txt, seed 0; "
+            f"WikiText-2 windows of 2048: {'all' if w == '0' else w}.\n\n")
+    f.write("| method | bits | PPL | x fp | bits/weight (with scales) | deployable | convert s | peak MiB |\n")
+    f.write("|---|---|---|---|---|---|---|---|\n")
+    for r in rows:
+        ratio = r["ppl"] / fp if fp else float("nan")
+        f.write(f"| {r['method']} | {r['bits']} | {r['ppl']:.3f} | {ratio:.3f} | "
+                f"{r['avg_bits'] or 0:.3f} | {r['deployable']} | {r['convert_s']:.0f} | "
+                f"{r['peak_rss_mib']:.0f} |\n")
+print(open(out + ".md").read())
+PY

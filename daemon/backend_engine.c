@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The engine backend (contract in daemon/backend.h): a real model through engine/, with its
+ * linear layers on the shift-add kernels when the file holds shift-add planes (dense f32
+ * otherwise). All sequences of a step go through one model_forward() call, so the linear
+ * layers see the whole batch at once.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/pool.h"
+#include "daemon/backend.h"
+#include "daemon/worker.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+
+struct backend {
+	struct backend_config cfg;
+	struct model *m;
+	struct pool *pool; /* kernel threads */
+	struct kv_cache kv;
+	bool *used;	     /* [n_slots] */
+	uint32_t *n_past;    /* [n_slots] */
+	int32_t *tokens;     /* [max_batch_tokens] step scratch */
+	uint32_t *seq, *pos; /* [max_batch_tokens] */
+	float *hidden;	     /* [max_batch_tokens][dim] */
+};
+
+static void engine_close(struct backend *b)
+{
+	if (!b)
+		return;
+	kv_cache_done(&b->kv);
+	model_free(b->m);
+	pool_free(b->pool);
+	free(b->used);
+	free(b->n_past);
+	free(b->tokens);
+	free(b->seq);
+	free(b->pos);
+	free(b->hidden);
+	free(b);
+}
+
+static uint32_t kernel_threads(const struct backend_config *cfg)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cfg->pool)
+		return worker_pool_size(cfg->pool);
+	return n > 0 ? (uint32_t)n : 1;
+}
+
+static int engine_open(const struct backend_config *cfg, struct backend **ret, struct errbuf *e)
+{
+	struct model_load_opts lo = { .backend = LINEAR_BACKEND_SHIFTADD };
+	uint32_t nb = cfg->max_batch_tokens;
+	struct backend *b;
+	int r;
+
+	if (!cfg->model_path)
+		return errbuf_set(e, -EINVAL, "the engine backend needs a model path");
+	if (!cfg->n_slots || !cfg->n_ctx || !nb)
+		return errbuf_set(e, -EINVAL, "n_slots, n_ctx and max_batch_tokens must be > 0");
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->cfg = *cfg;
+	r = pool_new(kernel_threads(cfg), NULL, &b->pool);
+	if (r < 0)
+		goto fail;
+	lo.pool = b->pool;
+	r = model_load_ex(cfg->model_path, &lo, &b->m, e);
+	if (r < 0)
+		goto fail;
+	if (!b->m->tok) {
+		r = errbuf_set(e, -EINVAL, "model '%s' has no tokenizer", cfg->model_path);
+		goto fail;
+	}
+	if (cfg->n_ctx > b->m->cfg.max_ctx) {
+		r = errbuf_set(e, -EINVAL, "n_ctx %u exceeds the model's context %u", cfg->n_ctx,
+			       b->m->cfg.max_ctx);
+		goto fail;
+	}
+	r = kv_cache_init(&b->kv, b->m, cfg->n_slots, cfg->n_ctx);
+	if (r < 0) {
+		errbuf_set(e, r, "cannot allocate the KV cache (%u slots x %u positions)",
+			   cfg->n_slots, cfg->n_ctx);
+		goto fail;
+	}
+	b->used = calloc(cfg->n_slots, sizeof(*b->used));
+	b->n_past = calloc(cfg->n_slots, sizeof(*b->n_past));
+	b->tokens = malloc(nb * sizeof(*b->tokens));
+	b->seq = malloc(nb * sizeof(*b->seq));
+	b->pos = malloc(nb * sizeof(*b->pos));
+	b->hidden = malloc((uint64_t)nb * b->m->cfg.dim * sizeof(float));
+	if (!b->used || !b->n_past || !b->tokens || !b->seq || !b->pos || !b->hidden) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	*ret = b;
+	return 0;
+fail:
+	engine_close(b);
+	return r;
+}
+
+static void engine_info(const struct backend *b, struct backend_info *ret)
+{
+	const char *name = strrchr(b->cfg.model_path, '/');
+
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->model_name, sizeof(ret->model_name), "%s",
+		 name ? name + 1 : b->cfg.model_path);
+	ret->n_vocab = b->m->cfg.n_vocab;
+	ret->eos_id = tokenizer_eos(b->m->tok);
+	ret->bos_id = tokenizer_bos(b->m->tok);
+	ret->n_ctx = b->cfg.n_ctx;
+	ret->n_slots = b->cfg.n_slots;
+}
+
+static int engine_tokenize(struct backend *b, const char *text, size_t len, int32_t **ret_ids,
+			   size_t *ret_n)
+{
+	/* clients send chat-formatted prompts, so special tokens in the text count */
+	return tokenizer_encode(b->m->tok, text, len, true, ret_ids, ret_n);
+}
+
+static int engine_piece(struct backend *b, int32_t id, char *buf, size_t cap)
+{
+	return tokenizer_piece(b->m->tok, id, buf, cap);
+}
+
+static int engine_slot_alloc(struct backend *b, uint32_t *ret_slot)
+{
+	for (uint32_t i = 0; i < b->cfg.n_slots; i++) {
+		if (!b->used[i]) {
+			b->used[i] = true;
+			b->n_past[i] = 0;
+			*ret_slot = i;
+			return 0;
+		}
+	}
+	return -EBUSY;
+}
+
+static void engine_slot_free(struct backend *b, uint32_t slot)
+{
+	if (slot < b->cfg.n_slots)
+		b->used[slot] = false;
+}
+
+/* Everything is checked before anything is applied, as the contract requires. */
+static int check_step(const struct backend *b, const struct backend_seq *seqs, uint32_t n,
+		      uint32_t *ret_total)
+{
+	uint64_t total = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct backend_seq *s = &seqs[i];
+
+		if (s->slot >= b->cfg.n_slots || !b->used[s->slot] || !s->n_tokens ||
+		    s->pos != b->n_past[s->slot] || (uint64_t)s->pos + s->n_tokens > b->cfg.n_ctx)
+			return -EINVAL;
+		for (uint32_t j = 0; j < n; j++)
+			if (j != i && seqs[j].slot == s->slot)
+				return -EINVAL;
+		for (uint32_t t = 0; t < s->n_tokens; t++)
+			if (s->tokens[t] < 0 || (uint32_t)s->tokens[t] >= b->m->cfg.n_vocab)
+				return -EINVAL;
+		total += s->n_tokens;
+	}
+	if (total > b->cfg.max_batch_tokens)
+		return -EINVAL;
+	*ret_total = (uint32_t)total;
+	return 0;
+}
+
+static int engine_step(struct backend *b, struct backend_seq *seqs, uint32_t n)
+{
+	uint32_t total, k = 0, dim = b->m->cfg.dim;
+	int r = check_step(b, seqs, n, &total);
+
+	if (r < 0 || !n)
+		return r;
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t t = 0; t < seqs[i].n_tokens; t++, k++) {
+			b->tokens[k] = seqs[i].tokens[t];
+			b->seq[k] = seqs[i].slot;
+			b->pos[k] = seqs[i].pos + t;
+		}
+	}
+	r = model_forward(b->m, &b->kv, b->tokens, b->seq, b->pos, total, b->hidden);
+	if (r < 0)
+		return r;
+	k = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		k += seqs[i].n_tokens;
+		b->n_past[seqs[i].slot] += seqs[i].n_tokens;
+		if (seqs[i].want_logits)
+			model_logits(b->m, b->hidden + (uint64_t)(k - 1) * dim, 1, seqs[i].logits);
+	}
+	return 0;
+}
+
+const struct backend_ops backend_engine_ops = {
+	.name = "engine",
+	.open = engine_open,
+	.close = engine_close,
+	.info = engine_info,
+	.tokenize = engine_tokenize,
+	.piece = engine_piece,
+	.slot_alloc = engine_slot_alloc,
+	.slot_free = engine_slot_free,
+	.step = engine_step,
+};

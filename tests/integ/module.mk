@@ -1,0 +1,25 @@
+# Integration tests: standalone programs that start shiftaddd themselves (exit 0/1/77).
+# They link libshiftadd.so (as applications do) plus proto/ for the hand-made hostile client.
+$(B)/tests/integ/%.o: ISA_FLAGS += -DMODE_DIR='"$(MODE)"'
+$(B)/tests/integ/test_daemon.o: | $(PROTO_GEN_H)
+$(B)/tests/integ-daemon: $(B)/tests/integ/test_daemon.o $(LIBSHIFTADD) $(B)/libproto.a $(B)/bin/shiftaddd
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBSHIFTADD) $(B)/libproto.a -Wl,-rpath,'$$ORIGIN/../lib' \
+		-lcmocka -luring $(PROTO_LDLIBS) -lpthread
+-include $(B)/tests/integ/test_daemon.d
+INTEG_TESTS += $(B)/tests/integ-daemon
+TSAN_TESTS += $(B)/tests/integ-daemon
+all: $(B)/tests/integ-daemon
+
+# shiftaddctl + shiftadd-bench against a daemon the test starts (threads: TSan too).
+$(B)/tests/integ/test_ctl.o: | $(PROTO_GEN_H)
+$(B)/tests/integ-ctl: $(B)/tests/integ/test_ctl.o $(LIBSHIFTADD) $(B)/bin/shiftaddd $(B)/bin/shiftaddctl $(B)/bin/shiftadd-bench
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBSHIFTADD) -Wl,-rpath,'$$ORIGIN/../lib' \
+		-lcmocka -luring -lcjson -lpthread
+-include $(B)/tests/integ/test_ctl.d
+INTEG_TESTS += $(B)/tests/integ-ctl
+TSAN_TESTS += $(B)/tests/integ-ctl
+all: $(B)/tests/integ-ctl

@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: MIT
+/* Scheduler with the fake backend: outputs, chunked prefill, fairness, cancel, back-pressure. */
+#include "daemon/backend.h"
+#include "daemon/sched.h"
+
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define MAX_REQ 16
+
+/* What one client saw, per request id (1..MAX_REQ-1). */
+struct rec {
+	bool full; /* pretend the completion ring is full */
+	int n_msgs;
+	char text[MAX_REQ][512];
+	size_t text_len[MAX_REQ];
+	uint32_t n_ids[MAX_REQ];
+	int n_token_events[MAX_REQ];
+	int finish[MAX_REQ]; /* 0 until the final */
+	int status[MAX_REQ];
+	int error[MAX_REQ]; /* Error message status, 0 if none */
+	uint64_t done_order[MAX_REQ];
+	int n_done;
+	uint64_t *global_order; /* shared across clients */
+	int *n_global;
+};
+
+static int rec_emit(void *owner, const Shiftadd__ServerMsg *m)
+{
+	struct rec *r = owner;
+	uint64_t id;
+
+	if (r->full)
+		return -EAGAIN;
+	r->n_msgs++;
+	switch (m->msg_case) {
+	case SHIFTADD__SERVER_MSG__MSG_TOKEN:
+		id = m->token->request_id;
+		assert_true(id < MAX_REQ);
+		assert_int_equal(m->token->index, r->n_ids[id]);
+		if (m->token->text.len)
+			memcpy(r->text[id] + r->text_len[id], m->token->text.data,
+			       m->token->text.len);
+		r->text_len[id] += m->token->text.len;
+		r->n_ids[id] += (uint32_t)m->token->n_ids;
+		r->n_token_events[id]++;
+		break;
+	case SHIFTADD__SERVER_MSG__MSG_FINAL:
+		id = m->final->request_id;
+		assert_true(id < MAX_REQ);
+		if (m->final->text.len)
+			memcpy(r->text[id] + r->text_len[id], m->final->text.data,
+			       m->final->text.len);
+		r->text_len[id] += m->final->text.len;
+		r->n_ids[id] += (uint32_t)m->final->n_ids;
+		assert_int_equal(m->final->usage->completion_tokens, r->n_ids[id]);
+		r->finish[id] = m->final->finish_reason;
+		r->status[id] = m->final->status;
+		r->done_order[r->n_done++] = id;
+		if (r->global_order)
+			r->global_order[(*r->n_global)++] = (uint64_t)(uintptr_t)r * 100 + id;
+		break;
+	case SHIFTADD__SERVER_MSG__MSG_ERROR:
+		r->error[m->error->request_id] = m->error->status;
+		break;
+	default:
+		fail();
+	}
+	return 0;
+}
+
+struct rig {
+	struct backend *be;
+	struct sched *s;
+};
+
+static void rig_init(struct rig *g, uint32_t n_slots, uint32_t batch, uint32_t chunk)
+{
+	struct backend_config bc = { .n_slots = n_slots, .n_ctx = 256, .max_batch_tokens = batch };
+	struct sched_limits lim = { .max_inflight = 8,
+				    .max_prompt_tokens = 200,
+				    .max_new_tokens = 100,
+				    .max_client_tokens = 10000,
+				    .max_stop_strings = 4,
+				    .max_stop_bytes = 16,
+				    .max_batch_tokens = batch,
+				    .prefill_chunk = chunk };
+
+	assert_int_equal(backend_fake_ops.open(&bc, &g->be, NULL), 0);
+	assert_int_equal(sched_new(&backend_fake_ops, g->be, &lim, &g->s), 0);
+}
+
+static void rig_done(struct rig *g)
+{
+	sched_free(g->s);
+	backend_fake_ops.close(g->be);
+}
+
+static int submit(struct rig *g, struct sched_client *c, uint64_t id, const char *prompt,
+		  uint32_t max_tokens, bool stream)
+{
+	Shiftadd__GenerateRequest req = SHIFTADD__GENERATE_REQUEST__INIT;
+
+	req.request_id = id;
+	req.prompt_case = SHIFTADD__GENERATE_REQUEST__PROMPT_TEXT;
+	req.text = (char *)prompt;
+	req.max_tokens = max_tokens;
+	req.stream = stream;
+	return sched_submit(g->s, c, &req);
+}
+
+static void run_until_idle(struct rig *g, int max_steps)
+{
+	for (int i = 0; i < max_steps && sched_n_live(g->s); i++)
+		assert_true(sched_step(g->s) >= 0);
+}
+
+/* Independent reference for the fake model's greedy continuation (backend.h). */
+static void reference_greedy(const char *prompt, uint32_t n, char *out)
+{
+	int c = (unsigned char)prompt[strlen(prompt) - 1];
+	uint32_t k = 0;
+
+	while (k < n) {
+		if (c >= 'a' && c < 'z')
+			c++;
+		else if (c == 'z')
+			c = 'a';
+		else if (c == '!')
+			c = '.';
+		else if (c == '.')
+			break; /* EOS */
+		else
+			c = 'a';
+		out[k++] = (char)c;
+	}
+	out[k] = 0;
+}
+
+static void test_greedy_output_streamed_and_final(void **state)
+{
+	struct rec a = { 0 };
+	struct sched_client *c;
+	struct rig g;
+	char want[64];
+
+	rig_init(&g, 4, 64, 16);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &c), 0);
+	assert_int_equal(submit(&g, c, 1, "hello", 30, true), 0);
+	assert_int_equal(submit(&g, c, 2, "hello", 30, false), 0);
+	assert_int_equal(submit(&g, c, 3, "wow!", 30, true), 0);
+	run_until_idle(&g, 100);
+	reference_greedy("hello", 30, want);
+	assert_int_equal(a.text_len[1], 30);
+	assert_memory_equal(a.text[1], want, 30);
+	assert_int_equal(a.n_token_events[1], 30);
+	assert_int_equal(a.finish[1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	/* non-streamed: one final with everything */
+	assert_int_equal(a.n_token_events[2], 0);
+	assert_memory_equal(a.text[2], want, 30);
+	assert_int_equal(a.text_len[3], 1);
+	assert_memory_equal(a.text[3], ".", 1);
+	assert_int_equal(a.finish[3], SHIFTADD__FINISH_REASON__FINISH_EOS);
+	rig_done(&g);
+}
+
+static void test_stop_strings_and_ids(void **state)
+{
+	Shiftadd__GenerateRequest req = SHIFTADD__GENERATE_REQUEST__INIT;
+	char *stops[] = { "zz", "uv" };
+	uint32_t stop_ids[] = { 's' };
+	struct rec a = { 0 };
+	struct sched_client *c;
+	struct rig g;
+
+	rig_init(&g, 4, 64, 16);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &c), 0);
+	req.request_id = 1;
+	req.prompt_case = SHIFTADD__GENERATE_REQUEST__PROMPT_TEXT;
+	req.text = "hello";
+	req.stream = true;
+	req.n_stop_strings = 2;
+	req.stop_strings = stops;
+	assert_int_equal(sched_submit(g.s, c, &req), 0);
+	req.request_id = 2;
+	req.n_stop_strings = 0;
+	req.n_stop_ids = 1;
+	req.stop_ids = stop_ids;
+	assert_int_equal(sched_submit(g.s, c, &req), 0);
+	run_until_idle(&g, 100);
+	/* "pqrstuv...": stop before "uv"; the held-back "u" is never sent */
+	assert_int_equal(a.text_len[1], 5);
+	assert_memory_equal(a.text[1], "pqrst", 5);
+	assert_int_equal(a.finish[1], SHIFTADD__FINISH_REASON__FINISH_STOP_STRING);
+	assert_int_equal(a.text_len[2], 3); /* p q r, then 's' stops (not emitted) */
+	assert_memory_equal(a.text[2], "pqr", 3);
+	assert_int_equal(a.finish[2], SHIFTADD__FINISH_REASON__FINISH_STOP_ID);
+	rig_done(&g);
+}
+
+static void test_long_prefill_is_chunked_and_does_not_stall_decode(void **state)
+{
+	struct rec a = { 0 }, b = { 0 };
+	struct sched_client *ca, *cb;
+	struct sched_stats st;
+	char prompt[41];
+	struct rig g;
+
+	memset(prompt, 'q', 40);
+	prompt[40] = 0;
+	rig_init(&g, 4, 5, 4); /* 5 tokens per step, 4 per prefill chunk */
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &ca), 0);
+	assert_int_equal(sched_client_add(g.s, &b, rec_emit, &cb), 0);
+	assert_int_equal(submit(&g, ca, 1, "a", 50, true), 0);
+	assert_true(sched_step(g.s) == 1); /* a's 1-token prompt */
+	assert_int_equal(a.n_ids[1], 1);
+	assert_int_equal(submit(&g, cb, 1, prompt, 5, true), 0);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(sched_step(g.s), 2); /* a decodes + b prefills, every step */
+		assert_int_equal(a.n_ids[1], 2 + (uint32_t)i);
+	}
+	sched_stats(g.s, &st);
+	assert_true(st.tokens_prefilled == 41); /* 1 + 40 in chunks of 4 */
+	assert_int_equal(b.n_ids[1], 1);	/* first token right after the last chunk */
+	run_until_idle(&g, 200);
+	assert_int_equal(b.finish[1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	rig_done(&g);
+}
+
+static void test_slots_round_robin_across_clients(void **state)
+{
+	uint64_t order[32];
+	int n_order = 0;
+	struct rec x = { .global_order = order, .n_global = &n_order };
+	struct rec y = { .global_order = order, .n_global = &n_order };
+	struct sched_client *cx, *cy;
+	struct rig g;
+	uint64_t X = (uint64_t)(uintptr_t)&x * 100, Y = (uint64_t)(uintptr_t)&y * 100;
+
+	rig_init(&g, 1, 16, 16); /* one slot: strict turns */
+	assert_int_equal(sched_client_add(g.s, &x, rec_emit, &cx), 0);
+	assert_int_equal(sched_client_add(g.s, &y, rec_emit, &cy), 0);
+	for (uint64_t i = 1; i <= 4; i++)
+		assert_int_equal(submit(&g, cx, i, "a", 3, true), 0);
+	assert_int_equal(sched_step(g.s), 1); /* x1 admitted */
+	assert_int_equal(submit(&g, cy, 1, "a", 3, true), 0);
+	assert_int_equal(submit(&g, cy, 2, "a", 3, true), 0);
+	run_until_idle(&g, 200);
+	assert_int_equal(n_order, 6);
+	/* x flooded first, but y gets every other turn */
+	assert_true(order[0] == X + 1);
+	assert_true(order[1] == Y + 1);
+	assert_true(order[2] == X + 2);
+	assert_true(order[3] == Y + 2);
+	assert_true(order[4] == X + 3);
+	assert_true(order[5] == X + 4);
+	rig_done(&g);
+}
+
+static void test_cancel_frees_slot_at_once(void **state)
+{
+	struct rec a = { 0 };
+	struct sched_client *c;
+	struct rig g;
+
+	rig_init(&g, 1, 16, 16);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &c), 0);
+	assert_int_equal(submit(&g, c, 1, "a", 100, true), 0);
+	assert_int_equal(submit(&g, c, 2, "a", 2, true), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(sched_step(g.s), 1);
+	assert_int_equal(a.n_ids[2], 0); /* waiting for the only slot */
+	assert_int_equal(sched_cancel(g.s, c, 1), 0);
+	assert_int_equal(sched_cancel(g.s, c, 1), -ENOENT);
+	assert_int_equal(sched_step(g.s), 1); /* request 2 runs in the very next step */
+	assert_int_equal(a.finish[1], SHIFTADD__FINISH_REASON__FINISH_CANCELLED);
+	assert_int_equal(a.n_ids[1], 5);
+	assert_int_equal(a.n_ids[2], 1);
+	run_until_idle(&g, 10);
+	assert_int_equal(a.finish[2], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	rig_done(&g);
+}
+
+static void test_full_ring_pauses_only_that_client(void **state)
+{
+	struct rec a = { 0 }, b = { 0 };
+	struct sched_client *ca, *cb;
+	char want[64];
+	struct rig g;
+
+	rig_init(&g, 4, 16, 16);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &ca), 0);
+	assert_int_equal(sched_client_add(g.s, &b, rec_emit, &cb), 0);
+	assert_int_equal(submit(&g, ca, 1, "hello", 20, true), 0);
+	assert_int_equal(submit(&g, cb, 1, "hello", 20, true), 0);
+	for (int i = 0; i < 3; i++)
+		sched_step(g.s);
+	a.full = true;
+	for (int i = 0; i < 10; i++)
+		sched_step(g.s);
+	assert_true(sched_client_is_blocked(ca));
+	assert_int_equal(a.n_ids[1], 3);  /* paused, nothing lost or generated ahead */
+	assert_int_equal(b.n_ids[1], 13); /* the other client kept going */
+	a.full = false;
+	sched_client_unblock(g.s, ca);
+	run_until_idle(&g, 100);
+	reference_greedy("hello", 20, want);
+	assert_int_equal(a.text_len[1], 20);
+	assert_memory_equal(a.text[1], want, 20);
+	assert_int_equal(a.finish[1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	rig_done(&g);
+}
+
+static void test_submit_validation(void **state)
+{
+	Shiftadd__GenerateRequest req = SHIFTADD__GENERATE_REQUEST__INIT;
+	Shiftadd__SamplingParams sp = SHIFTADD__SAMPLING_PARAMS__INIT;
+	Shiftadd__TokenIds ids = SHIFTADD__TOKEN_IDS__INIT;
+	uint32_t bad_ids[] = { 1, 2, 258 }, long_ids[201] = { 0 };
+	char *stops[5] = { "a", "b", "c", "d", "e" };
+	char *empty_stop[1] = { "" };
+	struct rec a = { 0 };
+	struct sched_client *c;
+	struct rig g;
+
+	rig_init(&g, 2, 16, 16);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &c), 0);
+	req.prompt_case = SHIFTADD__GENERATE_REQUEST__PROMPT_IDS;
+	req.ids = &ids;
+	ids.ids = bad_ids;
+	ids.n_ids = 2;
+	req.request_id = 0;
+	assert_int_equal(sched_submit(g.s, c, &req), -EINVAL); /* id 0 */
+	req.request_id = 1;
+	assert_int_equal(sched_submit(g.s, c, &req), 0);
+	assert_int_equal(sched_submit(g.s, c, &req), -EINVAL); /* duplicate id */
+	req.request_id = 2;
+	ids.n_ids = 3;
+	assert_int_equal(sched_submit(g.s, c, &req), -EINVAL); /* id >= n_vocab */
+	ids.ids = long_ids;
+	ids.n_ids = 201;
+	assert_int_equal(sched_submit(g.s, c, &req), -E2BIG);
+	ids.n_ids = 1;
+	req.sampling = &sp;
+	sp.temperature = NAN;
+	assert_int_equal(sched_submit(g.s, c, &req), -EINVAL);
+	sp.temperature = 1;
+	sp.top_p = 2;
+	assert_int_equal(sched_submit(g.s, c, &req), -EINVAL);
+	sp.top_p = 0.5f;
+	req.n_stop_strings = 5;
+	req.stop_strings = stops;
+	assert_int_equal(sched_submit(g.s, c, &req), -EINVAL); /* more than 4 */
+	req.n_stop_strings = 1;
+	req.stop_strings = empty_stop;
+	assert_int_equal(sched_submit(g.s, c, &req), -EINVAL);
+	req.n_stop_strings = 0;
+	/* empty prompt: starts from BOS */
+	req.prompt_case = SHIFTADD__GENERATE_REQUEST__PROMPT__NOT_SET;
+	assert_int_equal(sched_submit(g.s, c, &req), 0);
+	/* in-flight quota: 8 */
+	for (uint64_t id = 3; id < 9; id++) {
+		req.request_id = id;
+		assert_int_equal(sched_submit(g.s, c, &req), 0);
+	}
+	req.request_id = 9;
+	assert_int_equal(sched_submit(g.s, c, &req), -EDQUOT);
+	sched_drain(g.s);
+	sched_cancel_all(g.s);
+	run_until_idle(&g, 10);
+	assert_int_equal(sched_n_live(g.s), 0);
+	req.request_id = 10;
+	assert_int_equal(sched_submit(g.s, c, &req), -ESHUTDOWN);
+	rig_done(&g);
+}
+
+static void test_garbage_bytes_never_crash_the_decoder(void **state)
+{
+	uint64_t x = 12345;
+	uint8_t buf[256];
+	int decoded = 0;
+
+	/* Hostile payloads: whatever protobuf-c makes of them, unpack returns or fails cleanly. */
+	for (int i = 0; i < 20000; i++) {
+		size_t len = 1 + (size_t)(i % 255);
+		Shiftadd__ClientMsg *m;
+
+		for (size_t k = 0; k < len; k++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			buf[k] = (uint8_t)(x >> 56);
+		}
+		m = shiftadd__client_msg__unpack(NULL, len, buf);
+		if (m) {
+			decoded++;
+			shiftadd__client_msg__free_unpacked(m, NULL);
+		}
+	}
+	assert_true(decoded < 20000);
+}
+
+int test_sched_run(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_greedy_output_streamed_and_final),
+		cmocka_unit_test(test_stop_strings_and_ids),
+		cmocka_unit_test(test_long_prefill_is_chunked_and_does_not_stall_decode),
+		cmocka_unit_test(test_slots_round_robin_across_clients),
+		cmocka_unit_test(test_cancel_frees_slot_at_once),
+		cmocka_unit_test(test_full_ring_pauses_only_that_client),
+		cmocka_unit_test(test_submit_validation),
+		cmocka_unit_test(test_garbage_bytes_never_crash_the_decoder),
+	};
+
+	return cmocka_run_group_tests_name("daemon/sched", tests, NULL, NULL);
+}
