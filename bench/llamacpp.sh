@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 B=${B:-build/release}
 DIR=${LLAMACPP_DIR:-/tmp/shiftadd-llamacpp}
 JOBS=${JOBS:-2}
-quick=0 min_time=0.3 bits=3 layout=col
+quick=0 min_time=0.3 bits=3 layout=col args="$*"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
@@ -87,7 +87,7 @@ done
 # 5. One table: our time, each peer's time, peer / ours (> 1: we are faster).
 mkdir -p bench/results
 python3 - "$tmp/ours.json" "$tmp/peer.jsonl" "bench/results/llamacpp-$date" "$version" \
-	"$commit" "$*" <<'PY'
+	"$commit" "$args" <<'PY'
 import json, sys, platform
 ours = json.load(open(sys.argv[1]))
 peer = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]

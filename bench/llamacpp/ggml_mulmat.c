@@ -64,8 +64,10 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	ggml_cpu_init();
-	mem = ggml_row_size(type, k) * n + (size_t)(k + n) * m * sizeof(float) +
-	      ggml_graph_overhead() + 16 * ggml_tensor_overhead() + (1 << 20);
+	/* tensors, graph, and the compute work buffer ggml_graph_compute_with_ctx() carves from
+	 * the same context (activations converted to the weight's dot-product type, per thread) */
+	mem = ggml_row_size(type, k) * n + 2 * (size_t)(k + n) * m * sizeof(float) +
+	      ggml_graph_overhead() + 16 * ggml_tensor_overhead() + ((size_t)256 << 20);
 	ctx = ggml_init((struct ggml_init_params){ .mem_size = mem, .no_alloc = false });
 	if (!ctx)
 		return 1;
