@@ -9,7 +9,7 @@ pkgs=(
 	libpcre2-dev libcjson-dev
 	liburing-dev libnuma-dev numactl libhwloc-dev hwloc
 	libprotobuf-c-dev protobuf-c-compiler
-	python3 python3-pip unzip binutils
+	python3 python3-pip unzip binutils xxd
 	gnuplot-nox
 )
 

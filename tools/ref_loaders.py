@@ -16,6 +16,16 @@ import numpy as np
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "loaders")
 
 
+
+def to_hex(path):
+    """Fixtures are text in git: replace a binary file by its `xxd -p` dump (path + ".hex");
+    tests/fixtures/module.mk decodes it into build/fixtures/."""
+    data = open(path, "rb").read()
+    with open(path + ".hex", "w") as f:
+        for i in range(0, len(data), 30):
+            f.write(data[i:i + 30].hex() + "\n")
+    os.remove(path)
+
 def hexs(b: bytes) -> str:
     return b.hex() if b else "-"
 
@@ -255,6 +265,7 @@ def pywriter_fixture():
     w.write_tensors_to_file()
     w.close()
     print("wrote", path, os.path.getsize(path), "bytes")
+    to_hex(path)
 
 
 def fuzz_seeds():
@@ -326,6 +337,9 @@ def safetensors_fixtures():
              "weight_map": {**{k: f1 for k in shard1}, **{k: f2 for k in shard2}}}
     with open(os.path.join(d, "sharded", "model.safetensors.index.json"), "w") as fh:
         json.dump(index, fh, indent=2)
+    for p in (os.path.join(d, "single.safetensors"), os.path.join(d, "sharded", f1),
+              os.path.join(d, "sharded", f2)):
+        to_hex(p)
     with open(os.path.join(d, "st_expected.txt"), "w") as fh:
         fh.write("# name dtype n_dims shape... : f32 bits (torch .float()); tools/ref_loaders.py\n")
         for k in names:

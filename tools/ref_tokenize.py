@@ -84,6 +84,16 @@ CASES = [
 ]
 
 
+
+def to_hex(path):
+    """Fixtures are text in git: replace a binary file by its `xxd -p` dump (path + ".hex");
+    tests/fixtures/module.mk decodes it into build/fixtures/."""
+    data = open(path, "rb").read()
+    with open(path + ".hex", "w") as f:
+        for i in range(0, len(data), 30):
+            f.write(data[i:i + 30].hex() + "\n")
+    os.remove(path)
+
 def wikitext(shared):
     with open(os.path.join(shared, "data/wikitext-2/wiki.test.rows.txt"), encoding="utf-8") as f:
         data = f.read()
@@ -354,6 +364,7 @@ def write_spm_gguf(shared, out, text):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    sp_gguf_path = path
 
     class SpTok:
         def encode(self, s, add_special_tokens=False):
@@ -369,6 +380,7 @@ def write_spm_gguf(shared, out, text):
 
     write_wikitext(out, "spm_gguf", SpTok(), text)
     write_cases(out, "spm_gguf", SpTok(), CASES + SPM_EXTRA_CASES + ["a<|user|>b <|user|>"])
+    to_hex(sp_gguf_path)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 
 /* Helpers shared by the loader tests (test_dtype, test_gguf, test_safetensors, test_config). */
 
-#define LOADERS_FIXTURES "tests/fixtures/loaders"
+/* mirrored by tests/fixtures/module.mk, with hex dumps decoded */
+#define LOADERS_FIXTURES "build/fixtures/loaders"
 #define LOADERS_MODEL	 "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 /* Whole file into a malloc'ed buffer (NUL-terminated, *ret_size without the NUL); NULL on error. */

@@ -266,7 +266,7 @@ static void test_gguf_real_model(void **state)
 	struct errbuf e = { { 0 } };
 
 	if (access(LOADERS_MODEL, R_OK))
-		skip();
+		fail_msg("%s is missing: run 'make model'", LOADERS_MODEL);
 	assert_int_equal(gguf_open(LOADERS_MODEL, &g, &e), 0);
 	assert_int_equal(model_config_from_gguf(g, &c, &e), 0);
 	assert_int_equal(model_config_validate(&c, &e), 0);

@@ -184,7 +184,7 @@ static void test_real_model_matches_gguf_py(void **state)
 	int ret;
 
 	if (access(LOADERS_MODEL, R_OK))
-		skip();
+		fail_msg("%s is missing: run 'make model'", LOADERS_MODEL);
 	ret = gguf_open(LOADERS_MODEL, &g, &e);
 	if (ret)
 		fail_msg("%s: %s", LOADERS_MODEL, errbuf_str(&e, ret));
@@ -237,7 +237,7 @@ static void test_typed_getters_convert_and_refuse(void **state)
 	const struct gguf_kv *kv;
 
 	if (access(LOADERS_MODEL, R_OK))
-		skip();
+		fail_msg("%s is missing: run 'make model'", LOADERS_MODEL);
 	assert_int_equal(gguf_open(LOADERS_MODEL, &g, NULL), 0);
 	assert_int_equal(gguf_get_u32(g, "llama.block_count", &u32), 0);
 	assert_int_equal(u32, 30);

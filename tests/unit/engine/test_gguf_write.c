@@ -407,7 +407,7 @@ static void test_rewrite_real_model_is_byte_identical(void **state)
 	size_t n;
 
 	if (access(LOADERS_MODEL, R_OK))
-		skip();
+		fail_msg("%s is missing: run 'make model'", LOADERS_MODEL);
 	assert_int_equal(gguf_open(LOADERS_MODEL, &g, NULL), 0);
 	w = gguf_writer_new();
 	if (g->alignment != 32)

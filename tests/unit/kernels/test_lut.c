@@ -230,8 +230,25 @@ static void test_ref_matches_dense_within_table_error(void **state)
 static void check_isa(enum lut_isa isa)
 {
 	if (!lut_isa_supported(isa)) {
+		/* named, not dropped: and forcing it must be refused, never a SIGILL */
+		struct shape s = fixed_shapes[0];
+		struct lut_opts o = { .isa = isa };
+		struct qweight q;
+		struct lut_weight w;
+		float *x, *y;
+
 		print_message("ISA %s: NOT RUN, this host cannot execute it\n", lut_isa_name(isa));
-		skip();
+		make_qweight(&q, s.n, s.k, s.bits, s.layout);
+		assert_int_equal(lut_pack(&q, &w), 0);
+		x = make_acts(1, s.k);
+		y = malloc((size_t)s.n * sizeof(float));
+		assert_non_null(y);
+		assert_int_equal(lut_gemv(&w, x, y, &o), -EOPNOTSUPP);
+		free(x);
+		free(y);
+		lut_weight_done(&w);
+		qweight_done(&q);
+		return;
 	}
 	rng_state = 2;
 	for (int i = 0; i < 40; i++) {

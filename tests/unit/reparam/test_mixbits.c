@@ -614,7 +614,7 @@ static void test_smollm2_mixed_file_loads_and_generates(void **state)
 
 	(void)state;
 	if (access(SMOL, R_OK))
-		skip();
+		fail_msg("%s is missing: run 'make model'", SMOL);
 	assert_int_equal(model_load(SMOL, &m, &e), 0);
 	/* BCQ needs no calibration pass: this exercises export and load, not the optimizer */
 	reparam_opts_init(&run.q, REPARAM_BCQ, 3);
