@@ -276,7 +276,7 @@ def fuzz_seeds():
 
     d = os.path.join(os.path.dirname(__file__), "..", "tests", "fuzz", "corpus", "gguf")
     os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, "all_types.gguf")
+    path = os.path.join(d, "all_types")
     w = gguf.GGUFWriter(path, "llama")
     for k, v in [("llama.block_count", 1), ("llama.context_length", 64),
                  ("llama.embedding_length", 32), ("llama.feed_forward_length", 64),
@@ -304,7 +304,7 @@ def fuzz_seeds():
     b += struct.pack("<IQ", 8, 1) + struct.pack("<Q", 1) + b"x"
     key = b"after"
     b += struct.pack("<Q", len(key)) + key + struct.pack("<II", 4, 7)
-    with open(os.path.join(d, "nested_arrays.gguf"), "wb") as fh:
+    with open(os.path.join(d, "nested_arrays"), "wb") as fh:
         fh.write(bytes(b))
     print("wrote", d)
 
