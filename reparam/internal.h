@@ -79,6 +79,9 @@ struct gptq_cfg {
 	uint32_t block_size;
 };
 
+/* The loop configuration for @o's options with quantizer @quant (one place for the mapping). */
+struct gptq_cfg gptq_cfg_from_opts(const struct reparam_opts *o, enum gptq_quant quant);
+
 /*
  * The GPTQ/OPTQ column loop. W: [n][k] double (read only), H: [k][k] upper triangle read
  * (unused without feedback). Writes @out_dense [n][k] (original column order) with the values

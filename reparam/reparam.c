@@ -207,21 +207,27 @@ uint64_t reparam_storage_bits(const struct reparam_opts *o, uint32_t n, uint32_t
 	}
 }
 
+struct gptq_cfg gptq_cfg_from_opts(const struct reparam_opts *o, enum gptq_quant quant)
+{
+	return (struct gptq_cfg){
+		.quant = quant,
+		.bits = o->bits,
+		.group = quant == GPTQ_UNIFORM ? o->group : 0,
+		.apot = o->apot,
+		.rounds = o->rounds,
+		.feedback = reparam_method_needs_hessian(o->method),
+		.act_order = o->act_order,
+		.percdamp = o->percdamp,
+		.block_size = o->block_size,
+	};
+}
+
 /* QuIP-style: quantize W Q against Q^T H Q with shiftadd-acc, then de-rotate to dense. */
 static int run_acc_sim(const struct reparam_opts *o, const double *Wd, uint32_t n, uint32_t k,
 		       const double *H, struct reparam_result *r, struct errbuf *e)
 {
 	size_t nk = (size_t)n * k, kk = (size_t)k * k;
-	struct gptq_cfg gc = {
-		.quant = GPTQ_BCQ_COL,
-		.bits = o->bits,
-		.apot = o->apot,
-		.rounds = o->rounds,
-		.feedback = true,
-		.act_order = o->act_order,
-		.percdamp = o->percdamp,
-		.block_size = o->block_size,
-	};
+	struct gptq_cfg gc = gptq_cfg_from_opts(o, GPTQ_BCQ_COL);
 	double *Q = NULL, *Hf = NULL, *T = NULL, *Hr = NULL, *Wr = NULL, *Qd = NULL;
 	float *rot = NULL;
 	int ret = -ENOMEM;
@@ -307,16 +313,7 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 	for (size_t i = 0; i < nk; i++)
 		Wd[i] = W[i];
 
-	gc = (struct gptq_cfg){
-		.bits = o->bits,
-		.group = o->group,
-		.apot = o->apot,
-		.rounds = o->rounds,
-		.feedback = reparam_method_needs_hessian(o->method),
-		.act_order = o->act_order,
-		.percdamp = o->percdamp,
-		.block_size = o->block_size,
-	};
+	gc = gptq_cfg_from_opts(o, GPTQ_UNIFORM);
 	r.deployable = true;
 	switch (o->method) {
 	case REPARAM_FP:

@@ -129,16 +129,7 @@ int reparam_rht_run(const struct reparam_opts *o, const double *Wd, uint32_t n, 
 {
 	bool both = o->rht == REPARAM_RHT_BOTH;
 	size_t nk = (size_t)n * k, kk = (size_t)k * k;
-	struct gptq_cfg gc = {
-		.quant = GPTQ_BCQ_COL,
-		.bits = o->bits,
-		.apot = o->apot,
-		.rounds = o->rounds,
-		.feedback = true,
-		.act_order = o->act_order,
-		.percdamp = o->percdamp,
-		.block_size = o->block_size,
-	};
+	struct gptq_cfg gc = gptq_cfg_from_opts(o, GPTQ_BCQ_COL);
 	struct rht tin = { 0 }, tout = { 0 };
 	double *Wr = NULL, *Hr = NULL, *buf = NULL;
 	float *q = NULL;
