@@ -93,6 +93,7 @@ struct reparam_result {
 	uint32_t n_rows, n_cols;
 	bool has_qweight;
 	bool deployable;
+	uint32_t bits;		/* bits per weight before scales (0 for fp) */
 	struct qweight qw;	/* valid iff has_qweight */
 	float *dense;		/* [n_rows][n_cols] */
 	double bits_per_weight; /* including scales (see reparam_quantize) */

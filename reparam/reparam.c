@@ -359,6 +359,7 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 	if (rc < 0)
 		goto out_fail;
 
+	r.bits = o->method == REPARAM_FP ? 0 : o->bits;
 	r.bits_per_weight = (double)reparam_storage_bits(o, n, k) / ((double)n * k);
 	r.err_weight = 0;
 	for (size_t i = 0; i < nk; i++) {

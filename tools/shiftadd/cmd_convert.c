@@ -299,7 +299,7 @@ static void on_layer(void *arg, const struct calib_tensor *t, uint32_t done, uin
 		       "\"bits_per_weight\": %.4f, \"rel_err_output\": %.6g, \"err_weight\": %.6g, "
 		       "\"seconds\": %.3f}",
 		       done > 1 ? ",\n " : "[", t->name, r->n_rows, r->n_cols,
-		       r->has_qweight ? r->qw.bits : 32, r->bits_per_weight, r->rel_err_output,
+		       r->bits, r->bits_per_weight, r->rel_err_output,
 		       r->err_weight, t->seconds);
 		if (done == total)
 			printf("]\n");
@@ -310,7 +310,7 @@ static void on_layer(void *arg, const struct calib_tensor *t, uint32_t done, uin
 	if (ll->bar->tty)
 		fprintf(stderr, "\r\033[K");
 	fprintf(stderr, "  %-22s %5u x %-5u %u-bit %5.2f bpw  rel. output error %.4g  (%.2f s)\n",
-		t->name, r->n_rows, r->n_cols, r->has_qweight ? r->qw.bits : 32, r->bits_per_weight,
+		t->name, r->n_rows, r->n_cols, r->bits, r->bits_per_weight,
 		r->rel_err_output, t->seconds);
 }
 
@@ -426,7 +426,7 @@ static void print_alloc_table(const struct mixbits *mb, const struct calib_out *
 		nsum += (double)r->n_rows * r->n_cols;
 		snprintf(shape, sizeof(shape), "%ux%u", r->n_rows, r->n_cols);
 		printf("%-22s %11s %4u %6.3f %10.4g %10.4g %10.4g %10.4g %9.5f\n", t->name, shape,
-		       r->has_qweight ? r->qw.bits : 32, r->bits_per_weight, l->err[0], l->err[1],
+		       r->bits, r->bits_per_weight, l->err[0], l->err[1],
 		       l->err[2], r->err_output, r->rel_err_output);
 	}
 	printf("widths: %u x 2-bit, %u x 3-bit, %u x 4-bit; %.4f bits per weight (budget %.4g, "
