@@ -18,6 +18,12 @@
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 
+/*
+ * Sequences whose logits are computed by one lm_head product: the head (n_vocab x dim, the
+ * largest matrix) is read once per group instead of once per sequence.
+ */
+#define LOGITS_BATCH 32
+
 struct backend {
 	struct backend_config cfg;
 	struct model *m;
@@ -28,6 +34,8 @@ struct backend {
 	int32_t *tokens;     /* [max_batch_tokens] step scratch */
 	uint32_t *seq, *pos; /* [max_batch_tokens] */
 	float *hidden;	     /* [max_batch_tokens][dim] */
+	float *last;	     /* [LOGITS_BATCH][dim]: hidden rows that want logits */
+	float *logits;	     /* [LOGITS_BATCH][n_vocab] */
 };
 
 static void engine_close(struct backend *b)
@@ -43,6 +51,8 @@ static void engine_close(struct backend *b)
 	free(b->seq);
 	free(b->pos);
 	free(b->hidden);
+	free(b->last);
+	free(b->logits);
 	free(b);
 }
 
@@ -98,7 +108,10 @@ static int engine_open(const struct backend_config *cfg, struct backend **ret, s
 	b->seq = malloc(nb * sizeof(*b->seq));
 	b->pos = malloc(nb * sizeof(*b->pos));
 	b->hidden = malloc((uint64_t)nb * b->m->cfg.dim * sizeof(float));
-	if (!b->used || !b->n_past || !b->tokens || !b->seq || !b->pos || !b->hidden) {
+	b->last = malloc((uint64_t)LOGITS_BATCH * b->m->cfg.dim * sizeof(float));
+	b->logits = malloc((uint64_t)LOGITS_BATCH * b->m->cfg.n_vocab * sizeof(float));
+	if (!b->used || !b->n_past || !b->tokens || !b->seq || !b->pos || !b->hidden || !b->last ||
+	    !b->logits) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -180,9 +193,32 @@ static int check_step(const struct backend *b, const struct backend_seq *seqs, u
 	return 0;
 }
 
+/* Logits of every sequence that wants them, LOGITS_BATCH sequences per lm_head product. */
+static void step_logits(struct backend *b, struct backend_seq *seqs, uint32_t n)
+{
+	uint32_t dim = b->m->cfg.dim, n_vocab = b->m->cfg.n_vocab, k = 0, n_want = 0;
+	struct backend_seq *want[LOGITS_BATCH];
+
+	for (uint32_t i = 0; i < n; i++) {
+		k += seqs[i].n_tokens;
+		if (seqs[i].want_logits) {
+			memcpy(b->last + (uint64_t)n_want * dim,
+			       b->hidden + (uint64_t)(k - 1) * dim, dim * sizeof(float));
+			want[n_want++] = &seqs[i];
+		}
+		if (n_want == LOGITS_BATCH || (i == n - 1 && n_want)) {
+			model_logits(b->m, b->last, n_want, b->logits);
+			for (uint32_t j = 0; j < n_want; j++)
+				memcpy(want[j]->logits, b->logits + (uint64_t)j * n_vocab,
+				       n_vocab * sizeof(float));
+			n_want = 0;
+		}
+	}
+}
+
 static int engine_step(struct backend *b, struct backend_seq *seqs, uint32_t n)
 {
-	uint32_t total, k = 0, dim = b->m->cfg.dim;
+	uint32_t total, k = 0;
 	int r = check_step(b, seqs, n, &total);
 
 	if (r < 0 || !n)
@@ -201,9 +237,8 @@ static int engine_step(struct backend *b, struct backend_seq *seqs, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		k += seqs[i].n_tokens;
 		b->n_past[seqs[i].slot] += seqs[i].n_tokens;
-		if (seqs[i].want_logits)
-			model_logits(b->m, b->hidden + (uint64_t)(k - 1) * dim, 1, seqs[i].logits);
 	}
+	step_logits(b, seqs, n);
 	return 0;
 }
 
