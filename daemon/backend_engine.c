@@ -3,16 +3,15 @@
  * The engine backend (contract in daemon/backend.h): a real model through engine/, with its
  * linear layers on the shift-add kernels when the file holds shift-add planes (dense f32
  * otherwise). All sequences of a step go through one model_forward() call, so the linear
- * layers see the whole batch at once.
+ * layers see the whole batch at once. The shift-add kernels run on the daemon's pinned workers
+ * (cfg->pool) through a task runner; dense f32 layers run in OpenBLAS, on its own threads.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "common/pool.h"
 #include "daemon/backend.h"
 #include "daemon/worker.h"
 #include "engine/model.h"
@@ -27,7 +26,6 @@
 struct backend {
 	struct backend_config cfg;
 	struct model *m;
-	struct pool *pool; /* kernel threads */
 	struct kv_cache kv;
 	bool *used;	     /* [n_slots] */
 	uint32_t *n_past;    /* [n_slots] */
@@ -44,7 +42,6 @@ static void engine_close(struct backend *b)
 		return;
 	kv_cache_done(&b->kv);
 	model_free(b->m);
-	pool_free(b->pool);
 	free(b->used);
 	free(b->n_past);
 	free(b->tokens);
@@ -56,13 +53,28 @@ static void engine_close(struct backend *b)
 	free(b);
 }
 
-static uint32_t kernel_threads(const struct backend_config *cfg)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+/* A kernel task handed to the daemon's workers (which also pass their own index). */
+struct task_fwd {
+	lut_task_fn fn;
+	void *arg;
+};
 
-	if (cfg->pool)
-		return worker_pool_size(cfg->pool);
-	return n > 0 ? (uint32_t)n : 1;
+static void task_fwd(void *arg, uint32_t task, uint32_t worker)
+{
+	const struct task_fwd *f = arg;
+
+	f->fn(f->arg, task);
+}
+
+/*
+ * lut_run_fn over the daemon's pinned workers, so that the kernels run on them (and their busy
+ * time shows in the per-worker statistics). Called on the loop thread only, as the pool needs.
+ */
+static void run_on_workers(void *ctx, uint32_t n_tasks, lut_task_fn fn, void *arg)
+{
+	struct task_fwd f = { fn, arg };
+
+	worker_pool_run(ctx, n_tasks, task_fwd, &f);
 }
 
 static int engine_open(const struct backend_config *cfg, struct backend **ret, struct errbuf *e)
@@ -80,10 +92,12 @@ static int engine_open(const struct backend_config *cfg, struct backend **ret, s
 	if (!b)
 		return -ENOMEM;
 	b->cfg = *cfg;
-	r = pool_new(kernel_threads(cfg), NULL, &b->pool);
-	if (r < 0)
-		goto fail;
-	lo.pool = b->pool;
+	if (cfg->pool)
+		lo.runner = (struct lut_runner){
+			.run = run_on_workers,
+			.ctx = cfg->pool,
+			.n_workers = worker_pool_size(cfg->pool),
+		};
 	r = model_load_ex(cfg->model_path, &lo, &b->m, e);
 	if (r < 0)
 		goto fail;
