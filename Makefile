@@ -6,6 +6,7 @@
 #   make model      fetch the default model             make deps    install Debian packages
 #   make fuzz       libFuzzer binaries (clang)          make lint    layering + format checks
 #   make format     clang-format in place               make clean
+#   make install    tools, libshiftadd, man pages, systemd units (PREFIX, DESTDIR); make uninstall
 #
 # MODE selects the flavour and the build directory: build/$(MODE).  V=1 shows full commands.
 
@@ -46,6 +47,17 @@ else
 Q := @
 endif
 
+# Install locations; DESTDIR is prepended to each of them (staged installs, packaging).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/shiftadd
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+
 # Modules in dependency order: a module may use only those before it.
 MODULES := common kernels engine reparam proto daemon client_lib tools
 UNIT_TESTS :=
@@ -61,7 +73,8 @@ include $(wildcard $(MODULES:%=%/module.mk))
 include $(wildcard tests/*/module.mk)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps test check tsan bench run model fuzz lint format format-check clean
+.PHONY: all deps test check tsan bench run model fuzz lint format format-check clean \
+	install uninstall install-check
 
 all: $(PROGRAMS) $(UNIT_TESTS)
 
@@ -111,3 +124,45 @@ format-check:
 
 clean:
 	rm -rf build
+
+# Installed programs; libshiftadd is installed as built (shared, soname libshiftadd.so.1).
+INSTALL_BINS := shiftadd shiftaddd shiftaddctl shiftadd-bench shiftadd-generate
+MAN_PAGES := $(wildcard man/*.[1-8])
+
+# The daemon's config is installed only when none is there (an admin's edits survive), and
+# uninstall leaves it. The unit files get the install's paths.
+install: $(INSTALL_BINS:%=$(B)/bin/%) $(LIBSHIFTADD)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/shiftadd $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR)
+	install -m 755 $(INSTALL_BINS:%=$(B)/bin/%) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(LIBSHIFTADD) $(DESTDIR)$(LIBDIR)/
+	ln -sf libshiftadd.so.1 $(DESTDIR)$(LIBDIR)/libshiftadd.so
+	$(SHIFTADD_PC_SED) client_lib/shiftadd.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/shiftadd.pc
+	install -m 644 include/shiftadd.h $(DESTDIR)$(INCLUDEDIR)/
+	for f in $(MAN_PAGES); do \
+		install -d $(DESTDIR)$(MANDIR)/man$${f##*.} && \
+		install -m 644 $$f $(DESTDIR)$(MANDIR)/man$${f##*.}/ || exit 1; \
+	done
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/shiftadd/|$(SYSCONFDIR)/shiftadd/|g' \
+		daemon/shiftaddd.service > $(DESTDIR)$(SYSTEMDUNITDIR)/shiftaddd.service
+	install -m 644 daemon/shiftaddd.socket $(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 644 daemon/shiftaddd.sysusers $(DESTDIR)$(SYSUSERSDIR)/shiftadd.conf
+	install -m 644 daemon/shiftaddd.conf.example $(DESTDIR)$(DOCDIR)/
+	[ -e $(DESTDIR)$(SYSCONFDIR)/shiftadd/shiftaddd.conf ] || \
+		install -m 644 daemon/shiftaddd.conf.example \
+			$(DESTDIR)$(SYSCONFDIR)/shiftadd/shiftaddd.conf
+
+uninstall:
+	rm -f $(INSTALL_BINS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(LIBDIR)/libshiftadd.so.1 \
+		$(DESTDIR)$(LIBDIR)/libshiftadd.so $(DESTDIR)$(LIBDIR)/pkgconfig/shiftadd.pc \
+		$(DESTDIR)$(INCLUDEDIR)/shiftadd.h $(DESTDIR)$(SYSTEMDUNITDIR)/shiftaddd.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/shiftaddd.socket $(DESTDIR)$(SYSUSERSDIR)/shiftadd.conf \
+		$(DESTDIR)$(DOCDIR)/shiftaddd.conf.example
+	for f in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${f##*.}/$${f##*/}; done
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# `make test` stages an install and checks the tree (tests/install_check.sh).
+install-check: $(INSTALL_BINS:%=$(B)/bin/%) $(LIBSHIFTADD)
+	@tests/install_check.sh $(MODE)
+CHECK_TARGETS += install-check

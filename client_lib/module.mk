@@ -17,11 +17,13 @@ $(LIBSHIFTADD): $(client_lib_OBJS) $(proto_OBJS) client_lib/libshiftadd.map
 		-o $@ $(client_lib_OBJS) $(proto_OBJS) $(CLIENT_LDLIBS)
 	$(Q)ln -sf libshiftadd.so.1 $(B)/lib/libshiftadd.so
 
+# The pkg-config file for the install locations (the top Makefile's PREFIX, LIBDIR, ...).
+SHIFTADD_PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(SHIFTADD_VERSION)|'
 $(B)/lib/shiftadd.pc: client_lib/shiftadd.pc.in
 	@mkdir -p $(dir $@)
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(SHIFTADD_VERSION)|' $< > $@
+	$(Q)$(SHIFTADD_PC_SED) $< > $@
 
-PREFIX ?= /usr/local
 PROGRAMS += $(LIBSHIFTADD) $(B)/lib/shiftadd.pc
 
 # Programs linking the shared library find it next to them in the build tree.
@@ -35,17 +37,3 @@ ifneq ($(wildcard tests/unit/client/*.c),)
 $(eval $(call add_unit_test,client))
 $(client_TEST_OBJS): | $(PROTO_GEN_H)
 endif
-
-.PHONY: install
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man3 \
-		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 755 $(B)/bin/shiftaddd $(B)/bin/shiftadd-generate $(DESTDIR)$(PREFIX)/bin/
-	install -m 755 $(LIBSHIFTADD) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libshiftadd.so.1 $(DESTDIR)$(PREFIX)/lib/libshiftadd.so
-	install -m 644 $(B)/lib/shiftadd.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 644 include/shiftadd.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 man/*.3 $(DESTDIR)$(PREFIX)/share/man/man3/
-	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
-	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/

@@ -3,31 +3,37 @@
  * The engine backend (contract in daemon/backend.h): a real model through engine/, with its
  * linear layers on the shift-add kernels when the file holds shift-add planes (dense f32
  * otherwise). All sequences of a step go through one model_forward() call, so the linear
- * layers see the whole batch at once.
+ * layers see the whole batch at once. The shift-add kernels run on the daemon's pinned workers
+ * (cfg->pool) through a task runner; dense f32 layers run in OpenBLAS, on its own threads.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "common/pool.h"
 #include "daemon/backend.h"
 #include "daemon/worker.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 
+/*
+ * Sequences whose logits are computed by one lm_head product: the head (n_vocab x dim, the
+ * largest matrix) is read once per group instead of once per sequence.
+ */
+#define LOGITS_BATCH 32
+
 struct backend {
 	struct backend_config cfg;
 	struct model *m;
-	struct pool *pool; /* kernel threads */
 	struct kv_cache kv;
 	bool *used;	     /* [n_slots] */
 	uint32_t *n_past;    /* [n_slots] */
 	int32_t *tokens;     /* [max_batch_tokens] step scratch */
 	uint32_t *seq, *pos; /* [max_batch_tokens] */
 	float *hidden;	     /* [max_batch_tokens][dim] */
+	float *last;	     /* [LOGITS_BATCH][dim]: hidden rows that want logits */
+	float *logits;	     /* [LOGITS_BATCH][n_vocab] */
 };
 
 static void engine_close(struct backend *b)
@@ -36,23 +42,39 @@ static void engine_close(struct backend *b)
 		return;
 	kv_cache_done(&b->kv);
 	model_free(b->m);
-	pool_free(b->pool);
 	free(b->used);
 	free(b->n_past);
 	free(b->tokens);
 	free(b->seq);
 	free(b->pos);
 	free(b->hidden);
+	free(b->last);
+	free(b->logits);
 	free(b);
 }
 
-static uint32_t kernel_threads(const struct backend_config *cfg)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+/* A kernel task handed to the daemon's workers (which also pass their own index). */
+struct task_fwd {
+	lut_task_fn fn;
+	void *arg;
+};
 
-	if (cfg->pool)
-		return worker_pool_size(cfg->pool);
-	return n > 0 ? (uint32_t)n : 1;
+static void task_fwd(void *arg, uint32_t task, uint32_t worker)
+{
+	const struct task_fwd *f = arg;
+
+	f->fn(f->arg, task);
+}
+
+/*
+ * lut_run_fn over the daemon's pinned workers, so that the kernels run on them (and their busy
+ * time shows in the per-worker statistics). Called on the loop thread only, as the pool needs.
+ */
+static void run_on_workers(void *ctx, uint32_t n_tasks, lut_task_fn fn, void *arg)
+{
+	struct task_fwd f = { fn, arg };
+
+	worker_pool_run(ctx, n_tasks, task_fwd, &f);
 }
 
 static int engine_open(const struct backend_config *cfg, struct backend **ret, struct errbuf *e)
@@ -70,10 +92,12 @@ static int engine_open(const struct backend_config *cfg, struct backend **ret, s
 	if (!b)
 		return -ENOMEM;
 	b->cfg = *cfg;
-	r = pool_new(kernel_threads(cfg), NULL, &b->pool);
-	if (r < 0)
-		goto fail;
-	lo.pool = b->pool;
+	if (cfg->pool)
+		lo.runner = (struct lut_runner){
+			.run = run_on_workers,
+			.ctx = cfg->pool,
+			.n_workers = worker_pool_size(cfg->pool),
+		};
 	r = model_load_ex(cfg->model_path, &lo, &b->m, e);
 	if (r < 0)
 		goto fail;
@@ -98,7 +122,10 @@ static int engine_open(const struct backend_config *cfg, struct backend **ret, s
 	b->seq = malloc(nb * sizeof(*b->seq));
 	b->pos = malloc(nb * sizeof(*b->pos));
 	b->hidden = malloc((uint64_t)nb * b->m->cfg.dim * sizeof(float));
-	if (!b->used || !b->n_past || !b->tokens || !b->seq || !b->pos || !b->hidden) {
+	b->last = malloc((uint64_t)LOGITS_BATCH * b->m->cfg.dim * sizeof(float));
+	b->logits = malloc((uint64_t)LOGITS_BATCH * b->m->cfg.n_vocab * sizeof(float));
+	if (!b->used || !b->n_past || !b->tokens || !b->seq || !b->pos || !b->hidden || !b->last ||
+	    !b->logits) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -180,9 +207,32 @@ static int check_step(const struct backend *b, const struct backend_seq *seqs, u
 	return 0;
 }
 
+/* Logits of every sequence that wants them, LOGITS_BATCH sequences per lm_head product. */
+static void step_logits(struct backend *b, struct backend_seq *seqs, uint32_t n)
+{
+	uint32_t dim = b->m->cfg.dim, n_vocab = b->m->cfg.n_vocab, k = 0, n_want = 0;
+	struct backend_seq *want[LOGITS_BATCH];
+
+	for (uint32_t i = 0; i < n; i++) {
+		k += seqs[i].n_tokens;
+		if (seqs[i].want_logits) {
+			memcpy(b->last + (uint64_t)n_want * dim,
+			       b->hidden + (uint64_t)(k - 1) * dim, dim * sizeof(float));
+			want[n_want++] = &seqs[i];
+		}
+		if (n_want == LOGITS_BATCH || (i == n - 1 && n_want)) {
+			model_logits(b->m, b->last, n_want, b->logits);
+			for (uint32_t j = 0; j < n_want; j++)
+				memcpy(want[j]->logits, b->logits + (uint64_t)j * n_vocab,
+				       n_vocab * sizeof(float));
+			n_want = 0;
+		}
+	}
+}
+
 static int engine_step(struct backend *b, struct backend_seq *seqs, uint32_t n)
 {
-	uint32_t total, k = 0, dim = b->m->cfg.dim;
+	uint32_t total, k = 0;
 	int r = check_step(b, seqs, n, &total);
 
 	if (r < 0 || !n)
@@ -201,9 +251,8 @@ static int engine_step(struct backend *b, struct backend_seq *seqs, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		k += seqs[i].n_tokens;
 		b->n_past[seqs[i].slot] += seqs[i].n_tokens;
-		if (seqs[i].want_logits)
-			model_logits(b->m, b->hidden + (uint64_t)(k - 1) * dim, 1, seqs[i].logits);
 	}
+	step_logits(b, seqs, n);
 	return 0;
 }
 

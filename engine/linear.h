@@ -57,6 +57,17 @@ struct pool;
  */
 int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool *pool);
 
+struct lut_runner;
+
+/*
+ * linear_init_shiftadd() on a caller's task runner (kernels/lut.h) instead of a common/pool:
+ * @runner is copied; NULL or runner->run NULL means the calling thread only. The runner is
+ * called from the thread that runs the forward; with forwards from several threads it must
+ * serialize them itself (the daemon calls from its loop thread only).
+ */
+int linear_init_shiftadd_runner(struct linear *l, const struct qweight *qw,
+				const struct lut_runner *runner);
+
 struct sa_rht;
 
 /*

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * Shift-add linear backend: the layer's binary planes packed for the LUT kernels
- * (kernels/lut.h), run on the model's worker pool.
+ * (kernels/lut.h), run on the model's task runner (a common/pool, or the daemon's workers).
  *
  * Scratch (one token's lookup tables are up to 8 rowsets x K/8 x bits x 64 bytes) is not
  * kept per layer: 210 layers x a prefill batch would cost gigabytes. Each calling thread has
  * one buffer (grown to the largest need seen, freed when the thread exits), and a forward of
  * m tokens runs in batches of at most SA_MAX_M, which bounds that buffer. So concurrent
- * forwards from different threads are safe; the pool itself serializes their kernel phases.
+ * forwards from different threads are safe; a common/pool serializes their kernel phases.
  */
 #include "common/pool.h"
 #include "engine/linear.h"
@@ -119,12 +119,13 @@ static const struct linear_ops sa_ops = {
 	.done = sa_done,
 };
 
-int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool *pool)
+int linear_init_shiftadd_runner(struct linear *l, const struct qweight *qw,
+				const struct lut_runner *runner)
 {
 	struct sa_linear *s;
 	int ret;
 
-	if (!l || !qw)
+	if (!l || !qw || (runner && runner->run && !runner->n_workers))
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -132,12 +133,8 @@ int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool
 	ret = lut_pack(qw, &s->w);
 	if (ret < 0)
 		goto out_free;
-	if (pool && pool_n_threads(pool) > 1)
-		s->runner = (struct lut_runner){
-			.run = pool_run,
-			.ctx = pool,
-			.n_workers = pool_n_threads(pool),
-		};
+	if (runner && runner->run)
+		s->runner = *runner;
 	l->ops = &sa_ops;
 	l->n_out = qw->n_rows;
 	l->n_in = qw->n_cols;
@@ -148,4 +145,18 @@ int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool
 out_free:
 	free(s);
 	return ret;
+}
+
+int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool *pool)
+{
+	struct lut_runner r = { 0 };
+
+	/* one thread is the caller itself: no hand-off */
+	if (pool && pool_n_threads(pool) > 1)
+		r = (struct lut_runner){
+			.run = pool_run,
+			.ctx = pool,
+			.n_workers = pool_n_threads(pool),
+		};
+	return linear_init_shiftadd_runner(l, qw, &r);
 }

@@ -9,6 +9,7 @@
 #include "common/err.h"
 #include "engine/linear.h"
 #include "engine/model_config.h"
+#include "kernels/lut.h"
 
 struct tokenizer;
 struct gguf_file;
@@ -33,6 +34,11 @@ enum linear_backend {
 struct model_load_opts {
 	enum linear_backend backend;
 	struct pool *pool; /* workers for the shift-add kernels (borrowed); NULL = caller only */
+	/*
+	 * Or the caller's own task runner (e.g. shiftaddd's pinned workers), used instead of
+	 * @pool when runner.run is set; copied, its ctx borrowed for the model's life.
+	 */
+	struct lut_runner runner;
 };
 
 struct model_layer {

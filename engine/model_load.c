@@ -224,7 +224,10 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 				  base, qw.n_rows, qw.n_cols, n_out, n_in);
 	}
 	if (m->opts.backend == LINEAR_BACKEND_SHIFTADD) {
-		r = linear_init_shiftadd(&inner, &qw, m->opts.pool);
+		if (m->opts.runner.run)
+			r = linear_init_shiftadd_runner(&inner, &qw, &m->opts.runner);
+		else
+			r = linear_init_shiftadd(&inner, &qw, m->opts.pool);
 		qweight_done(&qw);
 		if (r < 0)
 			return errbuf_set(e, r, "%s: shift-add kernels refused the layer", base);

@@ -40,7 +40,10 @@ static void kill_daemon(struct harness *h)
 	h->daemon_pid = -1;
 }
 
-/* Up to 3 tries of 5 s each: a daemon that never listens is killed before the next try. */
+/*
+ * Up to 3 tries of up to 30 s each (a real model loads first, slower under ASan): a daemon that
+ * never listens is killed before the next try.
+ */
 static int spawn_daemon(struct harness *h, const char *const *args)
 {
 	const char *argv[32];
@@ -67,9 +70,13 @@ static int spawn_daemon(struct harness *h, const char *const *args)
 			execv(HARNESS_BIN "shiftaddd", (char *const *)argv);
 			_exit(127);
 		}
-		for (int t = 0; t < 500; t++) {
+		for (int t = 0; t < 3000; t++) {
 			if (socket_accepts(h->sock_path))
 				return 0;
+			if (waitpid(h->daemon_pid, NULL, WNOHANG) == h->daemon_pid) {
+				h->daemon_pid = -1; /* it exited: try again at once */
+				break;
+			}
 			usleep(10000);
 		}
 		kill_daemon(h);
@@ -119,6 +126,55 @@ int harness_stop(struct harness *h)
 		return 0;
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
 	return system(cmd) == 0 ? 0 : -1;
+}
+
+int harness_run(int uid, const char *prog, const char *const *args, char *out, size_t cap)
+{
+	const char *argv[32];
+	int p[2], st, n = 0;
+	size_t len = 0;
+	pid_t pid;
+
+	if (cap == 0)
+		return -1;
+	argv[n++] = prog;
+	for (int i = 0; args[i] && n < 31; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	if (pipe(p) < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		char path[256];
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		if (uid >= 0 && (setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
+			_exit(77);
+		snprintf(path, sizeof(path), HARNESS_BIN "%s", prog);
+		execv(path, (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	for (;;) {
+		ssize_t r = read(p[0], out + len, cap - 1 - len);
+
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	out[len] = 0;
+	close(p[0]);
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
 }
 
 void harness_collect(const struct shiftadd_event *ev, void *arg)

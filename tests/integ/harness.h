@@ -38,6 +38,13 @@ int harness_prepare(const char *prog);
 /* Kill and reap the daemon if it runs, and remove the runtime dir. Returns 0 or -1. */
 int harness_stop(struct harness *h);
 
+/*
+ * Run the build's program @prog (e.g. "shiftaddctl") with @args (NULL-terminated, at most 30)
+ * as @uid (-1: ours), capturing its stdout into @out (NUL-terminated, truncated to @cap - 1).
+ * Returns its exit status, 77 if the uid could not be taken, or -1 (not run, or killed).
+ */
+int harness_run(int uid, const char *prog, const char *const *args, char *out, size_t cap);
+
 /* What one request delivered: its text (truncated to fit) and its DONE event. */
 struct harness_gen {
 	char text[512];

@@ -28,3 +28,16 @@ $(B)/tests/integ-ctl: $(B)/tests/integ/test_ctl.o $(INTEG_HELPERS) $(LIBSHIFTADD
 INTEG_TESTS += $(B)/tests/integ-ctl
 TSAN_TESTS += $(B)/tests/integ-ctl
 all: $(B)/tests/integ-ctl
+
+# The real model (engine backend) against in-process greedy generation through engine/.
+INTEG_ENGINE_OBJS := $(B)/tests/integ/test_engine.o $(B)/tests/lib/engine_greedy.o
+-include $(INTEG_ENGINE_OBJS:.o=.d)
+$(B)/tests/integ-engine: $(INTEG_ENGINE_OBJS) $(INTEG_HELPERS) $(LIBSHIFTADD) $(B)/libengine.a \
+			 $(B)/libkernels.a $(B)/libcommon.a $(B)/bin/shiftaddd $(B)/bin/shiftaddctl
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(INTEG_ENGINE_OBJS) $(INTEG_HELPERS) $(LIBSHIFTADD) \
+		$(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a -Wl,-rpath,'$$ORIGIN/../lib' \
+		-lcmocka -luring -lcjson $(ENGINE_LDLIBS) -lpthread
+INTEG_TESTS += $(B)/tests/integ-engine
+all: $(B)/tests/integ-engine

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,50 +34,9 @@
 static struct harness srv;
 static char out[OUT_MAX];
 
-/*
- * Run the build's @prog with @args (NULL-terminated) as @uid (-1: ours); capture stdout into out[].
- * Returns the exit status, 77 if the uid could not be taken, or -1.
- */
 static int run_as(int uid, const char *prog, const char *const *args)
 {
-	const char *argv[32];
-	int p[2], st, n = 0;
-	size_t len = 0;
-	pid_t pid;
-
-	argv[n++] = prog;
-	for (int i = 0; args[i] && n < 30; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	if (pipe(p) < 0)
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		char path[256];
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(p[1], 1);
-		close(p[0]);
-		close(p[1]);
-		if (uid >= 0 && (setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
-			_exit(77);
-		snprintf(path, sizeof(path), HARNESS_BIN "%s", prog);
-		execv(path, (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	for (;;) {
-		ssize_t r = read(p[0], out + len, sizeof(out) - 1 - len);
-
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	out[len] = 0;
-	close(p[0]);
-	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
-		return -1;
-	return WEXITSTATUS(st);
+	return harness_run(uid, prog, args, out, sizeof(out));
 }
 
 #define CTL(...) \

@@ -7,6 +7,7 @@
  */
 #include "common/pool.h"
 #include "engine/linear.h"
+#include "kernels/lut.h"
 #include "kernels/qweight.h"
 
 #include <errno.h>
@@ -225,6 +226,50 @@ static void test_batch_equals_single_tokens(void **state)
 	pool_free(pool);
 }
 
+/* A caller's task runner (what shiftaddd passes): runs the tasks in order and counts them. */
+struct counting_runner {
+	uint32_t n_calls;
+	uint32_t n_tasks;
+};
+
+static void counting_run(void *ctx, uint32_t n_tasks, lut_task_fn fn, void *arg)
+{
+	struct counting_runner *c = ctx;
+
+	c->n_calls++;
+	for (uint32_t i = 0; i < n_tasks; i++) {
+		c->n_tasks++;
+		fn(arg, i);
+	}
+}
+
+/* The kernels go through a caller's runner, and give exactly the calling-thread result. */
+static void test_caller_runner_runs_the_kernels(void **state)
+{
+	const uint32_t n = 200, k = 96, m = 5;
+	struct counting_runner cr = { 0 };
+	struct lut_runner r = { .run = counting_run, .ctx = &cr, .n_workers = 3 };
+	struct linear l = { 0 };
+	struct pair p;
+	float x[5 * 96], y[5 * 200], want[5 * 200];
+
+	rng_state = 16;
+	pair_init(&p, n, k, 3, QW_LAYOUT_BLOCK, NULL);
+	for (uint32_t i = 0; i < m * k; i++)
+		x[i] = act();
+	linear_forward(&p.sa, x, want, m);
+	assert_int_equal(linear_init_shiftadd_runner(&l, &p.q, &r), 0);
+	linear_forward(&l, x, y, m);
+	assert_true(cr.n_calls > 0);
+	assert_true(cr.n_tasks >= cr.n_calls);
+	assert_memory_equal(y, want, sizeof(y));
+	linear_done(&l);
+	/* a runner that claims no workers is refused */
+	r.n_workers = 0;
+	assert_int_equal(linear_init_shiftadd_runner(&l, &p.q, &r), -EINVAL);
+	pair_done(&p);
+}
+
 struct fwd_job {
 	const struct linear *l;
 	const float *x;
@@ -318,6 +363,7 @@ int test_linear_sa_run(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shiftadd_equals_dense_on_model_shapes),
 		cmocka_unit_test(test_batch_equals_single_tokens),
+		cmocka_unit_test(test_caller_runner_runs_the_kernels),
 		cmocka_unit_test(test_concurrent_forwards),
 		cmocka_unit_test(test_bias_is_added),
 		cmocka_unit_test(test_rejects_unpackable_weight),
