@@ -13,29 +13,65 @@ NSAMPLES=${NSAMPLES:-128}
 SEQLEN=${SEQLEN:-2048}
 WINDOWS=${WINDOWS:-0}
 THREADS=${THREADS:-2}
-ROWS=${ROWS:-"fp:16 rtn:4 rtn:3 gptq:4 gptq:3 gptq-g128:4 gptq-g128:3 bcq:3 shiftadd-lat:3 shiftadd-lat:2 shiftadd-acc:4 shiftadd-acc:3 shiftadd-acc:2 shiftadd-acc-sim:3 shiftadd-acc-sim:2 shiftadd-rht:3 shiftadd-rht:2"}
+ROWS=${ROWS:-"fp:16 rtn:4 rtn:3 gptq:4 gptq:3 gptq-g128:4 gptq-g128:3 bcq:3 shiftadd-lat:3 shiftadd-lat:2 shiftadd-acc:4 shiftadd-acc:3 shiftadd-acc:2 shiftadd-acc-sim:3 shiftadd-acc-sim:2 shiftadd-rht:3 shiftadd-rht:2 shiftadd-rht-both:3 shiftadd-rht-both:2"}
+# Perplexity runs on the dense dequantized path (BLAS prefill, faster); the shift-add kernels
+# give the same PPL within 0.03% (bench/results/kernels-e2e-*). BACKEND=shiftadd to check.
+BACKEND=${BACKEND:-dense}
 tag=${TAG:-$DATE}
 dir=bench/tmp/reparam
 mkdir -p "$dir"
 out=bench/results/reparam-$tag
 rows_json=$dir/rows.jsonl
-: > "$rows_json"
+# REUSE=1 keeps the rows already measured in $dir (same NSAMPLES/SEQLEN/WINDOWS!) and only
+# runs the missing ones, so a long table can be built over several sittings.
+[ "${REUSE:-0}" = 1 ] && [ -f "$rows_json" ] || : > "$rows_json"
 header "Reparameterization results: SmolLM2-135M on WikiText-2" \
-	"NSAMPLES=$NSAMPLES SEQLEN=$SEQLEN WINDOWS=$WINDOWS bench/reparam.sh" > "$out.md"
+	"NSAMPLES=$NSAMPLES SEQLEN=$SEQLEN WINDOWS=$WINDOWS bench/reparam.sh" > "$out.md.head"
+
+# The table from the rows measured so far (rewritten after every row: a long run that is cut
+# off still leaves its finished rows).
+render() {
+	cat "$out.md.head" > "$out.md"
+	python3 - "$rows_json" "$out" "$NSAMPLES" "$SEQLEN" "$WINDOWS" <<-'PY'
+	import json, sys
+	rows = [json.loads(l) for l in open(sys.argv[1])]
+	out, ns, sl, w = sys.argv[2:6]
+	fp = next((r["ppl"] for r in rows if r["method"] == "fp"), None)
+	json.dump(dict(rows=rows, nsamples=int(ns), seqlen=int(sl), windows=int(w)),
+	          open(out + ".json", "w"), indent=1)
+	with open(out + ".md", "a") as f:
+	    f.write(f"Calibration {ns} x {sl} tokens of ../shared/data/calib/wiki-passages.txt, seed 0; "
+	            f"WikiText-2 windows of 2048: {'all' if w == '0' else w}.\n\n")
+	    f.write("| method | bits | PPL | x fp | bits/weight (with scales) | deployable | convert s | peak MiB |\n")
+	    f.write("|---|---|---|---|---|---|---|---|\n")
+	    for r in rows:
+	        ratio = r["ppl"] / fp if fp else float("nan")
+	        f.write(f"| {r['method']} | {r['bits']} | {r['ppl']:.3f} | {ratio:.3f} | "
+	                f"{r['avg_bits'] or 0:.3f} | {r['deployable']} | {r['convert_s']:.0f} | "
+	                f"{r['peak_rss_mib']:.0f} |\n")
+	print(open(out + ".md").read())
+	PY
+}
 
 for row in $ROWS; do
 	m=${row%%:*} bits=${row##*:} extra=()
 	method=$m
 	case $m in
 	gptq-g128) method=gptq extra=(--group 128) ;;
+	shiftadd-rht-both) method=shiftadd-rht extra=(--rht both) ;;
 	esac
 	f=$dir/$m-$bits.gguf
 	log=$dir/$m-$bits.convert.log
+	if grep -q "\"method\": \"$m\", \"bits\": $bits," "$rows_json" 2>/dev/null; then
+		echo "== $m $bits-bit: kept from $rows_json" >&2
+		continue
+	fi
 	echo "== $m $bits-bit" >&2
 	/usr/bin/time -v "$SA" convert --model "$MODEL" --out "$f" --method "$method" \
 		--bits "$bits" --nsamples "$NSAMPLES" --seqlen "$SEQLEN" --threads "$THREADS" \
 		--quiet "${extra[@]}" 2> "$log"
-	"$SA" eval ppl --model "$f" --limit-windows "$WINDOWS" --threads "$THREADS" --json \
+	"$SA" eval ppl --model "$f" --limit-windows "$WINDOWS" --threads "$THREADS" \
+		--backend "$BACKEND" --json \
 		> "$dir/$m-$bits.ppl.json"
 	python3 - "$m" "$bits" "$log" "$dir/$m-$bits.ppl.json" "$f" >> "$rows_json" <<'PY'
 import json, re, subprocess, sys
@@ -53,24 +89,7 @@ row = dict(method=m, bits=int(bits), ppl=json.load(open(pj))["ppl"],
            convert_s=secs, peak_rss_mib=rss / 1024)
 print(json.dumps(row))
 PY
+	render > /dev/null
 done
 
-python3 - "$rows_json" "$out" "$NSAMPLES" "$SEQLEN" "$WINDOWS" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-out, ns, sl, w = sys.argv[2:6]
-fp = next((r["ppl"] for r in rows if r["method"] == "fp"), None)
-json.dump(dict(rows=rows, nsamples=int(ns), seqlen=int(sl), windows=int(w)),
-          open(out + ".json", "w"), indent=1)
-with open(out + ".md", "a") as f:
-    f.write(f"Calibration {ns} x {sl} tokens of ../shared/data/calib/wiki-passages.txt, seed 0; "
-            f"WikiText-2 windows of 2048: {'all' if w == '0' else w}.\n\n")
-    f.write("| method | bits | PPL | x fp | bits/weight (with scales) | deployable | convert s | peak MiB |\n")
-    f.write("|---|---|---|---|---|---|---|---|\n")
-    for r in rows:
-        ratio = r["ppl"] / fp if fp else float("nan")
-        f.write(f"| {r['method']} | {r['bits']} | {r['ppl']:.3f} | {ratio:.3f} | "
-                f"{r['avg_bits'] or 0:.3f} | {r['deployable']} | {r['convert_s']:.0f} | "
-                f"{r['peak_rss_mib']:.0f} |\n")
-print(open(out + ".md").read())
-PY
+render
