@@ -13,6 +13,7 @@ import argparse
 import http.client
 import json
 import math
+import socket
 import sys
 import threading
 import time
@@ -68,7 +69,7 @@ class Point:
             seed = self.next_prompt + 1
             self.next_prompt += 1
         body = json.dumps({"prompt": text, "n_predict": max_tokens, "temperature": 0,
-                           "seed": seed, "stream": True, "cache_prompt": False})
+                           "seed": seed, "stream": True, "cache_prompt": False}).encode()
         t_submit = time.monotonic()
         measured = t_submit >= self.t_measure
         conn.request("POST", "/completion", body, {"Content-Type": "application/json"})
@@ -111,6 +112,16 @@ class Point:
 
     def client(self, prompts, ready, go):
         conn = http.client.HTTPConnection(self.a.host, self.a.port, timeout=self.a.timeout)
+        try:
+            conn.connect()
+            # Small writes each way: no Nagle delay on our side of the loopback.
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as e:
+            with self.lock:
+                self.failed += 1
+                self.errors.append(repr(e)[:200])
+            ready.release()
+            return
         ready.release()
         go.wait()
         try:
