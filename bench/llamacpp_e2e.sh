@@ -190,7 +190,11 @@ f.write(f"- decode: {n_gen} tokens, batch 1, mean of {reps} runs; llama.cpp `lla
         "prompt; stops early at EOS, see 'generated' in the JSON)\n")
 f.write(f"- llama.cpp files: `llama-quantize --allow-requantize` of {os.path.basename(source)}; "
         "K-quants need rows of 256 columns, so on SmolLM2's 576-wide matrices llama-quantize "
-        "falls back to other types for those tensors: the type mix is listed\n")
+        "falls back to Q4_0 for those tensors: the type mix is listed (Q3_K_S and Q2_K can come "
+        "out as the same file)\n")
+f.write("- llama.cpp runs ggml's spinning thread pool: on an oversubscribed machine its "
+        "multi-thread figures collapse (threads spin while a preempted peer holds the barrier); "
+        "compare multi-thread ratios only from a quiet machine\n")
 if int(windows):
     f.write(f"- PPL: our protocol, WikiText-2 test, {windows} windows x {seqlen} tokens "
             f"(`shiftadd eval ppl`; llama.cpp files dequantized on our dense path)"
@@ -209,9 +213,10 @@ for s in systems:
         d = s["decode"].get(t)
         cells.append("-" if not d else f"{d['tok_s']:.1f} ± {d['stddev']:.1f}")
     cells.append(fmt(s["ppl"]["ppl"], 3) if s.get("ppl") else "-")
-    types = s.get("linear_types") or ({f"shiftadd-{s.get('method')}": s.get("bits")}
-                                      if s["system"] == "shiftadd" else {})
-    cells.append(", ".join(f"{k} {v}" for k, v in types.items()))
+    if s["system"] == "shiftadd":
+        cells.append(f"{s.get('method')}, {s.get('bits')}-bit")
+    else:
+        cells.append(", ".join(f"{k} {v}" for k, v in (s.get("linear_types") or {}).items()))
     f.write("| " + " | ".join(str(c) for c in cells) + " |\n")
 if ratios:
     f.write("\nRatio ours / llama.cpp decode tokens/s (> 1: we are faster):\n\n")

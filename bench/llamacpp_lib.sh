@@ -52,5 +52,7 @@ llamacpp_build() {
 
 # llamacpp_commit: the vendored llama.cpp's build number/commit as its tools print it.
 llamacpp_commit() {
-	"$LLAMACPP_BIN/llama-bench" --version 2>&1 | head -1 || echo unknown
+	local v
+	v=$("$LLAMACPP_BIN/llama-bench" --version 2>&1 || true)
+	echo "${v%%$'\n'*}"
 }
