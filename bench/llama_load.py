@@ -110,29 +110,29 @@ class Point:
                 self.records.append((n_tokens, t_first - t_submit if t_first else math.nan,
                                      t_done - t_submit, itl, t_submit, t_done))
 
-    def client(self, prompts, ready, go):
+    def connect(self):
         conn = http.client.HTTPConnection(self.a.host, self.a.port, timeout=self.a.timeout)
-        try:
-            conn.connect()
-            # Small writes each way: no Nagle delay on our side of the loopback.
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as e:
-            with self.lock:
-                self.failed += 1
-                self.errors.append(repr(e)[:200])
-            ready.release()
-            return
+        conn.connect()
+        # Small writes each way: no Nagle delay on our side of the loopback.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def client(self, prompts, ready, go):
         ready.release()
         go.wait()
         try:
             while self.want_more(time.monotonic()):
-                self.one_request(conn, prompts)
+                # llama-server ends a streamed response by closing the connection, so each
+                # request gets a fresh one; the clock starts after connect (ours keep theirs).
+                conn = self.connect()
+                try:
+                    self.one_request(conn, prompts)
+                finally:
+                    conn.close()
         except Exception as e:  # counted and reported, the point fails
             with self.lock:
                 self.failed += 1
                 self.errors.append(repr(e)[:200])
-        finally:
-            conn.close()
 
 
 def main():
