@@ -15,7 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${B:-build/release}
 DIR=${LLAMACPP_DIR:-/tmp/shiftadd-llamacpp}
-JOBS=${JOBS:-2}
 quick=0 min_time=0.3 bits=3 layout=col args="$*"
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -29,27 +28,13 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
-# 1. Source: the sdist vendors llama.cpp under vendor/llama.cpp.
-mkdir -p "$DIR"
-sdist=$(ls "$DIR"/llama_cpp_python-*.tar.gz 2>/dev/null | head -1 || true)
-if [ -z "$sdist" ]; then
-	pip download --no-deps --no-binary :all: llama-cpp-python -d "$DIR" >&2
-	sdist=$(ls "$DIR"/llama_cpp_python-*.tar.gz | head -1)
-fi
-src="$DIR/$(basename "$sdist" .tar.gz)"
-[ -d "$src" ] || tar xzf "$sdist" -C "$DIR"
-llama="$src/vendor/llama.cpp"
-version=$(basename "$src")
-
-# 2. ggml only (static, CPU, ggml's own thread pool, tuned for this host like our kernels'
-#    runtime dispatch picks the best ISA).
-if [ ! -f "$DIR/build/ggml/src/libggml.a" ]; then
-	cmake -S "$llama" -B "$DIR/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
-		-DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DGGML_CUDA=OFF -DGGML_METAL=OFF \
-		-DGGML_VULKAN=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-		-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
-	cmake --build "$DIR/build" --target ggml -j "$JOBS" >&2
-fi
+# 1-2. Source (the sdist vendors llama.cpp) and the ggml static libraries, CPU only, tuned
+#      for this host like our kernels' runtime dispatch picks the best ISA: bench/llamacpp_lib.sh.
+. bench/llamacpp_lib.sh
+llamacpp_fetch
+llamacpp_build ggml
+llama=$LLAMACPP_SRC
+version=$LLAMACPP_VERSION
 libs=$(find "$DIR/build" -name 'libggml*.a' | sort -r | tr '\n' ' ')
 cc -O2 -I"$llama/ggml/include" -o "$DIR/ggml_mulmat" bench/llamacpp/ggml_mulmat.c \
 	-Wl,--start-group $libs -Wl,--end-group -lstdc++ -lm -lpthread

@@ -2,12 +2,21 @@
 # Serving profile: start shiftaddd on a private socket, run shiftadd-bench sweeps over clients
 # and workers, keep the JSON/CSV/plots under bench/results/serve-<backend>-<date>*.
 #   bench/serve.sh fake     the fake backend with step_delay_us 0: the daemon's own cost
-#                           (rings, io_uring loop, protobuf, scheduler) and the IPC round trip
+#                           (rings, io_uring loop, protobuf, scheduler) and the IPC round trip,
+#                           next to a plain Unix-socket round trip (bench/sockrtt.c: two
+#                           processes ping-ponging over a SOCK_SEQPACKET socketpair), same run
 #   bench/serve.sh engine   the real model through the engine backend (MODEL=..., default the
 #                           Q4_1 SmolLM2 file, served dense f32; a converted shift-add GGUF is
-#                           served on the LUT kernels)
-# DURATION, WARMUP, CLIENTS, WORKERS, MAX_TOKENS override the sweep (defaults below);
-# REQUESTS=N measures N requests per point instead of a duration (slow backends).
+#                           served on the LUT kernels), then the same load (clients, prompt,
+#                           max tokens, duration) against llama.cpp's llama-server (one server
+#                           per point: -np = clients, --cont-batching, -t = workers) with
+#                           bench/llama_load.py, and the ratio ours / llama-server
+# DURATION, WARMUP, CLIENTS, WORKERS, MAX_TOKENS, PROMPT override the sweep (defaults below);
+# REQUESTS=N measures N requests per point instead of a duration (slow backends); RTT=N
+# empty requests (and N plain-socket ping-pongs) for the round trip, SOCKRTT_BYTES their size.
+# LLAMA=0 skips llama-server; LLAMA_MODEL (default MODEL, or the Q4_1 file when MODEL is a
+# shift-add GGUF llama.cpp cannot read), LLAMA_CTX positions per slot (default 512),
+# LLAMACPP_DIR (bench/llamacpp_lib.sh builds llama-server there, outside the repo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -15,29 +24,44 @@ kind=${1:-fake}
 BIN=$B/bin
 run=$(mktemp -d /tmp/shiftadd-serve-XXXXXX)
 sock=$run/shiftaddd.sock
-trap 'kill $dpid 2>/dev/null; wait $dpid 2>/dev/null; rm -rf "$run"' EXIT
+dpid= lpid=
+trap '[ -n "$dpid" ] && kill $dpid 2>/dev/null; [ -n "$lpid" ] && kill $lpid 2>/dev/null; wait 2>/dev/null; rm -rf "$run"' EXIT
+
+# max_of LIST: the largest number in a comma-separated list
+max_of() { tr ',' '\n' <<<"$1" | sort -n | tail -1; }
 
 case $kind in
 fake)
-	args=(--backend fake --step-delay-us 0 --n-slots 64)
 	CLIENTS=${CLIENTS:-1,2,4,8,16,32,64} DURATION=${DURATION:-3} MAX_TOKENS=${MAX_TOKENS:-32}
-	RTT=${RTT:-2000}
+	args=(--backend fake --step-delay-us 0 --n-slots 64)
+	RTT=${RTT:-2000} LLAMA=0
 	label="fake backend, step_delay_us 0, n_slots 64: daemon + IPC cost only"
 	;;
 engine)
-	args=(--backend engine --model "$MODEL" --n-slots 16)
-	CLIENTS=${CLIENTS:-1,2,4,8,16} DURATION=${DURATION:-8} MAX_TOKENS=${MAX_TOKENS:-16}
-	RTT=${RTT:-0}
-	label="engine backend, $(basename "$MODEL"), n_slots 16"
+	CLIENTS=${CLIENTS:-1,4,16} DURATION=${DURATION:-8} MAX_TOKENS=${MAX_TOKENS:-16}
+	slots=$(max_of "$CLIENTS")
+	[ "$slots" -ge 16 ] || slots=16
+	args=(--backend engine --model "$MODEL" --n-slots "$slots")
+	RTT=${RTT:-0} LLAMA=${LLAMA:-1}
+	label="engine backend, $(basename "$MODEL"), n_slots $slots"
 	;;
 *)
 	echo "usage: bench/serve.sh fake|engine" >&2
 	exit 2
 	;;
 esac
-WORKERS=${WORKERS:-1,2} WARMUP=${WARMUP:-1}
+WORKERS=${WORKERS:-1,2} WARMUP=${WARMUP:-1} PROMPT=${PROMPT:-Once upon a time}
 measure=(-d "$DURATION")
 [ -n "${REQUESTS:-}" ] && measure=(-n "$REQUESTS")
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Plain Unix-socket baseline for the ring round trip, measured just before it.
+if [ "$RTT" -gt 0 ]; then
+	mkdir -p "$B/bench"
+	cc -std=c17 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Wshadow -o "$B/bench/sockrtt" \
+		bench/sockrtt.c
+	"$B/bench/sockrtt" -n "$RTT" -s "${SOCKRTT_BYTES:-64}" >"$run/sockrtt.json"
+fi
 
 "$BIN/shiftaddd" "${args[@]}" --socket-path "$sock" --config /dev/null --log-level warn \
 	--max-new-tokens 256 --max-inflight 64 &
@@ -47,18 +71,134 @@ for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
 
 out=bench/results/serve-$kind-$DATE
 SHIFTADD_COMMIT=$COMMIT "$BIN/shiftadd-bench" -s "$sock" --sweep "clients=$CLIENTS" \
-	--sweep "workers=$WORKERS" "${measure[@]}" -w "$WARMUP" -m "$MAX_TOKENS" --rtt "$RTT" \
-	--label "$label; $CPU, $NCPU CPUs" -o "$out" | tee "$run/table.txt"
+	--sweep "workers=$WORKERS" "${measure[@]}" -w "$WARMUP" -m "$MAX_TOKENS" -p "$PROMPT" \
+	--rtt "$RTT" --label "$label; $CPU, $NCPU CPUs" -o "$out" | tee "$run/table.txt"
 "$BIN/shiftaddctl" -s "$sock" stats > "$run/stats.txt"
+kill "$dpid"
+wait "$dpid" 2>/dev/null || true
+dpid=
+
+# The same load against llama-server: one server per point so -np equals the clients.
+: >"$run/llama.jsonl"
+lcmd=
+if [ "$LLAMA" = 1 ]; then
+	. bench/llamacpp_lib.sh
+	llamacpp_build llama-server
+	if [ -z "${LLAMA_MODEL:-}" ]; then
+		LLAMA_MODEL=$MODEL
+		if python3 -c 'import gguf,sys; sys.exit("shiftadd.method" not in gguf.GGUFReader(sys.argv[1]).fields)' "$MODEL" 2>/dev/null; then
+			LLAMA_MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+		fi
+	fi
+	ctx=${LLAMA_CTX:-512}
+	port=${LLAMA_PORT:-$((20000 + RANDOM % 20000))}
+	lmeasure=(-d "$DURATION")
+	[ -n "${REQUESTS:-}" ] && lmeasure=(-n "$REQUESTS")
+	lcmd="llama-server -m $LLAMA_MODEL -t W -tb W -np C --cont-batching -c C*$ctx -cram 0 --no-webui; bench/llama_load.py -c C ${lmeasure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT'"
+	for w in ${WORKERS//,/ }; do
+		for c in ${CLIENTS//,/ }; do
+			"$LLAMACPP_BIN/llama-server" -m "$LLAMA_MODEL" -t "$w" -tb "$w" -np "$c" \
+				--cont-batching -c $((c * ctx)) -cram 0 --no-webui --host 127.0.0.1 \
+				--port "$port" >"$run/llama-server.log" 2>&1 &
+			lpid=$!
+			for _ in $(seq 600); do
+				curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+				kill -0 "$lpid" 2>/dev/null || break
+				sleep 0.1
+			done
+			curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 ||
+				{ tail -20 "$run/llama-server.log" >&2; echo "llama-server did not come up" >&2; exit 1; }
+			echo "llama-server: threads $w, clients $c" >&2
+			python3 bench/llama_load.py --port "$port" -c "$c" "${lmeasure[@]}" -w "$WARMUP" \
+				-m "$MAX_TOKENS" -p "$PROMPT" --threads "$w" >>"$run/llama.jsonl" ||
+				{ tail -20 "$run/llama-server.log" >&2; exit 1; }
+			kill "$lpid"
+			wait "$lpid" 2>/dev/null || true
+			lpid=
+		done
+	done
+	lversion="$LLAMACPP_VERSION (vendored llama.cpp, CPU, GGML_NATIVE, no OpenMP); $(llamacpp_commit)"
+fi
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Merge the baselines into shiftadd-bench's JSON; tables for the markdown.
+python3 - "$out.json" "$run" "$load_start" "$load_end" "$lcmd" "${LLAMA_MODEL:-}" \
+	"${lversion:-}" "${SOCKRTT_BYTES:-64}" <<'PY' >"$run/extra.md"
+import json, os, sys
+path, run, load_start, load_end, lcmd, lmodel, lversion, sbytes = sys.argv[1:9]
+doc = json.load(open(path))
+doc["loadavg_start"], doc["loadavg_end"] = load_start, load_end
+md = []
+sr = os.path.join(run, "sockrtt.json")
+if os.path.exists(sr):
+    s = json.load(open(sr))
+    doc["unix_socket_rtt_us"] = {"what": "SOCK_SEQPACKET socketpair ping-pong between two "
+                                 "processes (bench/sockrtt.c), blocking send/recv", **s}
+    ring = doc.get("empty_request_rtt_us")
+    md += ["Round trip, same run (us):", "",
+           "| path | n | p50 | p90 | p99 |", "|---|---|---|---|---|"]
+    if ring:
+        md.append(f"| shiftaddd rings, empty request (max_tokens 1) | {ring['n']} | "
+                  f"{ring['p50']:.1f} | {ring['p90']:.1f} | {ring['p99']:.1f} |")
+    md.append(f"| plain Unix socket ping-pong ({s['bytes']} B, SOCK_SEQPACKET) | {s['n']} | "
+              f"{s['p50_us']:.1f} | {s['p90_us']:.1f} | {s['p99_us']:.1f} |")
+    if ring:
+        doc["ring_over_socket_p50"] = ring["p50"] / s["p50_us"]
+        md += ["", f"Ring round trip / plain socket round trip at p50: "
+               f"{doc['ring_over_socket_p50']:.2f}x (the ring figure is a whole request through "
+               "the daemon: submission ring, doorbell, io_uring loop, protobuf, scheduler, one "
+               "fake-backend step, completion ring; the socket figure is only two wake-ups)."]
+    md.append("")
+lp = [json.loads(l) for l in open(os.path.join(run, "llama.jsonl")) if l.strip()]
+if lp:
+    doc["llama_server"] = {"command": lcmd, "model": lmodel, "llama_cpp": lversion, "points": lp}
+    rat = []
+    for p in lp:
+        o = [q for q in doc["points"] if q["workers"] == p["workers"] and q["clients"] == p["clients"]]
+        if o:
+            rat.append({"workers": p["workers"], "clients": p["clients"],
+                        "ours_tokens_per_s": o[0]["tokens_per_s"],
+                        "llama_tokens_per_s": p["tokens_per_s"],
+                        "ratio": o[0]["tokens_per_s"] / p["tokens_per_s"] if p["tokens_per_s"] else None,
+                        "ours_e2e_p50_ms": o[0]["e2e_ms"].get("p50"),
+                        "llama_e2e_p50_ms": p["e2e_ms"].get("p50")})
+    doc["vs_llama_server"] = rat
+    f = lambda v, n=1: "-" if v is None else f"{v:.{n}f}"
+    md += [f"Same load against llama-server ({lversion}), model {os.path.basename(lmodel)}:",
+           "", f"`{lcmd}`", "",
+           "| threads | clients | requests | tokens/s | req/s | tok/req | ttft_p50 | ttft_p99 | "
+           "itl_p50 | itl_p99 | e2e_p50 | e2e_p99 | failed |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in lp:
+        t, i, e = p["ttft_ms"], p["itl_ms"], p["e2e_ms"]
+        md.append(f"| {p['workers']} | {p['clients']} | {p['requests_ok']} | "
+                  f"{p['tokens_per_s']:.1f} | {p['requests_per_s']:.2f} | "
+                  f"{p['mean_tokens_per_request']:.1f} | {f(t.get('p50'), 2)} | "
+                  f"{f(t.get('p99'), 2)} | {f(i.get('p50'), 3)} | {f(i.get('p99'), 3)} | "
+                  f"{f(e.get('p50'), 2)} | {f(e.get('p99'), 2)} | {p['requests_failed']} |")
+    md += ["", "Aggregate tokens/s, shiftaddd / llama-server (> 1: we are faster); end-to-end "
+           "request latency p50 (ms):", "",
+           "| workers = threads | clients | shiftaddd tok/s | llama-server tok/s | ratio | "
+           "shiftaddd e2e p50 | llama-server e2e p50 |", "|---|---|---|---|---|---|---|"]
+    for r in rat:
+        md.append(f"| {r['workers']} | {r['clients']} | {r['ours_tokens_per_s']:.1f} | "
+                  f"{r['llama_tokens_per_s']:.1f} | {f(r['ratio'], 2)} | "
+                  f"{f(r['ours_e2e_p50_ms'], 1)} | {f(r['llama_e2e_p50_ms'], 1)} |")
+    md.append("")
+json.dump(doc, open(path, "w"), indent=1)
+print("\n".join(md))
+PY
 {
 	header "shiftaddd serving profile ($kind)" \
-		"bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS --rtt $RTT)"
-	echo "$label."
+		"bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT' --rtt $RTT)"
+	echo "$label. Load average $load_start at the start, $load_end at the end (shared machine:" \
+		"timings are noisy)."
 	echo
 	echo '```'
 	cat "$run/table.txt"
 	echo '```'
 	echo
+	cat "$run/extra.md"
 	echo "Plots: [throughput]($(basename "$out")-throughput.svg), [latency]($(basename "$out")-latency.svg)" \
 		"(PNG next to them); every number in $(basename "$out").json / .csv."
 	echo
