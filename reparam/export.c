@@ -146,12 +146,14 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 	}
 	if (needs_h) {
 		const char *cf = meta->calib_file ? meta->calib_file : "";
+		const char *dt = calib_dtype_name(c->dtype);
 
 		TRY(gguf_writer_add_str(w, "shiftadd.calib.file", cf, strlen(cf)));
 		TRY(gguf_writer_add_u32(w, "shiftadd.calib.nsamples", c->nsamples));
 		TRY(gguf_writer_add_u32(w, "shiftadd.calib.seqlen", c->seqlen));
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.seed", c->seed));
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.tokens", meta->calib_tokens));
+		TRY(gguf_writer_add_str(w, "shiftadd.calib.dtype", dt, strlen(dt)));
 	}
 	TRY(add_tensor_arrays(w, out));
 #undef TRY
