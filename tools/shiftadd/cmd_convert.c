@@ -18,7 +18,7 @@
 #include "tools/shiftadd/cmds.h"
 
 static const struct opt_spec specs[] = {
-	{ "model", 'm', "PATH", NULL, "source model: a GGUF file (required)" },
+	{ "model", 'm', "PATH", NULL, "source model: a GGUF file or an HF folder (required)" },
 	{ "out", 'o', "FILE", NULL, "converted GGUF file to write (required; written atomically)" },
 	{ "method", 'M', "NAME", "shiftadd-acc",
 	  "fp | rtn | gptq | bcq | shiftadd-lat | shiftadd-acc | shiftadd-rht | shiftadd-acc-sim" },
@@ -247,7 +247,8 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 
 		if (!strcmp(n, "help")) {
 			opt_usage(
-				stdout, "shiftadd convert --model IN.gguf --out OUT.gguf [OPTIONS]",
+				stdout,
+				"shiftadd convert --model IN.gguf|HF_DIR --out OUT.gguf [OPTIONS]",
 				"Reparameterize every linear layer (ShiftAddLLM: binary planes with power-of-two\n"
 				"scales, optimized for output error on calibration data) and write a GGUF file.\n"
 				"All methods share one code path and calibration set, so runs are comparable.",
