@@ -13,6 +13,21 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
+#include "reparam/internal.h"
+
+int calib_dtype_parse(const char *s)
+{
+	if (s && !strcmp(s, "f32"))
+		return CALIB_DTYPE_F32;
+	if (s && !strcmp(s, "f16"))
+		return CALIB_DTYPE_F16;
+	return -EINVAL;
+}
+
+const char *calib_dtype_name(enum calib_dtype d)
+{
+	return d == CALIB_DTYPE_F32 ? "f32" : d == CALIB_DTYPE_F16 ? "f16" : "?";
+}
 
 int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **ret_tokens,
 		  struct errbuf *e)
@@ -105,27 +120,64 @@ static void hacc_finish(struct hacc *h)
 /*
  * Per-block state. All calibration samples' activations of the current block are held:
  * x (residual stream), att (attention outputs, input of o) and act (activated FFN hidden,
- * input of down), each [nsamples][seqlen][width].
+ * input of down), each [nsamples][seqlen][width], as f32 or (calib dtype f16) as IEEE half.
+ * The engine calls take f32: with f16 storage each sample passes through a scratch window,
+ * sx [seqlen][dim], sa [seqlen][max(q_dim, dim)] or sc [seqlen][max(ffn, q_dim, dim)], widened
+ * before the call (win_load) and narrowed after it (win_store). With f32 storage a "window"
+ * is the held row itself and both steps are free.
  */
 struct driver {
 	struct model *m;
 	const struct calib_run *o;
 	struct calib_out *out;
 	uint32_t S, T; /* samples, tokens per sample */
-	float *x, *att, *act, *h;
+	bool f16;
+	void *x, *att, *act;
+	float *sx, *sa, *sc; /* f16 only */
+	float *h;	     /* [T][dim] */
 	struct kv_cache kv;
 	uint32_t *seq, *pos; /* [T] */
 	uint64_t steps_done, steps_total;
 	uint32_t n_done, n_total;
+	uint32_t li; /* the block being calibrated (for messages) */
 };
 
 enum {
 	STAGES_PER_LAYER = 5
 };
 
-static float *row_of(const struct driver *d, float *base, uint32_t s, uint32_t width)
+static void *row_of(const struct driver *d, void *base, uint32_t s, uint32_t width)
 {
-	return base + (uint64_t)s * d->T * width;
+	return (char *)base + (uint64_t)s * d->T * width * (d->f16 ? 2 : 4);
+}
+
+/* Where an engine call writes sample @s of @buf: the held row, or @win until win_store(). */
+static float *win_out(const struct driver *d, void *buf, uint32_t s, uint32_t width, float *win)
+{
+	return d->f16 ? win : row_of(d, buf, s, width);
+}
+
+/* Sample @s of @buf as f32: the held row itself, or widened into @win. */
+static float *win_load(const struct driver *d, void *buf, uint32_t s, uint32_t width, float *win)
+{
+	if (!d->f16)
+		return row_of(d, buf, s, width);
+	half_to_f32(win, row_of(d, buf, s, width), (uint64_t)d->T * width, false);
+	return win;
+}
+
+/* Commit @win (from win_out() or win_load()) to sample @s of @buf. */
+static int win_store(const struct driver *d, void *buf, uint32_t s, uint32_t width,
+		     const float *win, struct errbuf *e)
+{
+	if (!d->f16)
+		return 0;
+	if (!half_from_f32(row_of(d, buf, s, width), win, (uint64_t)d->T * width, false))
+		return errbuf_set(e, -ERANGE,
+				  "block %u: an activation of sample %u does not fit f16 (|x| > "
+				  "65504 or NaN); use calibration dtype f32",
+				  d->li, s);
+	return 0;
 }
 
 static void step(struct driver *d)
@@ -232,19 +284,27 @@ static int quantize_linears(struct driver *d, uint32_t li, struct linear **lins,
 
 /* Accumulate H over every sample of @buf ([S][T][width]) and quantize @lins with it. */
 static int quantize_with(struct driver *d, uint32_t li, struct linear **lins, const char **names,
-			 uint32_t n, const float *buf, uint32_t width, struct errbuf *e)
+			 uint32_t n, void *buf, uint32_t width, float *win, struct errbuf *e)
 {
 	struct hacc h;
 	int r = hacc_init(&h, width);
 
 	for (uint32_t s = 0; r == 0 && s < d->S; s++)
-		hacc_add(&h, buf + (uint64_t)s * d->T * width, d->T);
+		hacc_add(&h, win_load(d, buf, s, width, win), d->T);
 	if (r == 0) {
 		hacc_finish(&h);
 		r = quantize_linears(d, li, lins, names, n, h.H, e);
 	}
 	hacc_done(&h);
 	return r;
+}
+
+/* x[T][dim] += the output projection @l of in[T][n_in] (through d->h). */
+static void add_proj(struct driver *d, struct linear *l, const float *in, float *x)
+{
+	linear_forward(l, in, d->h, d->T);
+	for (uint64_t i = 0; i < (uint64_t)d->T * d->m->cfg.dim; i++)
+		x[i] += d->h[i];
 }
 
 /* One block, true-sequentially: q/k/v, o, gate/up, down, then the block's outputs. */
@@ -260,37 +320,58 @@ static int calibrate_layer(struct driver *d, uint32_t li, struct errbuf *e)
 	const char *gu_n[2] = { opt ? "ffn_up" : "ffn_gate", "ffn_up" }, *dn_n[1] = { "ffn_down" };
 	int r = 0;
 
+	d->li = li;
 	/* q/k/v see the attention norm of x; keep it in act (free until the FFN stage) */
-	for (uint32_t s = 0; s < d->S; s++, step(d))
-		model_attn_norm(m, li, row_of(d, d->x, s, dim), d->T, row_of(d, d->act, s, dim));
-	r = quantize_with(d, li, qkv, qkv_n, 3, d->act, dim, e);
-	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d))
-		r = model_attn_core(m, &d->kv, li, d->seq, d->pos, d->T, row_of(d, d->act, s, dim),
-				    row_of(d, d->att, s, q_dim));
-	if (r == 0)
-		r = quantize_with(d, li, o, o_n, 1, d->att, q_dim, e);
 	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
-		float *xs = row_of(d, d->x, s, dim);
+		float *hs = win_out(d, d->act, s, dim, d->sc);
 
-		linear_forward(&l->wo, row_of(d, d->att, s, q_dim), d->h, d->T);
-		for (uint64_t i = 0; i < (uint64_t)d->T * dim; i++)
-			xs[i] += d->h[i];
-		/* the FFN input goes where att was: att is not needed any more */
-		model_ffn_norm(m, li, xs, d->T, row_of(d, d->att, s, dim));
+		model_attn_norm(m, li, win_load(d, d->x, s, dim, d->sx), d->T, hs);
+		r = win_store(d, d->act, s, dim, hs, e);
 	}
 	if (r == 0)
-		r = quantize_with(d, li, gu, gu_n, opt ? 1 : 2, d->att, dim, e);
-	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d))
-		r = model_ffn_core(m, li, d->T, row_of(d, d->att, s, dim),
-				   row_of(d, d->act, s, ffn));
-	if (r == 0)
-		r = quantize_with(d, li, dn, dn_n, 1, d->act, ffn, e);
+		r = quantize_with(d, li, qkv, qkv_n, 3, d->act, dim, d->sc, e);
 	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
-		float *xs = row_of(d, d->x, s, dim);
+		float *as = win_out(d, d->att, s, q_dim, d->sa);
 
-		linear_forward(&l->w_down, row_of(d, d->act, s, ffn), d->h, d->T);
-		for (uint64_t i = 0; i < (uint64_t)d->T * dim; i++)
-			xs[i] += d->h[i];
+		r = model_attn_core(m, &d->kv, li, d->seq, d->pos, d->T,
+				    win_load(d, d->act, s, dim, d->sc), as);
+		if (r == 0)
+			r = win_store(d, d->att, s, q_dim, as, e);
+	}
+	if (r == 0)
+		r = quantize_with(d, li, o, o_n, 1, d->att, q_dim, d->sa, e);
+	/*
+	 * att changes width here (q_dim -> dim) in place: when it grows, go from the last sample
+	 * down so that no sample is overwritten before it is read.
+	 */
+	for (uint32_t i = 0; r == 0 && i < d->S; i++, step(d)) {
+		uint32_t s = q_dim < dim ? d->S - 1 - i : i;
+		float *xs = win_load(d, d->x, s, dim, d->sx), *fs;
+
+		add_proj(d, &l->wo, win_load(d, d->att, s, q_dim, d->sa), xs);
+		r = win_store(d, d->x, s, dim, xs, e);
+		/* the FFN input goes where att was: att is not needed any more */
+		fs = win_out(d, d->att, s, dim, d->sa);
+		model_ffn_norm(m, li, xs, d->T, fs);
+		if (r == 0)
+			r = win_store(d, d->att, s, dim, fs, e);
+	}
+	if (r == 0)
+		r = quantize_with(d, li, gu, gu_n, opt ? 1 : 2, d->att, dim, d->sa, e);
+	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
+		float *cs = win_out(d, d->act, s, ffn, d->sc);
+
+		r = model_ffn_core(m, li, d->T, win_load(d, d->att, s, dim, d->sa), cs);
+		if (r == 0)
+			r = win_store(d, d->act, s, ffn, cs, e);
+	}
+	if (r == 0)
+		r = quantize_with(d, li, dn, dn_n, 1, d->act, ffn, d->sc, e);
+	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
+		float *xs = win_load(d, d->x, s, dim, d->sx);
+
+		add_proj(d, &l->w_down, win_load(d, d->act, s, ffn, d->sc), xs);
+		r = win_store(d, d->x, s, dim, xs, e);
 	}
 	return r;
 }
@@ -326,7 +407,10 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	const struct calib_opts *c = &o->calib;
 	uint32_t dim = m->cfg.dim, q_dim = m->cfg.n_heads * m->cfg.head_dim;
 	uint32_t wide = m->cfg.ffn_dim > q_dim ? m->cfg.ffn_dim : q_dim;
+	/* widths of att and act: each also holds a dim-wide stage (see calibrate_layer) */
+	uint32_t wa = q_dim > dim ? q_dim : dim, wc = wide > dim ? wide : dim;
 	uint64_t n_tok;
+	size_t es;
 	int32_t *tokens = NULL;
 	int r;
 
@@ -342,6 +426,8 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 		d->steps_total = d->n_total;
 		return 0;
 	}
+	if ((unsigned)c->dtype >= CALIB_DTYPE_COUNT)
+		return errbuf_set(e, -EINVAL, "unknown calibration dtype %d", (int)c->dtype);
 	if (m->cfg.arch == ARCH_OPT && !m->cfg.opt_pre_ln)
 		return errbuf_set(e, -EOPNOTSUPP, "calibration needs a pre-LN model");
 	if (c->seqlen > m->cfg.max_ctx)
@@ -359,22 +445,35 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	}
 	d->S = c->nsamples;
 	d->T = c->seqlen;
+	d->f16 = c->dtype == CALIB_DTYPE_F16;
 	n_tok = (uint64_t)d->S * d->T;
-	d->x = malloc(n_tok * dim * sizeof(float));
-	d->att = malloc(n_tok * (q_dim > dim ? q_dim : dim) * sizeof(float));
-	d->act = malloc(n_tok * (wide > dim ? wide : dim) * sizeof(float));
+	es = d->f16 ? sizeof(uint16_t) : sizeof(float);
+	d->x = malloc(n_tok * dim * es);
+	d->att = malloc(n_tok * wa * es);
+	d->act = malloc(n_tok * wc * es);
 	d->h = malloc((uint64_t)d->T * dim * sizeof(float));
 	d->seq = calloc(d->T, sizeof(*d->seq));
 	d->pos = malloc(d->T * sizeof(*d->pos));
 	r = -ENOMEM;
 	if (!d->x || !d->att || !d->act || !d->h || !d->seq || !d->pos)
 		goto out;
+	if (d->f16) {
+		d->sx = malloc((uint64_t)d->T * dim * sizeof(float));
+		d->sa = malloc((uint64_t)d->T * wa * sizeof(float));
+		d->sc = malloc((uint64_t)d->T * wc * sizeof(float));
+		if (!d->sx || !d->sa || !d->sc)
+			goto out;
+	}
 	for (uint32_t i = 0; i < d->T; i++)
 		d->pos[i] = i;
 	r = kv_cache_init(&d->kv, m, 1, d->T);
-	for (uint32_t s = 0; r == 0 && s < d->S; s++)
-		r = model_embed(m, tokens + (uint64_t)s * d->T, d->pos, d->T,
-				row_of(d, d->x, s, dim));
+	for (uint32_t s = 0; r == 0 && s < d->S; s++) {
+		float *xs = win_out(d, d->x, s, dim, d->sx);
+
+		r = model_embed(m, tokens + (uint64_t)s * d->T, d->pos, d->T, xs);
+		if (r == 0)
+			r = win_store(d, d->x, s, dim, xs, e);
+	}
 	d->steps_total = (uint64_t)m->cfg.n_layers * STAGES_PER_LAYER * d->S;
 	out->n_tokens = (uint32_t)n_tok;
 out:
@@ -387,6 +486,9 @@ static void driver_done(struct driver *d)
 	free(d->x);
 	free(d->att);
 	free(d->act);
+	free(d->sx);
+	free(d->sa);
+	free(d->sc);
 	free(d->h);
 	free(d->seq);
 	free(d->pos);

@@ -18,11 +18,29 @@ struct model;
  * outputs are recomputed with the quantized weights and become the next block's inputs.
  */
 
+/*
+ * How the block inputs of all samples are held between the per-sample engine calls. f16
+ * halves the memory (the buffers dominate it for big models); each sample is widened to f32
+ * in a scratch window just before an engine call and narrowed after. Hessians are summed in
+ * double either way.
+ */
+enum calib_dtype {
+	CALIB_DTYPE_F32,
+	CALIB_DTYPE_F16,
+	CALIB_DTYPE_COUNT,
+};
+
+/* "f32" / "f16" -> the dtype, or -EINVAL for anything else. */
+int calib_dtype_parse(const char *s);
+/* The name calib_dtype_parse() accepts; "?" for out-of-range values. */
+const char *calib_dtype_name(enum calib_dtype d);
+
 struct calib_opts {
-	const char *text_path; /* one passage per line; passages joined with "\n\n" */
-	uint32_t nsamples;     /* windows (default 128) */
-	uint32_t seqlen;       /* tokens per window (default 2048) */
-	uint64_t seed;	       /* window offsets (default 0) */
+	const char *text_path;	/* one passage per line; passages joined with "\n\n" */
+	uint32_t nsamples;	/* windows (default 128) */
+	uint32_t seqlen;	/* tokens per window (default 2048) */
+	uint64_t seed;		/* window offsets (default 0) */
+	enum calib_dtype dtype; /* storage of the held block inputs (default f32) */
 	/* if set: use these [nsamples][seqlen] token ids instead of reading text_path */
 	const int32_t *tokens;
 };
@@ -80,7 +98,8 @@ struct calib_run {
  * model's dense weights are replaced in place by the dequantized results, so @m afterwards
  * is the simulated quantized model. Methods that need no Hessian skip the calibration
  * forward passes. On success @out holds one result per linear (caller frees with
- * calib_out_done()). Errors: -EINVAL / -EDOM from the quantizer with the layer named in @e,
+ * calib_out_done()). Errors: -EINVAL / -EDOM from the quantizer with the layer named in @e
+ * (-EINVAL also for a bad calib.dtype), -ERANGE if an activation overflows f16 storage,
  * -ENOMEM, -EOPNOTSUPP if the model's layers are not dense.
  */
 int calib_quantize_model(struct model *m, const struct calib_run *o, struct calib_out *out,

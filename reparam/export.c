@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 #include "reparam/export.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
 #include "engine/model.h"
 #include "engine/sa_format.h"
+#include "engine/safetensors.h"
+#include "reparam/internal.h"
 
 /* Re-add one key-value pair of the source file. */
 static int copy_kv(struct gguf_writer *w, const struct gguf_kv *kv)
@@ -146,16 +150,38 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 	}
 	if (needs_h) {
 		const char *cf = meta->calib_file ? meta->calib_file : "";
+		const char *dt = calib_dtype_name(c->dtype);
 
 		TRY(gguf_writer_add_str(w, "shiftadd.calib.file", cf, strlen(cf)));
 		TRY(gguf_writer_add_u32(w, "shiftadd.calib.nsamples", c->nsamples));
 		TRY(gguf_writer_add_u32(w, "shiftadd.calib.seqlen", c->seqlen));
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.seed", c->seed));
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.tokens", meta->calib_tokens));
+		TRY(gguf_writer_add_str(w, "shiftadd.calib.dtype", dt, strlen(dt)));
 	}
 	TRY(add_tensor_arrays(w, out));
 #undef TRY
 	return r;
+}
+
+/* One quantized linear: shift-add planes, or dense F32 "<base>.weight" without a BCQ form. */
+static int add_linear(struct gguf_writer *w, const struct calib_tensor *ct, const char *wname,
+		      void ***bufs, uint32_t *n_bufs)
+{
+	const struct reparam_result *res = &ct->res;
+	uint64_t ne[2] = { res->n_cols, res->n_rows };
+
+	if (res->has_qweight) {
+		struct sa_rht rht = { .mode = (enum sa_rht_mode)res->rht,
+				      .seed_in = res->rht_seed_in,
+				      .seed_out = res->rht_seed_out };
+
+		return sa_format_add(w, ct->name, &res->qw, &rht, bufs, n_bufs);
+	}
+	if (!res->dense)
+		return -EINVAL;
+	return gguf_writer_add_tensor(w, wname, GGML_TYPE_F32, 2, ne, res->dense,
+				      ne[0] * ne[1] * sizeof(float));
 }
 
 static int add_tensors(struct gguf_writer *w, const struct gguf_file *g,
@@ -165,24 +191,13 @@ static int add_tensors(struct gguf_writer *w, const struct gguf_file *g,
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		const struct gguf_tensor *t = &g->tensors[i];
 		const struct calib_tensor *ct = find_out(out, t->name);
-		const struct reparam_result *res = ct ? &ct->res : NULL;
 		int r;
 
-		if (!ct) {
+		if (!ct)
 			r = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
 						   t->n_bytes);
-		} else if (res->has_qweight) {
-			struct sa_rht rht = { .mode = (enum sa_rht_mode)res->rht,
-					      .seed_in = res->rht_seed_in,
-					      .seed_out = res->rht_seed_out };
-
-			r = sa_format_add(w, ct->name, &res->qw, &rht, bufs, n_bufs);
-		} else {
-			uint64_t ne[2] = { res->n_cols, res->n_rows };
-
-			r = gguf_writer_add_tensor(w, t->name, GGML_TYPE_F32, 2, ne, res->dense,
-						   ne[0] * ne[1] * sizeof(float));
-		}
+		else
+			r = add_linear(w, ct, t->name, bufs, n_bufs);
 		if (r < 0)
 			return errbuf_set(e, r, "cannot add tensor '%s': %s", t->name,
 					  strerror(-r));
@@ -190,23 +205,233 @@ static int add_tensors(struct gguf_writer *w, const struct gguf_file *g,
 	return 0;
 }
 
+/* ---- HF folder sources ---- */
+
+/*
+ * HF tensor names (as the engine's loader knows them, "%u" the layer) and their GGUF names;
+ * linear marks the layers the calibration quantized (their ".weight"), bias an optional
+ * ".bias" beside it.
+ */
+struct hf_name {
+	const char *hf, *gguf;
+	bool per_layer, linear;
+};
+
+static const struct hf_name hf_names[] = {
+	{ "model.embed_tokens.weight", "token_embd.weight", false, false },
+	{ "model.layers.%u.input_layernorm.weight", "blk.%u.attn_norm.weight", true, false },
+	{ "model.layers.%u.self_attn.q_proj", "blk.%u.attn_q", true, true },
+	{ "model.layers.%u.self_attn.k_proj", "blk.%u.attn_k", true, true },
+	{ "model.layers.%u.self_attn.v_proj", "blk.%u.attn_v", true, true },
+	{ "model.layers.%u.self_attn.o_proj", "blk.%u.attn_output", true, true },
+	{ "model.layers.%u.post_attention_layernorm.weight", "blk.%u.ffn_norm.weight", true,
+	  false },
+	{ "model.layers.%u.mlp.gate_proj", "blk.%u.ffn_gate", true, true },
+	{ "model.layers.%u.mlp.up_proj", "blk.%u.ffn_up", true, true },
+	{ "model.layers.%u.mlp.down_proj", "blk.%u.ffn_down", true, true },
+	{ "model.norm.weight", "output_norm.weight", false, false },
+	{ "lm_head.weight", "output.weight", false, false },
+};
+
+/* The source tensor @name (HF checkpoints sometimes drop the "model." prefix), or NULL. */
+static const struct st_tensor *hf_find(const struct st_set *st, const char *name)
+{
+	const struct st_tensor *t = st_find(st, name);
+
+	if (!t && !strncmp(name, "model.", 6))
+		t = st_find(st, name + 6);
+	return t;
+}
+
+/* A source tensor as is: F32, F16 and BF16 keep their type (the engine reads all three). */
+static int add_raw(struct gguf_writer *w, const struct st_tensor *t, const char *name,
+		   struct errbuf *e)
+{
+	static const enum ggml_type types[] = {
+		[ST_F32] = GGML_TYPE_F32,
+		[ST_F16] = GGML_TYPE_F16,
+		[ST_BF16] = GGML_TYPE_BF16,
+	};
+	uint64_t ne[4];
+	int r;
+
+	if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+		return errbuf_set(e, -EOPNOTSUPP, "tensor '%s': element type not supported",
+				  t->name);
+	if (!t->n_dims || t->n_dims > 4)
+		return errbuf_set(e, -EBADMSG, "tensor '%s' has %u dimensions", t->name, t->n_dims);
+	for (uint32_t d = 0; d < t->n_dims; d++)
+		ne[d] = t->shape[t->n_dims - 1 - d];
+	r = gguf_writer_add_tensor(w, name, types[t->dtype], t->n_dims, ne, t->data, t->n_bytes);
+	return r < 0 ? errbuf_set(e, r, "cannot add tensor '%s': %s", name, strerror(-r)) : 0;
+}
+
+static int add_hf_tensor(struct gguf_writer *w, const struct st_set *st, const struct model *m,
+			 const struct calib_out *out, const struct hf_name *n, uint32_t li,
+			 void ***bufs, uint32_t *n_bufs, struct errbuf *e)
+{
+	char hf[256], gg[256], wname[272];
+	const struct st_tensor *t;
+	const struct calib_tensor *ct;
+	int r;
+
+	snprintf(hf, sizeof(hf), n->hf, li);
+	snprintf(gg, sizeof(gg), n->gguf, li);
+	if (!n->linear) {
+		/* an untied lm_head only: tied models reuse the embedding */
+		if (!strcmp(n->gguf, "output.weight") &&
+		    linear_dense_weights(&m->lm_head) == m->tok_embd)
+			return 0;
+		t = hf_find(st, hf);
+		if (!t)
+			return errbuf_set(e, -EBADMSG, "tensor '%s' is missing", hf);
+		return add_raw(w, t, gg, e);
+	}
+	snprintf(wname, sizeof(wname), "%s.weight", gg);
+	ct = find_out(out, wname);
+	if (!ct)
+		return errbuf_set(e, -EINVAL, "%s was not converted", gg);
+	r = add_linear(w, ct, wname, bufs, n_bufs);
+	if (r < 0)
+		return errbuf_set(e, r, "cannot add tensor '%s': %s", gg, strerror(-r));
+	strncat(hf, ".bias", sizeof(hf) - strlen(hf) - 1);
+	t = hf_find(st, hf);
+	if (!t)
+		return 0;
+	snprintf(wname, sizeof(wname), "%s.bias", gg);
+	return add_raw(w, t, wname, e);
+}
+
+/* The <arch>.* hyper-parameters as model_config_from_gguf() reads them back. */
+static int add_hf_arch(struct gguf_writer *w, const struct model_config *c, const char *arch,
+		       const char *name)
+{
+	char key[96];
+	int r = 0;
+
+#define KEY(suffix) (snprintf(key, sizeof(key), "%s.%s", arch, suffix), key)
+#define TRY(x)                   \
+	do {                     \
+		if (r == 0)      \
+			r = (x); \
+	} while (0)
+	TRY(gguf_writer_add_str(w, "general.architecture", arch, strlen(arch)));
+	TRY(gguf_writer_add_str(w, "general.name", name, strlen(name)));
+	TRY(gguf_writer_add_u32(w, KEY("context_length"), c->max_ctx));
+	TRY(gguf_writer_add_u32(w, KEY("embedding_length"), c->dim));
+	TRY(gguf_writer_add_u32(w, KEY("block_count"), c->n_layers));
+	TRY(gguf_writer_add_u32(w, KEY("feed_forward_length"), c->ffn_dim));
+	TRY(gguf_writer_add_u32(w, KEY("attention.head_count"), c->n_heads));
+	TRY(gguf_writer_add_u32(w, KEY("attention.head_count_kv"), c->n_kv_heads));
+	TRY(gguf_writer_add_u32(w, KEY("attention.key_length"), c->head_dim));
+	TRY(gguf_writer_add_u32(w, KEY("attention.value_length"), c->head_dim));
+	TRY(gguf_writer_add_u32(w, KEY("rope.dimension_count"), c->head_dim));
+	TRY(gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps));
+	TRY(gguf_writer_add_f32(w, KEY("rope.freq_base"), c->rope_theta));
+	TRY(gguf_writer_add_u32(w, KEY("vocab_size"), c->n_vocab));
+	if (c->rope_scaling == ROPE_SCALING_LINEAR) {
+		TRY(gguf_writer_add_str(w, KEY("rope.scaling.type"), "linear", 6));
+		TRY(gguf_writer_add_f32(w, KEY("rope.scaling.factor"), c->rope_factor));
+	}
+#undef TRY
+#undef KEY
+	return r;
+}
+
+/* What the GGUF reader cannot take back from an HF model: refuse instead of changing it. */
+static int hf_check(const struct model *m, struct errbuf *e)
+{
+	const struct model_config *c = &m->cfg;
+
+	if (c->arch != ARCH_LLAMA)
+		return errbuf_set(e, -EOPNOTSUPP,
+				  "only LLaMA-family HF folders (llama, mistral, qwen2) can be "
+				  "written as GGUF");
+	if (c->rope_scaling == ROPE_SCALING_LLAMA3)
+		return errbuf_set(e, -EOPNOTSUPP,
+				  "llama3 RoPE scaling has no GGUF metadata the loader reads");
+	if (c->sliding_window)
+		return errbuf_set(e, -EOPNOTSUPP,
+				  "sliding-window attention has no GGUF metadata the loader reads");
+	if (m->rope_pairing != ROPE_PAIR_HALF)
+		return errbuf_set(e, -EINVAL, "the model was not loaded from an HF folder");
+	return 0;
+}
+
+static int add_hf(struct gguf_writer *w, const char *dir, const struct model *m,
+		  const struct calib_out *out, const struct export_meta *meta,
+		  struct st_set **ret_st, void ***bufs, uint32_t *n_bufs, struct errbuf *e)
+{
+	const char *arch = m->cfg.qkv_bias ? "qwen2" : "llama";
+	const char *base = strrchr(dir, '/');
+	struct gguf_file *tg = NULL;
+	void *timg = NULL;
+	size_t blen;
+	char name[256];
+	int r;
+
+	r = hf_check(m, e);
+	if (r < 0)
+		return r;
+	/* the folder's own name, without trailing slashes */
+	blen = strlen(dir);
+	while (blen > 1 && dir[blen - 1] == '/')
+		blen--;
+	base = memrchr(dir, '/', blen);
+	base = base ? base + 1 : dir;
+	snprintf(name, sizeof(name), "%.*s", (int)(dir + blen - base), base);
+	r = add_hf_arch(w, &m->cfg, arch, name);
+	if (r < 0)
+		return errbuf_set(e, r, "cannot build the metadata: %s", strerror(-r));
+	r = export_tokenizer_hf(dir, m->tok, &tg, &timg, e);
+	for (uint64_t i = 0; r == 0 && i < tg->n_kv; i++)
+		r = copy_kv(w, &tg->kv[i]);
+	gguf_close(tg);
+	free(timg);
+	if (r < 0)
+		return r;
+	r = add_meta(w, m, out, meta, dir);
+	if (r < 0)
+		return errbuf_set(e, r, "cannot build the metadata: %s", strerror(-r));
+	r = st_open(dir, ret_st, e);
+	if (r < 0)
+		return r;
+	for (uint32_t k = 0; r == 0 && k < sizeof(hf_names) / sizeof(hf_names[0]); k++) {
+		const struct hf_name *n = &hf_names[k];
+
+		for (uint32_t li = 0; r == 0 && li < (n->per_layer ? m->cfg.n_layers : 1); li++)
+			r = add_hf_tensor(w, *ret_st, m, out, n, li, bufs, n_bufs, e);
+	}
+	return r;
+}
+
 int export_gguf(const char *src_path, const struct model *m, const struct calib_out *out,
 		const struct export_meta *meta, const char *dst, struct errbuf *e)
 {
 	struct gguf_file *g = NULL;
 	struct gguf_writer *w = NULL;
+	struct st_set *st = NULL;
 	void **bufs = NULL;
 	uint32_t n_bufs = 0;
+	struct stat sb;
 	int r;
 
-	r = gguf_open(src_path, &g, e);
-	if (r < 0)
-		return r == -EBADMSG
-			       ? errbuf_set(e, -EOPNOTSUPP, "converting needs a GGUF source file")
-			       : r;
+	if (stat(src_path, &sb) < 0)
+		return errbuf_set(e, -errno, "cannot open '%s': %s", src_path, strerror(errno));
 	w = gguf_writer_new();
-	if (!w) {
-		r = -ENOMEM;
+	if (!w)
+		return -ENOMEM;
+	if (S_ISDIR(sb.st_mode)) {
+		r = add_hf(w, src_path, m, out, meta, &st, &bufs, &n_bufs, e);
+		if (r < 0)
+			goto out;
+		goto write;
+	}
+	r = gguf_open(src_path, &g, e);
+	if (r < 0) {
+		if (r == -EBADMSG)
+			r = errbuf_set(e, -EOPNOTSUPP,
+				       "converting needs a GGUF file or an HF folder as source");
 		goto out;
 	}
 	if (g->alignment != 32)
@@ -222,6 +447,7 @@ int export_gguf(const char *src_path, const struct model *m, const struct calib_
 	r = add_tensors(w, g, out, &bufs, &n_bufs, e);
 	if (r < 0)
 		goto out;
+write:
 	r = gguf_writer_write(w, dst);
 	if (r < 0)
 		errbuf_set(e, r, "cannot write '%s': %s", dst, strerror(-r));
@@ -231,5 +457,6 @@ out:
 	free(bufs);
 	gguf_writer_free(w);
 	gguf_close(g);
+	st_close(st);
 	return r;
 }

@@ -20,12 +20,16 @@ struct export_meta {
 };
 
 /*
- * Write the converted model: every metadata key and non-linear tensor of the source GGUF
- * @src_path as it was, each quantized linear as shift-add planes (engine/sa_format.h) or, for
- * methods without a BCQ form, as dense F32 "<base>.weight", plus shiftadd.* metadata.
+ * Write the converted model: each quantized linear as shift-add planes (engine/sa_format.h)
+ * or, for methods without a BCQ form, as dense F32 "<base>.weight", plus shiftadd.* metadata;
+ * everything else from the source @src_path, which @m was loaded from:
+ *  - a GGUF file: every metadata key and non-linear tensor as it was;
+ *  - an HF folder: llama.* / qwen2.* hyper-parameters, the tokenizer as tokenizer.ggml.* keys
+ *    (proven to give the same ids, see export_tokenizer_hf()), and the embeddings, norms,
+ *    biases and an untied lm_head under GGUF names in their source type (F32, F16, BF16).
  * The write is atomic (temp file, fsync, rename): on any error @dst is untouched.
- * Returns 0, -EOPNOTSUPP (source is not GGUF), -ERANGE (alpha not APoT-exact) or -errno,
- * with a message in @e.
+ * Returns 0, -EOPNOTSUPP (source neither, or an HF model/tokenizer the GGUF form cannot
+ * reproduce), -ERANGE (alpha not APoT-exact) or -errno, with a message in @e.
  */
 int export_gguf(const char *src_path, const struct model *m, const struct calib_out *out,
 		const struct export_meta *meta, const char *dst, struct errbuf *e);

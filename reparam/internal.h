@@ -5,6 +5,7 @@
 #include "reparam/quant.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -125,5 +126,33 @@ int rotate_random_orthogonal(uint32_t k, uint64_t seed, double *Q);
  */
 int reparam_rht_run(const struct reparam_opts *o, const double *Wd, uint32_t n, uint32_t k,
 		    const double *H, struct reparam_result *r, struct errbuf *e);
+
+/*
+ * IEEE half storage of calibration activations (reparam/half.c): @n values rounded to nearest
+ * even. half_from_f32() returns false if any value became Inf or NaN (|x| >= 65520 or NaN in
+ * @src); @scalar forces the portable path (tests compare the two). Thread-safe.
+ */
+bool half_from_f32(uint16_t *dst, const float *src, size_t n, bool scalar);
+void half_to_f32(float *dst, const uint16_t *src, size_t n, bool scalar);
+/* The F16C versions (reparam/x86/half_f16c.c); call only where the CPU has F16C and AVX. */
+bool half_f16c_from_f32(uint16_t *dst, const float *src, size_t n);
+void half_f16c_to_f32(float *dst, const uint16_t *src, size_t n);
+
+struct gguf_file;
+struct tokenizer;
+
+/* The LLaMA-3 / Qwen2 pre-tokenizer regexes as tokenizer.json files spell them. */
+extern const char export_re_llama3[];
+extern const char export_re_qwen2[];
+
+/*
+ * The tokenizer of HF folder @dir (its tokenizer.json, tokenizer_config.json's chat template)
+ * as GGUF tokenizer.* metadata, proven to encode a probe text exactly as @ref (the model's own
+ * tokenizer, loaded from the same folder) does. On success *ret_g holds just those keys, over
+ * the image *ret_buf: gguf_close() it, then free the image. -EOPNOTSUPP (with the reason in
+ * @e) when the GGUF form cannot reproduce @ref, -EBADMSG, -ENOMEM, -errno.
+ */
+int export_tokenizer_hf(const char *dir, const struct tokenizer *ref, struct gguf_file **ret_g,
+			void **ret_buf, struct errbuf *e);
 
 #endif /* REPARAM_INTERNAL_H */

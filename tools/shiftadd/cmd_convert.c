@@ -18,7 +18,7 @@
 #include "tools/shiftadd/cmds.h"
 
 static const struct opt_spec specs[] = {
-	{ "model", 'm', "PATH", NULL, "source model: a GGUF file (required)" },
+	{ "model", 'm', "PATH", NULL, "source model: a GGUF file or an HF folder (required)" },
 	{ "out", 'o', "FILE", NULL, "converted GGUF file to write (required; written atomically)" },
 	{ "method", 'M', "NAME", "shiftadd-acc",
 	  "fp | rtn | gptq | bcq | shiftadd-lat | shiftadd-acc | shiftadd-rht | shiftadd-acc-sim" },
@@ -40,6 +40,8 @@ static const struct opt_spec specs[] = {
 	{ "nsamples", 0, "N", "128", "calibration windows" },
 	{ "seqlen", 0, "N", "2048", "tokens per calibration window" },
 	{ "seed", 0, "S", "0", "seed of the calibration window offsets (and acc-sim rotation)" },
+	{ "calib-dtype", 0, "T", "f32",
+	  "f32 | f16: how the block inputs of all samples are held (f16 halves that memory)" },
 	{ "rounds", 0, "N", "50", "BCQ alternating refinement rounds" },
 	{ "apot", 0, "N", "3", "signed powers of two per scaling factor" },
 	{ "group", 'g', "G", "0 = per row", "uniform methods: columns per scale" },
@@ -117,6 +119,18 @@ static int parse_method(const char *s, struct conv_opts *o)
 	return 0;
 }
 
+static int parse_calib_dtype(const char *s, struct calib_opts *c)
+{
+	int d = calib_dtype_parse(s);
+
+	if (d < 0) {
+		fprintf(stderr, "shiftadd convert: unknown --calib-dtype '%s' (f32 or f16)\n", s);
+		return -EINVAL;
+	}
+	c->dtype = (enum calib_dtype)d;
+	return 0;
+}
+
 static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set)
 {
 	struct reparam_opts *q = &o->run.q;
@@ -152,6 +166,8 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		c->seqlen = u;
 	else if (!strcmp(n, "seed") && !(r = opt_u64(n, optarg, &v)))
 		c->seed = q->seed = v;
+	else if (!strcmp(n, "calib-dtype"))
+		r = parse_calib_dtype(optarg, c);
 	else if (!strcmp(n, "rounds") && !(r = opt_u32(n, optarg, &u)))
 		q->rounds = u;
 	else if (!strcmp(n, "apot") && !(r = opt_u32(n, optarg, &u)))
@@ -231,7 +247,8 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 
 		if (!strcmp(n, "help")) {
 			opt_usage(
-				stdout, "shiftadd convert --model IN.gguf --out OUT.gguf [OPTIONS]",
+				stdout,
+				"shiftadd convert --model IN.gguf|HF_DIR --out OUT.gguf [OPTIONS]",
 				"Reparameterize every linear layer (ShiftAddLLM: binary planes with power-of-two\n"
 				"scales, optimized for output error on calibration data) and write a GGUF file.\n"
 				"All methods share one code path and calibration set, so runs are comparable.",
@@ -298,9 +315,8 @@ static void on_layer(void *arg, const struct calib_tensor *t, uint32_t done, uin
 		printf("%s{\"name\": \"%s\", \"rows\": %u, \"cols\": %u, \"bits\": %u, "
 		       "\"bits_per_weight\": %.4f, \"rel_err_output\": %.6g, \"err_weight\": %.6g, "
 		       "\"seconds\": %.3f}",
-		       done > 1 ? ",\n " : "[", t->name, r->n_rows, r->n_cols,
-		       r->bits, r->bits_per_weight, r->rel_err_output,
-		       r->err_weight, t->seconds);
+		       done > 1 ? ",\n " : "[", t->name, r->n_rows, r->n_cols, r->bits,
+		       r->bits_per_weight, r->rel_err_output, r->err_weight, t->seconds);
 		if (done == total)
 			printf("]\n");
 		return;
@@ -310,8 +326,8 @@ static void on_layer(void *arg, const struct calib_tensor *t, uint32_t done, uin
 	if (ll->bar->tty)
 		fprintf(stderr, "\r\033[K");
 	fprintf(stderr, "  %-22s %5u x %-5u %u-bit %5.2f bpw  rel. output error %.4g  (%.2f s)\n",
-		t->name, r->n_rows, r->n_cols, r->bits, r->bits_per_weight,
-		r->rel_err_output, t->seconds);
+		t->name, r->n_rows, r->n_cols, r->bits, r->bits_per_weight, r->rel_err_output,
+		t->seconds);
 }
 
 static int load(const struct conv_opts *o, struct model **ret_m)
@@ -426,8 +442,8 @@ static void print_alloc_table(const struct mixbits *mb, const struct calib_out *
 		nsum += (double)r->n_rows * r->n_cols;
 		snprintf(shape, sizeof(shape), "%ux%u", r->n_rows, r->n_cols);
 		printf("%-22s %11s %4u %6.3f %10.4g %10.4g %10.4g %10.4g %9.5f\n", t->name, shape,
-		       r->bits, r->bits_per_weight, l->err[0], l->err[1],
-		       l->err[2], r->err_output, r->rel_err_output);
+		       r->bits, r->bits_per_weight, l->err[0], l->err[1], l->err[2], r->err_output,
+		       r->rel_err_output);
 	}
 	printf("widths: %u x 2-bit, %u x 3-bit, %u x 4-bit; %.4f bits per weight (budget %.4g, "
 	       "%s); error %.6g (predicted %.6g)\n",
