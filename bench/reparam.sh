@@ -58,6 +58,7 @@ for row in $ROWS; do
 	method=$m
 	case $m in
 	gptq-g128) method=gptq extra=(--group 128) ;;
+	shiftadd-rht) extra=(--rht input) ;;
 	shiftadd-rht-both) method=shiftadd-rht extra=(--rht both) ;;
 	esac
 	f=$dir/$m-$bits.gguf

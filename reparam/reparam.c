@@ -75,7 +75,7 @@ void reparam_opts_init(struct reparam_opts *o, enum reparam_method m, uint32_t b
 		.percdamp = 0.01,
 		.block_size = 128,
 		.seed = 0,
-		.rht = m == REPARAM_SHIFTADD_RHT ? REPARAM_RHT_INPUT : REPARAM_RHT_NONE,
+		.rht = m == REPARAM_SHIFTADD_RHT ? REPARAM_RHT_BOTH : REPARAM_RHT_NONE,
 		.rht_seed_in = 1,
 		.rht_seed_out = 2,
 	};

@@ -22,7 +22,7 @@ static const struct opt_spec specs[] = {
 	{ "out", 'o', "FILE", NULL, "converted GGUF file to write (required; written atomically)" },
 	{ "method", 'M', "NAME", "shiftadd-acc",
 	  "fp | rtn | gptq | bcq | shiftadd-lat | shiftadd-acc | shiftadd-rht | shiftadd-acc-sim" },
-	{ "rht", 0, "SIDES", "input",
+	{ "rht", 0, "SIDES", "both",
 	  "shiftadd-rht: Hadamard-transform the 'input' or 'both' sides" },
 	{ "bits", 'b', "N", "3",
 	  "bits per weight: 2, 3 or 4 (uniform methods: 1..8), or 'auto' for mixed bits" },
