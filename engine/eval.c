@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/fwd_simd.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 
@@ -62,13 +63,7 @@ out:
 
 double eval_nll(const float *logits, uint32_t n_vocab, int32_t target)
 {
-	double mx = logits[0], sum = 0;
-
-	for (uint32_t i = 1; i < n_vocab; i++)
-		mx = logits[i] > mx ? logits[i] : mx;
-	for (uint32_t i = 0; i < n_vocab; i++)
-		sum += exp((double)logits[i] - mx);
-	return log(sum) + mx - logits[target];
+	return fwd_ops()->logsumexp(logits, n_vocab) - logits[target];
 }
 
 /* Score one window: logits are produced in chunks so a 2048-token window of a 49k vocabulary
