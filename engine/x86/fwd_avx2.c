@@ -20,13 +20,12 @@
  * (Zen 1's FP scheduler holds about one exp's worth of operations).
  */
 #define C(v) _mm256_set1_ps(v)
-static inline void exp8x2(__m256 *px, __m256 *py)
+/* The core without the clamp: inputs must be in [-87, 88.3] (or NaN, giving NaN). */
+static inline void exp8x2_unclamped(__m256 *px, __m256 *py)
 {
 	__m256 x = *px, y = *py, nx, ny, rx, ry, r2x, r2y, r4x, r4y, ax, ay, bx, by, cx, cy, dx, dy;
 	__m256i ex, ey;
 
-	x = _mm256_min_ps(C(88.3f), _mm256_max_ps(C(-87.0f), x));
-	y = _mm256_min_ps(C(88.3f), _mm256_max_ps(C(-87.0f), y));
 	nx = _mm256_round_ps(_mm256_mul_ps(x, C(1.44269504088896341f)),
 			     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	ny = _mm256_round_ps(_mm256_mul_ps(y, C(1.44269504088896341f)),
@@ -61,6 +60,13 @@ static inline void exp8x2(__m256 *px, __m256 *py)
 	*py = _mm256_mul_ps(ay, _mm256_castsi256_ps(ey));
 }
 
+static inline void exp8x2(__m256 *px, __m256 *py)
+{
+	*px = _mm256_min_ps(C(88.3f), _mm256_max_ps(C(-87.0f), *px));
+	*py = _mm256_min_ps(C(88.3f), _mm256_max_ps(C(-87.0f), *py));
+	exp8x2_unclamped(px, py);
+}
+
 static inline __m256 exp8(__m256 x)
 {
 	__m256 y = _mm256_setzero_ps();
@@ -76,7 +82,8 @@ static inline void exp8x2_nonpos(__m256 *d, __m256 *e)
 	__m256 kd = _mm256_cmp_ps(*d, C(-87.0f), _CMP_NLT_UQ);
 	__m256 ke = _mm256_cmp_ps(*e, C(-87.0f), _CMP_NLT_UQ);
 
-	exp8x2(d, e);
+	/* below -87 (-inf included) the result is garbage or NaN, and masked off */
+	exp8x2_unclamped(d, e);
 	*d = _mm256_and_ps(*d, kd);
 	*e = _mm256_and_ps(*e, ke);
 }
@@ -328,6 +335,7 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 	uint32_t n_keys = a->vis0 + rows - 1;
 	uint32_t pad = (n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
 	float *qs = a->scratch, *acc = qs + FWD_ATT_ROWS * hd, *s = acc + FWD_ATT_ROWS * hd;
+	float inv[FWD_ATT_ROWS];
 
 	for (uint32_t r = 0; r < rows4; r++) {
 		for (uint32_t d = 0; d < hd; d++)
@@ -345,12 +353,13 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 				qk_4x16(qs + r0 * hd, hd, kc, s + (size_t)r0 * pad + c, pad);
 		}
 	}
+	/* unnormalized: the output rows are scaled by 1 / sum instead, a pass over s fewer */
 	for (uint32_t r = 0; r < rows4; r++) {
 		float *row = s + (size_t)r * pad;
 		uint32_t vis = r < rows ? a->vis0 + r : 0;
 
 		if (vis)
-			softmax_avx2(row, vis);
+			inv[r] = (float)(1.0 / sum_exp(row, vis, max_avx2(row, vis), row));
 		memset(row + vis, 0, (pad - vis) * sizeof(float));
 	}
 	memset(acc, 0, (size_t)rows4 * hd * sizeof(float));
@@ -367,8 +376,13 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 					acc + (r + 1) * hd + h);
 		}
 	}
-	for (uint32_t r = 0; r < rows; r++)
-		memcpy(a->out + (size_t)r * a->out_stride, acc + r * hd, hd * sizeof(float));
+	for (uint32_t r = 0; r < rows; r++) {
+		__m256 k = _mm256_set1_ps(inv[r]);
+
+		for (uint32_t d = 0; d < hd; d += 8)
+			_mm256_storeu_ps(a->out + (size_t)r * a->out_stride + d,
+					 _mm256_mul_ps(_mm256_load_ps(acc + r * hd + d), k));
+	}
 }
 
 const struct fwd_ops fwd_ops_avx2 = {
