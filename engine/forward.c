@@ -55,6 +55,98 @@ static float *kv_at(const struct kv_cache *kv, float *base, uint32_t s, uint32_t
 	return base + ((uint64_t)s * kv->n_layers + l) * kv->n_ctx * kv->kv_dim;
 }
 
+/* Most threads of our own one step starts. */
+#define MAX_THREADS 64
+
+uint32_t fwd_n_workers(const struct model *m)
+{
+	int n;
+
+	if (m->opts.runner.run)
+		return m->opts.runner.n_workers ? m->opts.runner.n_workers : 1;
+	if (m->opts.pool)
+		return pool_n_threads(m->opts.pool);
+	n = openblas_get_num_threads();
+	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (uint32_t)n;
+}
+
+struct spawn {
+	lut_task_fn fn;
+	void *arg;
+	uint32_t i;
+};
+
+static void *spawn_main(void *p)
+{
+	struct spawn *sp = p;
+
+	sp->fn(sp->arg, sp->i);
+	return NULL;
+}
+
+void fwd_run_tasks(const struct model *m, uint32_t n, lut_task_fn fn, void *arg)
+{
+	pthread_t tid[MAX_THREADS];
+	struct spawn sp[MAX_THREADS];
+	bool started[MAX_THREADS];
+
+	n = n < MAX_THREADS ? n : MAX_THREADS;
+	if (m->opts.runner.run) {
+		m->opts.runner.run(m->opts.runner.ctx, n, fn, arg);
+		return;
+	}
+	if (m->opts.pool) {
+		pool_run(m->opts.pool, n, fn, arg);
+		return;
+	}
+	for (uint32_t i = 1; i < n; i++) {
+		sp[i] = (struct spawn){ .fn = fn, .arg = arg, .i = i };
+		started[i] = pthread_create(&tid[i], NULL, spawn_main, &sp[i]) == 0;
+	}
+	fn(arg, 0);
+	for (uint32_t i = 1; i < n; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		else
+			fn(arg, i);
+	}
+}
+
+/* Rows of elementwise work per task: with fewer, starting a thread costs more than it saves. */
+#define PAR_MIN_ROWS 64
+
+typedef void (*rows_fn)(void *ctx, uint32_t r0, uint32_t r1);
+
+struct rows_job {
+	rows_fn fn;
+	void *ctx;
+	uint32_t n, parts;
+};
+
+static void rows_task(void *arg, uint32_t i)
+{
+	struct rows_job *j = arg;
+	uint32_t r0 = (uint64_t)j->n * i / j->parts, r1 = (uint64_t)j->n * (i + 1) / j->parts;
+
+	if (r0 < r1)
+		j->fn(j->ctx, r0, r1);
+}
+
+/*
+ * fn(ctx, r0, r1) over rows [0, n), split in contiguous parts over the workers (long
+ * prefills only). Each row is computed the same way whatever the split.
+ */
+static void par_rows(const struct model *m, uint32_t n, rows_fn fn, void *ctx)
+{
+	uint32_t parts = n / PAR_MIN_ROWS, nw = parts >= 2 ? fwd_n_workers(m) : 1;
+	struct rows_job j = { .fn = fn, .ctx = ctx, .n = n, .parts = parts < nw ? parts : nw };
+
+	if (j.parts < 2)
+		fn(ctx, 0, n);
+	else
+		fwd_run_tasks(m, j.parts, rows_task, &j);
+}
+
 /* Sums run in double: a sequential f32 sum over thousands of elements drifts further from
  * the exact value than the pairwise sums of the reference implementations. */
 static void rms_norm(float *out, const float *x, const float *w, uint32_t dim, float eps)
@@ -83,19 +175,33 @@ static void layer_norm(float *out, const float *x, const float *w, const float *
 		out[i] = (x[i] - mean) * inv * w[i] + b[i];
 }
 
+struct norm_ctx {
+	const struct model *m;
+	float *out;
+	const float *x, *w, *b;
+};
+
+static void norm_part(void *ctx, uint32_t r0, uint32_t r1)
+{
+	const struct norm_ctx *c = ctx;
+	uint32_t dim = c->m->cfg.dim;
+
+	for (uint32_t t = r0; t < r1; t++) {
+		if (c->b)
+			layer_norm(c->out + (uint64_t)t * dim, c->x + (uint64_t)t * dim, c->w, c->b,
+				   dim, c->m->cfg.norm_eps);
+		else
+			rms_norm(c->out + (uint64_t)t * dim, c->x + (uint64_t)t * dim, c->w, dim,
+				 c->m->cfg.norm_eps);
+	}
+}
+
 static void norm_rows(const struct model *m, float *out, const float *x, const float *w,
 		      const float *b, uint32_t n)
 {
-	uint32_t dim = m->cfg.dim;
+	struct norm_ctx c = { .m = m, .out = out, .x = x, .w = w, .b = b };
 
-	for (uint32_t t = 0; t < n; t++) {
-		if (b)
-			layer_norm(out + (uint64_t)t * dim, x + (uint64_t)t * dim, w, b, dim,
-				   m->cfg.norm_eps);
-		else
-			rms_norm(out + (uint64_t)t * dim, x + (uint64_t)t * dim, w, dim,
-				 m->cfg.norm_eps);
-	}
+	par_rows(m, n, norm_part, &c);
 }
 
 /*
@@ -172,70 +278,6 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, n_keys, 1.0f,
 			    scores, n_keys, vc + g * hd, kvd, 0.0f, out + h * hd, q_dim);
-	}
-}
-
-/* Most threads of our own one step starts. */
-#define MAX_THREADS 64
-
-/*
- * Threads the attention may use: the model's kernel workers when it has them, else as many
- * as BLAS runs with (the tools set that from --threads).
- */
-static uint32_t n_workers(const struct model *m)
-{
-	int n;
-
-	if (m->opts.runner.run)
-		return m->opts.runner.n_workers ? m->opts.runner.n_workers : 1;
-	if (m->opts.pool)
-		return pool_n_threads(m->opts.pool);
-	n = openblas_get_num_threads();
-	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (uint32_t)n;
-}
-
-struct spawn {
-	lut_task_fn fn;
-	void *arg;
-	uint32_t i;
-};
-
-static void *spawn_main(void *p)
-{
-	struct spawn *sp = p;
-
-	sp->fn(sp->arg, sp->i);
-	return NULL;
-}
-
-/*
- * fn(arg, i) for every i < @n (<= MAX_THREADS), in parallel on the model's workers or on
- * threads started for the call; a thread that cannot start has its task run here.
- */
-static void run_tasks(const struct model *m, uint32_t n, lut_task_fn fn, void *arg)
-{
-	pthread_t tid[MAX_THREADS];
-	struct spawn sp[MAX_THREADS];
-	bool started[MAX_THREADS];
-
-	if (m->opts.runner.run) {
-		m->opts.runner.run(m->opts.runner.ctx, n, fn, arg);
-		return;
-	}
-	if (m->opts.pool) {
-		pool_run(m->opts.pool, n, fn, arg);
-		return;
-	}
-	for (uint32_t i = 1; i < n; i++) {
-		sp[i] = (struct spawn){ .fn = fn, .arg = arg, .i = i };
-		started[i] = pthread_create(&tid[i], NULL, spawn_main, &sp[i]) == 0;
-	}
-	fn(arg, 0);
-	for (uint32_t i = 1; i < n; i++) {
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		else
-			fn(arg, i);
 	}
 }
 
@@ -316,7 +358,7 @@ static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 	if (!ops->attend_rows || hd % 32 || len < ATT_FUSED_MIN_ROWS)
 		return false;
 	n_tasks = j.n_heads * j.n_blocks;
-	nw = n_workers(m);
+	nw = fwd_n_workers(m);
 	nw = nw < n_tasks ? nw : n_tasks;
 	j.kt_floats = fwd_packed_keys_floats(n_keys, hd);
 	/* 8-float multiples keep every worker's scratch 32-byte aligned */
@@ -334,7 +376,7 @@ static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 	j.scratch = scratch;
 	atomic_init(&j.next, 0);
 	if (nw > 1)
-		run_tasks(m, nw, att_worker, &j);
+		fwd_run_tasks(m, nw, att_worker, &j);
 	else
 		att_worker(&j, 0);
 	free(kt);
@@ -439,10 +481,46 @@ int model_embed(const struct model *m, const int32_t *tokens, const uint32_t *po
 	return 0;
 }
 
-static void add_rows(float *x, const float *y, uint64_t n)
+struct add_ctx {
+	float *x;
+	const float *y;
+	uint32_t dim;
+};
+
+static void add_part(void *ctx, uint32_t r0, uint32_t r1)
 {
-	for (uint64_t i = 0; i < n; i++)
-		x[i] += y[i];
+	const struct add_ctx *c = ctx;
+
+	for (uint64_t i = (uint64_t)r0 * c->dim; i < (uint64_t)r1 * c->dim; i++)
+		c->x[i] += c->y[i];
+}
+
+/* x[n][dim] += y[n][dim] */
+static void add_rows(const struct model *m, float *x, const float *y, uint32_t n)
+{
+	struct add_ctx c = { .x = x, .y = y, .dim = m->cfg.dim };
+
+	par_rows(m, n, add_part, &c);
+}
+
+struct rope_ctx {
+	const struct model *m;
+	float *q, *k;
+	const float *cs;
+};
+
+static void rope_part(void *ctx, uint32_t r0, uint32_t r1)
+{
+	const struct rope_ctx *c = ctx;
+	const struct model_config *mc = &c->m->cfg;
+	uint32_t q_dim = mc->n_heads * mc->head_dim, kvd = mc->n_kv_heads * mc->head_dim;
+
+	for (uint32_t t = r0; t < r1; t++) {
+		const float *cs = c->cs + (uint64_t)t * mc->head_dim;
+
+		rope(c->m, c->q + (uint64_t)t * q_dim, mc->n_heads, cs);
+		rope(c->m, c->k + (uint64_t)t * kvd, mc->n_kv_heads, cs);
+	}
 }
 
 /* q, k, v projections, RoPE, KV-cache write and causal attention: att[n][q_dim]. */
@@ -457,13 +535,12 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 	linear_forward(&l->wq, h, s->q, n);
 	linear_forward(&l->wk, h, s->k, n);
 	linear_forward(&l->wv, h, s->v, n);
-	for (uint32_t t = 0; t < n; t++) {
-		if (c->arch == ARCH_LLAMA) {
-			const float *cs = s->rope_cs + (uint64_t)t * c->head_dim;
+	if (c->arch == ARCH_LLAMA) {
+		struct rope_ctx rc = { .m = m, .q = s->q, .k = s->k, .cs = s->rope_cs };
 
-			rope(m, s->q + (uint64_t)t * q_dim, c->n_heads, cs);
-			rope(m, s->k + (uint64_t)t * kvd, c->n_kv_heads, cs);
-		}
+		par_rows(m, n, rope_part, &rc);
+	}
+	for (uint32_t t = 0; t < n; t++) {
 		memcpy(kv_at(kv, kv->k, seq[t], li) + (uint64_t)pos[t] * kvd,
 		       s->k + (uint64_t)t * kvd, kvd * sizeof(float));
 		memcpy(kv_at(kv, kv->v, seq[t], li) + (uint64_t)pos[t] * kvd,
@@ -475,6 +552,20 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		attend_run(m, kv, li, seq[t0], pos[t0], t1 - t0, s->q + (uint64_t)t0 * q_dim,
 			   att + (uint64_t)t0 * q_dim, s->scores);
 	}
+}
+
+struct silu_ctx {
+	float *g;
+	const float *u;
+	uint32_t dim;
+};
+
+static void silu_part(void *ctx, uint32_t r0, uint32_t r1)
+{
+	const struct silu_ctx *c = ctx;
+
+	fwd_ops()->silu_mul(c->g + (uint64_t)r0 * c->dim, c->u + (uint64_t)r0 * c->dim,
+			    (uint64_t)(r1 - r0) * c->dim);
 }
 
 /* Gate/up (OPT: fc1) and the activation: act[n][ffn_dim]; s->ff2 is scratch. */
@@ -492,7 +583,8 @@ static void ffn_core(const struct model *m, uint32_t li, uint32_t n, const float
 	}
 	linear_forward(&l->w_gate, h, act, n);
 	linear_forward(&l->w_up, h, s->ff2, n);
-	fwd_ops()->silu_mul(act, s->ff2, nf);
+	par_rows(m, n, silu_part,
+		 &(struct silu_ctx){ .g = act, .u = s->ff2, .dim = m->cfg.ffn_dim });
 }
 
 static int check_batch(const struct kv_cache *kv, const uint32_t *seq, const uint32_t *pos,
@@ -529,7 +621,7 @@ static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		memcpy(s->h, x, nd * sizeof(float));
 	attn_core(m, kv, li, seq, pos, n, s->h, s->att, s);
 	linear_forward(&l->wo, s->att, s->h, n);
-	add_rows(x, s->h, nd);
+	add_rows(m, x, s->h, n);
 	if (!pre)
 		norm_rows(m, x, x, l->attn_norm, l->attn_norm_b, n);
 	if (pre)
@@ -538,7 +630,7 @@ static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		memcpy(s->h, x, nd * sizeof(float));
 	ffn_core(m, li, n, s->h, s->ff1, s);
 	linear_forward(&l->w_down, s->ff1, s->h, n);
-	add_rows(x, s->h, nd);
+	add_rows(m, x, s->h, n);
 	if (!pre)
 		norm_rows(m, x, x, l->ffn_norm, l->ffn_norm_b, n);
 }

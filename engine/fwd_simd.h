@@ -75,4 +75,17 @@ size_t fwd_att_scratch_floats(uint32_t hd, uint32_t n_keys);
 
 extern const struct fwd_ops fwd_ops_avx2;
 
+struct model;
+
+/*
+ * Parallel loops of the forward pass (engine/forward.c). fwd_n_workers(): how many tasks run
+ * at once, the model's kernel workers (opts.runner, opts.pool) when it has them, else as
+ * many threads as BLAS uses (the tools set that from --threads), at most 64.
+ * fwd_run_tasks(): fn(arg, i) for every i < @n (at most 64), in parallel on those workers or
+ * on threads started for the call (a thread that cannot start has its task run by the
+ * caller); returns when all are done.
+ */
+uint32_t fwd_n_workers(const struct model *m);
+void fwd_run_tasks(const struct model *m, uint32_t n, lut_task_fn fn, void *arg);
+
 #endif /* ENGINE_FWD_SIMD_H */
