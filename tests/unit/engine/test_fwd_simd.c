@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "common/pool.h"
+#include "engine/eval.h"
 #include "engine/model.h"
 
 #define SMOLLM2 "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -350,6 +351,61 @@ static void test_fused_attention_matches_blas_path(void **state)
 	pool_free(pool);
 }
 
+/*
+ * eval_ppl (logits in chunks, per-token NLLs split over the workers) against one forward per
+ * window and the NLLs summed here in double from the full logits.
+ */
+static void test_eval_ppl_matches_brute_force(void **state)
+{
+	enum {
+		SEQ = 150,
+		WIN = 2
+	};
+	struct model *m = NULL;
+	struct kv_cache kv;
+	struct ppl_result res;
+	int32_t ids[SEQ * WIN];
+	uint32_t seq[SEQ], pos[SEQ];
+	float *hid, *lg;
+	double nll = 0, want;
+
+	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
+	for (uint32_t i = 0; i < SEQ * WIN; i++)
+		ids[i] = (int32_t)(17 + (i * 7919u) % 40000u);
+	hid = malloc((size_t)SEQ * m->cfg.dim * sizeof(float));
+	lg = malloc((size_t)SEQ * m->cfg.n_vocab * sizeof(float));
+	assert_true(hid && lg);
+	assert_int_equal(kv_cache_init(&kv, m, 1, SEQ), 0);
+	for (uint32_t w = 0; w < WIN; w++) {
+		for (uint32_t i = 0; i < SEQ; i++) {
+			seq[i] = 0;
+			pos[i] = i;
+		}
+		assert_int_equal(model_forward(m, &kv, ids + w * SEQ, seq, pos, SEQ, hid), 0);
+		model_logits(m, hid, SEQ, lg);
+		for (uint32_t t = 0; t + 1 < SEQ; t++) {
+			const float *row = lg + (size_t)t * m->cfg.n_vocab;
+			double mx = -INFINITY, sum = 0;
+
+			for (uint32_t i = 0; i < m->cfg.n_vocab; i++)
+				mx = row[i] > mx ? row[i] : mx;
+			for (uint32_t i = 0; i < m->cfg.n_vocab; i++)
+				sum += exp(row[i] - mx);
+			nll += log(sum) + mx - row[ids[w * SEQ + t + 1]];
+		}
+	}
+	want = exp(nll / (WIN * (SEQ - 1)));
+	assert_int_equal(eval_ppl(m, ids, SEQ * WIN, SEQ, 0, false, NULL, NULL, &res), 0);
+	printf("smollm2: ppl of %u windows of %u: %.7f, brute force %.7f\n", WIN, SEQ, res.ppl,
+	       want);
+	assert_int_equal(res.n_windows, WIN);
+	assert_true(fabs(res.ppl - want) <= 1e-6 * want);
+	free(hid);
+	free(lg);
+	kv_cache_done(&kv);
+	model_free(m);
+}
+
 int test_fwd_simd_run(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +415,7 @@ int test_fwd_simd_run(void)
 		cmocka_unit_test(test_nan_is_not_hidden),
 		cmocka_unit_test(test_attend_rows_matches_double),
 		cmocka_unit_test(test_fused_attention_matches_blas_path),
+		cmocka_unit_test(test_eval_ppl_matches_brute_force),
 	};
 
 	return cmocka_run_group_tests_name("engine/fwd_simd", tests, NULL, NULL);
