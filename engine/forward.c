@@ -329,10 +329,38 @@ static void att_worker(void *arg, uint32_t w)
  * kernel saves (decode steps stay on BLAS). */
 #define ATT_FUSED_MIN_ROWS 16
 
+/* The fused attention's buffers, kept across the layers of a step: fresh pages for every
+ * layer would cost a page fault each. */
+struct att_bufs {
+	float *kt, *work; /* 32-byte aligned */
+	size_t kt_floats, work_floats;
+};
+
+/* *@buf with room for @n floats (32-byte aligned), reallocated when short; NULL if out of
+ * memory. */
+static float *att_buf(float **buf, size_t *have, size_t n)
+{
+	if (*have < n) {
+		free(*buf);
+		/* aligned_alloc wants a multiple of the alignment */
+		*buf = aligned_alloc(32, (n * sizeof(float) + 31) & ~(size_t)31);
+		*have = *buf ? n : 0;
+	}
+	return *buf;
+}
+
+static void att_bufs_free(struct att_bufs *ab)
+{
+	free(ab->kt);
+	free(ab->work);
+	memset(ab, 0, sizeof(*ab));
+}
+
 /* Fused attention (fwd_ops attend_rows) on all workers; false if it does not apply or its
  * scratch cannot be had, and the caller goes through BLAS. */
 static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint32_t layer,
-			 uint32_t s, uint32_t p0, uint32_t len, const float *q, float *out)
+			 uint32_t s, uint32_t p0, uint32_t len, const float *q, float *out,
+			 struct att_bufs *ab)
 {
 	const struct model_config *c = &m->cfg;
 	const struct fwd_ops *ops = fwd_ops();
@@ -363,13 +391,10 @@ static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 	j.kt_floats = fwd_packed_keys_floats(n_keys, hd);
 	/* 8-float multiples keep every worker's scratch 32-byte aligned */
 	j.scratch_floats = (fwd_att_scratch_floats(hd, n_keys) + 7) & ~(size_t)7;
-	kt = aligned_alloc(32, c->n_kv_heads * j.kt_floats * sizeof(float));
-	scratch = aligned_alloc(32, nw * j.scratch_floats * sizeof(float));
-	if (!kt || !scratch) {
-		free(kt);
-		free(scratch);
+	kt = att_buf(&ab->kt, &ab->kt_floats, c->n_kv_heads * j.kt_floats);
+	scratch = att_buf(&ab->work, &ab->work_floats, nw * j.scratch_floats);
+	if (!kt || !scratch)
 		return false;
-	}
 	for (uint32_t g = 0; g < c->n_kv_heads; g++)
 		fwd_pack_keys(kt + g * j.kt_floats, kc + g * hd, kv->kv_dim, n_keys, hd);
 	j.kt = kt;
@@ -379,8 +404,6 @@ static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 		fwd_run_tasks(m, nw, att_worker, &j);
 	else
 		att_worker(&j, 0);
-	free(kt);
-	free(scratch);
 	return true;
 }
 
@@ -390,11 +413,12 @@ static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint3
  * [min(len, ATT_BLOCK)][p0 + len] for the BLAS path.
  */
 static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_t layer, uint32_t s,
-		       uint32_t p0, uint32_t len, const float *q, float *out, float *scores)
+		       uint32_t p0, uint32_t len, const float *q, float *out, float *scores,
+		       struct att_bufs *ab)
 {
 	uint32_t q_dim = m->cfg.n_heads * m->cfg.head_dim;
 
-	if (attend_fused(m, kv, layer, s, p0, len, q, out))
+	if (attend_fused(m, kv, layer, s, p0, len, q, out, ab))
 		return;
 	for (uint32_t r0 = 0; r0 < len; r0 += ATT_BLOCK) {
 		uint32_t n = len - r0 < ATT_BLOCK ? len - r0 : ATT_BLOCK;
@@ -406,7 +430,8 @@ static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_
 
 struct scratch {
 	float *x, *h, *q, *k, *v, *att, *ff1, *ff2, *scores;
-	float *rope_cs; /* [n][head_dim] (rope_tables()), LLaMA-style models only */
+	float *rope_cs;	    /* [n][head_dim] (rope_tables()), LLaMA-style models only */
+	struct att_bufs ab; /* fused attention */
 };
 
 static void scratch_free(struct scratch *s)
@@ -421,6 +446,7 @@ static void scratch_free(struct scratch *s)
 	free(s->ff2);
 	free(s->scores);
 	free(s->rope_cs);
+	att_bufs_free(&s->ab);
 }
 
 static int scratch_alloc(struct scratch *s, const struct model *m, const uint32_t *pos, uint32_t n,
@@ -550,7 +576,7 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		for (t1 = t0 + 1; t1 < n && seq[t1] == seq[t0] && pos[t1] == pos[t1 - 1] + 1; t1++)
 			;
 		attend_run(m, kv, li, seq[t0], pos[t0], t1 - t0, s->q + (uint64_t)t0 * q_dim,
-			   att + (uint64_t)t0 * q_dim, s->scores);
+			   att + (uint64_t)t0 * q_dim, s->scores, &s->ab);
 	}
 }
 
