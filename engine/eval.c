@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/fwd_simd.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 
@@ -62,26 +63,37 @@ out:
 
 double eval_nll(const float *logits, uint32_t n_vocab, int32_t target)
 {
-	double mx = logits[0], sum = 0;
-
-	for (uint32_t i = 1; i < n_vocab; i++)
-		mx = logits[i] > mx ? logits[i] : mx;
-	for (uint32_t i = 0; i < n_vocab; i++)
-		sum += exp((double)logits[i] - mx);
-	return log(sum) + mx - logits[target];
+	return fwd_ops()->logsumexp(logits, n_vocab) - logits[target];
 }
 
 /* Score one window: logits are produced in chunks so a 2048-token window of a 49k vocabulary
  * never needs its full logit matrix. */
 #define LOGIT_CHUNK 64
 
+/* The NLL of each row of one logits chunk, rows split over the workers. */
+struct nll_job {
+	const float *logits; /* [n][n_vocab] */
+	const int32_t *targets;
+	double *nll; /* [n] */
+	uint32_t n, n_vocab, parts;
+};
+
+static void nll_task(void *arg, uint32_t i)
+{
+	const struct nll_job *j = arg;
+
+	for (uint32_t r = j->n * i / j->parts; r < j->n * (i + 1) / j->parts; r++)
+		j->nll[r] =
+			eval_nll(j->logits + (uint64_t)r * j->n_vocab, j->n_vocab, j->targets[r]);
+}
+
 static int score_window(const struct model *m, struct kv_cache *kv, const int32_t *tokens,
 			uint32_t n, uint32_t first_scored, float *hidden, float *logits,
 			double *ret_nll)
 {
 	uint32_t *seq = calloc(n, sizeof(*seq)), *pos = malloc(n * sizeof(*pos));
-	uint32_t dim = m->cfg.dim, nv = m->cfg.n_vocab;
-	double nll = 0;
+	uint32_t dim = m->cfg.dim, nv = m->cfg.n_vocab, nw = fwd_n_workers(m);
+	double nll = 0, row_nll[LOGIT_CHUNK];
 	int r = -ENOMEM;
 
 	if (!seq || !pos)
@@ -94,10 +106,21 @@ static int score_window(const struct model *m, struct kv_cache *kv, const int32_
 	/* position t predicts token t + 1 */
 	for (uint32_t t0 = first_scored; t0 + 1 < n; t0 += LOGIT_CHUNK) {
 		uint32_t c = n - 1 - t0 < LOGIT_CHUNK ? n - 1 - t0 : LOGIT_CHUNK;
+		struct nll_job j = { .logits = logits,
+				     .targets = tokens + t0 + 1,
+				     .nll = row_nll,
+				     .n = c,
+				     .n_vocab = nv,
+				     .parts = nw < c ? nw : c };
 
 		model_logits(m, hidden + (uint64_t)t0 * dim, c, logits);
-		for (uint32_t j = 0; j < c; j++)
-			nll += eval_nll(logits + (uint64_t)j * nv, nv, tokens[t0 + j + 1]);
+		if (j.parts > 1)
+			fwd_run_tasks(m, j.parts, nll_task, &j);
+		else
+			nll_task(&j, 0);
+		/* summed in token order: the total does not depend on the split */
+		for (uint32_t k = 0; k < c; k++)
+			nll += row_nll[k];
 	}
 	*ret_nll = nll;
 out:

@@ -36,7 +36,7 @@ int eval_ppl(const struct model *m, const int32_t *ids, size_t n_ids, uint32_t s
 	     uint32_t limit_windows, bool bos, progress_fn cb, void *cb_arg,
 	     struct ppl_result *ret);
 
-/* -log softmax(logits)[target] in double precision. */
+/* -log softmax(logits)[target]; the exponentials are summed in double precision. */
 double eval_nll(const float *logits, uint32_t n_vocab, int32_t target);
 
 #endif /* ENGINE_EVAL_H */

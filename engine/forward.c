@@ -10,9 +10,14 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/pool.h"
+#include "engine/fwd_simd.h"
 
 int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx)
 {
@@ -50,15 +55,105 @@ static float *kv_at(const struct kv_cache *kv, float *base, uint32_t s, uint32_t
 	return base + ((uint64_t)s * kv->n_layers + l) * kv->n_ctx * kv->kv_dim;
 }
 
+/* Most threads of our own one step starts. */
+#define MAX_THREADS 64
+
+uint32_t fwd_n_workers(const struct model *m)
+{
+	int n;
+
+	if (m->opts.runner.run)
+		return m->opts.runner.n_workers ? m->opts.runner.n_workers : 1;
+	if (m->opts.pool)
+		return pool_n_threads(m->opts.pool);
+	n = openblas_get_num_threads();
+	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (uint32_t)n;
+}
+
+struct spawn {
+	lut_task_fn fn;
+	void *arg;
+	uint32_t i;
+};
+
+static void *spawn_main(void *p)
+{
+	struct spawn *sp = p;
+
+	sp->fn(sp->arg, sp->i);
+	return NULL;
+}
+
+void fwd_run_tasks(const struct model *m, uint32_t n, lut_task_fn fn, void *arg)
+{
+	pthread_t tid[MAX_THREADS];
+	struct spawn sp[MAX_THREADS];
+	bool started[MAX_THREADS];
+
+	n = n < MAX_THREADS ? n : MAX_THREADS;
+	if (m->opts.runner.run) {
+		m->opts.runner.run(m->opts.runner.ctx, n, fn, arg);
+		return;
+	}
+	if (m->opts.pool) {
+		pool_run(m->opts.pool, n, fn, arg);
+		return;
+	}
+	for (uint32_t i = 1; i < n; i++) {
+		sp[i] = (struct spawn){ .fn = fn, .arg = arg, .i = i };
+		started[i] = pthread_create(&tid[i], NULL, spawn_main, &sp[i]) == 0;
+	}
+	fn(arg, 0);
+	for (uint32_t i = 1; i < n; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		else
+			fn(arg, i);
+	}
+}
+
+/* Rows of elementwise work per task: with fewer, starting a thread costs more than it saves. */
+#define PAR_MIN_ROWS 64
+
+typedef void (*rows_fn)(void *ctx, uint32_t r0, uint32_t r1);
+
+struct rows_job {
+	rows_fn fn;
+	void *ctx;
+	uint32_t n, parts;
+};
+
+static void rows_task(void *arg, uint32_t i)
+{
+	struct rows_job *j = arg;
+	uint32_t r0 = (uint64_t)j->n * i / j->parts, r1 = (uint64_t)j->n * (i + 1) / j->parts;
+
+	if (r0 < r1)
+		j->fn(j->ctx, r0, r1);
+}
+
+/*
+ * fn(ctx, r0, r1) over rows [0, n), split in contiguous parts over the workers (long
+ * prefills only). Each row is computed the same way whatever the split.
+ */
+static void par_rows(const struct model *m, uint32_t n, rows_fn fn, void *ctx)
+{
+	uint32_t parts = n / PAR_MIN_ROWS, nw = parts >= 2 ? fwd_n_workers(m) : 1;
+	struct rows_job j = { .fn = fn, .ctx = ctx, .n = n, .parts = parts < nw ? parts : nw };
+
+	if (j.parts < 2)
+		fn(ctx, 0, n);
+	else
+		fwd_run_tasks(m, j.parts, rows_task, &j);
+}
+
 /* Sums run in double: a sequential f32 sum over thousands of elements drifts further from
  * the exact value than the pairwise sums of the reference implementations. */
 static void rms_norm(float *out, const float *x, const float *w, uint32_t dim, float eps)
 {
-	double acc = 0;
+	double acc = fwd_ops()->sumsq(x, dim);
 	float ss;
 
-	for (uint32_t i = 0; i < dim; i++)
-		acc += (double)x[i] * x[i];
 	ss = 1.0f / sqrtf((float)(acc / dim) + eps);
 	for (uint32_t i = 0; i < dim; i++)
 		out[i] = w[i] * (x[i] * ss);
@@ -80,34 +175,50 @@ static void layer_norm(float *out, const float *x, const float *w, const float *
 		out[i] = (x[i] - mean) * inv * w[i] + b[i];
 }
 
-static void norm_rows(const struct model *m, float *out, const float *x, const float *w,
-		      const float *b, uint32_t n)
-{
-	uint32_t dim = m->cfg.dim;
+struct norm_ctx {
+	const struct model *m;
+	float *out;
+	const float *x, *w, *b;
+};
 
-	for (uint32_t t = 0; t < n; t++) {
-		if (b)
-			layer_norm(out + (uint64_t)t * dim, x + (uint64_t)t * dim, w, b, dim,
-				   m->cfg.norm_eps);
+static void norm_part(void *ctx, uint32_t r0, uint32_t r1)
+{
+	const struct norm_ctx *c = ctx;
+	uint32_t dim = c->m->cfg.dim;
+
+	for (uint32_t t = r0; t < r1; t++) {
+		if (c->b)
+			layer_norm(c->out + (uint64_t)t * dim, c->x + (uint64_t)t * dim, c->w, c->b,
+				   dim, c->m->cfg.norm_eps);
 		else
-			rms_norm(out + (uint64_t)t * dim, x + (uint64_t)t * dim, w, dim,
-				 m->cfg.norm_eps);
+			rms_norm(c->out + (uint64_t)t * dim, c->x + (uint64_t)t * dim, c->w, dim,
+				 c->m->cfg.norm_eps);
 	}
 }
 
-/* Rotate the heads of one token's q or k vector at position @pos. */
-static void rope(const struct model *m, float *v, uint32_t n_heads, uint32_t pos)
+static void norm_rows(const struct model *m, float *out, const float *x, const float *w,
+		      const float *b, uint32_t n)
+{
+	struct norm_ctx c = { .m = m, .out = out, .x = x, .w = w, .b = b };
+
+	par_rows(m, n, norm_part, &c);
+}
+
+/*
+ * Rotate the heads of one token's q or k vector; cs holds cos then sin of the token's
+ * position times each of the head_dim / 2 frequencies (rope_tables()).
+ */
+static void rope(const struct model *m, float *v, uint32_t n_heads, const float *cs)
 {
 	uint32_t hd = m->cfg.head_dim, half = hd / 2;
+	bool adj = m->rope_pairing == ROPE_PAIR_ADJACENT;
 
 	for (uint32_t i = 0; i < half; i++) {
-		float ang = (float)pos * m->rope_freq[i];
-		float c = cosf(ang), s = sinf(ang);
+		float c = cs[i], s = cs[half + i];
+		uint32_t a = adj ? 2 * i : i, b = adj ? 2 * i + 1 : i + half;
 
 		for (uint32_t h = 0; h < n_heads; h++) {
 			float *p = v + h * hd;
-			uint32_t a = m->rope_pairing == ROPE_PAIR_HALF ? i : 2 * i;
-			uint32_t b = m->rope_pairing == ROPE_PAIR_HALF ? i + half : 2 * i + 1;
 			float x0 = p[a], x1 = p[b];
 
 			p[a] = x0 * c - x1 * s;
@@ -116,30 +227,33 @@ static void rope(const struct model *m, float *v, uint32_t n_heads, uint32_t pos
 	}
 }
 
-static void softmax_row(float *x, uint32_t n)
+/* cs[n][head_dim]: cos and sin for each token's position, computed once per step rather than
+ * once per layer and head. */
+static void rope_tables(const struct model *m, const uint32_t *pos, uint32_t n, float *cs)
 {
-	float mx = x[0], inv;
-	double sum = 0;
+	uint32_t half = m->cfg.head_dim / 2;
 
-	for (uint32_t i = 1; i < n; i++)
-		mx = x[i] > mx ? x[i] : mx;
-	for (uint32_t i = 0; i < n; i++) {
-		x[i] = expf(x[i] - mx);
-		sum += x[i];
+	for (uint32_t t = 0; t < n; t++) {
+		float *row = cs + (uint64_t)t * 2 * half;
+
+		for (uint32_t i = 0; i < half; i++) {
+			float ang = (float)pos[t] * m->rope_freq[i];
+
+			row[i] = cosf(ang);
+			row[half + i] = sinf(ang);
+		}
 	}
-	inv = (float)(1.0 / sum);
-	for (uint32_t i = 0; i < n; i++)
-		x[i] *= inv;
 }
 
-/*
- * Causal attention for @len consecutive tokens of sequence @s at positions p0.., whose k/v
- * are already in the cache. q and out are [len][q_dim]; scores is scratch [len][p0 + len].
- */
-/* Query rows per attention block: each block only multiplies the keys it can see, which
+/* Query rows per BLAS attention block: each block only multiplies the keys it can see, which
  * halves the work of a long causal prefill. */
 #define ATT_BLOCK 256
 
+/*
+ * Causal attention through BLAS for @len <= ATT_BLOCK consecutive tokens of sequence @s at
+ * positions p0.., whose k/v are already in the cache. q and out are [len][q_dim]; scores is
+ * scratch [len][p0 + len].
+ */
 static void attend_block(const struct model *m, const struct kv_cache *kv, uint32_t layer,
 			 uint32_t s, uint32_t p0, uint32_t len, const float *q, float *out,
 			 float *scores)
@@ -159,7 +273,7 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 			float *row = scores + (uint64_t)r * n_keys;
 			uint32_t visible = p0 + r + 1;
 
-			softmax_row(row, visible);
+			fwd_ops()->softmax(row, visible);
 			memset(row + visible, 0, (n_keys - visible) * sizeof(float));
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, n_keys, 1.0f,
@@ -168,14 +282,144 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 }
 
 /*
+ * One fused attention run: work items are (head, block of FWD_ATT_ROWS query rows), handed
+ * to the workers through an atomic counter, the blocks that see the most keys first.
+ */
+struct att_job {
+	const struct fwd_ops *ops;
+	const float *q;	 /* [len][q_dim] */
+	const float *kt; /* [n_kv_heads][kt_floats] packed keys */
+	const float *vc; /* the value cache, [n_ctx][kvd] */
+	float *out;	 /* [len][q_dim] */
+	float *scratch;	 /* [workers][scratch_floats] */
+	size_t kt_floats, scratch_floats;
+	uint32_t q_dim, kvd, hd, n_heads, group, p0, len, n_blocks;
+	float scale;
+	atomic_uint next;
+};
+
+static void att_worker(void *arg, uint32_t w)
+{
+	struct att_job *j = arg;
+	uint32_t n_tasks = j->n_heads * j->n_blocks, t;
+
+	while ((t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < n_tasks) {
+		uint32_t h = t % j->n_heads, b = j->n_blocks - 1 - t / j->n_heads;
+		uint32_t r0 = b * FWD_ATT_ROWS, g = h / j->group;
+		struct fwd_att_rows a = {
+			.q = j->q + (size_t)r0 * j->q_dim + h * j->hd,
+			.kt = j->kt + g * j->kt_floats,
+			.v = j->vc + g * j->hd,
+			.out = j->out + (size_t)r0 * j->q_dim + h * j->hd,
+			.scratch = j->scratch + w * j->scratch_floats,
+			.q_stride = j->q_dim,
+			.v_stride = j->kvd,
+			.out_stride = j->q_dim,
+			.hd = j->hd,
+			.rows = j->len - r0 < FWD_ATT_ROWS ? j->len - r0 : FWD_ATT_ROWS,
+			.vis0 = j->p0 + r0 + 1,
+			.scale = j->scale,
+		};
+
+		j->ops->attend_rows(&a);
+	}
+}
+
+/* Fewest query rows for the fused path: below, packing every key costs about what the
+ * kernel saves (decode steps stay on BLAS). */
+#define ATT_FUSED_MIN_ROWS 16
+
+/* The fused attention's buffers, kept across the layers of a step: fresh pages for every
+ * layer would cost a page fault each. */
+struct att_bufs {
+	float *kt, *work; /* 32-byte aligned */
+	size_t kt_floats, work_floats;
+};
+
+/* *@buf with room for @n floats (32-byte aligned), reallocated when short; NULL if out of
+ * memory. */
+static float *att_buf(float **buf, size_t *have, size_t n)
+{
+	if (*have < n) {
+		free(*buf);
+		/* aligned_alloc wants a multiple of the alignment */
+		*buf = aligned_alloc(32, (n * sizeof(float) + 31) & ~(size_t)31);
+		*have = *buf ? n : 0;
+	}
+	return *buf;
+}
+
+static void att_bufs_free(struct att_bufs *ab)
+{
+	free(ab->kt);
+	free(ab->work);
+	memset(ab, 0, sizeof(*ab));
+}
+
+/* Fused attention (fwd_ops attend_rows) on all workers; false if it does not apply or its
+ * scratch cannot be had, and the caller goes through BLAS. */
+static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint32_t layer,
+			 uint32_t s, uint32_t p0, uint32_t len, const float *q, float *out,
+			 struct att_bufs *ab)
+{
+	const struct model_config *c = &m->cfg;
+	const struct fwd_ops *ops = fwd_ops();
+	uint32_t hd = c->head_dim, n_keys = p0 + len, nw, n_tasks;
+	const float *kc = kv_at(kv, kv->k, s, layer);
+	struct att_job j = {
+		.ops = ops,
+		.q = q,
+		.vc = kv_at(kv, kv->v, s, layer),
+		.out = out,
+		.q_dim = c->n_heads * hd,
+		.kvd = kv->kv_dim,
+		.hd = hd,
+		.n_heads = c->n_heads,
+		.group = c->n_heads / c->n_kv_heads,
+		.p0 = p0,
+		.len = len,
+		.n_blocks = (len + FWD_ATT_ROWS - 1) / FWD_ATT_ROWS,
+		.scale = 1.0f / sqrtf((float)hd),
+	};
+	float *kt, *scratch;
+
+	if (!ops->attend_rows || hd % 32 || len < ATT_FUSED_MIN_ROWS)
+		return false;
+	n_tasks = j.n_heads * j.n_blocks;
+	nw = fwd_n_workers(m);
+	nw = nw < n_tasks ? nw : n_tasks;
+	j.kt_floats = fwd_packed_keys_floats(n_keys, hd);
+	/* 8-float multiples keep every worker's scratch 32-byte aligned */
+	j.scratch_floats = (fwd_att_scratch_floats(hd, n_keys) + 7) & ~(size_t)7;
+	kt = att_buf(&ab->kt, &ab->kt_floats, c->n_kv_heads * j.kt_floats);
+	scratch = att_buf(&ab->work, &ab->work_floats, nw * j.scratch_floats);
+	if (!kt || !scratch)
+		return false;
+	for (uint32_t g = 0; g < c->n_kv_heads; g++)
+		fwd_pack_keys(kt + g * j.kt_floats, kc + g * hd, kv->kv_dim, n_keys, hd);
+	j.kt = kt;
+	j.scratch = scratch;
+	atomic_init(&j.next, 0);
+	if (nw > 1)
+		fwd_run_tasks(m, nw, att_worker, &j);
+	else
+		att_worker(&j, 0);
+	return true;
+}
+
+/*
  * Causal attention for @len consecutive tokens of sequence @s at positions p0.., whose k/v
- * are already in the cache. q and out are [len][q_dim]; scores is scratch [len][p0 + len].
+ * are already in the cache. q and out are [len][q_dim]; scores is scratch
+ * [min(len, ATT_BLOCK)][p0 + len] for the BLAS path.
  */
 static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_t layer, uint32_t s,
-		       uint32_t p0, uint32_t len, const float *q, float *out, float *scores)
+		       uint32_t p0, uint32_t len, const float *q, float *out, float *scores,
+		       struct att_bufs *ab)
 {
 	uint32_t q_dim = m->cfg.n_heads * m->cfg.head_dim;
 
+	if (attend_fused(m, kv, layer, s, p0, len, q, out, ab))
+		return;
 	for (uint32_t r0 = 0; r0 < len; r0 += ATT_BLOCK) {
 		uint32_t n = len - r0 < ATT_BLOCK ? len - r0 : ATT_BLOCK;
 
@@ -186,7 +430,8 @@ static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_
 
 struct scratch {
 	float *x, *h, *q, *k, *v, *att, *ff1, *ff2, *scores;
-	uint64_t scores_len;
+	float *rope_cs;	    /* [n][head_dim] (rope_tables()), LLaMA-style models only */
+	struct att_bufs ab; /* fused attention */
 };
 
 static void scratch_free(struct scratch *s)
@@ -200,9 +445,12 @@ static void scratch_free(struct scratch *s)
 	free(s->ff1);
 	free(s->ff2);
 	free(s->scores);
+	free(s->rope_cs);
+	att_bufs_free(&s->ab);
 }
 
-static int scratch_alloc(struct scratch *s, const struct model *m, uint32_t n, uint64_t scores)
+static int scratch_alloc(struct scratch *s, const struct model *m, const uint32_t *pos, uint32_t n,
+			 uint64_t scores)
 {
 	const struct model_config *c = &m->cfg;
 	uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
@@ -217,11 +465,15 @@ static int scratch_alloc(struct scratch *s, const struct model *m, uint32_t n, u
 	s->ff1 = malloc((uint64_t)n * c->ffn_dim * sizeof(float));
 	s->ff2 = malloc((uint64_t)n * c->ffn_dim * sizeof(float));
 	s->scores = malloc(scores * sizeof(float));
+	if (c->arch == ARCH_LLAMA)
+		s->rope_cs = malloc((uint64_t)n * c->head_dim * sizeof(float));
 	if (!s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->ff1 || !s->ff2 ||
-	    !s->scores) {
+	    !s->scores || (c->arch == ARCH_LLAMA && !s->rope_cs)) {
 		scratch_free(s);
 		return -ENOMEM;
 	}
+	if (s->rope_cs)
+		rope_tables(m, pos, n, s->rope_cs);
 	return 0;
 }
 
@@ -255,10 +507,46 @@ int model_embed(const struct model *m, const int32_t *tokens, const uint32_t *po
 	return 0;
 }
 
-static void add_rows(float *x, const float *y, uint64_t n)
+struct add_ctx {
+	float *x;
+	const float *y;
+	uint32_t dim;
+};
+
+static void add_part(void *ctx, uint32_t r0, uint32_t r1)
 {
-	for (uint64_t i = 0; i < n; i++)
-		x[i] += y[i];
+	const struct add_ctx *c = ctx;
+
+	for (uint64_t i = (uint64_t)r0 * c->dim; i < (uint64_t)r1 * c->dim; i++)
+		c->x[i] += c->y[i];
+}
+
+/* x[n][dim] += y[n][dim] */
+static void add_rows(const struct model *m, float *x, const float *y, uint32_t n)
+{
+	struct add_ctx c = { .x = x, .y = y, .dim = m->cfg.dim };
+
+	par_rows(m, n, add_part, &c);
+}
+
+struct rope_ctx {
+	const struct model *m;
+	float *q, *k;
+	const float *cs;
+};
+
+static void rope_part(void *ctx, uint32_t r0, uint32_t r1)
+{
+	const struct rope_ctx *c = ctx;
+	const struct model_config *mc = &c->m->cfg;
+	uint32_t q_dim = mc->n_heads * mc->head_dim, kvd = mc->n_kv_heads * mc->head_dim;
+
+	for (uint32_t t = r0; t < r1; t++) {
+		const float *cs = c->cs + (uint64_t)t * mc->head_dim;
+
+		rope(c->m, c->q + (uint64_t)t * q_dim, mc->n_heads, cs);
+		rope(c->m, c->k + (uint64_t)t * kvd, mc->n_kv_heads, cs);
+	}
 }
 
 /* q, k, v projections, RoPE, KV-cache write and causal attention: att[n][q_dim]. */
@@ -273,11 +561,12 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 	linear_forward(&l->wq, h, s->q, n);
 	linear_forward(&l->wk, h, s->k, n);
 	linear_forward(&l->wv, h, s->v, n);
+	if (c->arch == ARCH_LLAMA) {
+		struct rope_ctx rc = { .m = m, .q = s->q, .k = s->k, .cs = s->rope_cs };
+
+		par_rows(m, n, rope_part, &rc);
+	}
 	for (uint32_t t = 0; t < n; t++) {
-		if (c->arch == ARCH_LLAMA) {
-			rope(m, s->q + (uint64_t)t * q_dim, c->n_heads, pos[t]);
-			rope(m, s->k + (uint64_t)t * kvd, c->n_kv_heads, pos[t]);
-		}
 		memcpy(kv_at(kv, kv->k, seq[t], li) + (uint64_t)pos[t] * kvd,
 		       s->k + (uint64_t)t * kvd, kvd * sizeof(float));
 		memcpy(kv_at(kv, kv->v, seq[t], li) + (uint64_t)pos[t] * kvd,
@@ -287,8 +576,22 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		for (t1 = t0 + 1; t1 < n && seq[t1] == seq[t0] && pos[t1] == pos[t1 - 1] + 1; t1++)
 			;
 		attend_run(m, kv, li, seq[t0], pos[t0], t1 - t0, s->q + (uint64_t)t0 * q_dim,
-			   att + (uint64_t)t0 * q_dim, s->scores);
+			   att + (uint64_t)t0 * q_dim, s->scores, &s->ab);
 	}
+}
+
+struct silu_ctx {
+	float *g;
+	const float *u;
+	uint32_t dim;
+};
+
+static void silu_part(void *ctx, uint32_t r0, uint32_t r1)
+{
+	const struct silu_ctx *c = ctx;
+
+	fwd_ops()->silu_mul(c->g + (uint64_t)r0 * c->dim, c->u + (uint64_t)r0 * c->dim,
+			    (uint64_t)(r1 - r0) * c->dim);
 }
 
 /* Gate/up (OPT: fc1) and the activation: act[n][ffn_dim]; s->ff2 is scratch. */
@@ -306,11 +609,8 @@ static void ffn_core(const struct model *m, uint32_t li, uint32_t n, const float
 	}
 	linear_forward(&l->w_gate, h, act, n);
 	linear_forward(&l->w_up, h, s->ff2, n);
-	for (uint64_t i = 0; i < nf; i++) {
-		float g = act[i];
-
-		act[i] = g / (1.0f + expf(-g)) * s->ff2[i];
-	}
+	par_rows(m, n, silu_part,
+		 &(struct silu_ctx){ .g = act, .u = s->ff2, .dim = m->cfg.ffn_dim });
 }
 
 static int check_batch(const struct kv_cache *kv, const uint32_t *seq, const uint32_t *pos,
@@ -325,7 +625,8 @@ static int check_batch(const struct kv_cache *kv, const uint32_t *seq, const uin
 	for (uint32_t t0 = 0, t1; t0 < n; t0 = t1) {
 		for (t1 = t0 + 1; t1 < n && seq[t1] == seq[t0] && pos[t1] == pos[t1 - 1] + 1; t1++)
 			;
-		uint64_t sz = (uint64_t)(t1 - t0) * (pos[t1 - 1] + 1);
+		uint32_t rows = t1 - t0 < ATT_BLOCK ? t1 - t0 : ATT_BLOCK;
+		uint64_t sz = (uint64_t)rows * (pos[t1 - 1] + 1);
 
 		worst = sz > worst ? sz : worst;
 	}
@@ -346,7 +647,7 @@ static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		memcpy(s->h, x, nd * sizeof(float));
 	attn_core(m, kv, li, seq, pos, n, s->h, s->att, s);
 	linear_forward(&l->wo, s->att, s->h, n);
-	add_rows(x, s->h, nd);
+	add_rows(m, x, s->h, n);
 	if (!pre)
 		norm_rows(m, x, x, l->attn_norm, l->attn_norm_b, n);
 	if (pre)
@@ -355,7 +656,7 @@ static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		memcpy(s->h, x, nd * sizeof(float));
 	ffn_core(m, li, n, s->h, s->ff1, s);
 	linear_forward(&l->w_down, s->ff1, s->h, n);
-	add_rows(x, s->h, nd);
+	add_rows(m, x, s->h, n);
 	if (!pre)
 		norm_rows(m, x, x, l->ffn_norm, l->ffn_norm_b, n);
 }
@@ -382,7 +683,7 @@ int model_attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, con
 	r = check_batch(kv, seq, pos, n, &n_scores);
 	if (r < 0)
 		return r;
-	r = scratch_alloc(&s, m, n, n_scores);
+	r = scratch_alloc(&s, m, pos, n, n_scores);
 	if (r < 0)
 		return r;
 	attn_core(m, kv, li, seq, pos, n, h, att, &s);
@@ -424,7 +725,7 @@ int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tok
 	r = check_batch(kv, seq, pos, n, &n_scores);
 	if (r < 0)
 		return r;
-	r = scratch_alloc(&s, m, n, n_scores);
+	r = scratch_alloc(&s, m, pos, n, n_scores);
 	if (r < 0)
 		return r;
 	r = model_embed(m, tokens, pos, n, s.x);

@@ -116,7 +116,9 @@ void kv_cache_done(struct kv_cache *kv);
  * position pos[i]. Tokens of one sequence must appear in increasing position order and the
  * sequence's earlier positions must already be in @kv. Writes the final-normed hidden states
  * to @hidden ([n][dim]); logits come from model_logits(). Scratch memory is allocated per
- * call. Returns 0, -EINVAL (position or sequence out of range) or -ENOMEM.
+ * call. Prefill attention (runs of >= 16 tokens, AVX2 hosts) is spread over the model's
+ * workers (opts.runner or opts.pool), else over openblas_get_num_threads() threads started
+ * for the call. Returns 0, -EINVAL (position or sequence out of range) or -ENOMEM.
  */
 int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tokens,
 		  const uint32_t *seq, const uint32_t *pos, uint32_t n, float *hidden);

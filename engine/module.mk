@@ -1,5 +1,5 @@
 # engine: model I/O (GGUF, safetensors, config), tokenizers, the forward pass, evaluation.
-engine_SRCS := $(wildcard engine/*.c)
+engine_SRCS := $(wildcard engine/*.c) engine/x86/fwd_avx2.c
 $(eval $(call add_lib,engine))
 
 ENGINE_LDLIBS := -lopenblas -lpcre2-8 -lcjson -lm
@@ -8,3 +8,6 @@ engine_LDLIBS := $(ENGINE_LDLIBS)
 ifneq ($(wildcard tests/unit/engine/*.c),)
 $(eval $(call add_unit_test,engine))
 endif
+
+# Only the ISA file gets its -m flags (no -march=native: generic code must stay generic).
+$(B)/engine/x86/fwd_avx2.o: ISA_FLAGS := -mavx2 -mfma

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Scalar versions of the forward pass's elementwise math (the reference and the fallback on
+ * hosts without AVX2), key packing for the fused attention, and the choice of ISA.
+ */
+#include "engine/fwd_simd.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+static void softmax_ref(float *x, uint32_t n)
+{
+	float mx = x[0], inv;
+	double sum = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	for (uint32_t i = 0; i < n; i++) {
+		x[i] = expf(x[i] - mx);
+		sum += x[i];
+	}
+	inv = (float)(1.0 / sum);
+	for (uint32_t i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+static void silu_mul_ref(float *g, const float *u, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static double logsumexp_ref(const float *x, uint32_t n)
+{
+	double mx = x[0], sum = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	for (uint32_t i = 0; i < n; i++)
+		sum += exp((double)x[i] - mx);
+	return log(sum) + mx;
+}
+
+static double sumsq_ref(const float *x, uint32_t n)
+{
+	double acc = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		acc += (double)x[i] * x[i];
+	return acc;
+}
+
+static const struct fwd_ops ops_ref = {
+	.name = "ref",
+	.softmax = softmax_ref,
+	.silu_mul = silu_mul_ref,
+	.logsumexp = logsumexp_ref,
+	.sumsq = sumsq_ref,
+	.attend_rows = NULL, /* attention stays on BLAS */
+};
+
+const struct fwd_ops *fwd_ops_of(enum lut_isa isa)
+{
+	if (isa == LUT_ISA_AUTO)
+		isa = lut_isa_auto();
+	/* AVX-512 hosts run AVX2 as well */
+	if ((isa == LUT_ISA_AVX2 || isa == LUT_ISA_AVX512) && lut_isa_supported(LUT_ISA_AVX2))
+		return &fwd_ops_avx2;
+	return &ops_ref;
+}
+
+static _Atomic(const struct fwd_ops *) selected;
+
+const struct fwd_ops *fwd_ops(void)
+{
+	const struct fwd_ops *o = atomic_load_explicit(&selected, memory_order_relaxed);
+
+	if (!o) {
+		o = fwd_ops_of(LUT_ISA_AUTO);
+		atomic_store_explicit(&selected, o, memory_order_relaxed);
+	}
+	return o;
+}
+
+void fwd_ops_select(enum lut_isa isa)
+{
+	atomic_store_explicit(&selected, fwd_ops_of(isa), memory_order_relaxed);
+}
+
+size_t fwd_packed_keys_floats(uint32_t n_keys, uint32_t hd)
+{
+	size_t n_chunks = ((size_t)n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK;
+
+	return n_chunks * FWD_KEY_CHUNK * hd;
+}
+
+void fwd_pack_keys(float *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd)
+{
+	for (size_t c0 = 0; c0 < n_keys; c0 += FWD_KEY_CHUNK) {
+		float *dst = kt + c0 * hd;
+
+		for (uint32_t i = 0; i < FWD_KEY_CHUNK; i++) {
+			const float *src = k + (c0 + i) * k_stride;
+
+			if (c0 + i >= n_keys) {
+				for (uint32_t d = 0; d < hd; d++)
+					dst[(size_t)d * FWD_KEY_CHUNK + i] = 0;
+				continue;
+			}
+			for (uint32_t d = 0; d < hd; d++)
+				dst[(size_t)d * FWD_KEY_CHUNK + i] = src[d];
+		}
+	}
+}
+
+size_t fwd_att_scratch_floats(uint32_t hd, uint32_t n_keys)
+{
+	size_t pad = ((size_t)n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
+
+	/* scaled q and the output accumulators, [FWD_ATT_ROWS][hd] each, then the scores */
+	return 2 * (size_t)FWD_ATT_ROWS * hd + (size_t)FWD_ATT_ROWS * pad;
+}

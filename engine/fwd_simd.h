@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ENGINE_FWD_SIMD_H
+#define ENGINE_FWD_SIMD_H
+
+/*
+ * The forward pass's elementwise math (softmax, SiLU, log-sum-exp, sums of squares) and its
+ * fused attention rows, once per ISA: engine/fwd_simd.c holds the scalar versions (the
+ * reference and fallback), engine/x86/fwd_avx2.c the AVX2+FMA ones. The ISA is the one the
+ * shift-add kernels pick (kernels/lut.h lut_isa_auto(), SHIFTADD_ISA=ref forces scalar).
+ * Internal to the engine.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/lut.h"
+
+/* Query rows per fused attention block and keys per packed key chunk. */
+#define FWD_ATT_ROWS  32
+#define FWD_KEY_CHUNK 16
+
+/*
+ * One block of query rows of one head for causal attention: row r (0 <= r < rows) attends to
+ * keys 0 .. vis0 + r - 1, so the block needs vis0 + rows - 1 keys.
+ */
+struct fwd_att_rows {
+	const float *q;	   /* [rows][q_stride]: the head's slice of each row */
+	const float *kt;   /* the head's keys as fwd_pack_keys() lays them out */
+	const float *v;	   /* [n_keys][v_stride]: the head's slice of each value row */
+	float *out;	   /* [rows][out_stride] */
+	float *scratch;	   /* fwd_att_scratch_floats(hd, n_keys) floats, 32-byte aligned */
+	uint32_t q_stride; /* strides in floats */
+	uint32_t v_stride;
+	uint32_t out_stride;
+	uint32_t hd;   /* head dimension, a multiple of 32 */
+	uint32_t rows; /* 1 .. FWD_ATT_ROWS */
+	uint32_t vis0; /* >= 1 */
+	float scale;   /* applied to q.k */
+};
+
+struct fwd_ops {
+	const char *name;
+	/* x[0..n) = softmax(x), n >= 1; the sum runs in double. */
+	void (*softmax)(float *x, uint32_t n);
+	/* g[i] = silu(g[i]) * u[i]. */
+	void (*silu_mul)(float *g, const float *u, uint64_t n);
+	/* log(sum_i exp(x[i])), n >= 1, accumulated in double. */
+	double (*logsumexp)(const float *x, uint32_t n);
+	/* sum_i x[i]^2 in double. */
+	double (*sumsq)(const float *x, uint32_t n);
+	/* Softmax(q k^T * scale) v for one block of rows; NULL when the ISA has no fused path. */
+	void (*attend_rows)(const struct fwd_att_rows *a);
+};
+
+/* The ops for @isa (LUT_ISA_AUTO: the host's best); ISAs without a port get the scalar ops. */
+const struct fwd_ops *fwd_ops_of(enum lut_isa isa);
+
+/* The ops the forward pass uses: fwd_ops_of(LUT_ISA_AUTO) unless fwd_ops_select() chose. */
+const struct fwd_ops *fwd_ops(void);
+
+/* Test hook: make fwd_ops() return fwd_ops_of(@isa). Not thread-safe against forwards. */
+void fwd_ops_select(enum lut_isa isa);
+
+/* Floats of packed keys for @n_keys keys of dimension @hd (whole FWD_KEY_CHUNK chunks). */
+size_t fwd_packed_keys_floats(uint32_t n_keys, uint32_t hd);
+
+/*
+ * Pack @n_keys keys (k[j * k_stride + d], d < hd) into chunks of FWD_KEY_CHUNK keys, each
+ * [hd][FWD_KEY_CHUNK] (key index fastest), zero-padded: the layout attend_rows reads.
+ */
+void fwd_pack_keys(float *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd);
+
+/* Scratch floats one attend_rows call needs for blocks of up to @n_keys keys. */
+size_t fwd_att_scratch_floats(uint32_t hd, uint32_t n_keys);
+
+extern const struct fwd_ops fwd_ops_avx2;
+
+struct model;
+
+/*
+ * Parallel loops of the forward pass (engine/forward.c). fwd_n_workers(): how many tasks run
+ * at once, the model's kernel workers (opts.runner, opts.pool) when it has them, else as
+ * many threads as BLAS uses (the tools set that from --threads), at most 64.
+ * fwd_run_tasks(): fn(arg, i) for every i < @n (at most 64), in parallel on those workers or
+ * on threads started for the call (a thread that cannot start has its task run by the
+ * caller); returns when all are done.
+ */
+uint32_t fwd_n_workers(const struct model *m);
+void fwd_run_tasks(const struct model *m, uint32_t n, lut_task_fn fn, void *arg);
+
+#endif /* ENGINE_FWD_SIMD_H */

@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: MIT
+/*
+ * AVX2+FMA versions of the forward pass's elementwise math and the fused attention rows.
+ * Only this file is built with -mavx2 -mfma; engine/fwd_simd.c calls it on hosts that have
+ * both.
+ */
+#include "engine/fwd_simd.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+/*
+ * e^x for two vectors at once: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so n ln2 is
+ * exact), e^r by its degree-7 Taylor polynomial (truncation below 1e-8 relative; a few ulp
+ * in all), 2^n put in the exponent bits. x is clamped to [-87, 88.3], where 2^n stays a
+ * normal float; NaN stays NaN (max/min return their second operand when it is NaN).
+ * The polynomial is evaluated in Estrin's scheme and the two vectors' steps are interleaved:
+ * the chain of a lone Horner evaluation is long enough to stall a small out-of-order window
+ * (Zen 1's FP scheduler holds about one exp's worth of operations).
+ */
+#define C(v) _mm256_set1_ps(v)
+/* The core without the clamp: inputs must be in [-87, 88.3] (or NaN, giving NaN). */
+static inline void exp8x2_unclamped(__m256 *px, __m256 *py)
+{
+	__m256 x = *px, y = *py, nx, ny, rx, ry, r2x, r2y, r4x, r4y, ax, ay, bx, by, cx, cy, dx, dy;
+	__m256i ex, ey;
+
+	nx = _mm256_round_ps(_mm256_mul_ps(x, C(1.44269504088896341f)),
+			     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	ny = _mm256_round_ps(_mm256_mul_ps(y, C(1.44269504088896341f)),
+			     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	rx = _mm256_fnmadd_ps(nx, C(0.693359375f), x);
+	ry = _mm256_fnmadd_ps(ny, C(0.693359375f), y);
+	rx = _mm256_fnmadd_ps(nx, C(-2.12194440e-4f), rx);
+	ry = _mm256_fnmadd_ps(ny, C(-2.12194440e-4f), ry);
+	r2x = _mm256_mul_ps(rx, rx);
+	r2y = _mm256_mul_ps(ry, ry);
+	ax = _mm256_fmadd_ps(rx, C(1.0f), C(1.0f));
+	ay = _mm256_fmadd_ps(ry, C(1.0f), C(1.0f));
+	bx = _mm256_fmadd_ps(rx, C(1.0f / 6), C(0.5f));
+	by = _mm256_fmadd_ps(ry, C(1.0f / 6), C(0.5f));
+	cx = _mm256_fmadd_ps(rx, C(1.0f / 120), C(1.0f / 24));
+	cy = _mm256_fmadd_ps(ry, C(1.0f / 120), C(1.0f / 24));
+	dx = _mm256_fmadd_ps(rx, C(1.0f / 5040), C(1.0f / 720));
+	dy = _mm256_fmadd_ps(ry, C(1.0f / 5040), C(1.0f / 720));
+	r4x = _mm256_mul_ps(r2x, r2x);
+	r4y = _mm256_mul_ps(r2y, r2y);
+	ax = _mm256_fmadd_ps(bx, r2x, ax);
+	ay = _mm256_fmadd_ps(by, r2y, ay);
+	cx = _mm256_fmadd_ps(dx, r2x, cx);
+	cy = _mm256_fmadd_ps(dy, r2y, cy);
+	ex = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nx), _mm256_set1_epi32(127)),
+			       23);
+	ey = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(ny), _mm256_set1_epi32(127)),
+			       23);
+	ax = _mm256_fmadd_ps(cx, r4x, ax);
+	ay = _mm256_fmadd_ps(cy, r4y, ay);
+	*px = _mm256_mul_ps(ax, _mm256_castsi256_ps(ex));
+	*py = _mm256_mul_ps(ay, _mm256_castsi256_ps(ey));
+}
+
+static inline void exp8x2(__m256 *px, __m256 *py)
+{
+	*px = _mm256_min_ps(C(88.3f), _mm256_max_ps(C(-87.0f), *px));
+	*py = _mm256_min_ps(C(88.3f), _mm256_max_ps(C(-87.0f), *py));
+	exp8x2_unclamped(px, py);
+}
+
+static inline __m256 exp8(__m256 x)
+{
+	__m256 y = _mm256_setzero_ps();
+
+	exp8x2(&x, &y);
+	return x;
+}
+
+/* e^d for d <= 0, exactly 0 below -87 (where expf is denormal or 0 anyway). */
+static inline void exp8x2_nonpos(__m256 *d, __m256 *e)
+{
+	/* not-less-than, unordered true: NaN passes through */
+	__m256 kd = _mm256_cmp_ps(*d, C(-87.0f), _CMP_NLT_UQ);
+	__m256 ke = _mm256_cmp_ps(*e, C(-87.0f), _CMP_NLT_UQ);
+
+	/* below -87 (-inf included) the result is garbage or NaN, and masked off */
+	exp8x2_unclamped(d, e);
+	*d = _mm256_and_ps(*d, kd);
+	*e = _mm256_and_ps(*e, ke);
+}
+
+static inline __m256 exp8_nonpos(__m256 d)
+{
+	__m256 e = _mm256_setzero_ps();
+
+	exp8x2_nonpos(&d, &e);
+	return d;
+}
+
+static inline float hmax8(__m256 v)
+{
+	__m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+	m = _mm_max_ss(m, _mm_movehdup_ps(m));
+	return _mm_cvtss_f32(m);
+}
+
+static inline double hsum4d(__m256d v)
+{
+	__m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+
+	return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+/* Add the 8 floats of @v to the two double accumulators. */
+static inline void acc8d(__m256d *a, __m256d *b, __m256 v)
+{
+	*a = _mm256_add_pd(*a, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+	*b = _mm256_add_pd(*b, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+
+/* The last n % 8 elements, padded with @fill. */
+static inline __m256 load_tail(const float *x, uint32_t n, float fill)
+{
+	float buf[8];
+
+	for (uint32_t i = 0; i < 8; i++)
+		buf[i] = i < n ? x[i] : fill;
+	return _mm256_loadu_ps(buf);
+}
+
+static inline void store_tail(float *x, uint32_t n, __m256 v)
+{
+	float buf[8];
+
+	_mm256_storeu_ps(buf, v);
+	memcpy(x, buf, n * sizeof(float));
+}
+
+static float max_avx2(const float *x, uint32_t n)
+{
+	__m256 m = _mm256_set1_ps(-INFINITY);
+	uint32_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+	if (i < n)
+		m = _mm256_max_ps(m, load_tail(x + i, n - i, -INFINITY));
+	return hmax8(m);
+}
+
+/* sum_i exp(x[i] - mx) in double; with @out, also stores the terms there. */
+static double sum_exp(const float *x, uint32_t n, float mx, float *out)
+{
+	__m256 vm = _mm256_set1_ps(mx);
+	__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+	uint32_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m256 e = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+		__m256 f = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
+
+		exp8x2_nonpos(&e, &f);
+		if (out) {
+			_mm256_storeu_ps(out + i, e);
+			_mm256_storeu_ps(out + i + 8, f);
+		}
+		acc8d(&s0, &s1, e);
+		acc8d(&s0, &s1, f);
+	}
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+
+		if (out)
+			_mm256_storeu_ps(out + i, e);
+		acc8d(&s0, &s1, e);
+	}
+	if (i < n) {
+		__m256 e = exp8_nonpos(_mm256_sub_ps(load_tail(x + i, n - i, -INFINITY), vm));
+
+		if (out)
+			store_tail(out + i, n - i, e);
+		acc8d(&s0, &s1, e);
+	}
+	return hsum4d(_mm256_add_pd(s0, s1));
+}
+
+static void softmax_avx2(float *x, uint32_t n)
+{
+	float mx = max_avx2(x, n);
+	__m256 inv = _mm256_set1_ps((float)(1.0 / sum_exp(x, n, mx, x)));
+	uint32_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+	for (; i < n; i++)
+		x[i] *= _mm256_cvtss_f32(inv);
+}
+
+static double logsumexp_avx2(const float *x, uint32_t n)
+{
+	float mx = max_avx2(x, n);
+
+	return log(sum_exp(x, n, mx, NULL)) + mx;
+}
+
+static inline __m256 silu_mul8(__m256 g, __m256 u)
+{
+	__m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+
+	return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(C(1.0f), e)), u);
+}
+
+static void silu_mul_avx2(float *g, const float *u, uint64_t n)
+{
+	uint64_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m256 g0 = _mm256_loadu_ps(g + i), g1 = _mm256_loadu_ps(g + i + 8);
+		__m256 e0 = _mm256_sub_ps(_mm256_setzero_ps(), g0);
+		__m256 e1 = _mm256_sub_ps(_mm256_setzero_ps(), g1);
+
+		exp8x2(&e0, &e1);
+		e0 = _mm256_div_ps(g0, _mm256_add_ps(C(1.0f), e0));
+		e1 = _mm256_div_ps(g1, _mm256_add_ps(C(1.0f), e1));
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(e0, _mm256_loadu_ps(u + i)));
+		_mm256_storeu_ps(g + i + 8, _mm256_mul_ps(e1, _mm256_loadu_ps(u + i + 8)));
+	}
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(g + i, silu_mul8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+	if (i < n)
+		store_tail(g + i, (uint32_t)(n - i),
+			   silu_mul8(load_tail(g + i, (uint32_t)(n - i), 0),
+				     load_tail(u + i, (uint32_t)(n - i), 0)));
+}
+
+static double sumsq_avx2(const float *x, uint32_t n)
+{
+	__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+	uint32_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		__m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+		__m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+
+		s0 = _mm256_fmadd_pd(lo, lo, s0);
+		s1 = _mm256_fmadd_pd(hi, hi, s1);
+	}
+	double acc = hsum4d(_mm256_add_pd(s0, s1));
+
+	for (; i < n; i++)
+		acc += (double)x[i] * x[i];
+	return acc;
+}
+
+/*
+ * s[r][0..16) = q[r] . keys of one packed chunk, for 4 rows of q ([4][hd]): each key vector
+ * is loaded once for the 4 rows, 8 accumulators hide the FMA latency.
+ */
+static inline void qk_4x16(const float *q, uint32_t hd, const float *kc, float *s,
+			   uint32_t s_stride)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0,
+	       d1 = a0;
+
+	for (uint32_t d = 0; d < hd; d++) {
+		__m256 k0 = _mm256_load_ps(kc + d * FWD_KEY_CHUNK);
+		__m256 k1 = _mm256_load_ps(kc + d * FWD_KEY_CHUNK + 8);
+		__m256 x;
+
+		x = _mm256_broadcast_ss(q + d);
+		a0 = _mm256_fmadd_ps(x, k0, a0);
+		a1 = _mm256_fmadd_ps(x, k1, a1);
+		x = _mm256_broadcast_ss(q + hd + d);
+		b0 = _mm256_fmadd_ps(x, k0, b0);
+		b1 = _mm256_fmadd_ps(x, k1, b1);
+		x = _mm256_broadcast_ss(q + 2 * hd + d);
+		c0 = _mm256_fmadd_ps(x, k0, c0);
+		c1 = _mm256_fmadd_ps(x, k1, c1);
+		x = _mm256_broadcast_ss(q + 3 * hd + d);
+		d0 = _mm256_fmadd_ps(x, k0, d0);
+		d1 = _mm256_fmadd_ps(x, k1, d1);
+	}
+	_mm256_store_ps(s, a0);
+	_mm256_store_ps(s + 8, a1);
+	_mm256_store_ps(s + s_stride, b0);
+	_mm256_store_ps(s + s_stride + 8, b1);
+	_mm256_store_ps(s + 2 * s_stride, c0);
+	_mm256_store_ps(s + 2 * s_stride + 8, c1);
+	_mm256_store_ps(s + 3 * s_stride, d0);
+	_mm256_store_ps(s + 3 * s_stride + 8, d1);
+}
+
+/* o0/o1[0..32) += sum_{j0 <= j < j1} p0/p1[j] * v[j][0..32) for two rows. */
+static inline void pv_2x32(const float *p0, const float *p1, const float *v, uint32_t v_stride,
+			   uint32_t j0, uint32_t j1, float *o0, float *o1)
+{
+	__m256 a0 = _mm256_load_ps(o0), a1 = _mm256_load_ps(o0 + 8), a2 = _mm256_load_ps(o0 + 16),
+	       a3 = _mm256_load_ps(o0 + 24);
+	__m256 b0 = _mm256_load_ps(o1), b1 = _mm256_load_ps(o1 + 8), b2 = _mm256_load_ps(o1 + 16),
+	       b3 = _mm256_load_ps(o1 + 24);
+
+	for (uint32_t j = j0; j < j1; j++) {
+		const float *vr = v + (size_t)j * v_stride;
+		__m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
+		__m256 v2 = _mm256_loadu_ps(vr + 16), v3 = _mm256_loadu_ps(vr + 24);
+		__m256 x = _mm256_broadcast_ss(p0 + j), y = _mm256_broadcast_ss(p1 + j);
+
+		a0 = _mm256_fmadd_ps(x, v0, a0);
+		a1 = _mm256_fmadd_ps(x, v1, a1);
+		a2 = _mm256_fmadd_ps(x, v2, a2);
+		a3 = _mm256_fmadd_ps(x, v3, a3);
+		b0 = _mm256_fmadd_ps(y, v0, b0);
+		b1 = _mm256_fmadd_ps(y, v1, b1);
+		b2 = _mm256_fmadd_ps(y, v2, b2);
+		b3 = _mm256_fmadd_ps(y, v3, b3);
+	}
+	_mm256_store_ps(o0, a0);
+	_mm256_store_ps(o0 + 8, a1);
+	_mm256_store_ps(o0 + 16, a2);
+	_mm256_store_ps(o0 + 24, a3);
+	_mm256_store_ps(o1, b0);
+	_mm256_store_ps(o1 + 8, b1);
+	_mm256_store_ps(o1 + 16, b2);
+	_mm256_store_ps(o1 + 24, b3);
+}
+
+/* Keys per step of the P.V sweep: their value rows stay in L1 across all row pairs. */
+#define PV_KEYS 64
+
+static void attend_rows_avx2(const struct fwd_att_rows *a)
+{
+	uint32_t hd = a->hd, rows = a->rows, rows4 = (rows + 3) & ~3u;
+	uint32_t n_keys = a->vis0 + rows - 1;
+	uint32_t pad = (n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
+	float *qs = a->scratch, *acc = qs + FWD_ATT_ROWS * hd, *s = acc + FWD_ATT_ROWS * hd;
+	float inv[FWD_ATT_ROWS];
+
+	for (uint32_t r = 0; r < rows4; r++) {
+		for (uint32_t d = 0; d < hd; d++)
+			qs[r * hd + d] =
+				r < rows ? a->q[(size_t)r * a->q_stride + d] * a->scale : 0;
+	}
+	/* scores, chunk-major so each packed chunk is reused from L1 by every row group */
+	for (uint32_t c = 0; c < pad; c += FWD_KEY_CHUNK) {
+		const float *kc = a->kt + (size_t)c * hd;
+
+		for (uint32_t r0 = 0; r0 < rows4; r0 += 4) {
+			uint32_t last = r0 + 3 < rows ? r0 + 3 : rows - 1;
+
+			if (c < a->vis0 + last)
+				qk_4x16(qs + r0 * hd, hd, kc, s + (size_t)r0 * pad + c, pad);
+		}
+	}
+	/* unnormalized: the output rows are scaled by 1 / sum instead, a pass over s fewer */
+	for (uint32_t r = 0; r < rows4; r++) {
+		float *row = s + (size_t)r * pad;
+		uint32_t vis = r < rows ? a->vis0 + r : 0;
+
+		if (vis)
+			inv[r] = (float)(1.0 / sum_exp(row, vis, max_avx2(row, vis), row));
+		memset(row + vis, 0, (pad - vis) * sizeof(float));
+	}
+	memset(acc, 0, (size_t)rows4 * hd * sizeof(float));
+	for (uint32_t j0 = 0; j0 < n_keys; j0 += PV_KEYS) {
+		for (uint32_t r = 0; r < rows; r += 2) {
+			uint32_t end = a->vis0 + r + 1 < n_keys ? a->vis0 + r + 1 : n_keys;
+			uint32_t j1 = j0 + PV_KEYS < end ? j0 + PV_KEYS : end;
+
+			if (j0 >= end)
+				continue;
+			for (uint32_t h = 0; h < hd; h += 32)
+				pv_2x32(s + (size_t)r * pad, s + (size_t)(r + 1) * pad, a->v + h,
+					a->v_stride, j0, j1, acc + r * hd + h,
+					acc + (r + 1) * hd + h);
+		}
+	}
+	for (uint32_t r = 0; r < rows; r++) {
+		__m256 k = _mm256_set1_ps(inv[r]);
+
+		for (uint32_t d = 0; d < hd; d += 8)
+			_mm256_storeu_ps(a->out + (size_t)r * a->out_stride + d,
+					 _mm256_mul_ps(_mm256_load_ps(acc + r * hd + d), k));
+	}
+}
+
+const struct fwd_ops fwd_ops_avx2 = {
+	.name = "avx2",
+	.softmax = softmax_avx2,
+	.silu_mul = silu_mul_avx2,
+	.logsumexp = logsumexp_avx2,
+	.sumsq = sumsq_avx2,
+	.attend_rows = attend_rows_avx2,
+};

@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The forward pass's per-ISA math (engine/fwd_simd.h) against double-precision brute force
+ * computed here, and the fused parallel attention against the BLAS path on the real model.
+ */
+#include "engine/fwd_simd.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/pool.h"
+#include "engine/eval.h"
+#include "engine/model.h"
+
+#define SMOLLM2 "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+/* Deterministic uniform floats in [lo, hi). */
+static float urand(uint64_t *s, float lo, float hi)
+{
+	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
+	return lo + (hi - lo) * (float)((*s >> 40) * (1.0 / (1ull << 24)));
+}
+
+/* The ISAs this host runs: the scalar one always, AVX2 when present. */
+static uint32_t host_ops(const struct fwd_ops **ops)
+{
+	uint32_t n = 0;
+
+	ops[n++] = fwd_ops_of(LUT_ISA_REF);
+	if (lut_isa_supported(LUT_ISA_AVX2))
+		ops[n++] = fwd_ops_of(LUT_ISA_AVX2);
+	return n;
+}
+
+static void test_softmax_matches_double(void **state)
+{
+	static const uint32_t lens[] = { 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100, 2048 };
+	const struct fwd_ops *ops[2];
+	uint32_t n_ops = host_ops(ops);
+	uint64_t rng = 1;
+	float x[2048], y[2048];
+
+	for (uint32_t o = 0; o < n_ops; o++) {
+		double worst = 0;
+
+		for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+			uint32_t n = lens[k];
+			float mx = -INFINITY;
+			double sum = 0;
+
+			/* a range wide enough that some terms fall below e^-87 */
+			for (uint32_t i = 0; i < n; i++) {
+				x[i] = urand(&rng, -60.0f, 60.0f);
+				mx = x[i] > mx ? x[i] : mx;
+			}
+			memcpy(y, x, n * sizeof(float));
+			ops[o]->softmax(y, n);
+			/* x - max is a float (rounded when far from 0): the error allowed is
+			 * that of exp and the normalization, not of the input's rounding */
+			for (uint32_t i = 0; i < n; i++)
+				sum += exp((double)(x[i] - mx));
+			for (uint32_t i = 0; i < n; i++) {
+				double want = exp((double)(x[i] - mx)) / sum;
+
+				/* relative where the value is a normal float, absolute below */
+				if (want > 1e-30) {
+					double err = fabs(y[i] - want) / want;
+
+					worst = err > worst ? err : worst;
+				} else {
+					assert_true(fabs(y[i] - want) < 1e-37);
+				}
+			}
+		}
+		printf("%s softmax: worst relative error %.3g\n", ops[o]->name, worst);
+		assert_true(worst < 1e-6);
+	}
+}
+
+static void test_logsumexp_matches_double(void **state)
+{
+	enum {
+		N = 49157
+	};
+	const struct fwd_ops *ops[2];
+	uint32_t n_ops = host_ops(ops);
+	float *x = malloc(N * sizeof(float));
+	uint64_t rng = 2;
+
+	assert_non_null(x);
+	for (uint32_t i = 0; i < N; i++)
+		x[i] = urand(&rng, -30.0f, 25.0f);
+	for (uint32_t o = 0; o < n_ops; o++) {
+		for (uint32_t n = 1; n <= N; n = n * 3 + 1) {
+			double mx = -INFINITY, sum = 0, got = ops[o]->logsumexp(x, n);
+
+			for (uint32_t i = 0; i < n; i++)
+				mx = x[i] > mx ? x[i] : mx;
+			for (uint32_t i = 0; i < n; i++)
+				sum += exp(x[i] - mx);
+			assert_true(fabs(got - (log(sum) + mx)) < 1e-6);
+		}
+	}
+	free(x);
+}
+
+static void test_silu_mul_and_sumsq_match_double(void **state)
+{
+	enum {
+		N = 1003
+	};
+	const struct fwd_ops *ops[2];
+	uint32_t n_ops = host_ops(ops);
+	float g[N], u[N], y[N];
+	uint64_t rng = 3;
+
+	for (uint32_t i = 0; i < N; i++) {
+		g[i] = urand(&rng, -20.0f, 20.0f);
+		u[i] = urand(&rng, -2.0f, 2.0f);
+	}
+	/* saturated ends: e^-g overflows or vanishes */
+	g[0] = -100.0f;
+	g[1] = 100.0f;
+	g[2] = 0;
+	for (uint32_t o = 0; o < n_ops; o++) {
+		double want_ss = 0;
+
+		memcpy(y, g, sizeof(g));
+		ops[o]->silu_mul(y, u, N);
+		for (uint32_t i = 0; i < N; i++) {
+			double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+
+			assert_true(isfinite(y[i]));
+			assert_true(fabs(y[i] - want) <= 1e-6 * fabs(want) + 1e-30);
+			want_ss += (double)g[i] * g[i];
+		}
+		for (uint32_t n = 0; n <= N; n += 97)
+			assert_true(ops[o]->sumsq(g, n) >= 0);
+		assert_true(fabs(ops[o]->sumsq(g, N) - want_ss) <= 1e-12 * want_ss);
+	}
+}
+
+static void test_nan_is_not_hidden(void **state)
+{
+	const struct fwd_ops *ops[2];
+	uint32_t n_ops = host_ops(ops);
+
+	for (uint32_t o = 0; o < n_ops; o++) {
+		float x[20] = { 0 }, u[20], g[20] = { 0 };
+
+		x[11] = NAN;
+		ops[o]->softmax(x, 20);
+		assert_true(isnan(x[0]) && isnan(x[19]));
+		for (uint32_t i = 0; i < 20; i++)
+			u[i] = 1;
+		g[5] = NAN;
+		ops[o]->silu_mul(g, u, 20);
+		assert_true(isnan(g[5]));
+		assert_true(g[4] == 0);
+	}
+}
+
+/* Causal attention of one block of rows, in double, straight from the definition. */
+static void attend_ref(const struct fwd_att_rows *a, const float *k, uint32_t k_stride, double *out)
+{
+	uint32_t n = a->vis0 + a->rows - 1;
+	double *s = malloc(n * sizeof(double));
+
+	assert_non_null(s);
+	for (uint32_t r = 0; r < a->rows; r++) {
+		uint32_t vis = a->vis0 + r;
+		double mx = -INFINITY, sum = 0;
+
+		for (uint32_t j = 0; j < vis; j++) {
+			double dot = 0;
+
+			for (uint32_t d = 0; d < a->hd; d++)
+				dot += (double)a->q[(size_t)r * a->q_stride + d] *
+				       k[(size_t)j * k_stride + d];
+			s[j] = dot * a->scale;
+			mx = s[j] > mx ? s[j] : mx;
+		}
+		for (uint32_t j = 0; j < vis; j++)
+			sum += s[j] = exp(s[j] - mx);
+		for (uint32_t d = 0; d < a->hd; d++) {
+			double acc = 0;
+
+			for (uint32_t j = 0; j < vis; j++)
+				acc += s[j] / sum * a->v[(size_t)j * a->v_stride + d];
+			out[(size_t)r * a->hd + d] = acc;
+		}
+	}
+	free(s);
+}
+
+static void test_attend_rows_matches_double(void **state)
+{
+	static const struct {
+		uint32_t hd, rows, vis0;
+	} cases[] = {
+		{ 64, 32, 1 },	 { 64, 1, 1 },	  { 64, 5, 1 },	  { 64, 31, 17 },
+		{ 64, 32, 300 }, { 128, 13, 40 }, { 32, 32, 64 }, { 64, 2, 1000 },
+	};
+	const struct fwd_ops *o = fwd_ops_of(LUT_ISA_AVX2);
+	uint64_t rng = 4;
+
+	if (!o->attend_rows) {
+		printf("attend_rows: no fused kernel on this host, skipped\n");
+		return;
+	}
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		uint32_t hd = cases[c].hd, rows = cases[c].rows, vis0 = cases[c].vis0;
+		uint32_t n = vis0 + rows - 1, stride = hd + 3; /* odd strides: unaligned rows */
+		float *q = malloc((size_t)rows * stride * sizeof(float));
+		float *k = malloc((size_t)n * stride * sizeof(float));
+		float *v = malloc((size_t)n * stride * sizeof(float));
+		float *out = malloc((size_t)rows * stride * sizeof(float));
+		float *kt = aligned_alloc(32, fwd_packed_keys_floats(n, hd) * sizeof(float));
+		float *scr = aligned_alloc(32, fwd_att_scratch_floats(hd, n) * sizeof(float));
+		double *want = malloc((size_t)rows * hd * sizeof(double)), worst = 0;
+		struct fwd_att_rows a = {
+			.q = q,
+			.kt = kt,
+			.v = v,
+			.out = out,
+			.scratch = scr,
+			.q_stride = stride,
+			.v_stride = stride,
+			.out_stride = stride,
+			.hd = hd,
+			.rows = rows,
+			.vis0 = vis0,
+			.scale = 1.0f / sqrtf((float)hd),
+		};
+
+		assert_true(q && k && v && out && kt && scr && want);
+		for (size_t i = 0; i < (size_t)rows * stride; i++)
+			q[i] = urand(&rng, -3.0f, 3.0f);
+		for (size_t i = 0; i < (size_t)n * stride; i++) {
+			k[i] = urand(&rng, -3.0f, 3.0f);
+			v[i] = urand(&rng, -1.0f, 1.0f);
+		}
+		for (size_t i = 0; i < (size_t)rows * stride; i++)
+			out[i] = 12345.0f;
+		fwd_pack_keys(kt, k, stride, n, hd);
+		o->attend_rows(&a);
+		attend_ref(&a, k, stride, want);
+		for (uint32_t r = 0; r < rows; r++) {
+			for (uint32_t d = 0; d < hd; d++) {
+				double e = fabs(out[(size_t)r * stride + d] -
+						want[(size_t)r * hd + d]);
+
+				worst = e > worst ? e : worst;
+			}
+			/* the stride's gap is not written */
+			for (uint32_t d = hd; d < stride && r + 1 < rows; d++)
+				assert_true(out[(size_t)r * stride + d] == 12345.0f);
+		}
+		assert_true(worst < 2e-6);
+		free(q);
+		free(k);
+		free(v);
+		free(out);
+		free(kt);
+		free(scr);
+		free(want);
+	}
+}
+
+static double max_diff(const float *a, const float *b, size_t n)
+{
+	double d = 0;
+
+	for (size_t i = 0; i < n; i++)
+		d = fabs(a[i] - b[i]) > d ? fabs(a[i] - b[i]) : d;
+	return d;
+}
+
+/* A task runner that runs the tasks one after another, last first. */
+static void run_backwards(void *ctx, uint32_t n_tasks, lut_task_fn fn, void *arg)
+{
+	(void)ctx;
+	for (uint32_t i = n_tasks; i-- > 0;)
+		fn(arg, i);
+}
+
+/*
+ * The fused attention gives the same hidden states bit for bit however its work is spread
+ * (threads of its own, a pool, a caller's runner), and those of the BLAS path to within
+ * rounding.
+ */
+static void test_fused_attention_matches_blas_path(void **state)
+{
+	enum {
+		N = 200
+	};
+	struct model *m[3] = { NULL };
+	struct model_load_opts lo = { .backend = LINEAR_BACKEND_DENSE };
+	struct pool *pool = NULL;
+	int32_t tok[N];
+	uint32_t seq[N], pos[N];
+	float *h[4];
+	size_t nh;
+	struct kv_cache kv;
+	double d;
+
+	if (!fwd_ops_of(LUT_ISA_AUTO)->attend_rows) {
+		printf("fused attention: not on this host, skipped\n");
+		return;
+	}
+	assert_int_equal(model_load(SMOLLM2, &m[0], NULL), 0);
+	assert_int_equal(pool_new(3, NULL, &pool), 0);
+	lo.pool = pool;
+	assert_int_equal(model_load_ex(SMOLLM2, &lo, &m[1], NULL), 0);
+	lo.pool = NULL;
+	lo.runner = (struct lut_runner){ .run = run_backwards, .n_workers = 5 };
+	assert_int_equal(model_load_ex(SMOLLM2, &lo, &m[2], NULL), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		tok[i] = (int32_t)(17 + (i * 7919u) % 40000u);
+		seq[i] = 0;
+		pos[i] = i;
+	}
+	nh = (size_t)N * m[0]->cfg.dim;
+	assert_int_equal(kv_cache_init(&kv, m[0], 1, N), 0);
+	/* h[0]: BLAS path; h[1..3]: fused on own threads, the pool, the runner */
+	for (int k = 0; k < 4; k++) {
+		h[k] = malloc(nh * sizeof(float));
+		assert_non_null(h[k]);
+		fwd_ops_select(k == 0 ? LUT_ISA_REF : LUT_ISA_AUTO);
+		assert_int_equal(model_forward(m[k ? k - 1 : 0], &kv, tok, seq, pos, N, h[k]), 0);
+	}
+	fwd_ops_select(LUT_ISA_AUTO);
+	d = max_diff(h[0], h[1], nh);
+	printf("smollm2: %u-token prefill, fused vs BLAS attention: max |diff| %.3g\n", N, d);
+	assert_true(d < 1e-3);
+	assert_true(memcmp(h[1], h[2], nh * sizeof(float)) == 0);
+	assert_true(memcmp(h[1], h[3], nh * sizeof(float)) == 0);
+	for (int k = 0; k < 4; k++)
+		free(h[k]);
+	kv_cache_done(&kv);
+	for (int k = 0; k < 3; k++)
+		model_free(m[k]);
+	pool_free(pool);
+}
+
+/*
+ * eval_ppl (logits in chunks, per-token NLLs split over the workers) against one forward per
+ * window and the NLLs summed here in double from the full logits.
+ */
+static void test_eval_ppl_matches_brute_force(void **state)
+{
+	enum {
+		SEQ = 150,
+		WIN = 2
+	};
+	struct model *m = NULL;
+	struct kv_cache kv;
+	struct ppl_result res;
+	int32_t ids[SEQ * WIN];
+	uint32_t seq[SEQ], pos[SEQ];
+	float *hid, *lg;
+	double nll = 0, want;
+
+	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
+	for (uint32_t i = 0; i < SEQ * WIN; i++)
+		ids[i] = (int32_t)(17 + (i * 7919u) % 40000u);
+	hid = malloc((size_t)SEQ * m->cfg.dim * sizeof(float));
+	lg = malloc((size_t)SEQ * m->cfg.n_vocab * sizeof(float));
+	assert_true(hid && lg);
+	assert_int_equal(kv_cache_init(&kv, m, 1, SEQ), 0);
+	for (uint32_t w = 0; w < WIN; w++) {
+		for (uint32_t i = 0; i < SEQ; i++) {
+			seq[i] = 0;
+			pos[i] = i;
+		}
+		assert_int_equal(model_forward(m, &kv, ids + w * SEQ, seq, pos, SEQ, hid), 0);
+		model_logits(m, hid, SEQ, lg);
+		for (uint32_t t = 0; t + 1 < SEQ; t++) {
+			const float *row = lg + (size_t)t * m->cfg.n_vocab;
+			double mx = -INFINITY, sum = 0;
+
+			for (uint32_t i = 0; i < m->cfg.n_vocab; i++)
+				mx = row[i] > mx ? row[i] : mx;
+			for (uint32_t i = 0; i < m->cfg.n_vocab; i++)
+				sum += exp(row[i] - mx);
+			nll += log(sum) + mx - row[ids[w * SEQ + t + 1]];
+		}
+	}
+	want = exp(nll / (WIN * (SEQ - 1)));
+	assert_int_equal(eval_ppl(m, ids, SEQ * WIN, SEQ, 0, false, NULL, NULL, &res), 0);
+	printf("smollm2: ppl of %u windows of %u: %.7f, brute force %.7f\n", WIN, SEQ, res.ppl,
+	       want);
+	assert_int_equal(res.n_windows, WIN);
+	assert_true(fabs(res.ppl - want) <= 1e-6 * want);
+	free(hid);
+	free(lg);
+	kv_cache_done(&kv);
+	model_free(m);
+}
+
+int test_fwd_simd_run(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_softmax_matches_double),
+		cmocka_unit_test(test_logsumexp_matches_double),
+		cmocka_unit_test(test_silu_mul_and_sumsq_match_double),
+		cmocka_unit_test(test_nan_is_not_hidden),
+		cmocka_unit_test(test_attend_rows_matches_double),
+		cmocka_unit_test(test_fused_attention_matches_blas_path),
+		cmocka_unit_test(test_eval_ppl_matches_brute_force),
+	};
+
+	return cmocka_run_group_tests_name("engine/fwd_simd", tests, NULL, NULL);
+}
