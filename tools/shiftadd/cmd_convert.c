@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,11 +313,18 @@ static void on_layer(void *arg, const struct calib_tensor *t, uint32_t done, uin
 	const struct reparam_result *r = &t->res;
 
 	if (ll->json) {
+		char rel[32];
+
+		/* JSON has no NaN: methods without a Hessian have no output error */
+		if (isfinite(r->rel_err_output))
+			snprintf(rel, sizeof(rel), "%.6g", r->rel_err_output);
+		else
+			snprintf(rel, sizeof(rel), "null");
 		printf("%s{\"name\": \"%s\", \"rows\": %u, \"cols\": %u, \"bits\": %u, "
-		       "\"bits_per_weight\": %.4f, \"rel_err_output\": %.6g, \"err_weight\": %.6g, "
+		       "\"bits_per_weight\": %.4f, \"rel_err_output\": %s, \"err_weight\": %.6g, "
 		       "\"seconds\": %.3f}",
 		       done > 1 ? ",\n " : "[", t->name, r->n_rows, r->n_cols, r->bits,
-		       r->bits_per_weight, r->rel_err_output, r->err_weight, t->seconds);
+		       r->bits_per_weight, rel, r->err_weight, t->seconds);
 		if (done == total)
 			printf("]\n");
 		return;
