@@ -26,12 +26,12 @@ rows_json=$dir/rows.jsonl
 # runs the missing ones, so a long table can be built over several sittings.
 [ "${REUSE:-0}" = 1 ] && [ -f "$rows_json" ] || : > "$rows_json"
 header "Reparameterization results: SmolLM2-135M on WikiText-2" \
-	"NSAMPLES=$NSAMPLES SEQLEN=$SEQLEN WINDOWS=$WINDOWS bench/reparam.sh" > "$out.md.head"
+	"NSAMPLES=$NSAMPLES SEQLEN=$SEQLEN WINDOWS=$WINDOWS bench/reparam.sh" > "$dir/header.md"
 
 # The table from the rows measured so far (rewritten after every row: a long run that is cut
 # off still leaves its finished rows).
 render() {
-	cat "$out.md.head" > "$out.md"
+	cat "$dir/header.md" > "$out.md"
 	python3 - "$rows_json" "$out" "$NSAMPLES" "$SEQLEN" "$WINDOWS" <<-'PY'
 	import json, sys
 	rows = [json.loads(l) for l in open(sys.argv[1])]
