@@ -3,6 +3,7 @@ engine_SRCS := $(wildcard engine/*.c) engine/x86/fwd_avx2.c
 $(eval $(call add_lib,engine))
 
 ENGINE_LDLIBS := -lopenblas -lpcre2-8 -lcjson -lm
+engine_TEST_EXTRA := tests/lib/rand_data.c
 engine_TEST_LIBS := $(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a
 engine_LDLIBS := $(ENGINE_LDLIBS)
 ifneq ($(wildcard tests/unit/engine/*.c),)

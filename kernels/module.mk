@@ -9,6 +9,7 @@ $(B)/kernels/x86/lut_avx512.o: ISA_FLAGS := -mavx2 -mavx512f -mavx512bw
 $(B)/kernels/x86/rht_avx2.o: ISA_FLAGS := -mavx2
 $(B)/kernels/x86/rht_avx512.o: ISA_FLAGS := -mavx2 -mavx512f
 
+kernels_TEST_EXTRA := tests/lib/rand_data.c
 kernels_TEST_LIBS := $(B)/libkernels.a $(B)/libcommon.a
 kernels_LDLIBS := -lm
 ifneq ($(wildcard tests/unit/kernels/*.c),)

@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "tests/lib/rand_data.h"
+
 /*
  * Stated accuracy of the kernels (kernels/README.md): relative L2 error of one token's
  * output against the exact product, on activations with 1/64 outliers of 20x (measured
@@ -31,30 +33,6 @@
 #define SA_TOL_REL_L2 1e-3
 /* The dense f32 BLAS path against the double product (f32 rounding only). */
 #define DENSE_TOL_REL_L2 1e-5
-
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double urand(void)
-{
-	return (double)(rng() >> 11) / 9007199254740992.0;
-}
-
-/* Roughly Gaussian, with an occasional 20x outlier as LLM activations have. */
-static float act(void)
-{
-	double s = urand() + urand() + urand() + urand() - 2.0;
-
-	return (float)(rng() % 64 == 0 ? s * 20 : s);
-}
 
 /*
  * Random weight like a converted layer's: random signs, alphas of 1-3 signed powers of two
@@ -69,18 +47,18 @@ static void make_qweight(struct qweight *q, uint32_t n, uint32_t k, uint32_t bit
 	for (uint32_t i = 0; i < bits; i++)
 		for (uint32_t r = 0; r < n; r++)
 			for (uint32_t c = 0; c < k; c++)
-				qweight_set_sign(q, i, r, c, rng() & 1 ? 1 : -1);
+				qweight_set_sign(q, i, r, c, test_rng() & 1 ? 1 : -1);
 	n_alpha = (uint64_t)qweight_n_row_blocks(q) * qweight_n_col_blocks(q);
 	for (uint32_t i = 0; i < bits; i++) {
 		for (uint64_t a = 0; a < n_alpha; a++) {
-			int e = -5 - (int)i - (int)(rng() % 2);
+			int e = -5 - (int)i - (int)(test_rng() % 2);
 			double v = ldexp(1.0, e);
 
-			for (uint32_t t = 1 + rng() % 3; t > 1; t--) {
-				e -= 1 + (int)(rng() % 3);
-				v += (rng() & 1 ? 1 : -1) * ldexp(1.0, e);
+			for (uint32_t t = 1 + test_rng() % 3; t > 1; t--) {
+				e -= 1 + (int)(test_rng() % 3);
+				v += (test_rng() & 1 ? 1 : -1) * ldexp(1.0, e);
 			}
-			q->alpha[i * n_alpha + a] = (float)(rng() & 1 ? -v : v);
+			q->alpha[i * n_alpha + a] = (float)(test_rng() & 1 ? -v : v);
 		}
 	}
 }
@@ -151,7 +129,7 @@ static double check_shape(uint32_t n, uint32_t k, uint32_t bits, enum qw_layout 
 	assert_non_null(y_sa);
 	assert_non_null(y_dense);
 	for (size_t i = 0; i < (size_t)m * k; i++)
-		x[i] = act();
+		x[i] = test_act();
 	linear_forward(&p.sa, x, y_sa, m);
 	linear_forward(&p.dense, x, y_dense, m);
 	e_sa = worst_rel_err(p.w, n, k, m, x, y_sa);
@@ -178,7 +156,7 @@ static void test_shiftadd_equals_dense_on_model_shapes(void **state)
 	struct pool *pool;
 	double worst = 0;
 
-	rng_state = 11;
+	test_rng_state = 11;
 	assert_int_equal(pool_new(2, NULL, &pool), 0);
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 		for (int layout = 0; layout < QW_LAYOUT_COUNT; layout++) {
@@ -200,10 +178,10 @@ static void test_batch_equals_single_tokens(void **state)
 	struct pair p, p1;
 	float *x, *y, *y1;
 
-	rng_state = 12;
+	test_rng_state = 12;
 	assert_int_equal(pool_new(2, NULL, &pool), 0);
 	pair_init(&p, n, k, 3, QW_LAYOUT_BLOCK, pool);
-	rng_state = 12;
+	test_rng_state = 12;
 	pair_init(&p1, n, k, 3, QW_LAYOUT_BLOCK, NULL);
 	x = malloc((size_t)m * k * sizeof(float));
 	y = malloc((size_t)m * n * sizeof(float));
@@ -212,7 +190,7 @@ static void test_batch_equals_single_tokens(void **state)
 	assert_non_null(y);
 	assert_non_null(y1);
 	for (size_t i = 0; i < (size_t)m * k; i++)
-		x[i] = act();
+		x[i] = test_act();
 	linear_forward(&p.sa, x, y, m);
 	for (uint32_t j = 0; j < m; j++) {
 		linear_forward(&p1.sa, x + (size_t)j * k, y1, 1);
@@ -253,10 +231,10 @@ static void test_caller_runner_runs_the_kernels(void **state)
 	struct pair p;
 	float x[5 * 96], y[5 * 200], want[5 * 200];
 
-	rng_state = 16;
+	test_rng_state = 16;
 	pair_init(&p, n, k, 3, QW_LAYOUT_BLOCK, NULL);
 	for (uint32_t i = 0; i < m * k; i++)
-		x[i] = act();
+		x[i] = test_act();
 	linear_forward(&p.sa, x, want, m);
 	assert_int_equal(linear_init_shiftadd_runner(&l, &p.q, &r), 0);
 	linear_forward(&l, x, y, m);
@@ -297,7 +275,7 @@ static void test_concurrent_forwards(void **state)
 	struct fwd_job jobs[2];
 	pthread_t th[2];
 
-	rng_state = 13;
+	test_rng_state = 13;
 	assert_int_equal(pool_new(2, NULL, &pool), 0);
 	pair_init(&p, n, k, 3, QW_LAYOUT_COL, pool);
 	x = malloc(4 * (size_t)k * sizeof(float));
@@ -305,7 +283,7 @@ static void test_concurrent_forwards(void **state)
 	assert_non_null(x);
 	assert_non_null(want);
 	for (size_t i = 0; i < 4 * (size_t)k; i++)
-		x[i] = act();
+		x[i] = test_act();
 	linear_forward(&p.sa, x, want, 4);
 	for (int t = 0; t < 2; t++) {
 		y[t] = malloc(4 * (size_t)n * sizeof(float));
@@ -329,10 +307,10 @@ static void test_bias_is_added(void **state)
 	struct pair p;
 	float x[40], y[9], y0[9], bias[9];
 
-	rng_state = 14;
+	test_rng_state = 14;
 	pair_init(&p, 9, 40, 2, QW_LAYOUT_COL, NULL);
 	for (int i = 0; i < 40; i++)
-		x[i] = act();
+		x[i] = test_act();
 	for (int i = 0; i < 9; i++)
 		bias[i] = (float)i - 4.0f;
 	linear_forward(&p.sa, x, y0, 1);
@@ -348,7 +326,7 @@ static void test_rejects_unpackable_weight(void **state)
 	struct qweight q;
 	struct linear l = { 0 };
 
-	rng_state = 15;
+	test_rng_state = 15;
 	make_qweight(&q, 16, 16, 2, QW_LAYOUT_COL);
 	q.alpha[5] = 0.3f; /* not a short sum of powers of two (apot = 0 baselines) */
 	assert_int_equal(linear_init_shiftadd(&l, &q, NULL), -EOPNOTSUPP);

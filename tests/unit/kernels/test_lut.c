@@ -20,41 +20,19 @@
 
 #include <cmocka.h>
 
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double urand(void)
-{
-	return (double)(rng() >> 11) / 9007199254740992.0;
-}
-
-/* Roughly Gaussian, with an occasional outlier as LLM activations have. */
-static float act(void)
-{
-	double s = urand() + urand() + urand() + urand() - 2.0;
-
-	return (float)(rng() % 64 == 0 ? s * 20 : s);
-}
+#include "tests/lib/rand_data.h"
 
 /* A random APoT alpha: sign * (2^e1 +- 2^e2 +- 2^e3), e1 > e2 > e3, e1 near @top. */
 static float apot_alpha(int top, uint32_t n_terms)
 {
-	int e = top - (int)(rng() % 2);
+	int e = top - (int)(test_rng() % 2);
 	double a = ldexp(1.0, e);
 
 	for (uint32_t t = 1; t < n_terms; t++) {
-		e -= 1 + (int)(rng() % 3);
-		a += (rng() & 1 ? 1 : -1) * ldexp(1.0, e);
+		e -= 1 + (int)(test_rng() % 3);
+		a += (test_rng() & 1 ? 1 : -1) * ldexp(1.0, e);
 	}
-	return (float)(rng() & 1 ? -a : a);
+	return (float)(test_rng() & 1 ? -a : a);
 }
 
 static void make_qweight(struct qweight *q, uint32_t n, uint32_t k, uint32_t bits,
@@ -66,11 +44,11 @@ static void make_qweight(struct qweight *q, uint32_t n, uint32_t k, uint32_t bit
 	for (uint32_t i = 0; i < bits; i++)
 		for (uint32_t r = 0; r < n; r++)
 			for (uint32_t c = 0; c < k; c++)
-				qweight_set_sign(q, i, r, c, rng() & 1 ? 1 : -1);
+				qweight_set_sign(q, i, r, c, test_rng() & 1 ? 1 : -1);
 	n_alpha = (uint64_t)qweight_n_row_blocks(q) * qweight_n_col_blocks(q);
 	for (uint32_t i = 0; i < bits; i++)
 		for (uint64_t a = 0; a < n_alpha; a++)
-			q->alpha[i * n_alpha + a] = apot_alpha(-3 - (int)i, 1 + rng() % 3);
+			q->alpha[i * n_alpha + a] = apot_alpha(-3 - (int)i, 1 + test_rng() % 3);
 }
 
 static float *make_acts(uint32_t m, uint32_t k)
@@ -79,7 +57,7 @@ static float *make_acts(uint32_t m, uint32_t k)
 
 	assert_non_null(x);
 	for (size_t i = 0; i < (size_t)m * k; i++)
-		x[i] = act();
+		x[i] = test_act();
 	return x;
 }
 
@@ -191,10 +169,10 @@ static const struct shape fixed_shapes[] = {
 static struct shape random_shape(void)
 {
 	struct shape s = {
-		.n = 1 + (uint32_t)(rng() % 300),
-		.k = 1 + (uint32_t)(rng() % 700),
-		.bits = 2 + (uint32_t)(rng() % 3),
-		.layout = rng() & 1 ? QW_LAYOUT_COL : QW_LAYOUT_BLOCK,
+		.n = 1 + (uint32_t)(test_rng() % 300),
+		.k = 1 + (uint32_t)(test_rng() % 700),
+		.bits = 2 + (uint32_t)(test_rng() % 3),
+		.layout = test_rng() & 1 ? QW_LAYOUT_COL : QW_LAYOUT_BLOCK,
 	};
 
 	return s;
@@ -204,7 +182,7 @@ static void test_ref_matches_dense_within_table_error(void **state)
 {
 	double worst = 0;
 
-	rng_state = 1;
+	test_rng_state = 1;
 	for (size_t i = 0; i < sizeof(fixed_shapes) / sizeof(fixed_shapes[0]); i++) {
 		double e = check_ref_vs_dense(&fixed_shapes[i], 2);
 
@@ -250,10 +228,10 @@ static void check_isa(enum lut_isa isa)
 		qweight_done(&q);
 		return;
 	}
-	rng_state = 2;
+	test_rng_state = 2;
 	for (int i = 0; i < 40; i++) {
 		struct shape s = i < 10 ? fixed_shapes[i] : random_shape();
-		uint32_t m = 1 + (uint32_t)(rng() % 4);
+		uint32_t m = 1 + (uint32_t)(test_rng() % 4);
 		struct qweight q;
 		struct lut_weight w;
 		float *x, *y_ref, *y;
@@ -296,7 +274,7 @@ static void test_gemm_equals_repeated_gemv(void **state)
 	const uint32_t m = 6;
 	struct shape s = { 150, 333, 3, QW_LAYOUT_BLOCK };
 
-	rng_state = 3;
+	test_rng_state = 3;
 	for (int isa = LUT_ISA_REF; isa < LUT_ISA_COUNT; isa++) {
 		struct qweight q;
 		struct lut_weight w;
@@ -348,7 +326,7 @@ static void test_pool_split_is_exact(void **state)
 	struct lut_runner r;
 	struct pool *p;
 
-	rng_state = 4;
+	test_rng_state = 4;
 	assert_int_equal(pool_new(3, NULL, &p), 0);
 	r = (struct lut_runner){ .run = pool_run, .ctx = p, .n_workers = pool_n_threads(p) };
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
@@ -390,7 +368,7 @@ static void test_pool_split_is_exact(void **state)
 
 static void test_pack_unpack_round_trip(void **state)
 {
-	rng_state = 5;
+	test_rng_state = 5;
 	for (int i = 0; i < 8; i++) {
 		struct shape s = random_shape();
 		struct qweight q, u;
@@ -417,7 +395,7 @@ static void test_wrap_borrows_planes(void **state)
 	struct lut_weight w, v;
 	float *x, *y, *y1;
 
-	rng_state = 6;
+	test_rng_state = 6;
 	make_qweight(&q, 90, 77, 3, QW_LAYOUT_BLOCK);
 	assert_int_equal(lut_pack(&q, &w), 0);
 	assert_int_equal(lut_wrap(90, 77, 3, QW_LAYOUT_BLOCK, w.planes, q.alpha, &v), 0);
@@ -443,7 +421,7 @@ static void test_rejects_bad_input(void **state)
 	float x[8] = { 0 }, y[8];
 	struct lut_opts o = { .isa = LUT_ISA_COUNT };
 
-	rng_state = 7;
+	test_rng_state = 7;
 	make_qweight(&q, 8, 8, 2, QW_LAYOUT_COL);
 	q.alpha[3] = 0.3f; /* not a short sum of powers of two */
 	assert_int_equal(lut_pack(&q, &w), -EOPNOTSUPP);
@@ -466,10 +444,10 @@ static void test_rejects_bad_input(void **state)
 /* The exponent add equals ldexpf wherever the result is normal, and flushes the rest. */
 static void test_shift_is_exact_ldexp(void **state)
 {
-	rng_state = 8;
+	test_rng_state = 8;
 	for (int i = 0; i < 100000; i++) {
-		float x = (float)((urand() - 0.5) * ldexp(1.0, (int)(rng() % 60) - 30));
-		int32_t e = (int32_t)(rng() % 61) - 30;
+		float x = (float)((test_urand() - 0.5) * ldexp(1.0, (int)(test_rng() % 60) - 30));
+		int32_t e = (int32_t)(test_rng() % 61) - 30;
 		float want = ldexpf(x, e), got = lut_shift_f32(x, e);
 
 		if (fpclassify(want) == FP_NORMAL)
