@@ -45,6 +45,17 @@ static inline void linear_forward(const struct linear *l, const float *x, float 
  */
 int linear_init_dense(struct linear *l, float *w, uint32_t n_out, uint32_t n_in, int own);
 
+struct lut_runner;
+
+/*
+ * linear_init_dense() whose forwards split the output rows over @runner (kernels/lut.h;
+ * copied, its ctx borrowed; NULL or run NULL = one BLAS call on the calling thread). Each
+ * slice is one BLAS call, so keep OpenBLAS single-threaded when a runner is given.
+ * Returns 0, -EINVAL (runner without workers) or -ENOMEM.
+ */
+int linear_init_dense_runner(struct linear *l, float *w, uint32_t n_out, uint32_t n_in, int own,
+			     const struct lut_runner *runner);
+
 struct qweight;
 struct pool;
 
@@ -56,8 +67,6 @@ struct pool;
  * Forwards use per-thread scratch: concurrent forwards from different threads are safe.
  */
 int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool *pool);
-
-struct lut_runner;
 
 /*
  * linear_init_shiftadd() on a caller's task runner (kernels/lut.h) instead of a common/pool:

@@ -39,6 +39,10 @@ struct model_load_opts {
 	 * @pool when runner.run is set; copied, its ctx borrowed for the model's life.
 	 */
 	struct lut_runner runner;
+	/*
+	 * With a pool or a runner, every product of the model (kernels, dense BLAS slices,
+	 * attention) runs on it and model_load_ex() sets OpenBLAS to one thread, process-wide.
+	 */
 };
 
 struct model_layer {

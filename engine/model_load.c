@@ -5,6 +5,7 @@
  */
 #include "engine/model.h"
 
+#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,10 +13,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/pool.h"
 #include "engine/gguf.h"
 #include "engine/sa_format.h"
 #include "engine/safetensors.h"
 #include "engine/tokenizer.h"
+#include "kernels/lut.h"
 
 /* Where tensors come from: exactly one of g, st is set. */
 struct source {
@@ -202,6 +205,29 @@ static int wrap_rht(struct linear *l, struct linear *inner, const struct sa_rht 
 	return 0;
 }
 
+/* The model's task runner (opts.runner, else opts.pool); run == NULL: the caller only. */
+static struct lut_runner model_runner(const struct model *m)
+{
+	struct pool *p = m->opts.pool;
+
+	if (m->opts.runner.run)
+		return m->opts.runner;
+	if (p) /* even with one thread: the same slicing gives the same bits */
+		return (struct lut_runner){ .run = pool_run,
+					    .ctx = p,
+					    .n_workers = pool_n_threads(p) };
+	return (struct lut_runner){ 0 };
+}
+
+/* A dense linear over @w (borrowed) on the model's runner. */
+static int init_dense(const struct model *m, struct linear *l, float *w, uint32_t n_out,
+		      uint32_t n_in)
+{
+	struct lut_runner r = model_runner(m);
+
+	return linear_init_dense_runner(l, w, n_out, n_in, 0, &r);
+}
+
 /*
  * A converted layer stored as shift-add planes: on the shift-add kernels, or dequantized
  * for the dense path (*ret = NULL when the kernels took it).
@@ -224,10 +250,9 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 				  base, qw.n_rows, qw.n_cols, n_out, n_in);
 	}
 	if (m->opts.backend == LINEAR_BACKEND_SHIFTADD) {
-		if (m->opts.runner.run)
-			r = linear_init_shiftadd_runner(&inner, &qw, &m->opts.runner);
-		else
-			r = linear_init_shiftadd(&inner, &qw, m->opts.pool);
+		struct lut_runner run = model_runner(m);
+
+		r = linear_init_shiftadd_runner(&inner, &qw, &run);
 		qweight_done(&qw);
 		if (r < 0)
 			return errbuf_set(e, r, "%s: shift-add kernels refused the layer", base);
@@ -251,7 +276,7 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 	}
 	/* planes in a transformed basis: the dense path applies the same transforms */
 	*ret = NULL;
-	r = linear_init_dense(&inner, w, n_out, n_in, 0);
+	r = init_dense(m, &inner, w, n_out, n_in);
 	return r < 0 ? r : wrap_rht(l, &inner, &rht, base, e);
 }
 
@@ -274,7 +299,7 @@ static int load_linear(struct model *m, const struct source *s, const char *fmt,
 	if (r < 0)
 		return r;
 	if (w) {
-		r = linear_init_dense(l, w, n_out, n_in, 0);
+		r = init_dense(m, l, w, n_out, n_in);
 		if (r < 0)
 			return r;
 	}
@@ -406,9 +431,9 @@ static int load_weights(struct model *m, const struct source *s, const struct te
 		r = load_f32(m, s, nm->lm_head, c->n_vocab, c->dim, &w, e);
 		if (r < 0)
 			return r;
-		r = linear_init_dense(&m->lm_head, w, c->n_vocab, c->dim, 0);
+		r = init_dense(m, &m->lm_head, w, c->n_vocab, c->dim);
 	} else {
-		r = linear_init_dense(&m->lm_head, m->tok_embd, c->n_vocab, c->dim, 0);
+		r = init_dense(m, &m->lm_head, m->tok_embd, c->n_vocab, c->dim);
 	}
 	if (r < 0)
 		return r;
@@ -491,6 +516,10 @@ int model_load_ex(const char *path, const struct model_load_opts *o, struct mode
 		return -ENOMEM;
 	if (o)
 		m->opts = *o;
+	/* every product runs on the pool/runner; BLAS's own threads would compete and split
+	 * calls differently from run to run */
+	if (m->opts.pool || m->opts.runner.run)
+		openblas_set_num_threads(1);
 	m->path = strdup(path);
 	if (!m->path) {
 		r = -ENOMEM;

@@ -30,17 +30,15 @@ int tool_model_load(const char *path, int backend, unsigned threads, struct mode
 	struct pool *pool = NULL;
 	int r;
 
-	if (backend == LINEAR_BACKEND_SHIFTADD) {
-		if (!threads) {
-			long c = sysconf(_SC_NPROCESSORS_ONLN);
+	if (!threads) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
 
-			threads = c > 0 ? (unsigned)c : 1;
-		}
-		r = pool_new(threads, NULL, &pool);
-		if (r < 0)
-			return errbuf_set(e, r, "cannot start %u kernel threads", threads);
-		o.pool = pool;
+		threads = c > 0 ? (unsigned)c : 1;
 	}
+	r = pool_new(threads, NULL, &pool);
+	if (r < 0)
+		return errbuf_set(e, r, "cannot start %u worker threads", threads);
+	o.pool = pool;
 	r = model_load_ex(path, &o, ret, e);
 	if (r < 0) {
 		pool_free(pool);

@@ -15,9 +15,10 @@ int tool_backend_parse(const char *name);
 const char *tool_backend_name(int backend);
 
 /*
- * model_load_ex() of @path with @backend (enum linear_backend); for the shift-add backend a
- * pool of @threads workers (0 = all online CPUs) runs the kernels, returned in *ret_pool
- * (NULL for dense). The caller frees the model first, then pool_free(*ret_pool).
+ * model_load_ex() of @path with @backend (enum linear_backend) on a pool of @threads workers
+ * (0 = all online CPUs) that runs every product (kernels, BLAS slices, attention), returned
+ * in *ret_pool; OpenBLAS is set to one thread. The caller frees the model first, then
+ * pool_free(*ret_pool).
  * Returns 0 or the loader's -errno (message in @e).
  */
 int tool_model_load(const char *path, int backend, unsigned threads, struct model **ret,
