@@ -72,7 +72,8 @@ struct lut_weight {
 	enum qw_layout layout;
 	uint32_t n_rowsets, rowset_rows; /* alpha row blocks and their height */
 	uint32_t n_col_blocks, col_block;
-	uint32_t n_terms; /* slots per alpha (max NAF weight seen, >= 1) */
+	uint32_t n_terms;     /* slots per alpha (max NAF weight seen, >= 1) */
+	int32_t e_min, e_max; /* range of the used terms' exponents (0, 0 if none) */
 	uint32_t n_pairs, n_chunks, n_tiles, n_lanes;
 	uint32_t term_step;	/* n_terms * n_col_blocks: one (rowset, plane) of terms */
 	uint64_t tile_bytes;	/* n_pairs * bits * 64: one tile of planes */

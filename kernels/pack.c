@@ -3,6 +3,7 @@
 #include "kernels/internal.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +117,8 @@ static int terms_init(struct lut_weight *w, const float *alpha)
 		n_terms = (uint32_t)c > n_terms ? (uint32_t)c : n_terms;
 	}
 	w->n_terms = n_terms;
+	w->e_min = INT32_MAX;
+	w->e_max = INT32_MIN;
 	w->term_step = n_terms * w->n_col_blocks;
 	n = (size_t)n_alpha * n_terms;
 	w->terms.e = calloc(n, sizeof(int32_t));
@@ -138,10 +141,14 @@ static int terms_init(struct lut_weight *w, const float *alpha)
 					w->terms.e[at] = e[t];
 					w->terms.sign[at] = neg[t] ? 0x80000000u : 0;
 					w->terms.keep[at] = ~0u;
+					w->e_min = e[t] < w->e_min ? e[t] : w->e_min;
+					w->e_max = e[t] > w->e_max ? e[t] : w->e_max;
 				}
 			}
 		}
 	}
+	if (w->e_min > w->e_max)
+		w->e_min = w->e_max = 0;
 	return 0;
 }
 

@@ -43,6 +43,19 @@ AI __m256i tail_mask(uint32_t n)
 	return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
 }
 
+/* Eight lanes from @p with @left lanes valid (masked load only for a ragged tail: AMD
+ * cores run vmaskmov far slower than a plain load). */
+AI __m256 load8_ps(const float *p, int32_t left, __m256i m)
+{
+	return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+
+AI __m256i load8_epi32(const void *p, int32_t left, __m256i m)
+{
+	return left >= 8 ? _mm256_loadu_si256((const __m256i *)p)
+			 : _mm256_maskload_epi32((const int *)p, m);
+}
+
 AI float hmax_ps(__m256 v)
 {
 	__m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -52,10 +65,28 @@ AI float hmax_ps(__m256 v)
 	return _mm_cvtss_f32(m);
 }
 
-/* Pass 1 for one (rowset, plane): alpha-shifted activations and chunk maxima. */
-static void shift_row(const struct lut_weight *w, const float *x, const struct lut_span *sp,
-		      const int32_t *e, const uint32_t *sign, const uint32_t *keep, float *row,
-		      float *mx)
+/*
+ * lut_shift_f32(x, e) where every nonzero x is normal and x * 2^e stays normal (the caller
+ * checked the exponent ranges): the exponent add alone; zero and subnormal x give +0 (the
+ * reference gives a signed zero, which no table entry or chunk maximum can tell apart).
+ */
+AI __m256 shift_fast_ps(__m256 x, __m256i e23)
+{
+	__m256i u = _mm256_castps_si256(x);
+	__m256i z = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7f800000)),
+				       _mm256_setzero_si256());
+
+	return _mm256_castsi256_ps(_mm256_andnot_si256(z, _mm256_add_epi32(u, e23)));
+}
+
+/*
+ * Pass 1 for one (rowset, plane): alpha-shifted activations and chunk maxima. @fast: the
+ * exponent ranges of x and of the terms keep every shift normal (see shift_fast_ps), so a
+ * term is one integer add.
+ */
+AI void shift_row(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+		  const int32_t *e, const uint32_t *sign, const uint32_t *keep, float *row,
+		  float *mx, bool fast)
 {
 	const __m256i abs_m = _mm256_set1_epi32(0x7fffffff);
 	uint32_t ts = w->n_col_blocks, in_c = 0, c = sp->c0, cb = sp->cb0, in_cb = sp->in_cb0;
@@ -63,9 +94,9 @@ static void shift_row(const struct lut_weight *w, const float *x, const struct l
 	__m256 vmax = _mm256_setzero_ps();
 
 	for (uint32_t k = sp->k0; k < kend; k += 8) {
-		uint32_t left = w->n_cols - k;
-		__m256i m = tail_mask(left);
-		__m256 xv = _mm256_maskload_ps(x + k, m), v = _mm256_setzero_ps(), a, h;
+		int32_t left = (int32_t)(w->n_cols - k); /* <= 0 in the zero padding */
+		__m256i m = tail_mask((uint32_t)left);
+		__m256 xv = load8_ps(x + k, left, m), v = _mm256_setzero_ps(), a, h;
 		const int32_t *et = e;
 		const uint32_t *st = sign, *kt = keep;
 
@@ -74,19 +105,30 @@ static void shift_row(const struct lut_weight *w, const float *x, const struct l
 			__m256 s;
 
 			if (w->col_block == 1) {
-				ev = _mm256_maskload_epi32((const int *)et + k, m);
-				sv = _mm256_maskload_epi32((const int *)st + k, m);
-				kv = _mm256_maskload_epi32((const int *)kt + k, m);
+				ev = load8_epi32(et + k, left, m);
+				sv = load8_epi32(st + k, left, m);
+				kv = load8_epi32(kt + k, left, m);
 			} else {
 				ev = _mm256_set1_epi32(et[cb]);
 				sv = _mm256_set1_epi32((int)st[cb]);
 				kv = _mm256_set1_epi32((int)kt[cb]);
 			}
-			s = shift_ps(xv, ev);
+			if (fast)
+				s = _mm256_castsi256_ps(_mm256_add_epi32(
+					_mm256_castps_si256(xv), _mm256_slli_epi32(ev, 23)));
+			else
+				s = shift_ps(xv, ev);
 			s = _mm256_castsi256_ps(
 				_mm256_and_si256(_mm256_xor_si256(_mm256_castps_si256(s), sv), kv));
 			v = _mm256_add_ps(v, s);
 		}
+		if (fast) /* zero and subnormal x: +0 (their terms were garbage) */
+			v = _mm256_andnot_ps(
+				_mm256_castsi256_ps(_mm256_cmpeq_epi32(
+					_mm256_and_si256(_mm256_castps_si256(xv),
+							 _mm256_set1_epi32(0x7f800000)),
+					_mm256_setzero_si256())),
+				v);
 		_mm256_storeu_ps(row + k, v);
 		a = _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(v), abs_m));
 		h = _mm256_hadd_ps(a, a);
@@ -155,10 +197,15 @@ AI void group_bytes(__m256i lo, __m256i hi, uint8_t *dst)
 	_mm256_storeu_si256((__m256i *)dst, r);
 }
 
-/* Pass 3 for one pair and plane: 64 table bytes (group 2p, then 2p+1) from 8 activations. */
-AI void pair_tables(const float *xp, __m256i e, uint8_t *dst)
+/*
+ * Pass 3 for one pair and plane: 64 table bytes (group 2p, then 2p+1) from 8 activations.
+ * @fast: the chunk's scale shifts up (or not at all), so no shifted value leaves the
+ * normal range (all are at most the chunk maximum, which lands below 2^15).
+ */
+AI void pair_tables(const float *xp, __m256i e, bool fast, uint8_t *dst)
 {
-	__m256 v = shift_ps(_mm256_loadu_ps(xp), e);
+	__m256 v = fast ? shift_fast_ps(_mm256_loadu_ps(xp), _mm256_slli_epi32(e, 23))
+			: shift_ps(_mm256_loadu_ps(xp), e);
 	__m256i a, b, c, d;
 
 	group_entries(_mm256_permutevar8x32_ps(v, _mm256_set1_epi32(0)),
@@ -173,6 +220,35 @@ AI void pair_tables(const float *xp, __m256i e, uint8_t *dst)
 	group_bytes(c, d, dst + 32);
 }
 
+/*
+ * Whether x * 2^e stays normal for every normal x of the span and every term exponent e
+ * (zero and subnormal x are masked separately): then pass 1 may use shift_fast_ps.
+ */
+static bool shifts_stay_normal(const struct lut_weight *w, const float *x,
+			       const struct lut_span *sp)
+{
+	const __m256i expm = _mm256_set1_epi32(0xff), zero = _mm256_setzero_si256();
+	__m256i lo = _mm256_set1_epi32(255), hi = zero;
+	int32_t l[8], h[8], mn = 255, mxe = 0;
+
+	for (uint32_t k = sp->k0; k < sp->k1; k += 8) {
+		__m256i m = tail_mask(sp->k1 - k);
+		__m256i ex = _mm256_and_si256(
+			_mm256_srli_epi32(_mm256_maskload_epi32((const int *)x + k, m), 23), expm);
+		__m256i z = _mm256_cmpeq_epi32(ex, zero);
+
+		lo = _mm256_min_epi32(lo, _mm256_or_si256(ex, _mm256_and_si256(z, expm)));
+		hi = _mm256_max_epi32(hi, ex);
+	}
+	_mm256_storeu_si256((__m256i *)l, lo);
+	_mm256_storeu_si256((__m256i *)h, hi);
+	for (int j = 0; j < 8; j++) {
+		mn = l[j] < mn ? l[j] : mn;
+		mxe = h[j] > mxe ? h[j] : mxe;
+	}
+	return mn + w->e_min >= 1 && mxe + w->e_max <= 254;
+}
+
 void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
 		     float *xs, float *mx, struct lut_tok *tok)
 {
@@ -182,11 +258,16 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lu
 	uint8_t *tab = tok->tab;
 	float *row = xs;
 
+	bool fast = shifts_stay_normal(w, x, sp);
+
 	for (uint32_t c = sp->c0; c < sp->c1; c++)
 		mx[c] = 0.0f;
 	for (uint32_t r = 0; r < w->n_rowsets; r++) {
 		for (uint32_t i = 0; i < w->bits; i++) {
-			shift_row(w, x, sp, e, sign, keep, row, mx);
+			if (fast)
+				shift_row(w, x, sp, e, sign, keep, row, mx, true);
+			else
+				shift_row(w, x, sp, e, sign, keep, row, mx, false);
 			row += kp;
 			LUT_OPAQUE(row);
 			e += term_step;
@@ -207,10 +288,18 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lu
 			__m256i ev = _mm256_set1_epi32(-tok->cexp[c]);
 			const float *pl = xs;
 
-			for (uint32_t i = 0; i < w->bits; i++, pl += kp) {
-				pair_tables(pl + col, ev, dst);
-				dst += 64;
-				LUT_OPAQUE(dst);
+			if (tok->cexp[c] <= 0) {
+				for (uint32_t i = 0; i < w->bits; i++, pl += kp) {
+					pair_tables(pl + col, ev, true, dst);
+					dst += 64;
+					LUT_OPAQUE(dst);
+				}
+			} else {
+				for (uint32_t i = 0; i < w->bits; i++, pl += kp) {
+					pair_tables(pl + col, ev, false, dst);
+					dst += 64;
+					LUT_OPAQUE(dst);
+				}
 			}
 			if (++in_c == LUT_CHUNK_PAIRS) {
 				in_c = 0;

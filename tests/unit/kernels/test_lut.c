@@ -204,6 +204,25 @@ static void test_ref_matches_dense_within_table_error(void **state)
 	assert_true(worst < 5e-4);
 }
 
+/*
+ * Push activations to where the SIMD paths leave their fast exponent-add shifts (mode 1:
+ * tiny, alpha * x underflows; mode 2: some huge, the chunk scales shift down and the
+ * small values of those chunks underflow) and sprinkle exact zeros and subnormals (every mode).
+ */
+static void stress_acts(float *x, size_t n, int mode)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (mode == 1)
+			x[i] = ldexpf(x[i], -124);
+		else if (mode == 2 && i % 7 < 2)
+			x[i] = ldexpf(x[i], i % 7 ? -60 : 120);
+		if (i % 13 == 5)
+			x[i] = 0.0f;
+		else if (i % 17 == 3)
+			x[i] = (i & 1 ? -1.0f : 1.0f) * 1e-40f;
+	}
+}
+
 /* One SIMD path against the reference on the fixed and random shapes, bit for bit. */
 static void check_isa(enum lut_isa isa)
 {
@@ -239,6 +258,8 @@ static void check_isa(enum lut_isa isa)
 		make_qweight(&q, s.n, s.k, s.bits, s.layout);
 		assert_int_equal(lut_pack(&q, &w), 0);
 		x = make_acts(m, s.k);
+		if (i % 4 == 3)
+			stress_acts(x, (size_t)m * s.k, (i / 4) % 3);
 		y_ref = malloc((size_t)m * s.n * sizeof(float));
 		y = malloc((size_t)m * s.n * sizeof(float));
 		assert_non_null(y_ref);
