@@ -7,34 +7,87 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 struct pool {
 	uint32_t n_threads;
 	pthread_t *threads; /* [n_threads - 1] */
 	uint32_t n_started;
 	pthread_mutex_t run_lock; /* serializes pool_run callers */
-	pthread_mutex_t lock;
-	pthread_cond_t wake; /* workers wait here for a new generation */
-	pthread_cond_t done; /* the caller waits here for the last worker */
-	atomic_ullong generation;
-	atomic_bool stop;
-	/* the current job */
+	pthread_mutex_t lock;	  /* only for sleeping and waking */
+	pthread_cond_t wake;	  /* sleeping workers wait here for a new generation */
+	pthread_cond_t done;	  /* a sleeping caller waits here for the last worker */
+	/* the current job, written before generation is bumped */
 	pool_task_fn fn;
 	void *arg;
 	uint32_t n_tasks;
-	atomic_uint next;     /* next task index to claim */
-	atomic_uint n_active; /* workers still in the current generation */
+	/* each hot word on its own cache line: workers spin on generation */
+	_Alignas(64) atomic_ullong generation;
+	atomic_bool stop;
+	atomic_uint n_sleepers;		   /* workers inside the wake wait (or about to be) */
+	_Alignas(64) atomic_uint next;	   /* next task index to claim */
+	_Alignas(64) atomic_uint n_active; /* workers still in the current generation */
+	atomic_bool caller_sleeps;
 };
 
 /*
- * Spin this many rounds before sleeping on a condition variable: decode calls the kernels
- * every few microseconds, and a futex wake-up costs about as much as a small kernel.
+ * Waiting is spin, then yield, then sleep. Decode calls the pool every few microseconds and
+ * a futex wake-up costs as much as a small kernel, so a waiter first spins (POOL_SPIN_NS);
+ * on an oversubscribed machine a spinning thread can hold the core its peer needs, so it then
+ * yields between checks (up to POOL_YIELD_NS) before it sleeps. The fast path takes no lock:
+ * publishing a job or finishing one only touches the mutex when the other side sleeps
+ * (a Dekker-style handshake on seq_cst atomics: the sleeper announces itself, then
+ * re-checks; the waker publishes, then looks for sleepers).
  */
-#define POOL_SPIN 4000
+#define POOL_SPIN_NS  20000
+#define POOL_YIELD_NS 200000
 
 static inline void cpu_relax(void)
 {
 	__builtin_ia32_pause();
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin-then-yield until done(ctx) holds or the budget is spent; returns done(ctx). */
+static bool wait_briefly(bool (*done)(struct pool *, uint64_t), struct pool *p, uint64_t arg)
+{
+	uint64_t t0 = 0;
+
+	for (uint32_t i = 0;; i++) {
+		if (done(p, arg))
+			return true;
+		if ((i & 63) == 63) {
+			uint64_t t = now_ns();
+
+			if (!t0)
+				t0 = t;
+			else if (t - t0 > POOL_SPIN_NS + POOL_YIELD_NS)
+				return done(p, arg);
+			if (t - t0 > POOL_SPIN_NS)
+				sched_yield();
+		}
+		cpu_relax();
+	}
+}
+
+static bool new_generation(struct pool *p, uint64_t seen)
+{
+	return atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
+	       atomic_load_explicit(&p->stop, memory_order_relaxed);
+}
+
+static bool all_done(struct pool *p, uint64_t unused)
+{
+	(void)unused;
+	return atomic_load_explicit(&p->n_active, memory_order_acquire) == 0;
 }
 
 /* Claim tasks until none are left. */
@@ -55,21 +108,20 @@ static void *worker(void *arg)
 	uint64_t seen = 0;
 
 	for (;;) {
-		for (int spin = 0; spin < POOL_SPIN; spin++) {
-			if (atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
-			    atomic_load(&p->stop))
-				break;
-			cpu_relax();
+		if (!wait_briefly(new_generation, p, seen)) {
+			pthread_mutex_lock(&p->lock);
+			atomic_fetch_add(&p->n_sleepers, 1);
+			/* seq_cst loads after the announcement: see the comment at the top */
+			while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
+				pthread_cond_wait(&p->wake, &p->lock);
+			atomic_fetch_sub(&p->n_sleepers, 1);
+			pthread_mutex_unlock(&p->lock);
 		}
-		pthread_mutex_lock(&p->lock);
-		while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
-			pthread_cond_wait(&p->wake, &p->lock);
-		pthread_mutex_unlock(&p->lock);
 		if (atomic_load(&p->stop))
 			break;
 		seen = atomic_load_explicit(&p->generation, memory_order_acquire);
 		drain(p);
-		if (atomic_fetch_sub(&p->n_active, 1) == 1) {
+		if (atomic_fetch_sub(&p->n_active, 1) == 1 && atomic_load(&p->caller_sleeps)) {
 			pthread_mutex_lock(&p->lock);
 			pthread_cond_signal(&p->done);
 			pthread_mutex_unlock(&p->lock);
@@ -85,9 +137,10 @@ int pool_new(uint32_t n_threads, const int *cpus, struct pool **ret_pool)
 
 	if (!n_threads || n_threads > 1024 || !ret_pool)
 		return -EINVAL;
-	p = calloc(1, sizeof(*p));
+	p = aligned_alloc(_Alignof(struct pool), (sizeof(*p) + 63) & ~(size_t)63);
 	if (!p)
 		return -ENOMEM;
+	memset(p, 0, sizeof(*p));
 	p->n_threads = n_threads;
 	p->threads = calloc(n_threads, sizeof(*p->threads));
 	if (!p->threads) {
@@ -102,6 +155,8 @@ int pool_new(uint32_t n_threads, const int *cpus, struct pool **ret_pool)
 	atomic_init(&p->generation, 0);
 	atomic_init(&p->stop, false);
 	atomic_init(&p->n_active, 0);
+	atomic_init(&p->n_sleepers, 0);
+	atomic_init(&p->caller_sleeps, false);
 	for (uint32_t w = 1; w < n_threads; w++) {
 		pthread_attr_t attr;
 
@@ -166,16 +221,20 @@ void pool_run(void *ctx, uint32_t n_tasks, pool_task_fn fn, void *arg)
 	p->n_tasks = n_tasks;
 	atomic_store_explicit(&p->next, 0, memory_order_relaxed);
 	atomic_store(&p->n_active, p->n_started);
-	pthread_mutex_lock(&p->lock);
-	atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->lock);
+	atomic_fetch_add(&p->generation, 1);
+	if (atomic_load(&p->n_sleepers)) {
+		pthread_mutex_lock(&p->lock);
+		pthread_cond_broadcast(&p->wake);
+		pthread_mutex_unlock(&p->lock);
+	}
 	drain(p);
-	for (int spin = 0; spin < POOL_SPIN && atomic_load(&p->n_active); spin++)
-		cpu_relax();
-	pthread_mutex_lock(&p->lock);
-	while (atomic_load(&p->n_active))
-		pthread_cond_wait(&p->done, &p->lock);
-	pthread_mutex_unlock(&p->lock);
+	if (!wait_briefly(all_done, p, 0)) {
+		pthread_mutex_lock(&p->lock);
+		atomic_store(&p->caller_sleeps, true);
+		while (atomic_load(&p->n_active))
+			pthread_cond_wait(&p->done, &p->lock);
+		atomic_store(&p->caller_sleeps, false);
+		pthread_mutex_unlock(&p->lock);
+	}
 	pthread_mutex_unlock(&p->run_lock);
 }

@@ -17,7 +17,8 @@ const char *tool_backend_name(int backend);
 /*
  * model_load_ex() of @path with @backend (enum linear_backend) on a pool of @threads workers
  * (0 = all online CPUs) that runs every product (kernels, BLAS slices, attention), returned
- * in *ret_pool; OpenBLAS is set to one thread. The caller frees the model first, then
+ * in *ret_pool; OpenBLAS is set to one thread. When there are enough allowed CPUs, the
+ * workers and the calling thread are pinned one per CPU (the caller stays pinned). The caller frees the model first, then
  * pool_free(*ret_pool).
  * Returns 0 or the loader's -errno (message in @e).
  */

@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -101,13 +103,38 @@ static void slow_task(void *arg, uint32_t task)
 	atomic_fetch_add(sum, task);
 }
 
+/*
+ * Two allowed CPUs, the calling thread pinned to the first (its old mask in @old): Linux may
+ * keep an unpinned spinning worker on its creator's CPU long enough for the caller to run
+ * every task itself. False on a one-CPU host.
+ */
+static bool pin_apart(int cpus[2], cpu_set_t *old)
+{
+	cpu_set_t one;
+	int k = 0;
+
+	if (sched_getaffinity(0, sizeof(*old), old) < 0)
+		return false;
+	for (int c = 0; c < CPU_SETSIZE && k < 2; c++)
+		if (CPU_ISSET(c, old))
+			cpus[k++] = c;
+	if (k < 2)
+		return false;
+	CPU_ZERO(&one);
+	CPU_SET(cpus[0], &one);
+	return sched_setaffinity(0, sizeof(one), &one) == 0;
+}
+
 static void test_pool_uses_several_threads(void **state)
 {
 	struct count_job j = { 0 };
 	atomic_uint sum = 0;
 	struct pool *p;
+	cpu_set_t old;
+	int cpus[2];
+	bool pinned = pin_apart(cpus, &old);
 
-	assert_int_equal(pool_new(2, NULL, &p), 0);
+	assert_int_equal(pool_new(2, pinned ? cpus : NULL, &p), 0);
 	pool_run(p, 200, slow_task, &sum);
 	assert_int_equal(atomic_load(&sum), 199 * 200 / 2);
 	/* many tasks: the worker thread takes part at least once in a few tries */
@@ -120,6 +147,8 @@ static void test_pool_uses_several_threads(void **state)
 	}
 	assert_true(atomic_load(&j.n_seen) >= 2);
 	pool_free(p);
+	if (pinned)
+		sched_setaffinity(0, sizeof(old), &old);
 }
 
 int test_pool_run(void)
