@@ -91,7 +91,8 @@ AI void shift_row(const struct lut_weight *w, const float *x, const struct lut_s
 	const __m256i abs_m = _mm256_set1_epi32(0x7fffffff);
 	uint32_t ts = w->n_col_blocks, in_c = 0, c = sp->c0, cb = sp->cb0, in_cb = sp->in_cb0;
 	uint32_t kend = sp->kend;
-	__m256 vmax = _mm256_setzero_ps();
+	__m256 vmax = _mm256_setzero_ps(), prev = vmax;
+	bool pending = false; /* prev holds the |v| of an even step, awaiting its partner */
 
 	for (uint32_t k = sp->k0; k < kend; k += 8) {
 		int32_t left = (int32_t)(w->n_cols - k); /* <= 0 in the zero padding */
@@ -130,10 +131,16 @@ AI void shift_row(const struct lut_weight *w, const float *x, const struct lut_s
 					_mm256_setzero_si256())),
 				v);
 		_mm256_storeu_ps(row + k, v);
+		/* group sums (|a| + |b|) + (|c| + |d|) of 16 columns per two hadds */
 		a = _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(v), abs_m));
-		h = _mm256_hadd_ps(a, a);
-		h = _mm256_hadd_ps(h, h);
-		vmax = _mm256_max_ps(vmax, h);
+		if (pending) {
+			h = _mm256_hadd_ps(prev, a);
+			vmax = _mm256_max_ps(vmax, _mm256_hadd_ps(h, h));
+			pending = false;
+		} else {
+			prev = a;
+			pending = true;
+		}
 		if (w->col_block != 1) {
 			in_cb += 8;
 			if (in_cb == w->col_block) {
@@ -142,7 +149,14 @@ AI void shift_row(const struct lut_weight *w, const float *x, const struct lut_s
 			}
 		}
 		if (++in_c == LUT_CHUNK_PAIRS || left <= 8) {
-			float hm = hmax_ps(vmax);
+			float hm;
+
+			if (pending) {
+				h = _mm256_hadd_ps(prev, _mm256_setzero_ps());
+				vmax = _mm256_max_ps(vmax, _mm256_hadd_ps(h, h));
+				pending = false;
+			}
+			hm = hmax_ps(vmax);
 
 			mx[c] = hm > mx[c] ? hm : mx[c];
 			vmax = _mm256_setzero_ps();
@@ -152,49 +166,55 @@ AI void shift_row(const struct lut_weight *w, const float *x, const struct lut_s
 	}
 }
 
-/* 16 int32 entries of one group (a, b, c, d broadcast) as two vectors, entries 0-7, 8-15. */
-AI void group_entries(__m256 a, __m256 b, __m256 c, __m256 d, __m256i *lo, __m256i *hi)
+/*
+ * Both groups of a pair at once, one per 128-bit lane (columns 8p..8p+3 in the low lane,
+ * 8p+4..8p+7 in the high one, as they load). Vector t holds entries 4t..4t+3 of each group:
+ * lane j is entry idx = 4t + j, so its a and b signs (idx bits 0, 1) vary across the lanes
+ * and its c and d signs (bits 2, 3) are fixed by t. The float operations are the
+ * reference's, in its order: p = (+-a) + (+-b), q = (+-c) + (+-d), entry = p + q.
+ */
+AI void pair_entries(__m256 v, __m256i e[4])
 {
-	const __m256 neg = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+	const __m256 sgn = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
 	const __m256 ma =
 		_mm256_castsi256_ps(_mm256_setr_epi32((int)0x80000000u, 0, (int)0x80000000u, 0,
 						      (int)0x80000000u, 0, (int)0x80000000u, 0));
 	const __m256 mb =
 		_mm256_castsi256_ps(_mm256_setr_epi32((int)0x80000000u, (int)0x80000000u, 0, 0,
 						      (int)0x80000000u, (int)0x80000000u, 0, 0));
-	const __m256 mc = _mm256_castsi256_ps(_mm256_setr_epi32((int)0x80000000u, (int)0x80000000u,
-								(int)0x80000000u, (int)0x80000000u,
-								0, 0, 0, 0));
+	__m256 a = _mm256_permute_ps(v, 0x00), b = _mm256_permute_ps(v, 0x55);
+	__m256 c = _mm256_permute_ps(v, 0xaa), d = _mm256_permute_ps(v, 0xff);
+	__m256 nc = _mm256_xor_ps(c, sgn), nd = _mm256_xor_ps(d, sgn);
 	__m256 p = _mm256_add_ps(_mm256_xor_ps(a, ma), _mm256_xor_ps(b, mb));
-	__m256 cs = _mm256_xor_ps(c, mc);
-	__m256 qlo = _mm256_add_ps(cs, _mm256_xor_ps(d, neg));
-	__m256 qhi = _mm256_add_ps(cs, d);
 
-	*lo = _mm256_cvtps_epi32(_mm256_add_ps(p, qlo));
-	*hi = _mm256_cvtps_epi32(_mm256_add_ps(p, qhi));
+	e[0] = _mm256_cvtps_epi32(_mm256_add_ps(p, _mm256_add_ps(nc, nd)));
+	e[1] = _mm256_cvtps_epi32(_mm256_add_ps(p, _mm256_add_ps(c, nd)));
+	e[2] = _mm256_cvtps_epi32(_mm256_add_ps(p, _mm256_add_ps(nc, d)));
+	e[3] = _mm256_cvtps_epi32(_mm256_add_ps(p, _mm256_add_ps(c, d)));
 }
 
 /*
- * 16 int32 entries (0-7 in @lo, 8-15 in @hi) to the 32 table bytes of one group: the low
- * bytes of (clamped entry + 32768), then the high bytes.
+ * The entries of pair_entries() to the pair's 64 table bytes: for group 2p, then 2p+1, the
+ * low bytes of the 16 (entry clamped to +-LUT_ENTRY_MAX) + 32768, then their high bytes.
+ * Signed packing saturates above at 32767 = LUT_ENTRY_MAX and below at -32768, which the
+ * max then lifts to -LUT_ENTRY_MAX: the reference's clamp. The bias is a sign-bit flip.
  */
-AI void group_bytes(__m256i lo, __m256i hi, uint8_t *dst)
+AI void pair_bytes(const __m256i e[4], uint8_t *dst)
 {
-	const __m256i mx = _mm256_set1_epi32(LUT_ENTRY_MAX), mn = _mm256_set1_epi32(-LUT_ENTRY_MAX);
-	const __m256i bias = _mm256_set1_epi32(LUT_ENTRY_BIAS);
 	const __m256i split =
 		_mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6,
 				 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-	__m256i r;
+	const __m256i mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
+	const __m256i bias = _mm256_set1_epi16((short)0x8000);
+	/* per lane: entries 0-7 (resp. 8-15) of that lane's group as words */
+	__m256i w0 = _mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(e[0], e[1]), mn), bias);
+	__m256i w1 = _mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(e[2], e[3]), mn), bias);
+	/* per lane: 8 low bytes, 8 high bytes */
+	__m256i s0 = _mm256_shuffle_epi8(w0, split), s1 = _mm256_shuffle_epi8(w1, split);
+	__m256i lo = _mm256_unpacklo_epi64(s0, s1), hi = _mm256_unpackhi_epi64(s0, s1);
 
-	lo = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(lo, mn), mx), bias);
-	hi = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(hi, mn), mx), bias);
-	/* words per 128-bit lane: e0-3 e8-11 | e4-7 e12-15 (all in 1..65535: no saturation) */
-	r = _mm256_packus_epi32(lo, hi);
-	/* dwords: lo(e0-3) lo(e8-11) hi(e0-3) hi(e8-11) | lo(e4-7) lo(e12-15) hi(e4-7) hi(e12-15) */
-	r = _mm256_shuffle_epi8(r, split);
-	r = _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-	_mm256_storeu_si256((__m256i *)dst, r);
+	_mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(lo, hi, 0x20));
+	_mm256_storeu_si256((__m256i *)(dst + 32), _mm256_permute2x128_si256(lo, hi, 0x31));
 }
 
 /*
@@ -206,18 +226,10 @@ AI void pair_tables(const float *xp, __m256i e, bool fast, uint8_t *dst)
 {
 	__m256 v = fast ? shift_fast_ps(_mm256_loadu_ps(xp), _mm256_slli_epi32(e, 23))
 			: shift_ps(_mm256_loadu_ps(xp), e);
-	__m256i a, b, c, d;
+	__m256i ent[4];
 
-	group_entries(_mm256_permutevar8x32_ps(v, _mm256_set1_epi32(0)),
-		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(1)),
-		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(2)),
-		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(3)), &a, &b);
-	group_entries(_mm256_permutevar8x32_ps(v, _mm256_set1_epi32(4)),
-		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(5)),
-		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(6)),
-		      _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(7)), &c, &d);
-	group_bytes(a, b, dst);
-	group_bytes(c, d, dst + 32);
+	pair_entries(v, ent);
+	pair_bytes(ent, dst);
 }
 
 /*
