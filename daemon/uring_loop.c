@@ -22,7 +22,7 @@
 #define RING_ENTRIES	 1024
 #define TICK_NS		 (50ull * 1000 * 1000)
 #define ACCEPT_BATCH_MAX 64   /* connections taken from the backlog per loop round */
-#define SPIN_YIELD_NS	 4000 /* sched_yield() this often while spinning */
+#define SPIN_YIELD_NS	 1000 /* sched_yield() this often while spinning (see proto/shm_ring.c) */
 
 static const uint64_t bell_one = 1;
 

@@ -230,7 +230,7 @@ static inline void shm_cpu_relax(void)
 /*
  * Spin on @c for up to @budget_ns with the announcement made: returns true as soon as the ring
  * has data, false after the budget (the announcement is withdrawn either way). Yields the CPU
- * every few microseconds so that a spinner never starves a peer that shares its core.
+ * every microsecond so that a spinner never starves a peer that shares its core.
  */
 bool shm_cons_spin(struct shm_cons *c, uint64_t budget_ns);
 
