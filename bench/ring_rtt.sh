@@ -7,9 +7,9 @@
 #   fake-nospin     the same with the spin off on both sides (--spin-us 0, SHIFTADD_SPIN_US=0)
 #   engine          shiftaddd --backend engine on MODEL (one real forward pass per request)
 #   BASE=DIR adds base-fake (and base-engine): the build in DIR (e.g. an older commit's
-#   build/release) measured in the same runs, for before/after.
+#   build/release) measured in the same runs, for before/after; BASE_LABEL names it in the table.
 # N requests per run (default 2000; ENGINE_N for the engine, default 300), RUNS (default 3),
-# ENGINE=0 skips the engine. Writes bench/results/ring-rtt-DATE.{md,json}.
+# ENGINE=0 skips the engine. Writes bench/results/ring-rtt-DATE.{md,json} (OUT=PREFIX: elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -71,8 +71,8 @@ for r in $(seq "$RUNS"); do
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
-out=bench/results/ring-rtt-$DATE
-python3 - "$run/runs.jsonl" "$out.json" "$load_start" "$load_end" "$BASE" <<'PY' >"$run/table.md"
+out=${OUT:-bench/results/ring-rtt-$DATE}
+python3 - "$run/runs.jsonl" "$out.json" "$load_start" "$load_end" "${BASE_LABEL:-$BASE}" <<'PY' >"$run/table.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 order = ["socket", "base-fake", "fake", "fake-nospin", "base-engine", "engine"]
