@@ -563,17 +563,17 @@ int uring_loop_run(struct daemon *d)
 	while (!d->stop) {
 		struct io_uring_cqe *cqe;
 		bool busy = sched_has_work(d->sched) || reload_has_work(d) || any_sq_pending(d);
-		uint64_t t_step, taken;
+		uint64_t t_step, taken, t_idle = 0;
 		int stepped;
 
+		if (!busy && active && d->cfg.spin_us)
+			t_idle = uring_now_ns();
 		if (busy) {
 			io_uring_submit(&d->ring);
 		} else if (active && d->spin_ns && spin_poll(d)) {
 			/* Work arrived while spinning: no sleep, no wake-up. */
 		} else {
 			/* Idle, or the spin ran out: block in the kernel (never poll at idle). */
-			uint64_t t_wait = uring_now_ns();
-
 			if (need_tick || d->draining) {
 				struct __kernel_timespec ts = { 0, (long long)TICK_NS };
 
@@ -586,8 +586,9 @@ int uring_loop_run(struct daemon *d)
 				if (ret < 0 && ret != -EINTR)
 					return log_errno(ret, "io_uring wait failed");
 			}
-			if (d->cfg.spin_us && active)
-				adapt_spin(d, uring_now_ns() - t_wait);
+			/* The whole idle gap, spin included, decides the next spin. */
+			if (t_idle)
+				adapt_spin(d, uring_now_ns() - t_idle);
 		}
 		reap_cqes(d);
 
