@@ -29,6 +29,24 @@ static void default_path(char *buf, size_t len)
 		snprintf(buf, len, "/run/shiftadd/shiftaddd.sock");
 }
 
+/* SHIFTADD_SPIN_US, clamped; unset or unparsable: the default. */
+static uint64_t spin_budget_ns(void)
+{
+	const char *env = getenv("SHIFTADD_SPIN_US");
+	unsigned long v = CLIENT_SPIN_US_DEFAULT;
+	char *end;
+
+	if (env && env[0]) {
+		errno = 0;
+		v = strtoul(env, &end, 10);
+		if (errno || *end)
+			v = CLIENT_SPIN_US_DEFAULT;
+		else if (v > CLIENT_SPIN_US_MAX)
+			v = CLIENT_SPIN_US_MAX;
+	}
+	return (uint64_t)v * 1000;
+}
+
 static int send_hello(int fd, const char *name)
 {
 	Shiftadd__ControlMsg m = SHIFTADD__CONTROL_MSG__INIT;
@@ -180,6 +198,8 @@ SHIFTADD_API int shiftadd_connect(const char *socket_path, const char *client_na
 		return -ENOMEM;
 	c->memfd = c->sq_efd = c->cq_efd = -1;
 	c->next_id = 1;
+	c->spin_max_ns = spin_budget_ns();
+	c->spin_ns = c->spin_max_ns;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->sq_mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
@@ -264,6 +284,7 @@ static int push(struct shiftadd_client *c, const Shiftadd__ClientMsg *m)
 {
 	size_t len = shiftadd__client_msg__get_packed_size(m);
 	uint64_t one = 1;
+	bool bell = false;
 	void *buf;
 	int r;
 
@@ -274,13 +295,15 @@ static int push(struct shiftadd_client *c, const Shiftadd__ClientMsg *m)
 	if (r == 0) {
 		shiftadd__client_msg__pack(m, buf);
 		shm_prod_commit(&c->sq, len);
+		/* A daemon spinning on our ring sees the tail without the write(2). */
+		bell = shm_prod_need_bell(&c->sq);
 	}
 	pthread_mutex_unlock(&c->sq_mu);
 	if (r == -EPROTO)
 		return -ENOTCONN; /* the shared ring is corrupt: nothing more will work */
 	if (r < 0)
 		return r;
-	if (write(c->sq_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	if (bell && write(c->sq_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		return -errno;
 	return 0;
 }

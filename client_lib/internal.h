@@ -49,8 +49,14 @@ struct shiftadd_client {
 	uint64_t n_delivered;
 	uint64_t next_id;
 
-	struct shm_cons cq; /* poller only */
-	uint8_t *cq_buf;    /* poller only: [cq_arena_bytes] private copy */
+	struct shm_cons cq;   /* poller only */
+	uint8_t *cq_buf;      /* poller only: [cq_arena_bytes] private copy */
+	uint64_t spin_max_ns; /* SHIFTADD_SPIN_US: longest spin on the completion ring, 0: never */
+	uint64_t spin_ns;     /* poller only: the current (adaptive) spin budget */
 };
+
+/* Default for SHIFTADD_SPIN_US: the daemon answers a small step in a few us, well within. */
+#define CLIENT_SPIN_US_DEFAULT 50
+#define CLIENT_SPIN_US_MAX     100000
 
 #endif /* CLIENT_LIB_INTERNAL_H */

@@ -17,12 +17,17 @@
 #include "proto/shiftadd.pb-c.h"
 #include "proto/status.h"
 
-static uint64_t now_ms(void)
+static uint64_t now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ms(void)
+{
+	return now_ns() / 1000000;
 }
 
 /* Find (and with @unlink, remove) a request; caller holds mu. */
@@ -174,15 +179,25 @@ static void fail_all(struct shiftadd_client *c)
 	}
 }
 
-/* Read everything the completion ring holds. Poller only. Returns messages read. */
-static int drain(struct shiftadd_client *c)
+/* Reset the completion doorbell (one read takes the whole eventfd count). */
+static void reset_bell(struct shiftadd_client *c)
 {
 	uint64_t junk;
+
+	(void)!read(c->cq_efd, &junk, sizeof(junk));
+}
+
+/*
+ * Read everything the completion ring holds. Poller only. Returns messages read. With @reset,
+ * the doorbell is reset first, so that an fd polled by the application goes quiet once
+ * everything is read; a thread about to wait resets it in wait_bell() instead.
+ */
+static int drain(struct shiftadd_client *c, bool reset)
+{
 	int n = 0;
 
-	/* Reset the doorbell first: a ring after this point is never missed. */
-	while (read(c->cq_efd, &junk, sizeof(junk)) > 0)
-		;
+	if (reset)
+		reset_bell(c);
 	for (;;) {
 		Shiftadd__ServerMsg *m;
 		size_t len;
@@ -211,12 +226,43 @@ static int drain(struct shiftadd_client *c)
 	return n;
 }
 
-/* Wait for the doorbell or a hang-up, at most @ms (-1 forever). Poller only. */
+/*
+ * Adapt the spin budget to how long the last wait lasted (@gap_ns): a completion that came
+ * within the longest spin is worth spinning for next time; a longer wait halves the budget,
+ * down to none, so that a client waiting on slow steps stops burning its core.
+ */
+static void adapt_spin(struct shiftadd_client *c, uint64_t gap_ns)
+{
+	if (gap_ns <= c->spin_max_ns)
+		c->spin_ns = c->spin_max_ns;
+	else if ((c->spin_ns /= 2) < 1000)
+		c->spin_ns = 0;
+}
+
+/*
+ * Wait for the doorbell or a hang-up, at most @ms (-1 forever, not 0). Poller only. First spin
+ * on the ring for the adaptive budget with the ring's spinning word set (the daemon then skips
+ * the doorbell), then sleep: withdraw the word, reset the doorbell, look at the ring once more
+ * (a completion published before the daemon saw the withdrawal is seen here, one published
+ * after it rings the doorbell), then poll.
+ */
 static void wait_bell(struct shiftadd_client *c, int ms)
 {
 	struct pollfd p[2] = { { c->cq_efd, POLLIN, 0 }, { c->sock, POLLIN, 0 } };
+	uint64_t t0 = now_ns();
+	int r;
 
-	if (poll(p, 2, ms) <= 0)
+	if (shm_cons_spin(&c->cq, c->spin_ns)) {
+		c->spin_ns = c->spin_max_ns;
+		return;
+	}
+	reset_bell(c);
+	if (shm_sleep_prepare(&c->cq))
+		return;
+	r = poll(p, 2, ms);
+	if (c->spin_max_ns)
+		adapt_spin(c, now_ns() - t0);
+	if (r <= 0)
 		return;
 	if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
 		char b[64];
@@ -224,7 +270,7 @@ static void wait_bell(struct shiftadd_client *c, int ms)
 
 		/* After the handshake the daemon only closes the socket. */
 		if (n == 0 || (n < 0 && errno != EAGAIN)) {
-			drain(c);
+			drain(c, false);
 			fail_all(c);
 		}
 	}
@@ -270,12 +316,13 @@ static int pump(struct shiftadd_client *c, pred_fn pred, const void *arg, int ti
 
 			c->polling = true;
 			pthread_mutex_unlock(&c->mu);
-			n = drain(c);
+			/* Not waiting: leave the doorbell quiet for an application polling it. */
+			n = drain(c, left == 0);
 			pthread_mutex_lock(&c->mu);
 			if (n == 0 && !pred(c, arg) && !c->dead && left != 0) {
 				pthread_mutex_unlock(&c->mu);
 				wait_bell(c, left);
-				drain(c);
+				drain(c, false);
 				pthread_mutex_lock(&c->mu);
 			}
 			c->polling = false;

@@ -61,6 +61,7 @@ static const struct opt opts[] = {
 	U32("server", max_clients, 1, 65536, "256", "connected clients at most"),
 	U32("server", stall_timeout_ms, 10, 86400000, "30000", "disconnect a client whose completion ring stays full this long"),
 	U32("server", drain_timeout_ms, 0, 86400000, "30000", "on SIGTERM, wait this long for in-flight requests"),
+	U32("server", spin_us, 0, 100000, "50", "after a busy loop round, poll the submission rings this long before sleeping (0: never; adaptive, never at idle)"),
 	STR("model", backend, "fake", "model backend (fake)"),
 	STR("model", model, "", "model file for the backend"),
 	U32("model", step_delay_us, 0, 10000000, "0", "fake backend: simulated compute time per step"),

@@ -33,6 +33,7 @@ struct config {
 	uint32_t max_clients;
 	uint32_t stall_timeout_ms;
 	uint32_t drain_timeout_ms;
+	uint32_t spin_us; /* longest spin on the submission rings after a busy round, 0: never */
 	/* [model] */
 	char backend[32];
 	char model[CONFIG_PATH_MAX];

@@ -141,8 +141,11 @@ struct daemon {
 	struct gen *old;      /* retiring generation, or NULL */
 	struct placement *pl; /* current placement: &placement or a heap copy (pl_owned) */
 	bool pl_owned;
-	bool admin_draining;	    /* shiftaddctl drain: new requests refused, daemon stays up */
-	uint64_t step_busy_ns;	    /* loop thread time inside scheduler steps */
+	bool admin_draining;   /* shiftaddctl drain: new requests refused, daemon stays up */
+	uint64_t step_busy_ns; /* loop thread time inside scheduler steps */
+	/* uring_loop.c: adaptive spin on the submission rings (cfg.spin_us at most) */
+	uint64_t spin_ns;    /* current budget: halved after long idle gaps, 0: block at once */
+	uint64_t n_sq_taken; /* submissions consumed so far (tells a busy round from an idle one) */
 	uint64_t n_req_refused;	    /* requests answered with an Error */
 	struct sched_stats st_base; /* counters of retired generations' schedulers */
 };

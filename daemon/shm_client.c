@@ -239,6 +239,7 @@ void shm_client_process_sq(struct client *c)
 			if (reply_error(c, 0, -EPROTO, "undecodable message") == -EAGAIN)
 				return; /* retried once the client reads its completions */
 			shm_cons_pop(&c->sq);
+			c->d->n_sq_taken++;
 			continue;
 		}
 		if (m->msg_case == SHIFTADD__CLIENT_MSG__MSG_GENERATE) {
@@ -264,6 +265,7 @@ void shm_client_process_sq(struct client *c)
 		}
 		shiftadd__client_msg__free_unpacked(m, NULL);
 		shm_cons_pop(&c->sq);
+		c->d->n_sq_taken++;
 	}
 }
 

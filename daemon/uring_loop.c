@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,8 @@
 
 #define RING_ENTRIES	 1024
 #define TICK_NS		 (50ull * 1000 * 1000)
-#define ACCEPT_BATCH_MAX 64 /* connections taken from the backlog per loop round */
+#define ACCEPT_BATCH_MAX 64   /* connections taken from the backlog per loop round */
+#define SPIN_YIELD_NS	 1000 /* sched_yield() this often while spinning (see proto/shm_ring.c) */
 
 static const uint64_t bell_one = 1;
 
@@ -386,17 +388,129 @@ int uring_loop_init(struct daemon *d)
 	return 0;
 }
 
-static void ring_bells(struct daemon *d)
+/* Handle every completion queued. Returns how many were not completion doorbell writes. */
+static unsigned reap_cqes(struct daemon *d)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0, work = 0;
+
+	io_uring_for_each_cqe(&d->ring, head, cqe)
+	{
+		const struct uop *op = io_uring_cqe_get_data(cqe);
+
+		work += !op || op->kind != UOP_CQ_BELL || cqe->res < 0;
+		handle_cqe(d, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&d->ring, n);
+	return work;
+}
+
+/* Completion doorbells for this round's completions. Returns the clients that got some. */
+static uint32_t ring_bells(struct daemon *d)
 {
 	struct client *c, *next;
+	uint32_t n = 0;
 
 	for (c = LIST_FIRST(&d->clients); c; c = next) {
 		next = LIST_NEXT(c, link);
 		if (c->state == CLIENT_READY && c->cq_dirty) {
 			c->cq_dirty = false;
-			uring_arm_cq_bell(d, c);
+			n++;
+			/* A client spinning on its ring sees the tail without the eventfd. */
+			if (shm_prod_need_bell(&c->cq))
+				uring_arm_cq_bell(d, c);
 		}
 	}
+	return n;
+}
+
+/* Look at every client's submission ring: true if one has data (marked sq_pending). */
+static bool any_sq_ready(struct daemon *d, bool before_sleep)
+{
+	struct client *c;
+	bool found = false;
+
+	LIST_FOREACH(c, &d->clients, link)
+	{
+		if (c->state != CLIENT_READY || c->kill)
+			continue;
+		if (before_sleep ? shm_sleep_prepare(&c->sq) : shm_cons_ready(&c->sq)) {
+			c->sq_pending = true;
+			found = true;
+		}
+	}
+	return found;
+}
+
+static void announce_spin(struct daemon *d, bool on)
+{
+	struct client *c;
+
+	LIST_FOREACH(c, &d->clients, link)
+	{
+		if (c->state != CLIENT_READY)
+			continue;
+		if (on)
+			shm_spin_begin(&c->sq);
+		else
+			shm_spin_end(&c->sq);
+	}
+}
+
+/*
+ * After a busy round, poll the submission rings and the io_uring completion queue for up to
+ * the adaptive budget instead of sleeping: a client that submits again within it (a closed
+ * loop, a burst) is seen without a doorbell and without a wake-up. The rings carry our
+ * spinning word meanwhile, so clients skip their doorbell write; it is withdrawn and every
+ * ring looked at once more before we may sleep (the clients' side of the protocol rings the
+ * doorbell for anything published after that). Returns whether there is work.
+ */
+static bool spin_poll(struct daemon *d)
+{
+	uint64_t t0, now, next_yield;
+	bool found = false;
+
+	/* The completion doorbells queued this round must go out before we spin. */
+	if (io_uring_sq_ready(&d->ring))
+		io_uring_submit(&d->ring);
+	announce_spin(d, true);
+	t0 = uring_now_ns();
+	next_yield = t0 + SPIN_YIELD_NS;
+	for (;;) {
+		for (int i = 0; i < 8 && !found; i++) {
+			/* Our own completion doorbells complete here too: they are not work. */
+			found = (io_uring_cq_ready(&d->ring) && reap_cqes(d) > 0) ||
+				any_sq_ready(d, false);
+			shm_cpu_relax();
+		}
+		if (found)
+			break;
+		now = uring_now_ns();
+		if (now - t0 >= d->spin_ns)
+			break;
+		if (now >= next_yield) {
+			sched_yield();
+			next_yield = now + SPIN_YIELD_NS;
+		}
+	}
+	announce_spin(d, false);
+	if (!found)
+		found = any_sq_ready(d, true);
+	if (found)
+		d->spin_ns = (uint64_t)d->cfg.spin_us * 1000;
+	return found;
+}
+
+/* After a sleep of @gap_ns: spin next time if a spin of the full budget would have caught it. */
+static void adapt_spin(struct daemon *d, uint64_t gap_ns)
+{
+	uint64_t max = (uint64_t)d->cfg.spin_us * 1000;
+
+	if (gap_ns <= max)
+		d->spin_ns = max;
+	else if ((d->spin_ns /= 2) < 1000)
+		d->spin_ns = 0;
 }
 
 /* Housekeeping after each round: submissions, kills, stalls. Returns whether a tick is due. */
@@ -442,46 +556,55 @@ static bool any_sq_pending(struct daemon *d)
 
 int uring_loop_run(struct daemon *d)
 {
-	bool need_tick = false;
+	bool need_tick = false, active = false;
 	int ret;
 
+	d->spin_ns = (uint64_t)d->cfg.spin_us * 1000;
 	while (!d->stop) {
 		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
 		bool busy = sched_has_work(d->sched) || reload_has_work(d) || any_sq_pending(d);
-		uint64_t t_step;
+		uint64_t t_step, taken, t_idle = 0;
+		int stepped;
 
+		if (!busy && active && d->cfg.spin_us)
+			t_idle = uring_now_ns();
 		if (busy) {
 			io_uring_submit(&d->ring);
-		} else if (need_tick || d->draining) {
-			struct __kernel_timespec ts = { 0, (long long)TICK_NS };
-
-			ret = io_uring_submit_and_wait_timeout(&d->ring, &cqe, 1, &ts, NULL);
-			if (ret < 0 && ret != -ETIME && ret != -EINTR)
-				return log_errno(ret, "io_uring wait failed");
+		} else if (active && d->spin_ns && spin_poll(d)) {
+			/* Work arrived while spinning: no sleep, no wake-up. */
 		} else {
-			ret = io_uring_submit_and_wait(&d->ring, 1);
-			if (ret < 0 && ret != -EINTR)
-				return log_errno(ret, "io_uring wait failed");
-		}
-		io_uring_for_each_cqe(&d->ring, head, cqe)
-		{
-			handle_cqe(d, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&d->ring, n);
+			/* Idle, or the spin ran out: block in the kernel (never poll at idle). */
+			if (need_tick || d->draining) {
+				struct __kernel_timespec ts = { 0, (long long)TICK_NS };
 
+				ret = io_uring_submit_and_wait_timeout(&d->ring, &cqe, 1, &ts,
+								       NULL);
+				if (ret < 0 && ret != -ETIME && ret != -EINTR)
+					return log_errno(ret, "io_uring wait failed");
+			} else {
+				ret = io_uring_submit_and_wait(&d->ring, 1);
+				if (ret < 0 && ret != -EINTR)
+					return log_errno(ret, "io_uring wait failed");
+			}
+			/* The whole idle gap, spin included, decides the next spin. */
+			if (t_idle)
+				adapt_spin(d, uring_now_ns() - t_idle);
+		}
+		reap_cqes(d);
+
+		taken = d->n_sq_taken;
 		need_tick = sweep_clients(d, true);
 		t_step = uring_now_ns();
-		ret = sched_step(d->sched);
-		if (ret < 0)
-			log_err("backend step failed error=\"%s\"", strerror(-ret));
+		stepped = sched_step(d->sched);
+		if (stepped < 0)
+			log_err("backend step failed error=\"%s\"", strerror(-stepped));
 		ret = reload_step(d);
 		if (ret < 0)
 			log_err("backend step failed generation=old error=\"%s\"", strerror(-ret));
 		d->step_busy_ns += uring_now_ns() - t_step;
 		need_tick |= sweep_clients(d, false);
-		ring_bells(d);
+		/* A round that took a submission, stepped or answered is busy: spin after it. */
+		active = ring_bells(d) > 0 || stepped > 0 || ret > 0 || d->n_sq_taken != taken;
 
 		if (d->draining) {
 			uint64_t now = uring_now_ns();

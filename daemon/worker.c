@@ -148,7 +148,11 @@ void worker_pool_run(struct worker_pool *p, uint32_t n_tasks, worker_fn fn, void
 {
 	if (n_tasks == 0)
 		return;
-	if (!p) {
+	/*
+	 * One task gains nothing from a worker: handing it over costs two context switches (wake
+	 * the worker, wake us back), which is most of a small step's time. Run it here.
+	 */
+	if (!p || n_tasks == 1) {
 		for (uint32_t i = 0; i < n_tasks; i++)
 			fn(arg, i, 0);
 		return;
@@ -160,7 +164,12 @@ void worker_pool_run(struct worker_pool *p, uint32_t n_tasks, worker_fn fn, void
 	p->next_task = 0;
 	p->n_done = 0;
 	p->generation++;
-	pthread_cond_broadcast(&p->wake);
+	/* Wake only as many workers as there are tasks: the others would find none. */
+	if (n_tasks >= p->n_workers)
+		pthread_cond_broadcast(&p->wake);
+	else
+		for (uint32_t i = 0; i < n_tasks; i++)
+			pthread_cond_signal(&p->wake);
 	while (p->n_done < p->n_tasks)
 		pthread_cond_wait(&p->done, &p->mu);
 	pthread_mutex_unlock(&p->mu);

@@ -25,7 +25,8 @@ void worker_pool_free(struct worker_pool *p);
 uint32_t worker_pool_size(const struct worker_pool *p);
 /*
  * Run fn(arg, i, w) for every i < n_tasks and return when all are done. @p may be NULL (runs
- * on the caller). Not re-entrant: one run at a time per pool (the daemon's loop thread).
+ * on the caller), and a single task also runs on the caller (w = 0; not counted in
+ * worker_pool_busy()). Not re-entrant: one run at a time per pool (the daemon's loop thread).
  */
 void worker_pool_run(struct worker_pool *p, uint32_t n_tasks, worker_fn fn, void *arg);
 

@@ -102,6 +102,8 @@ typedef void (*shiftadd_event_cb)(const struct shiftadd_event *ev, void *arg);
  * (may be NULL) appears in the daemon's logs. On success *ret is a handle the caller closes
  * with shiftadd_close(). Returns 0, -ENOENT/-ECONNREFUSED (no daemon), -EPERM (credentials
  * refused), -EOPNOTSUPP (protocol version), -ESHUTDOWN, -EAGAIN (daemon full), -EPROTO, -ENOMEM.
+ * $SHIFTADD_SPIN_US (read here; default 50, 0: never) bounds how long a waiting call spins on
+ * the completion ring before it sleeps (adaptive: shorter after long waits).
  */
 SHIFTADD_API int shiftadd_connect(const char *socket_path, const char *client_name,
 				  shiftadd_client **ret);

@@ -3,6 +3,7 @@
 #define PROTO_SHM_RING_H
 
 #include <stdalign.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,13 @@
  * private copy of every counter it owns and of the layout and never trusts the shared one: all
  * shared memory is hostile. The producer owns the arena bytes between the consumer's head and its
  * own tail; payloads never wrap around the end of the arena.
+ *
+ * Doorbells: after publishing, the producer writes the ring's eventfd unless the consumer has
+ * announced, in its `spinning` word, that it is polling the ring (shm_spin_begin()). A consumer
+ * about to sleep withdraws the announcement, resets its eventfd and looks at the ring once more
+ * (shm_spin_end(), shm_sleep_prepare()); both sides order their store before their load
+ * (seq_cst), so either the consumer sees the new tail or the producer sees that it must ring
+ * (no lost wake-up). A peer that never sets the word (0 in a fresh region) always gets rung.
  */
 
 #define SHM_MAGIC	    0x52415348u /* "SHAR" little-endian */
@@ -40,9 +48,14 @@
  * completion slots, writes the submission doorbell once and clears nothing (the daemon clears). */
 #define SHM_RING_F_KICK 1u
 
+/* shm_ring_ctl.spinning: the consumer polls the ring and looks at it again before it sleeps, so
+ * the producer may skip the doorbell. Any other value: ring it. */
+#define SHM_SPINNING 1u
+
 struct shm_ring_ctl {
 	alignas(SHM_ALIGN) uint32_t tail;  /* written by the producer only */
 	alignas(SHM_ALIGN) uint32_t head;  /* written by the consumer only */
+	uint32_t spinning;		   /* written by the consumer only: SHM_SPINNING or 0 */
 	alignas(SHM_ALIGN) uint32_t flags; /* SHM_RING_F_*, see each bit for its writer */
 };
 
@@ -80,6 +93,7 @@ struct shm_hdr {
 
 _Static_assert(sizeof(struct shm_ring_ctl) == 3 * SHM_ALIGN, "ring ctl ABI");
 _Static_assert(offsetof(struct shm_ring_ctl, head) == SHM_ALIGN, "ring ctl ABI");
+_Static_assert(offsetof(struct shm_ring_ctl, spinning) == SHM_ALIGN + 4, "ring ctl ABI");
 _Static_assert(offsetof(struct shm_ring_ctl, flags) == 2 * SHM_ALIGN, "ring ctl ABI");
 _Static_assert(sizeof(struct shm_slot) == 16, "slot ABI");
 _Static_assert(sizeof(struct shm_hdr) == 88, "header ABI");
@@ -131,7 +145,10 @@ void shm_prod_done(struct shm_prod *p);
  * Not thread-safe: one producer per ring.
  */
 int shm_prod_reserve(struct shm_prod *p, size_t len, void **ret_buf);
-/* Publish the reserved payload as the next slot, with its final length @len <= reserved. */
+/*
+ * Publish the reserved payload as the next slot, with its final length @len <= reserved. The
+ * tail store is seq_cst (see shm_prod_need_bell()).
+ */
 void shm_prod_commit(struct shm_prod *p, size_t len);
 /* Slots in use (published and not yet consumed) as last validated; no shared read. */
 uint32_t shm_prod_used(const struct shm_prod *p);
@@ -159,6 +176,63 @@ void shm_cons_init(struct shm_cons *c, void *base, const struct shm_layout *l, i
 int shm_cons_peek(struct shm_cons *c, void *dst, size_t cap, size_t *ret_len);
 /* Consume the slot returned by the last successful shm_cons_peek() (release store of head). */
 void shm_cons_pop(struct shm_cons *c);
+
+/*
+ * Producer, after shm_prod_commit(): whether the consumer must be woken through the doorbell
+ * (it has not announced that it is spinning). Dekker's pattern with shm_spin_end() +
+ * shm_sleep_prepare(): the tail store and this load are seq_cst, as are the consumer's store
+ * of its word and its load of the tail, so at least one side sees the other's store. (Sequenced
+ * atomics rather than fences: ThreadSanitizer does not model fences.)
+ */
+static inline bool shm_prod_need_bell(const struct shm_prod *p)
+{
+	return __atomic_load_n(&p->ctl->spinning, __ATOMIC_SEQ_CST) != SHM_SPINNING;
+}
+
+/* Consumer: whether the producer's tail moved past our head (a hint: peek validates). */
+static inline bool shm_cons_ready(const struct shm_cons *c)
+{
+	return __atomic_load_n(&c->ctl->tail, __ATOMIC_ACQUIRE) != c->head;
+}
+
+/* Consumer: announce that we poll the ring (the producer may stop ringing the doorbell). */
+static inline void shm_spin_begin(struct shm_cons *c)
+{
+	__atomic_store_n(&c->ctl->spinning, SHM_SPINNING, __ATOMIC_SEQ_CST);
+}
+
+/* Consumer: withdraw the announcement; call shm_sleep_prepare() before sleeping. */
+static inline void shm_spin_end(struct shm_cons *c)
+{
+	__atomic_store_n(&c->ctl->spinning, 0, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Consumer, with the announcement withdrawn (or never made) and the doorbell reset: whether the
+ * ring has data after all (then do not sleep). Pairs with shm_prod_need_bell(): a producer that
+ * still saw SHM_SPINNING published a tail that this load sees.
+ */
+static inline bool shm_sleep_prepare(const struct shm_cons *c)
+{
+	return __atomic_load_n(&c->ctl->tail, __ATOMIC_SEQ_CST) != c->head;
+}
+
+/* A polite busy-wait step (the sibling hyperthread, or the other vCPU's host, gets the core). */
+static inline void shm_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/*
+ * Spin on @c for up to @budget_ns with the announcement made: returns true as soon as the ring
+ * has data, false after the budget (the announcement is withdrawn either way). Yields the CPU
+ * every microsecond so that a spinner never starves a peer that shares its core.
+ */
+bool shm_cons_spin(struct shm_cons *c, uint64_t budget_ns);
 
 /* Atomic accessors for shared flags (relaxed loads would do for hints; we use seq_cst). */
 static inline uint32_t shm_flags_load(const struct shm_ring_ctl *ctl)

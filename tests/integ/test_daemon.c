@@ -5,6 +5,7 @@
  * and stop it with SIGTERM. Exit 0 pass, 1 fail, 77 when the host has no io_uring.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -390,6 +391,90 @@ static void test_cancel(void **state)
 	shiftadd_close(c);
 }
 
+/* CPU time (user + system, in clock ticks) the daemon has used so far, or -1. */
+static long daemon_cpu_ticks(void)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)srv.daemon_pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	/* Fields after "(comm)": state is field 3, utime and stime are 14 and 15. */
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return -1;
+	return (long)(ut + st);
+}
+
+static void test_closed_loop_then_idle_daemon_sleeps(void **state)
+{
+	shiftadd_client *c;
+	long t0, t1, hz = sysconf(_SC_CLK_TCK);
+
+	/* Back-to-back requests: the client and the daemon spin for each other's messages. */
+	assert_int_equal(shiftadd_connect(srv.sock_path, "closed-loop", &c), 0);
+	for (int i = 0; i < 200; i++) {
+		char prompt[8];
+
+		snprintf(prompt, sizeof(prompt), "%c", 'a' + i % 26);
+		assert_int_equal(harness_generate_check(c, prompt, 1 + (uint32_t)(i % 3), i % 2),
+				 0);
+	}
+	/* Then nothing: the daemon's spin runs out and it must block in the kernel. A spinning
+	 * daemon would use a whole second of CPU in the next second; a sleeping one next to none. */
+	usleep(100000);
+	t0 = daemon_cpu_ticks();
+	usleep(1000000);
+	t1 = daemon_cpu_ticks();
+	assert_true(t0 >= 0 && t1 >= t0);
+	assert_true((t1 - t0) * 5 < hz); /* under 0.2 s of CPU in 1 s */
+	shiftadd_close(c);
+}
+
+/* An application's own poll loop on shiftadd_fd(): every event wakes it, and once everything is
+ * delivered the fd goes quiet (no busy loop). */
+static void test_app_poll_loop_on_fd(void **state)
+{
+	struct shiftadd_request req = { .prompt = "fd", .max_tokens = 20, .stream = true };
+	struct harness_gen g = { 0 };
+	shiftadd_client *c;
+	char want[32];
+	int quiet = 0;
+
+	assert_int_equal(shiftadd_connect(srv.sock_path, "fd-loop", &c), 0);
+	assert_int_equal(shiftadd_submit(c, &req, harness_collect, &g, NULL), 0);
+	while (g.finish == 0) {
+		struct pollfd p = { shiftadd_fd(c), POLLIN, 0 };
+
+		/* A lost completion doorbell leaves this poll to time out. */
+		assert_int_equal(poll(&p, 1, 10000), 1);
+		assert_true(shiftadd_poll(c, 0) >= 0);
+	}
+	fake_greedy("fd", 20, want);
+	assert_int_equal(g.error, 0);
+	assert_int_equal(g.len, 20);
+	assert_memory_equal(g.text, want, 20);
+	/* A doorbell of an earlier round may still land after the last event: allow a few. */
+	for (int i = 0; i < 5 && !quiet; i++) {
+		struct pollfd p = { shiftadd_fd(c), POLLIN, 0 };
+
+		assert_true(shiftadd_poll(c, 0) >= 0);
+		quiet = poll(&p, 1, 200) == 0;
+	}
+	assert_true(quiet);
+	shiftadd_close(c);
+}
+
 static void test_unlisted_uid_is_refused(void **state)
 {
 	pid_t kid = fork();
@@ -464,6 +549,8 @@ int main(void)
 		cmocka_unit_test(test_hostile_clients_do_not_disturb_others),
 		cmocka_unit_test(test_client_that_never_reads_is_dropped),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_closed_loop_then_idle_daemon_sleeps),
+		cmocka_unit_test(test_app_poll_loop_on_fd),
 		cmocka_unit_test(test_unlisted_uid_is_refused),
 		cmocka_unit_test(test_sigterm_drains_in_flight),
 	};
