@@ -10,9 +10,25 @@
 #include <string.h>
 #include <time.h>
 
+/* Time spent in tasks and tasks run by one thread of the pool (its own cache line). */
+struct pool_thread_stats {
+	_Alignas(64) atomic_ullong busy_ns;
+	atomic_ullong tasks;
+};
+
+struct pool_thread {
+	struct pool *pool;
+	uint32_t index;
+};
+
+/* The index of the calling thread in the pool whose task it runs (0: the caller's thread). */
+static _Thread_local uint32_t tls_index;
+
 struct pool {
 	uint32_t n_threads;
-	pthread_t *threads; /* [n_threads - 1] */
+	struct pool_thread *args;	 /* [n_threads] */
+	struct pool_thread_stats *stats; /* [n_threads] */
+	pthread_t *threads;		 /* [n_threads - 1] */
 	uint32_t n_started;
 	pthread_mutex_t run_lock; /* serializes pool_run callers */
 	pthread_mutex_t lock;	  /* only for sleeping and waking */
@@ -90,23 +106,34 @@ static bool all_done(struct pool *p, uint64_t unused)
 	return atomic_load_explicit(&p->n_active, memory_order_acquire) == 0;
 }
 
-/* Claim tasks until none are left. */
-static void drain(struct pool *p)
+/* Claim tasks until none are left; thread @self's time inside them goes to its stats. */
+static void drain(struct pool *p, uint32_t self)
 {
+	uint64_t t0 = 0, n = 0;
+
 	for (;;) {
 		uint32_t t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
 
 		if (t >= p->n_tasks)
 			break;
+		if (!n++)
+			t0 = now_ns();
 		p->fn(p->arg, t);
+	}
+	if (n) {
+		atomic_fetch_add_explicit(&p->stats[self].busy_ns, now_ns() - t0,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&p->stats[self].tasks, n, memory_order_relaxed);
 	}
 }
 
 static void *worker(void *arg)
 {
-	struct pool *p = arg;
+	struct pool_thread *self = arg;
+	struct pool *p = self->pool;
 	uint64_t seen = 0;
 
+	tls_index = self->index;
 	for (;;) {
 		if (!wait_briefly(new_generation, p, seen)) {
 			pthread_mutex_lock(&p->lock);
@@ -120,7 +147,7 @@ static void *worker(void *arg)
 		if (atomic_load(&p->stop))
 			break;
 		seen = atomic_load_explicit(&p->generation, memory_order_acquire);
-		drain(p);
+		drain(p, self->index);
 		if (atomic_fetch_sub(&p->n_active, 1) == 1 && atomic_load(&p->caller_sleeps)) {
 			pthread_mutex_lock(&p->lock);
 			pthread_cond_signal(&p->done);
@@ -132,6 +159,13 @@ static void *worker(void *arg)
 
 int pool_new(uint32_t n_threads, const int *cpus, struct pool **ret_pool)
 {
+	return pool_new_pinned(n_threads, cpus, ret_pool, NULL);
+}
+
+int pool_new_pinned(uint32_t n_threads, const int *cpus, struct pool **ret_pool,
+		    uint32_t *ret_pin_failures)
+{
+	uint32_t failures = 0;
 	struct pool *p;
 	int ret;
 
@@ -143,9 +177,19 @@ int pool_new(uint32_t n_threads, const int *cpus, struct pool **ret_pool)
 	memset(p, 0, sizeof(*p));
 	p->n_threads = n_threads;
 	p->threads = calloc(n_threads, sizeof(*p->threads));
-	if (!p->threads) {
+	p->args = calloc(n_threads, sizeof(*p->args));
+	p->stats = aligned_alloc(_Alignof(struct pool_thread_stats), n_threads * sizeof(*p->stats));
+	if (!p->threads || !p->args || !p->stats) {
+		free(p->threads);
+		free(p->args);
+		free(p->stats);
 		free(p);
 		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n_threads; i++) {
+		atomic_init(&p->stats[i].busy_ns, 0);
+		atomic_init(&p->stats[i].tasks, 0);
+		p->args[i] = (struct pool_thread){ .pool = p, .index = i };
 	}
 	pthread_mutex_init(&p->run_lock, NULL);
 	pthread_mutex_init(&p->lock, NULL);
@@ -158,25 +202,27 @@ int pool_new(uint32_t n_threads, const int *cpus, struct pool **ret_pool)
 	atomic_init(&p->n_sleepers, 0);
 	atomic_init(&p->caller_sleeps, false);
 	for (uint32_t w = 1; w < n_threads; w++) {
-		pthread_attr_t attr;
-
-		pthread_attr_init(&attr);
-		if (cpus) {
-			cpu_set_t set;
-
-			CPU_ZERO(&set);
-			if (cpus[w] >= 0 && cpus[w] < CPU_SETSIZE)
-				CPU_SET(cpus[w], &set);
-			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-		}
-		ret = pthread_create(&p->threads[w - 1], &attr, worker, p);
-		pthread_attr_destroy(&attr);
+		ret = pthread_create(&p->threads[w - 1], NULL, worker, &p->args[w]);
 		if (ret) {
 			pool_free(p);
 			return -ret;
 		}
 		p->n_started++;
+		if (cpus) {
+			cpu_set_t set;
+
+			CPU_ZERO(&set);
+			if (cpus[w] < 0 || cpus[w] >= CPU_SETSIZE) {
+				failures++;
+				continue;
+			}
+			CPU_SET(cpus[w], &set);
+			if (pthread_setaffinity_np(p->threads[w - 1], sizeof(set), &set))
+				failures++;
+		}
 	}
+	if (ret_pin_failures)
+		*ret_pin_failures = failures;
 	*ret_pool = p;
 	return 0;
 }
@@ -196,7 +242,24 @@ void pool_free(struct pool *p)
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->run_lock);
 	free(p->threads);
+	free(p->args);
+	free(p->stats);
 	free(p);
+}
+
+uint32_t pool_thread_index(void)
+{
+	return tls_index;
+}
+
+void pool_thread_stats(const struct pool *p, uint32_t i, uint64_t *ret_busy_ns, uint64_t *ret_tasks)
+{
+	*ret_busy_ns = 0;
+	*ret_tasks = 0;
+	if (!p || i >= p->n_threads)
+		return;
+	*ret_busy_ns = atomic_load_explicit(&p->stats[i].busy_ns, memory_order_relaxed);
+	*ret_tasks = atomic_load_explicit(&p->stats[i].tasks, memory_order_relaxed);
 }
 
 uint32_t pool_n_threads(const struct pool *p)
@@ -227,7 +290,7 @@ void pool_run(void *ctx, uint32_t n_tasks, pool_task_fn fn, void *arg)
 		pthread_cond_broadcast(&p->wake);
 		pthread_mutex_unlock(&p->lock);
 	}
-	drain(p);
+	drain(p, 0);
 	if (!wait_briefly(all_done, p, 0)) {
 		pthread_mutex_lock(&p->lock);
 		atomic_store(&p->caller_sleeps, true);

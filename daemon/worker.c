@@ -1,4 +1,10 @@
 // SPDX-License-Identifier: MIT
+/*
+ * The daemon's workers are a common/pool (the same spin-then-sleep pool the CLI tools use)
+ * whose thread 0 is the event-loop thread itself: a step runs on the loop thread and n - 1
+ * pinned workers, so n workers occupy n cores. The loop thread is pinned to cpus[0] the first
+ * time it runs a step (the pool may be built on another thread, e.g. at start-up).
+ */
 #include "daemon/worker.h"
 
 #include <errno.h>
@@ -6,118 +12,49 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
-struct worker {
-	struct worker_pool *pool;
-	pthread_t thread;
-	uint32_t index;
-	uint64_t busy_ns; /* guarded by pool->mu: time inside tasks */
-	uint64_t tasks;
-};
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+#include "common/pool.h"
 
 struct worker_pool {
-	pthread_mutex_t mu;
-	pthread_cond_t wake; /* workers wait here for a new generation */
-	pthread_cond_t done; /* the caller waits here for the last task */
-	uint64_t generation;
-	bool stop;
-	/* the current run, guarded by mu */
-	worker_fn fn;
-	void *arg;
-	uint32_t n_tasks;
-	uint32_t next_task;
-	uint32_t n_done;
+	struct pool *pool;
 	uint32_t n_workers;
-	struct worker *workers;
+	int cpu0;	  /* for the loop thread; -1: not pinned */
+	pthread_t pinned; /* the thread pinned to cpu0, once pinned */
+	bool have_pinned;
 };
 
-static void *worker_main(void *opaque)
+struct run_ctx {
+	worker_fn fn;
+	void *arg;
+};
+
+static void run_task(void *opaque, uint32_t task)
 {
-	struct worker *w = opaque;
-	struct worker_pool *p = w->pool;
-	uint64_t seen = 0;
+	const struct run_ctx *c = opaque;
 
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (!p->stop && p->generation == seen)
-			pthread_cond_wait(&p->wake, &p->mu);
-		if (p->stop)
-			break;
-		seen = p->generation;
-		/* Tasks are claimed under the lock: steps have a handful of tasks, each large. */
-		while (p->next_task < p->n_tasks) {
-			uint32_t t = p->next_task++;
-			worker_fn fn = p->fn;
-			void *arg = p->arg;
-			uint64_t t0;
-
-			pthread_mutex_unlock(&p->mu);
-			t0 = mono_ns();
-			fn(arg, t, w->index);
-			t0 = mono_ns() - t0;
-			pthread_mutex_lock(&p->mu);
-			w->busy_ns += t0;
-			w->tasks++;
-			if (++p->n_done == p->n_tasks)
-				pthread_cond_signal(&p->done);
-		}
-	}
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
+	c->fn(c->arg, task, pool_thread_index());
 }
 
 int worker_pool_new(const int *cpus, uint32_t n, struct worker_pool **ret,
 		    uint32_t *ret_pin_failures)
 {
 	struct worker_pool *p;
-	uint32_t pin_failures = 0, i;
-	int ret_code;
+	int r;
 
 	if (n == 0)
 		return -EINVAL;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->workers = calloc(n, sizeof(*p->workers));
-	if (!p->workers) {
+	r = pool_new_pinned(n, cpus, &p->pool, ret_pin_failures);
+	if (r < 0) {
 		free(p);
-		return -ENOMEM;
+		return r;
 	}
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->wake, NULL);
-	pthread_cond_init(&p->done, NULL);
-	for (i = 0; i < n; i++) {
-		struct worker *w = &p->workers[i];
-
-		w->pool = p;
-		w->index = i;
-		ret_code = pthread_create(&w->thread, NULL, worker_main, w);
-		if (ret_code) {
-			p->n_workers = i;
-			worker_pool_free(p);
-			return -ret_code;
-		}
-		p->n_workers = i + 1;
-		if (cpus && cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) {
-			cpu_set_t set;
-
-			CPU_ZERO(&set);
-			CPU_SET(cpus[i], &set);
-			if (pthread_setaffinity_np(w->thread, sizeof(set), &set))
-				pin_failures++;
-		}
-	}
-	if (ret_pin_failures)
-		*ret_pin_failures = pin_failures;
+	p->n_workers = n;
+	p->cpu0 = cpus && cpus[0] >= 0 && cpus[0] < CPU_SETSIZE ? cpus[0] : -1;
+	if (ret_pin_failures && cpus && p->cpu0 < 0)
+		++*ret_pin_failures;
 	*ret = p;
 	return 0;
 }
@@ -126,16 +63,7 @@ void worker_pool_free(struct worker_pool *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->mu);
-	p->stop = true;
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->mu);
-	for (uint32_t i = 0; i < p->n_workers; i++)
-		pthread_join(p->workers[i].thread, NULL);
-	pthread_cond_destroy(&p->done);
-	pthread_cond_destroy(&p->wake);
-	pthread_mutex_destroy(&p->mu);
-	free(p->workers);
+	pool_free(p->pool);
 	free(p);
 }
 
@@ -144,45 +72,37 @@ uint32_t worker_pool_size(const struct worker_pool *p)
 	return p ? p->n_workers : 1;
 }
 
+/* Pin the calling (loop) thread to cpus[0] once; a later caller thread is pinned anew. */
+static void pin_caller(struct worker_pool *p)
+{
+	pthread_t self = pthread_self();
+	cpu_set_t set;
+
+	if (p->cpu0 < 0 || (p->have_pinned && pthread_equal(p->pinned, self)))
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(p->cpu0, &set);
+	pthread_setaffinity_np(self, sizeof(set), &set);
+	p->pinned = self;
+	p->have_pinned = true;
+}
+
 void worker_pool_run(struct worker_pool *p, uint32_t n_tasks, worker_fn fn, void *arg)
 {
+	struct run_ctx c = { .fn = fn, .arg = arg };
+
 	if (n_tasks == 0)
 		return;
-	/*
-	 * One task gains nothing from a worker: handing it over costs two context switches (wake
-	 * the worker, wake us back), which is most of a small step's time. Run it here.
-	 */
-	if (!p || n_tasks == 1) {
+	if (!p) {
 		for (uint32_t i = 0; i < n_tasks; i++)
 			fn(arg, i, 0);
 		return;
 	}
-	pthread_mutex_lock(&p->mu);
-	p->fn = fn;
-	p->arg = arg;
-	p->n_tasks = n_tasks;
-	p->next_task = 0;
-	p->n_done = 0;
-	p->generation++;
-	/* Wake only as many workers as there are tasks: the others would find none. */
-	if (n_tasks >= p->n_workers)
-		pthread_cond_broadcast(&p->wake);
-	else
-		for (uint32_t i = 0; i < n_tasks; i++)
-			pthread_cond_signal(&p->wake);
-	while (p->n_done < p->n_tasks)
-		pthread_cond_wait(&p->done, &p->mu);
-	pthread_mutex_unlock(&p->mu);
+	pin_caller(p);
+	pool_run(p->pool, n_tasks, run_task, &c);
 }
 
 void worker_pool_busy(struct worker_pool *p, uint32_t i, uint64_t *ret_busy_ns, uint64_t *ret_tasks)
 {
-	*ret_busy_ns = 0;
-	*ret_tasks = 0;
-	if (!p || i >= p->n_workers)
-		return;
-	pthread_mutex_lock(&p->mu);
-	*ret_busy_ns = p->workers[i].busy_ns;
-	*ret_tasks = p->workers[i].tasks;
-	pthread_mutex_unlock(&p->mu);
+	pool_thread_stats(p ? p->pool : NULL, i, ret_busy_ns, ret_tasks);
 }

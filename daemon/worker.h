@@ -5,8 +5,10 @@
 #include <stdint.h>
 
 /*
- * A pool of worker threads, each pinned to one CPU, that runs a parallel-for on request.
- * Idle workers sleep on a condition variable (no spinning).
+ * A pool of worker threads, each pinned to one CPU, that runs a parallel-for on request:
+ * a common/pool whose thread 0 is the thread calling worker_pool_run() (the event loop),
+ * pinned to cpus[0] at its first run. Waiting workers spin for tens of microseconds, then
+ * yield, then sleep (common/pool.c): no CPU use at idle.
  */
 struct worker_pool;
 
