@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Loading a model for the dense engine: GGUF files (llama.cpp layout) and HF folders
- * (config.json + safetensors). Every tensor is converted to f32 once, at load.
+ * (config.json + safetensors). Every tensor is converted to f32 once, at load, except a
+ * Q8_0 LM head, which stays 8-bit (load_q8_head()).
  */
 #include "engine/model.h"
 
