@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "kernels/lut.h"
+
 /*
  * The linear-layer interface: y[m][n_out] = x[m][n_in] * W^T (+ bias). The model code calls
  * only linear_forward(); which backend holds W (dense f32 through BLAS, or the shift-add LUT
@@ -76,6 +78,25 @@ int linear_init_shiftadd(struct linear *l, const struct qweight *qw, struct pool
  */
 int linear_init_shiftadd_runner(struct linear *l, const struct qweight *qw,
 				const struct lut_runner *runner);
+
+/*
+ * Q8_0 backend (engine/linear_q8.c): W as @n_bytes of GGUF Q8_0 blocks (row-major, per 32
+ * values an f16 scale and 32 int8; @n_in a multiple of 32), activations in f32, no activation
+ * quantization: y equals x times the dequantized W up to the order of the f32 sums.
+ * @blocks is copied (repacked). Rows are split over @runner as in
+ * linear_init_shiftadd_runner() (copied; NULL or run NULL: the calling thread only).
+ * Returns 0, -EINVAL (bad shape, @n_bytes not the blocks' size, runner without workers),
+ * -EBADMSG (a scale that is not finite) or -ENOMEM.
+ */
+int linear_init_q8_0(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
+		     uint32_t n_in, const struct lut_runner *runner);
+
+/*
+ * Test hook: make Q8_0 layers use the kernel for @isa (LUT_ISA_AUTO: the host's best, as the
+ * shift-add kernels pick). Returns 0 or -EOPNOTSUPP if the host cannot run it. Not
+ * thread-safe against forwards.
+ */
+int linear_q8_select_isa(enum lut_isa isa);
 
 struct sa_rht;
 

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Q8_0 linear backend: weights stay 8-bit (GGUF Q8_0: per 32 values one f16 scale and 32
+ * int8), activations stay f32. Built for the LM head: SmolLM2's tied embedding is 49152 x
+ * 576, the largest matrix of the model, and every decoded token reads all of it; as Q8_0 that
+ * is 30 MB per token instead of 113 MB of f32.
+ *
+ * No activation quantization: each output is sum_b d_b * sum_j q_j x_j in f32, which is the
+ * product with the dequantized weights (d_b * q_j is exact in f32) up to the order of the
+ * sums.
+ */
+#include "engine/linear_q8.h"
+#include "engine/dtype.h"
+#include "engine/linear.h"
+#include "kernels/lut.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bytes of one GGUF Q8_0 block: f16 scale, then 32 int8. */
+#define Q8_BLOCK_BYTES 34
+
+/* Rows per task at least: a smaller share costs more in hand-off than it saves. */
+#define MIN_TASK_ROWS 256
+
+struct q8_linear {
+	struct q8_weight w;
+	int8_t *q;		  /* owned storage behind w.q */
+	float *d;		  /* owned storage behind w.d */
+	struct lut_runner runner; /* run == NULL: calling thread only */
+};
+
+void q8_rows_ref(const struct q8_weight *w, uint32_t r0, uint32_t r1, const float *x, uint32_t m,
+		 float *y)
+{
+	uint32_t nb = w->n_in / Q8_BLOCK;
+
+	for (uint32_t t = 0; t < m; t++) {
+		const float *xt = x + (size_t)t * w->n_in;
+
+		for (uint32_t r = r0; r < r1; r++) {
+			float acc = 0;
+
+			for (uint32_t b = 0; b < nb; b++) {
+				uint64_t at = q8_block_index(w, r, b);
+				const int8_t *q = w->q + at * Q8_BLOCK;
+				const float *xb = xt + (size_t)b * Q8_BLOCK;
+				float s = 0;
+
+				for (uint32_t j = 0; j < Q8_BLOCK; j++)
+					s += (float)q[j] * xb[j];
+				acc += w->d[at] * s;
+			}
+			y[(size_t)t * w->n_out + r] = acc;
+		}
+	}
+}
+
+/* The kernel the forwards use; NULL until the first forward or linear_q8_select_isa(). */
+static _Atomic(q8_rows_fn) selected;
+
+static q8_rows_fn rows_fn_of(enum lut_isa isa)
+{
+	if (isa == LUT_ISA_AUTO)
+		isa = lut_isa_auto();
+	/* AVX-512 hosts run AVX2 as well */
+	if ((isa == LUT_ISA_AVX2 || isa == LUT_ISA_AVX512) && lut_isa_supported(LUT_ISA_AVX2))
+		return q8_rows_avx2;
+	return q8_rows_ref;
+}
+
+static q8_rows_fn rows_fn(void)
+{
+	q8_rows_fn f = atomic_load_explicit(&selected, memory_order_relaxed);
+
+	if (!f) {
+		f = rows_fn_of(LUT_ISA_AUTO);
+		atomic_store_explicit(&selected, f, memory_order_relaxed);
+	}
+	return f;
+}
+
+int linear_q8_select_isa(enum lut_isa isa)
+{
+	if ((unsigned)isa >= LUT_ISA_COUNT || !lut_isa_supported(isa))
+		return -EOPNOTSUPP;
+	atomic_store_explicit(&selected, rows_fn_of(isa), memory_order_relaxed);
+	return 0;
+}
+
+struct q8_job {
+	const struct q8_weight *w;
+	q8_rows_fn fn;
+	const float *x;
+	float *y;
+	uint32_t m;
+	uint32_t parts;
+};
+
+/* Task @i's rows: boundaries on multiples of 4 (the one-token tile), the last one at n_out. */
+static uint32_t part_start(const struct q8_job *j, uint32_t i)
+{
+	if (i >= j->parts)
+		return j->w->n_out;
+	return (uint32_t)((uint64_t)j->w->n_out * i / j->parts) & ~3u;
+}
+
+static void q8_task(void *arg, uint32_t i)
+{
+	const struct q8_job *j = arg;
+
+	j->fn(j->w, part_start(j, i), part_start(j, i + 1), j->x, j->m, j->y);
+}
+
+static void q8_forward(const struct linear *l, const float *x, float *y, uint32_t m)
+{
+	const struct q8_linear *s = l->impl;
+	struct q8_job j = { .w = &s->w, .fn = rows_fn(), .x = x, .y = y, .m = m, .parts = 1 };
+	uint32_t max_parts = l->n_out / MIN_TASK_ROWS;
+
+	if (s->runner.run && max_parts > 1)
+		j.parts = s->runner.n_workers < max_parts ? s->runner.n_workers : max_parts;
+	if (j.parts > 1)
+		s->runner.run(s->runner.ctx, j.parts, q8_task, &j);
+	else
+		q8_task(&j, 0);
+}
+
+static void q8_done(struct linear *l)
+{
+	struct q8_linear *s = l->impl;
+
+	if (s) {
+		free(s->q);
+		free(s->d);
+	}
+	free(s);
+}
+
+static const struct linear_ops q8_ops = {
+	.name = "q8_0",
+	.forward = q8_forward,
+	.done = q8_done,
+};
+
+/*
+ * Split the GGUF blocks (row-major) into the tiled int8 and scale arrays (engine/linear_q8.h;
+ * the padding rows were zeroed by the caller). -EBADMSG on a scale that is not finite.
+ */
+static int repack(struct q8_linear *s, const uint8_t *src)
+{
+	uint32_t nb = s->w.n_in / Q8_BLOCK;
+
+	for (uint32_t r = 0; r < s->w.n_out; r++) {
+		for (uint32_t b = 0; b < nb; b++, src += Q8_BLOCK_BYTES) {
+			uint64_t at = q8_block_index(&s->w, r, b);
+			float d = dtype_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
+
+			if (!isfinite(d))
+				return -EBADMSG;
+			s->d[at] = d;
+			memcpy(s->q + at * Q8_BLOCK, src + 2, Q8_BLOCK);
+		}
+	}
+	return 0;
+}
+
+int linear_init_q8_0(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
+		     uint32_t n_in, const struct lut_runner *runner)
+{
+	struct q8_linear *s;
+	uint64_t n_blocks, n_tiles, n_pad_blocks, n_q, want;
+	int ret;
+
+	if (!l || !blocks || !n_out || !n_in || n_in % Q8_BLOCK ||
+	    (runner && runner->run && !runner->n_workers))
+		return -EINVAL;
+	/* n_out < 2^32 and n_in / 32 < 2^27: the block counts fit, the byte counts are checked */
+	n_blocks = (uint64_t)n_out * (n_in / Q8_BLOCK);
+	n_tiles = ((uint64_t)n_out + Q8_TILE_ROWS - 1) / Q8_TILE_ROWS;
+	n_pad_blocks = n_tiles * Q8_TILE_ROWS * (n_in / Q8_BLOCK);
+	if (__builtin_mul_overflow(n_blocks, (uint64_t)Q8_BLOCK_BYTES, &want) || n_bytes != want ||
+	    __builtin_mul_overflow(n_pad_blocks, (uint64_t)Q8_BLOCK, &n_q) || n_q > SIZE_MAX / 2)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	/* whole cache lines: aligned_alloc wants a multiple of the alignment */
+	s->q = aligned_alloc(64, (n_q + 63) & ~(uint64_t)63);
+	s->d = calloc(n_pad_blocks, sizeof(float));
+	if (!s->q || !s->d) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	/* the padding rows of the last tile */
+	memset(s->q + (n_q - (uint64_t)Q8_TILE_ROWS * n_in), 0, (uint64_t)Q8_TILE_ROWS * n_in);
+	s->w = (struct q8_weight){ .q = s->q, .d = s->d, .n_out = n_out, .n_in = n_in };
+	ret = repack(s, blocks);
+	if (ret < 0)
+		goto out_free;
+	if (runner && runner->run && runner->n_workers > 1)
+		s->runner = *runner;
+	l->ops = &q8_ops;
+	l->n_out = n_out;
+	l->n_in = n_in;
+	l->bias = NULL;
+	l->impl = s;
+	return 0;
+
+out_free:
+	free(s->q);
+	free(s->d);
+	free(s);
+	return ret;
+}

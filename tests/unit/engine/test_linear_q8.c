@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The Q8_0 linear backend against a double-precision product with the weights dequantized
+ * by the GGUF reader's Q8_0 dequantizer (tested against PyPI gguf in test_dtype.c): odd row
+ * counts, m = 1, 3, 8 and more than one batch tile, the scalar and the AVX2 kernels, one
+ * and two workers; then the LM head of the default model (its tied embedding is Q8_0).
+ */
+#include "common/pool.h"
+#include "engine/dtype.h"
+#include "engine/linear.h"
+#include "engine/model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tests/lib/rand_data.h"
+
+#define SMOLLM2 "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+/*
+ * Each output is a sum of n_in f32 products, in blocks of 32: its rounding error is at most
+ * about (n_in / 32 + 32) * 2^-24 * sum |w x|; 1e-5 * sum |w x| covers n_in up to ~5000 and
+ * still catches any wrong weight, scale or activation (each moves the result by far more).
+ */
+#define TOL_REL_ABS 1e-5
+
+#define Q8_BYTES 34
+
+/* @n_out x @n_in random Q8_0 blocks: int8 over the full range, f16 scales over 2^-12..2^-3. */
+static uint8_t *make_blocks(uint32_t n_out, uint32_t n_in)
+{
+	size_t n_blocks = (size_t)n_out * n_in / 32;
+	uint8_t *b = malloc(n_blocks * Q8_BYTES);
+
+	assert_non_null(b);
+	for (size_t i = 0; i < n_blocks; i++) {
+		uint8_t *blk = b + i * Q8_BYTES;
+		float d = (float)ldexp(1.0 + test_urand(), -12 + (int)(test_rng() % 10));
+		uint16_t h = dtype_f32_to_f16(test_rng() & 1 ? -d : d);
+
+		blk[0] = (uint8_t)h;
+		blk[1] = (uint8_t)(h >> 8);
+		for (int j = 0; j < 32; j++)
+			blk[2 + j] = (uint8_t)test_rng();
+	}
+	return b;
+}
+
+/* The oracle's weights: the GGUF reader's Q8_0 dequantizer, [n_out][n_in]. */
+static float *dequant(const uint8_t *blocks, uint32_t n_out, uint32_t n_in)
+{
+	float *w = malloc((size_t)n_out * n_in * sizeof(float));
+
+	assert_non_null(w);
+	dtype_info(GGML_TYPE_Q8_0)->to_f32(blocks, w, (size_t)n_out * n_in);
+	return w;
+}
+
+/* Fails unless every y[t][r] is within TOL_REL_ABS * sum |w x| of x W^T in double. */
+static void check_against_double(const float *w, uint32_t n_out, uint32_t n_in, uint32_t m,
+				 const float *x, const float *y, const char *what)
+{
+	for (uint32_t t = 0; t < m; t++) {
+		for (uint32_t r = 0; r < n_out; r++) {
+			double ref = 0, mag = 0;
+
+			for (uint32_t c = 0; c < n_in; c++) {
+				double p =
+					(double)w[(size_t)r * n_in + c] * x[(size_t)t * n_in + c];
+
+				ref += p;
+				mag += fabs(p);
+			}
+			if (fabs(y[(size_t)t * n_out + r] - ref) > TOL_REL_ABS * mag + 1e-30)
+				fail_msg(
+					"%s: %ux%u m=%u: y[%u][%u] = %.9g, want %.9g (sum |wx| %.3g)",
+					what, n_out, n_in, m, t, r, y[(size_t)t * n_out + r], ref,
+					mag);
+		}
+	}
+}
+
+static float *make_x(uint32_t m, uint32_t n_in)
+{
+	float *x = malloc((size_t)m * n_in * sizeof(float));
+
+	assert_non_null(x);
+	for (size_t i = 0; i < (size_t)m * n_in; i++)
+		x[i] = test_act();
+	return x;
+}
+
+static const enum lut_isa isas[] = { LUT_ISA_REF, LUT_ISA_AVX2 };
+
+static void test_q8_matches_double_product(void **state)
+{
+	static const struct {
+		uint32_t n_out, n_in;
+	} shapes[] = {
+		{ 1, 32 },     { 3, 64 },     { 7, 96 },   { 33, 576 },
+		{ 1031, 576 }, { 258, 1536 }, { 5, 3200 },
+	};
+	static const uint32_t ms[] = { 1, 3, 8, 13 };
+	struct pool *pool;
+	struct lut_runner two;
+
+	test_rng_state = 21;
+	assert_int_equal(pool_new(2, NULL, &pool), 0);
+	two = (struct lut_runner){ .run = pool_run, .ctx = pool, .n_workers = 2 };
+	for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+		uint32_t n = shapes[si].n_out, k = shapes[si].n_in;
+		uint8_t *blocks = make_blocks(n, k);
+		float *w = dequant(blocks, n, k);
+		struct linear l1 = { 0 }, l2 = { 0 };
+
+		assert_int_equal(
+			linear_init_q8_0(&l1, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, NULL),
+			0);
+		assert_int_equal(
+			linear_init_q8_0(&l2, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, &two),
+			0);
+		assert_int_equal(l1.n_out, n);
+		assert_int_equal(l1.n_in, k);
+		for (size_t mi = 0; mi < sizeof(ms) / sizeof(ms[0]); mi++) {
+			uint32_t m = ms[mi];
+			float *x = make_x(m, k);
+			float *y1 = malloc((size_t)m * n * sizeof(float));
+			float *y2 = malloc((size_t)m * n * sizeof(float));
+			char what[64];
+
+			assert_true(y1 && y2);
+			for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
+				if (linear_q8_select_isa(isas[ii]) < 0) {
+					print_message(
+						"q8_0: %s kernel not runnable here, skipped\n",
+						lut_isa_name(isas[ii]));
+					continue;
+				}
+				snprintf(what, sizeof(what), "%s, 1 worker",
+					 lut_isa_name(isas[ii]));
+				linear_forward(&l1, x, y1, m);
+				check_against_double(w, n, k, m, x, y1, what);
+				/* the row split does not change any output's arithmetic */
+				linear_forward(&l2, x, y2, m);
+				assert_memory_equal(y1, y2, (size_t)m * n * sizeof(float));
+			}
+			free(y2);
+			free(y1);
+			free(x);
+		}
+		linear_done(&l2);
+		linear_done(&l1);
+		free(w);
+		free(blocks);
+	}
+	assert_int_equal(linear_q8_select_isa(LUT_ISA_AUTO), 0);
+	pool_free(pool);
+}
+
+/* A batch gives bit for bit what one-token forwards give (decode batches stay reproducible). */
+static void test_batch_equals_single_tokens(void **state)
+{
+	const uint32_t n = 301, k = 320, m = 11;
+	uint8_t *blocks;
+	float *x, *y, *y1;
+	struct linear l = { 0 };
+
+	test_rng_state = 22;
+	blocks = make_blocks(n, k);
+	x = make_x(m, k);
+	y = malloc((size_t)m * n * sizeof(float));
+	y1 = malloc(n * sizeof(float));
+	assert_true(y && y1);
+	assert_int_equal(linear_init_q8_0(&l, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, NULL),
+			 0);
+	for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
+		if (linear_q8_select_isa(isas[ii]) < 0)
+			continue;
+		linear_forward(&l, x, y, m);
+		for (uint32_t t = 0; t < m; t++) {
+			linear_forward(&l, x + (size_t)t * k, y1, 1);
+			assert_memory_equal(y1, y + (size_t)t * n, n * sizeof(float));
+		}
+	}
+	assert_int_equal(linear_q8_select_isa(LUT_ISA_AUTO), 0);
+	linear_done(&l);
+	free(y1);
+	free(y);
+	free(x);
+	free(blocks);
+}
+
+/* A caller's task runner (what shiftaddd passes): runs the tasks in order and counts them. */
+struct counting_runner {
+	uint32_t n_calls;
+	uint32_t n_tasks;
+};
+
+static void counting_run(void *ctx, uint32_t n_tasks, lut_task_fn fn, void *arg)
+{
+	struct counting_runner *c = ctx;
+
+	c->n_calls++;
+	for (uint32_t i = 0; i < n_tasks; i++) {
+		c->n_tasks++;
+		fn(arg, i);
+	}
+}
+
+static void test_rows_go_through_the_callers_runner(void **state)
+{
+	const uint32_t n = 2051, k = 64, m = 2;
+	struct counting_runner cr = { 0 };
+	struct lut_runner r = { .run = counting_run, .ctx = &cr, .n_workers = 3 };
+	struct linear l = { 0 }, l1 = { 0 };
+	uint8_t *blocks;
+	float *x, *y, *want;
+
+	test_rng_state = 23;
+	blocks = make_blocks(n, k);
+	x = make_x(m, k);
+	y = malloc((size_t)m * n * sizeof(float));
+	want = malloc((size_t)m * n * sizeof(float));
+	assert_true(y && want);
+	assert_int_equal(linear_init_q8_0(&l1, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, NULL),
+			 0);
+	assert_int_equal(linear_init_q8_0(&l, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, &r),
+			 0);
+	linear_forward(&l1, x, want, m);
+	linear_forward(&l, x, y, m);
+	assert_int_equal(cr.n_calls, 1);
+	assert_int_equal(cr.n_tasks, 3);
+	assert_memory_equal(y, want, (size_t)m * n * sizeof(float));
+	linear_done(&l);
+	linear_done(&l1);
+	free(want);
+	free(y);
+	free(x);
+	free(blocks);
+}
+
+static void test_rejects_bad_arguments(void **state)
+{
+	struct lut_runner none = { .run = counting_run, .ctx = NULL, .n_workers = 0 };
+	struct linear l = { 0 };
+	uint8_t *blocks;
+	uint16_t nan = 0x7e00, inf = 0x7c00;
+
+	test_rng_state = 24;
+	blocks = make_blocks(4, 64);
+	assert_int_equal(linear_init_q8_0(&l, blocks, 8 * Q8_BYTES, 4, 64, &none), -EINVAL);
+	assert_int_equal(linear_init_q8_0(&l, blocks, 8 * Q8_BYTES - 1, 4, 64, NULL), -EINVAL);
+	assert_int_equal(linear_init_q8_0(&l, blocks, 8 * Q8_BYTES, 8, 32, NULL), 0);
+	linear_done(&l);
+	/* rows must be whole blocks */
+	assert_int_equal(linear_init_q8_0(&l, blocks, 8 * Q8_BYTES, 16, 16, NULL), -EINVAL);
+	assert_int_equal(linear_init_q8_0(&l, blocks, 0, 0, 64, NULL), -EINVAL);
+	assert_int_equal(linear_init_q8_0(&l, NULL, 8 * Q8_BYTES, 4, 64, NULL), -EINVAL);
+	/* a scale that is not finite */
+	memcpy(blocks + 5 * Q8_BYTES, &nan, 2);
+	assert_int_equal(linear_init_q8_0(&l, blocks, 8 * Q8_BYTES, 4, 64, NULL), -EBADMSG);
+	memcpy(blocks + 5 * Q8_BYTES, &inf, 2);
+	assert_int_equal(linear_init_q8_0(&l, blocks, 8 * Q8_BYTES, 4, 64, NULL), -EBADMSG);
+	assert_null(l.ops);
+	linear_done(&l); /* zeroed: a no-op */
+	assert_int_equal(linear_q8_select_isa(LUT_ISA_COUNT), -EOPNOTSUPP);
+	free(blocks);
+}
+
+/*
+ * The default model's tied embedding is Q8_0: its LM head runs on this backend, in both
+ * backend modes and on a pool, and agrees with the dense product over the f32 embedding.
+ */
+static void test_smollm2_head_is_q8(void **state)
+{
+	struct model_load_opts o = { .backend = LINEAR_BACKEND_SHIFTADD };
+	struct model *m = NULL, *mp = NULL;
+	struct linear dense = { 0 };
+	struct pool *pool;
+	uint32_t nv, dim, mm = 5;
+	float *x, *y, *yp, *want;
+
+	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
+	assert_string_equal(m->lm_head.ops->name, "q8_0");
+	nv = m->cfg.n_vocab;
+	dim = m->cfg.dim;
+	assert_int_equal(pool_new(2, NULL, &pool), 0);
+	o.pool = pool;
+	assert_int_equal(model_load_ex(SMOLLM2, &o, &mp, NULL), 0);
+	assert_string_equal(mp->lm_head.ops->name, "q8_0");
+	assert_int_equal(linear_init_dense(&dense, m->tok_embd, nv, dim, 0), 0);
+	test_rng_state = 25;
+	x = make_x(mm, dim);
+	y = malloc((size_t)mm * nv * sizeof(float));
+	yp = malloc((size_t)mm * nv * sizeof(float));
+	want = malloc((size_t)mm * nv * sizeof(float));
+	assert_true(y && yp && want);
+	for (uint32_t k = 1; k <= mm; k += mm - 1) {
+		double worst = 0;
+
+		model_logits(m, x, k, y);
+		model_logits(mp, x, k, yp);
+		linear_forward(&dense, x, want, k);
+		assert_memory_equal(y, yp, (size_t)k * nv * sizeof(float));
+		for (size_t i = 0; i < (size_t)k * nv; i++) {
+			double d = fabs(y[i] - want[i]);
+
+			worst = d > worst ? d : worst;
+		}
+		print_message("smollm2 q8_0 head, m=%u: max |logit - dense f32| %.3g\n", k, worst);
+		assert_true(worst < 1e-4);
+	}
+	free(want);
+	free(yp);
+	free(y);
+	free(x);
+	linear_done(&dense);
+	model_free(mp);
+	model_free(m);
+	pool_free(pool);
+}
+
+int test_linear_q8_run(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_q8_matches_double_product),
+		cmocka_unit_test(test_batch_equals_single_tokens),
+		cmocka_unit_test(test_rows_go_through_the_callers_runner),
+		cmocka_unit_test(test_rejects_bad_arguments),
+		cmocka_unit_test(test_smollm2_head_is_q8),
+	};
+	return cmocka_run_group_tests_name("engine/linear_q8", tests, NULL, NULL);
+}
