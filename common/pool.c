@@ -274,8 +274,16 @@ void pool_run(void *ctx, uint32_t n_tasks, pool_task_fn fn, void *arg)
 	if (!n_tasks)
 		return;
 	if (!p || p->n_started == 0 || n_tasks == 1) {
+		uint64_t t0 = p ? now_ns() : 0;
+
 		for (uint32_t t = 0; t < n_tasks; t++)
 			fn(arg, t);
+		if (p) { /* the caller's thread is thread 0 of the pool's stats */
+			atomic_fetch_add_explicit(&p->stats[0].busy_ns, now_ns() - t0,
+						  memory_order_relaxed);
+			atomic_fetch_add_explicit(&p->stats[0].tasks, n_tasks,
+						  memory_order_relaxed);
+		}
 		return;
 	}
 	pthread_mutex_lock(&p->run_lock);

@@ -48,8 +48,8 @@ void pool_run(void *ctx, uint32_t n_tasks, pool_task_fn fn, void *arg);
 uint32_t pool_thread_index(void);
 
 /*
- * Time thread @i (as pool_thread_index()) has spent inside tasks handed out by pool_run's
- * parallel path, and how many it ran, since the pool started; 0 for NULL or @i out of range.
+ * Time thread @i (as pool_thread_index()) has spent inside tasks of pool_run(), and how many
+ * it ran, since the pool started; 0 for NULL or @i out of range.
  * Thread-safe (relaxed counters: a snapshot, not a barrier).
  */
 void pool_thread_stats(const struct pool *p, uint32_t i, uint64_t *ret_busy_ns,
