@@ -19,4 +19,14 @@ double test_urand(void);
 /* Roughly Gaussian, with an occasional 20x outlier as LLM activations have. */
 float test_act(void);
 
+struct qweight;
+
+/*
+ * A random weight like a converted layer's (kernels/qweight.h, apot 3): random signs, each
+ * alpha a signed sum of 1-3 powers of two with the largest near 2^(top - plane), so alphas
+ * halve from plane to plane (BCQ's greedy start). Returns 0 or qweight_init()'s error.
+ */
+int test_random_qweight(struct qweight *q, uint32_t n, uint32_t k, uint32_t bits, int layout,
+			int top);
+
 #endif

@@ -34,33 +34,10 @@
 /* The dense f32 BLAS path against the double product (f32 rounding only). */
 #define DENSE_TOL_REL_L2 1e-5
 
-/*
- * Random weight like a converted layer's: random signs, alphas of 1-3 signed powers of two
- * near 2^-5 for the first plane and halving from plane to plane (BCQ's greedy start).
- */
 static void make_qweight(struct qweight *q, uint32_t n, uint32_t k, uint32_t bits,
 			 enum qw_layout layout)
 {
-	uint64_t n_alpha;
-
-	assert_int_equal(qweight_init(q, n, k, bits, layout, 3), 0);
-	for (uint32_t i = 0; i < bits; i++)
-		for (uint32_t r = 0; r < n; r++)
-			for (uint32_t c = 0; c < k; c++)
-				qweight_set_sign(q, i, r, c, test_rng() & 1 ? 1 : -1);
-	n_alpha = (uint64_t)qweight_n_row_blocks(q) * qweight_n_col_blocks(q);
-	for (uint32_t i = 0; i < bits; i++) {
-		for (uint64_t a = 0; a < n_alpha; a++) {
-			int e = -5 - (int)i - (int)(test_rng() % 2);
-			double v = ldexp(1.0, e);
-
-			for (uint32_t t = 1 + test_rng() % 3; t > 1; t--) {
-				e -= 1 + (int)(test_rng() % 3);
-				v += (test_rng() & 1 ? 1 : -1) * ldexp(1.0, e);
-			}
-			q->alpha[i * n_alpha + a] = (float)(test_rng() & 1 ? -v : v);
-		}
-	}
+	assert_int_equal(test_random_qweight(q, n, k, bits, layout, -5), 0);
 }
 
 struct pair {

@@ -22,33 +22,10 @@
 
 #include "tests/lib/rand_data.h"
 
-/* A random APoT alpha: sign * (2^e1 +- 2^e2 +- 2^e3), e1 > e2 > e3, e1 near @top. */
-static float apot_alpha(int top, uint32_t n_terms)
-{
-	int e = top - (int)(test_rng() % 2);
-	double a = ldexp(1.0, e);
-
-	for (uint32_t t = 1; t < n_terms; t++) {
-		e -= 1 + (int)(test_rng() % 3);
-		a += (test_rng() & 1 ? 1 : -1) * ldexp(1.0, e);
-	}
-	return (float)(test_rng() & 1 ? -a : a);
-}
-
 static void make_qweight(struct qweight *q, uint32_t n, uint32_t k, uint32_t bits,
 			 enum qw_layout layout)
 {
-	uint64_t n_alpha;
-
-	assert_int_equal(qweight_init(q, n, k, bits, layout, 3), 0);
-	for (uint32_t i = 0; i < bits; i++)
-		for (uint32_t r = 0; r < n; r++)
-			for (uint32_t c = 0; c < k; c++)
-				qweight_set_sign(q, i, r, c, test_rng() & 1 ? 1 : -1);
-	n_alpha = (uint64_t)qweight_n_row_blocks(q) * qweight_n_col_blocks(q);
-	for (uint32_t i = 0; i < bits; i++)
-		for (uint64_t a = 0; a < n_alpha; a++)
-			q->alpha[i * n_alpha + a] = apot_alpha(-3 - (int)i, 1 + test_rng() % 3);
+	assert_int_equal(test_random_qweight(q, n, k, bits, layout, -3), 0);
 }
 
 static float *make_acts(uint32_t m, uint32_t k)
