@@ -62,3 +62,14 @@ int test_random_qweight(struct qweight *q, uint32_t n, uint32_t k, uint32_t bits
 		}
 	return 0;
 }
+
+void counting_run(void *ctx, uint32_t n_tasks, void (*fn)(void *arg, uint32_t task), void *arg)
+{
+	struct counting_runner *c = ctx;
+
+	c->n_calls++;
+	for (uint32_t i = 0; i < n_tasks; i++) {
+		c->n_tasks++;
+		fn(arg, i);
+	}
+}

@@ -5,8 +5,9 @@
 #include <stdint.h>
 
 /*
- * Deterministic test data shared by the kernel and engine tests (splitmix64). Tests set
- * test_rng_state to a seed before drawing; not thread-safe (tests draw on one thread).
+ * Deterministic test data (splitmix64) and small test doubles shared by the kernel and engine
+ * tests. Tests set test_rng_state to a seed before drawing; not thread-safe (tests draw on
+ * one thread).
  */
 extern uint64_t test_rng_state;
 
@@ -28,5 +29,14 @@ struct qweight;
  */
 int test_random_qweight(struct qweight *q, uint32_t n, uint32_t k, uint32_t bits, int layout,
 			int top);
+
+/* A caller's task runner (kernels/lut.h lut_run_fn, what shiftaddd passes): runs the tasks
+ * in order on the calling thread and counts calls and tasks. */
+struct counting_runner {
+	uint32_t n_calls;
+	uint32_t n_tasks;
+};
+
+void counting_run(void *ctx, uint32_t n_tasks, void (*fn)(void *arg, uint32_t task), void *arg);
 
 #endif

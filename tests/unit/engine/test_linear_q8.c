@@ -199,23 +199,6 @@ static void test_batch_equals_single_tokens(void **state)
 	free(blocks);
 }
 
-/* A caller's task runner (what shiftaddd passes): runs the tasks in order and counts them. */
-struct counting_runner {
-	uint32_t n_calls;
-	uint32_t n_tasks;
-};
-
-static void counting_run(void *ctx, uint32_t n_tasks, lut_task_fn fn, void *arg)
-{
-	struct counting_runner *c = ctx;
-
-	c->n_calls++;
-	for (uint32_t i = 0; i < n_tasks; i++) {
-		c->n_tasks++;
-		fn(arg, i);
-	}
-}
-
 static void test_rows_go_through_the_callers_runner(void **state)
 {
 	const uint32_t n = 2051, k = 64, m = 2;

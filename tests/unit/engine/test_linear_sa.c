@@ -181,23 +181,6 @@ static void test_batch_equals_single_tokens(void **state)
 	pool_free(pool);
 }
 
-/* A caller's task runner (what shiftaddd passes): runs the tasks in order and counts them. */
-struct counting_runner {
-	uint32_t n_calls;
-	uint32_t n_tasks;
-};
-
-static void counting_run(void *ctx, uint32_t n_tasks, lut_task_fn fn, void *arg)
-{
-	struct counting_runner *c = ctx;
-
-	c->n_calls++;
-	for (uint32_t i = 0; i < n_tasks; i++) {
-		c->n_tasks++;
-		fn(arg, i);
-	}
-}
-
 /* The kernels go through a caller's runner, and give exactly the calling-thread result. */
 static void test_caller_runner_runs_the_kernels(void **state)
 {
