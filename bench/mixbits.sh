@@ -12,6 +12,9 @@
 # ROUNDS=10, PPL on the first WINDOWS=8 windows of 2048 tokens. The mixed runs take their
 # errors from one measuring pass at 3 bits (--alloc-save / --alloc-load), so all budgets and
 # both allocators see the same measurement. Set the variables for the full protocol.
+# BACKEND=dense|shiftadd picks the eval ppl path (same PPL within 0.03%, dense is faster);
+# GEN=0 skips the decode-speed run (for a shared machine, where tok/s would mean nothing).
+# MIXBITS_CMD="..." is quoted in the report as the command (when rows were run one by one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${B:-build/release}
@@ -23,6 +26,8 @@ ROUNDS=${ROUNDS:-10}
 WINDOWS=${WINDOWS:-8}
 THREADS=${THREADS:-1}
 NPRED=${NPRED:-64}
+BACKEND=${BACKEND:-shiftadd}
+GEN=${GEN:-1}
 mkdir -p "$WORK"
 
 convert() {
@@ -38,15 +43,17 @@ convert() {
 eval_one() {
 	local name=$1 f=$WORK/$1.gguf
 	[ "$name" = fp ] && f=$MODEL
-	"$SA" eval ppl -m "$f" --limit-windows "$WINDOWS" -j "$THREADS" --json >"$WORK/$name.ppl.json"
+	"$SA" eval ppl -m "$f" --limit-windows "$WINDOWS" -j "$THREADS" --backend "$BACKEND" \
+		--json >"$WORK/$name.ppl.json"
+	[ "$GEN" = 1 ] || return 0
 	"$SA" generate -m "$f" -p "The history of the city begins" -n "$NPRED" --temp 0 \
 		-j "$THREADS" --json >"$WORK/$name.gen.json" 2>/dev/null
 }
 
 report() {
-	python3 - "$WORK" "$MODEL" "$WINDOWS" "$CALIB" "$ROUNDS" "$THREADS" <<'EOF'
+	python3 - "$WORK" "$MODEL" "$WINDOWS" "$CALIB" "$ROUNDS" "$THREADS" "$BACKEND" "$GEN" <<'EOF'
 import json, os, sys, subprocess, datetime, platform
-work, model, windows, calib, rounds, threads = sys.argv[1:]
+work, model, windows, calib, rounds, threads, backend, gen = sys.argv[1:]
 rows = [
     ("fp", "FP (Q4_1 dequantized)", None),
     ("acc2", "uniform shiftadd-acc 2-bit", None),
@@ -100,14 +107,15 @@ cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith
 date = datetime.date.today().isoformat()
 machine = f"{cpu[0] if cpu else '?'}, {os.cpu_count()} CPUs (shared with other jobs), {platform.system()} {platform.release()}"
 meta = {"date": date, "commit": commit, "machine": machine, "model": model,
-        "protocol": f"WikiText-2 test, first {windows} windows of 2048 tokens (light); calibration {calib}, BCQ rounds {rounds}, {threads} thread(s)",
+        "protocol": f"WikiText-2 test, first {windows} windows of 2048 tokens (light); calibration {calib}, BCQ rounds {rounds}, {threads} thread(s), eval ppl --backend {backend}",
         "rows": res}
 os.makedirs("bench/results", exist_ok=True)
 json.dump(meta, open(f"bench/results/mixbits-{date}.json", "w"), indent=1)
 with open(f"bench/results/mixbits-{date}.md", "w") as f:
     f.write(f"# Mixed-bit allocation, SmolLM2-135M-Instruct ({date})\n\n")
     f.write(f"- commit `{commit}`, machine: {machine}\n- protocol: {meta['protocol']}\n")
-    f.write("- command: `bench/mixbits.sh all` (per-row commands in the JSON)\n\n")
+    f.write(f"- command: `{os.environ.get('MIXBITS_CMD') or 'bench/mixbits.sh all'}` "
+            "(per-row commands in the JSON)\n\n")
     f.write("| model | avg bits (exact) | widths 2/3/4 | PPL | PPL / FP | decode tok/s |\n|---|---|---|---|---|---|\n")
     for r in res:
         w = r.get("widths"); ws = f"{w[2]}/{w[3]}/{w[4]}" if w else "-"
@@ -133,9 +141,11 @@ with open(f"bench/results/mixbits-{date}.md", "w") as f:
             "- All mixed rows take their per-layer errors from one measuring pass at 3 bits "
             "(`--alloc-save`, then `--alloc-load`); the budget counts the scales and is never "
             "exceeded (avg bits column, from `shiftadd.avg_bits`).\n"
-            "- Decode tokens/s are from `shiftadd generate` on the dense path (weights "
-            "dequantized to f32), so they do not depend on the widths; the shift-add backend "
-            "was not wired yet (engine/linear_sa.c is a stub).\n")
+            + ("- Decode tokens/s are from `shiftadd generate` (default backend) on this "
+               "machine as it was during the run: compare them only with each other.\n"
+               if gen == "1" else
+               "- Decode tokens/s not measured (GEN=0: the machine was shared with timing "
+               "runs).\n"))
 print(open(f"bench/results/mixbits-{date}.md").read())
 EOF
 }

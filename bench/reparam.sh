@@ -6,6 +6,11 @@
 #   bench/reparam.sh                      full protocol: calibration 128 x 2048, all windows
 #   NSAMPLES=16 SEQLEN=512 WINDOWS=8 bench/reparam.sh    a light run (say so when quoting it)
 #   ROWS="fp:3 shiftadd-acc:3" bench/reparam.sh           a subset of method:bits rows
+#   REUSE=1 REDO="gptq:3" ROWS="gptq:3" bench/reparam.sh  redo a kept row (its file was deleted):
+#                                                         reconverts and replaces the row
+#   NOTE="..."                                            stored as "note" in each new row
+# bench/results/reparam-$TAG.notes.md, if present, is appended below the table on every render
+# (hand-written caveats survive re-renders).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -13,7 +18,8 @@ NSAMPLES=${NSAMPLES:-128}
 SEQLEN=${SEQLEN:-2048}
 WINDOWS=${WINDOWS:-0}
 THREADS=${THREADS:-2}
-ROWS=${ROWS:-"fp:16 rtn:4 rtn:3 gptq:4 gptq:3 gptq-g128:4 gptq-g128:3 bcq:3 shiftadd-lat:3 shiftadd-lat:2 shiftadd-acc:4 shiftadd-acc:3 shiftadd-acc:2 shiftadd-acc-sim:3 shiftadd-acc-sim:2 shiftadd-rht:3 shiftadd-rht:2 shiftadd-rht-both:3 shiftadd-rht-both:2"}
+ALL_ROWS="fp:16 rtn:4 rtn:3 gptq:4 gptq:3 gptq-g128:4 gptq-g128:3 bcq:3 shiftadd-lat:3 shiftadd-lat:2 shiftadd-acc:4 shiftadd-acc:3 shiftadd-acc:2 shiftadd-acc-sim:3 shiftadd-acc-sim:2 shiftadd-rht:3 shiftadd-rht:2 shiftadd-rht-both:3 shiftadd-rht-both:2"
+ROWS=${ROWS:-$ALL_ROWS}
 # Perplexity runs on the dense dequantized path (BLAS prefill, faster); the shift-add kernels
 # give the same PPL within 0.03% (bench/results/kernels-e2e-*). BACKEND=shiftadd to check.
 BACKEND=${BACKEND:-dense}
@@ -32,10 +38,14 @@ header "Reparameterization results: SmolLM2-135M on WikiText-2" \
 # off still leaves its finished rows).
 render() {
 	cat "$dir/header.md" > "$out.md"
-	python3 - "$rows_json" "$out" "$NSAMPLES" "$SEQLEN" "$WINDOWS" <<-'PY'
+	python3 - "$rows_json" "$out" "$NSAMPLES" "$SEQLEN" "$WINDOWS" "$ALL_ROWS" <<-'PY'
 	import json, sys
 	rows = [json.loads(l) for l in open(sys.argv[1])]
-	out, ns, sl, w = sys.argv[2:6]
+	out, ns, sl, w, order = sys.argv[2:7]
+	# Table order = the default ROWS order, whatever order the rows were measured in.
+	order = order.split()
+	rank = lambda r: order.index(f"{r['method']}:{r['bits']}") if f"{r['method']}:{r['bits']}" in order else len(order)
+	rows.sort(key=rank)
 	fp = next((r["ppl"] for r in rows if r["method"] == "fp"), None)
 	json.dump(dict(rows=rows, nsamples=int(ns), seqlen=int(sl), windows=int(w)),
 	          open(out + ".json", "w"), indent=1)
@@ -49,8 +59,9 @@ render() {
 	        f.write(f"| {r['method']} | {r['bits']} | {r['ppl']:.3f} | {ratio:.3f} | "
 	                f"{r['avg_bits'] or 0:.3f} | {r['deployable']} | {r['convert_s']:.0f} | "
 	                f"{r['peak_rss_mib']:.0f} |\n")
-	print(open(out + ".md").read())
 	PY
+	[ -f "$out.notes.md" ] && { echo; cat "$out.notes.md"; } >> "$out.md"
+	cat "$out.md"
 }
 
 for row in $ROWS; do
@@ -63,6 +74,10 @@ for row in $ROWS; do
 	esac
 	f=$dir/$m-$bits.gguf
 	log=$dir/$m-$bits.convert.log
+	if [[ " ${REDO:-} " == *" $row "* ]]; then
+		grep -v "\"method\": \"$m\", \"bits\": $bits," "$rows_json" > "$rows_json.tmp" || :
+		mv "$rows_json.tmp" "$rows_json"
+	fi
 	if grep -q "\"method\": \"$m\", \"bits\": $bits," "$rows_json" 2>/dev/null; then
 		echo "== $m $bits-bit: kept from $rows_json" >&2
 		continue
@@ -74,9 +89,9 @@ for row in $ROWS; do
 	"$SA" eval ppl --model "$f" --limit-windows "$WINDOWS" --threads "$THREADS" \
 		--backend "$BACKEND" --json \
 		> "$dir/$m-$bits.ppl.json"
-	python3 - "$m" "$bits" "$log" "$dir/$m-$bits.ppl.json" "$f" >> "$rows_json" <<'PY'
+	python3 - "$m" "$bits" "$log" "$dir/$m-$bits.ppl.json" "$f" "${NOTE:-}" >> "$rows_json" <<'PY'
 import json, re, subprocess, sys
-m, bits, log, pj, f = sys.argv[1:6]
+m, bits, log, pj, f, note = sys.argv[1:7]
 t = open(log).read()
 wall = re.search(r"Elapsed \(wall clock\) time.*: (.*)", t).group(1)
 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
@@ -88,6 +103,8 @@ meta = info["metadata"]
 row = dict(method=m, bits=int(bits), ppl=json.load(open(pj))["ppl"],
            avg_bits=meta.get("shiftadd.avg_bits"), deployable=meta.get("shiftadd.deployable"),
            convert_s=secs, peak_rss_mib=rss / 1024)
+if note:
+    row["note"] = note
 print(json.dumps(row))
 PY
 	render > /dev/null
