@@ -495,8 +495,12 @@ static bool spin_poll(struct daemon *d)
 		}
 	}
 	announce_spin(d, false);
-	if (!found)
-		found = any_sq_ready(d, true);
+	/*
+	 * Always look at every ring again, also when a completion ended the spin: a client that
+	 * submitted meanwhile saw our word and skipped its doorbell, and nothing else would mark
+	 * its ring pending (it stalled until its next doorbell: 30 s client stalls in integ-ctl).
+	 */
+	found = any_sq_ready(d, true) || found;
 	if (found)
 		d->spin_ns = (uint64_t)d->cfg.spin_us * 1000;
 	return found;

@@ -117,7 +117,8 @@ void shm_prod_done(struct shm_prod *p)
 /* Load and validate the consumer's head: it may only move forward, up to our tail. */
 static int refresh_head(struct shm_prod *p)
 {
-	uint32_t h = __atomic_load_n(&p->ctl->head, __ATOMIC_ACQUIRE);
+	/* seq_cst: pairs with the consumer's head store (see shm_cons_pop()) */
+	uint32_t h = __atomic_load_n(&p->ctl->head, __ATOMIC_SEQ_CST);
 
 	if ((uint32_t)(h - p->head) > (uint32_t)(p->tail - p->head))
 		return -EPROTO;
@@ -208,10 +209,17 @@ int shm_cons_peek(struct shm_cons *c, void *dst, size_t cap, size_t *ret_len)
 	return 0;
 }
 
+/*
+ * seq_cst, not release: the back-pressure handshake is Dekker's pattern. The producer stores
+ * SHM_RING_F_KICK, then reloads our head (refresh_head); we store the head, then load the
+ * flags (client_lib drain()). With a release store our head can still sit in the store buffer
+ * while we read the flags: both sides then miss each other and the producer waits for a kick
+ * that never comes (a 30 s client stall seen under load).
+ */
 void shm_cons_pop(struct shm_cons *c)
 {
 	c->head++;
-	__atomic_store_n(&c->ctl->head, c->head, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->ctl->head, c->head, __ATOMIC_SEQ_CST);
 }
 
 static uint64_t mono_ns(void)

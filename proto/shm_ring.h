@@ -174,7 +174,7 @@ void shm_cons_init(struct shm_cons *c, void *base, const struct shm_layout *l, i
  * outside the arena). Does not consume: call shm_cons_pop() after.
  */
 int shm_cons_peek(struct shm_cons *c, void *dst, size_t cap, size_t *ret_len);
-/* Consume the slot returned by the last successful shm_cons_peek() (release store of head). */
+/* Consume the slot returned by the last successful shm_cons_peek() (seq_cst store of head). */
 void shm_cons_pop(struct shm_cons *c);
 
 /*
