@@ -75,9 +75,14 @@ static int setup(void **state)
 	/* clang-format on */
 	char conf[256];
 
+	/*
+	 * A completion ring far smaller than a 250-token stream: the tests that leave a request
+	 * in flight by not reading (cancel, hot reload) rely on back-pressure, not on timing
+	 * (with the default 256 slots the whole stream fit and a fast daemon finished it first).
+	 */
 	snprintf(conf, sizeof(conf),
 		 "[server]\nallow_uids = %d\nstall_timeout_ms = 60000\n"
-		 "[limits]\nmax_new_tokens = 256\n",
+		 "[limits]\nmax_new_tokens = 256\ncq_slots = 32\n",
 		 GUEST_UID);
 	return harness_start(&srv, "ctl", conf, args);
 }
