@@ -14,6 +14,7 @@
 # both allocators see the same measurement. Set the variables for the full protocol.
 # BACKEND=dense|shiftadd picks the eval ppl path (same PPL within 0.03%, dense is faster);
 # GEN=0 skips the decode-speed run (for a shared machine, where tok/s would mean nothing).
+# bench/results/mixbits-<date>.notes.md, if present, is appended to the report.
 # MIXBITS_CMD="..." is quoted in the report as the command (when rows were run one by one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -146,6 +147,10 @@ with open(f"bench/results/mixbits-{date}.md", "w") as f:
                if gen == "1" else
                "- Decode tokens/s not measured (GEN=0: the machine was shared with timing "
                "runs).\n"))
+notes = f"bench/results/mixbits-{date}.notes.md"  # hand-written, survives re-reports
+if os.path.exists(notes):
+    with open(f"bench/results/mixbits-{date}.md", "a") as f:
+        f.write("\n" + open(notes).read())
 print(open(f"bench/results/mixbits-{date}.md").read())
 EOF
 }
