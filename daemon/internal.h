@@ -187,6 +187,12 @@ void uring_arm_sq_bell(struct daemon *d, struct client *c);
 void uring_arm_cq_bell(struct daemon *d, struct client *c);
 void uring_cancel_client(struct daemon *d, struct client *c);
 uint64_t uring_now_ns(void);
+/*
+ * The loop's wait after a busy round: announce spinning on every ring, poll the rings and the
+ * completion queue for up to d->spin_ns, withdraw, look at every ring once more. Returns whether
+ * there is work (rings with data are marked sq_pending). Loop thread; exposed for its tests.
+ */
+bool uring_spin_poll(struct daemon *d);
 /* Stop accepting, refuse new requests, exit once in-flight requests are answered (SIGTERM). */
 void uring_start_drain(struct daemon *d, const char *why);
 

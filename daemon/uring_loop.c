@@ -466,7 +466,7 @@ static void announce_spin(struct daemon *d, bool on)
  * ring looked at once more before we may sleep (the clients' side of the protocol rings the
  * doorbell for anything published after that). Returns whether there is work.
  */
-static bool spin_poll(struct daemon *d)
+bool uring_spin_poll(struct daemon *d)
 {
 	uint64_t t0, now, next_yield;
 	bool found = false;
@@ -574,7 +574,7 @@ int uring_loop_run(struct daemon *d)
 			t_idle = uring_now_ns();
 		if (busy) {
 			io_uring_submit(&d->ring);
-		} else if (active && d->spin_ns && spin_poll(d)) {
+		} else if (active && d->spin_ns && uring_spin_poll(d)) {
 			/* Work arrived while spinning: no sleep, no wake-up. */
 		} else {
 			/* Idle, or the spin ran out: block in the kernel (never poll at idle). */

@@ -3,7 +3,8 @@
  * The daemon's workers are a common/pool (the same spin-then-sleep pool the CLI tools use)
  * whose thread 0 is the event-loop thread itself: a step runs on the loop thread and n - 1
  * pinned workers, so n workers occupy n cores. The loop thread is pinned to cpus[0] the first
- * time it runs a step (the pool may be built on another thread, e.g. at start-up).
+ * time it runs a step (the pool may be built on another thread, e.g. at start-up), and not
+ * again for a later pool with the same cpus[0] (see pin_caller()).
  */
 #include "daemon/worker.h"
 
@@ -72,7 +73,18 @@ uint32_t worker_pool_size(const struct worker_pool *p)
 	return p ? p->n_workers : 1;
 }
 
-/* Pin the calling (loop) thread to cpus[0] once; a later caller thread is pinned anew. */
+/*
+ * The CPU pin_caller() last pinned this thread to (-1: none). A new worker set (each workers
+ * change makes a new pool) whose cpus[0] is where the loop thread already sits needs no new
+ * pin.
+ */
+static _Thread_local int caller_cpu = -1;
+
+/*
+ * Pin the calling (loop) thread to cpus[0], once per pool and thread, and only when that moves
+ * it: a later caller thread is pinned anew, and while two generations are stepped in turn (hot
+ * reload) each pool's first run decides once, so the thread does not bounce between their CPUs.
+ */
 static void pin_caller(struct worker_pool *p)
 {
 	pthread_t self = pthread_self();
@@ -80,11 +92,15 @@ static void pin_caller(struct worker_pool *p)
 
 	if (p->cpu0 < 0 || (p->have_pinned && pthread_equal(p->pinned, self)))
 		return;
-	CPU_ZERO(&set);
-	CPU_SET(p->cpu0, &set);
-	pthread_setaffinity_np(self, sizeof(set), &set);
 	p->pinned = self;
 	p->have_pinned = true;
+	if (caller_cpu == p->cpu0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(p->cpu0, &set);
+	/* A refused CPU leaves the thread where it was; this pool does not try again. */
+	if (pthread_setaffinity_np(self, sizeof(set), &set) == 0)
+		caller_cpu = p->cpu0;
 }
 
 void worker_pool_run(struct worker_pool *p, uint32_t n_tasks, worker_fn fn, void *arg)

@@ -7,8 +7,9 @@
 /*
  * A pool of worker threads, each pinned to one CPU, that runs a parallel-for on request:
  * a common/pool whose thread 0 is the thread calling worker_pool_run() (the event loop),
- * pinned to cpus[0] at its first run. Waiting workers spin for tens of microseconds, then
- * yield, then sleep (common/pool.c): no CPU use at idle.
+ * pinned to cpus[0] at its first run (no new pin when that thread already sits there: a new
+ * pool with the same cpus[0] after a workers change). Waiting workers spin for tens of
+ * microseconds, then yield, then sleep (common/pool.c): no CPU use at idle.
  */
 struct worker_pool;
 
