@@ -13,6 +13,9 @@
 /* Values per Q8_0 block (one scale each). */
 #define Q8_BLOCK 32
 
+/* Longest row (n_in): a stack buffer holds one token's quantized activations (2 bytes each). */
+#define Q8_MAX_IN 16384
+
 /* Rows interleaved block by block (a row tile). */
 #define Q8_TILE_ROWS 4
 
@@ -38,17 +41,40 @@ static inline uint64_t q8_block_index(const struct q8_weight *w, uint32_t r, uin
 }
 
 /*
- * y[t][r] = sum over blocks b of d[r][b] * (sum_j q[r][32b + j] * x[t][32b + j]) for rows
- * r0 <= r < r1 (r0 a multiple of Q8_TILE_ROWS) and tokens t < m (x rows n_in long, y rows n_out long). Each (row, token)
- * output is computed in the same order whatever r0, r1 and m are, so results do not depend
- * on the split of rows over workers or on the batch size.
+ * Activations quantized per token and per block of 32 values: one f32 scale d = max |x| /
+ * 32767 and 32 int16 values round(x / d). q is [m][n_in], d [m][n_in / 32]. (int8, as
+ * llama.cpp's Q8_0 x Q8_0 dot has it, moved SmolLM2's logits by up to 0.25: the final
+ * hidden state has outlier channels that flatten the rest of their block.)
  */
-typedef void (*q8_rows_fn)(const struct q8_weight *w, uint32_t r0, uint32_t r1, const float *x,
-			   uint32_t m, float *y);
+struct q8_acts {
+	const int16_t *q;
+	const float *d;
+};
 
-void q8_rows_ref(const struct q8_weight *w, uint32_t r0, uint32_t r1, const float *x, uint32_t m,
-		 float *y);
-void q8_rows_avx2(const struct q8_weight *w, uint32_t r0, uint32_t r1, const float *x, uint32_t m,
-		  float *y);
+/* Quantize @m rows of @n_in activations (a multiple of Q8_BLOCK) into @q and @d (struct q8_acts). */
+void q8_quantize_acts(const float *x, uint32_t m, uint32_t n_in, int16_t *q, float *d);
+
+/*
+ * y[t][r] = sum over blocks b of (dw[r][b] * dx[t][b]) * (sum_j qw[r][32b + j] * qx[t][32b + j])
+ * for rows r0 <= r < r1 (r0 a multiple of Q8_TILE_ROWS) and tokens t < m (y rows n_out long).
+ * Each output is accumulated in eight lanes: lane k takes the exact integer sum of the
+ * products at 2k, 2k + 1, 16 + 2k and 17 + 2k of every block (|sum| <= 4 * 128 * 32767 <
+ * 2^24, so exact in f32 too) times the block's scale product, by fused multiply-add; the
+ * lanes are summed as q8_lanes_sum() has it. Every kernel does exactly this, so results do
+ * not depend on the ISA, the split of rows over workers or the batch size.
+ */
+typedef void (*q8_rows_fn)(const struct q8_weight *w, uint32_t r0, uint32_t r1,
+			   const struct q8_acts *x, uint32_t m, float *y);
+
+void q8_rows_ref(const struct q8_weight *w, uint32_t r0, uint32_t r1, const struct q8_acts *x,
+		 uint32_t m, float *y);
+void q8_rows_avx2(const struct q8_weight *w, uint32_t r0, uint32_t r1, const struct q8_acts *x,
+		  uint32_t m, float *y);
+
+/* The lanes' final sum, shared by the kernels so that they agree bit for bit. */
+static inline float q8_lanes_sum(const float l[8])
+{
+	return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
 
 #endif /* ENGINE_LINEAR_Q8_H */

@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: MIT
 #include "tests/unit/engine/loaders_util.h"
+#include "engine/linear.h"
+#include "engine/model.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 char *lu_read_file(const char *path, size_t *ret_size)
 {
@@ -121,4 +128,12 @@ void lu_rmtree(const char *dir)
 	}
 	closedir(d);
 	rmdir(dir);
+}
+
+void lu_use_f32_head(struct model *m)
+{
+	assert_true(m->cfg.tied_embeddings);
+	linear_done(&m->lm_head);
+	assert_int_equal(linear_init_dense(&m->lm_head, m->tok_embd, m->cfg.n_vocab, m->cfg.dim, 0),
+			 0);
 }

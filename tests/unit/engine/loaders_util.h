@@ -21,4 +21,13 @@ int lu_write_file(const char *path, const void *buf, size_t n);
 char *lu_mkdtemp(void);
 void lu_rmtree(const char *dir);
 
+struct model;
+
+/*
+ * Replace @m's LM head by a dense f32 one over its f32 tok_embd (tied models): the Q8_0
+ * head's int16 activations move logits by up to ~1e-3 (its bound is checked in
+ * test_linear_q8.c), which would hide the 1e-4 agreement of the rest of the forward.
+ */
+void lu_use_f32_head(struct model *m);
+
 #endif /* TESTS_UNIT_ENGINE_LOADERS_UTIL_H */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The Q8_0 linear backend against a double-precision product with the weights dequantized
- * by the GGUF reader's Q8_0 dequantizer (tested against PyPI gguf in test_dtype.c): odd row
+ * by the GGUF reader's Q8_0 dequantizer, within the bound that int8 activations allow (tested against PyPI gguf in test_dtype.c): odd row
  * counts, m = 1, 3, 8 and more than one batch tile, the scalar and the AVX2 kernels, one
  * and two workers; then the LM head of the default model (its tied embedding is Q8_0).
  */
@@ -27,9 +27,11 @@
 #define SMOLLM2 "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 /*
- * Each output is a sum of n_in f32 products, in blocks of 32: its rounding error is at most
- * about (n_in / 32 + 32) * 2^-24 * sum |w x|; 1e-5 * sum |w x| covers n_in up to ~5000 and
- * still catches any wrong weight, scale or activation (each moves the result by far more).
+ * Each output is a sum of exact integer block sums scaled and added in f32: its rounding
+ * error is at most about (n_in / 32 + 8) * 2^-24 * sum |w x|; 1e-5 * sum |w x| covers n_in
+ * up to ~5000. The activations are rounded to int16 per block of 32, each by at most
+ * max |x_block| / 65534: that term is added per output (act_bound()), with 0.1% to spare
+ * for the rounding of the scales themselves.
  */
 #define TOL_REL_ABS 1e-5
 
@@ -65,26 +67,46 @@ static float *dequant(const uint8_t *blocks, uint32_t n_out, uint32_t n_in)
 	return w;
 }
 
-/* Fails unless every y[t][r] is within TOL_REL_ABS * sum |w x| of x W^T in double. */
+/* sum over blocks of (sum |w|) * max |x| / 65534: how far int16 activations can move y[t][r]. */
+static double act_bound(const float *wr, const float *xt, uint32_t n_in)
+{
+	double bound = 0;
+
+	for (uint32_t b = 0; b < n_in; b += 32) {
+		double sw = 0, amax = 0;
+
+		for (uint32_t j = b; j < b + 32; j++) {
+			sw += fabs(wr[j]);
+			amax = fmax(amax, fabs(xt[j]));
+		}
+		bound += sw * amax / 65534;
+	}
+	return bound * 1.001;
+}
+
+/* Fails unless every y[t][r] is within act_bound() + TOL_REL_ABS * sum |w x| of x W^T in double. */
 static void check_against_double(const float *w, uint32_t n_out, uint32_t n_in, uint32_t m,
 				 const float *x, const float *y, const char *what)
 {
 	for (uint32_t t = 0; t < m; t++) {
+		const float *xt = x + (size_t)t * n_in;
+
 		for (uint32_t r = 0; r < n_out; r++) {
-			double ref = 0, mag = 0;
+			const float *wr = w + (size_t)r * n_in;
+			double ref = 0, mag = 0, tol;
 
 			for (uint32_t c = 0; c < n_in; c++) {
-				double p =
-					(double)w[(size_t)r * n_in + c] * x[(size_t)t * n_in + c];
+				double p = (double)wr[c] * xt[c];
 
 				ref += p;
 				mag += fabs(p);
 			}
-			if (fabs(y[(size_t)t * n_out + r] - ref) > TOL_REL_ABS * mag + 1e-30)
+			tol = act_bound(wr, xt, n_in) + TOL_REL_ABS * mag + 1e-30;
+			if (fabs(y[(size_t)t * n_out + r] - ref) > tol)
 				fail_msg(
-					"%s: %ux%u m=%u: y[%u][%u] = %.9g, want %.9g (sum |wx| %.3g)",
+					"%s: %ux%u m=%u: y[%u][%u] = %.9g, want %.9g (tolerance %.3g)",
 					what, n_out, n_in, m, t, r, y[(size_t)t * n_out + r], ref,
-					mag);
+					tol);
 		}
 	}
 }
@@ -135,9 +157,10 @@ static void test_q8_matches_double_product(void **state)
 			float *x = make_x(m, k);
 			float *y1 = malloc((size_t)m * n * sizeof(float));
 			float *y2 = malloc((size_t)m * n * sizeof(float));
+			float *yref = malloc((size_t)m * n * sizeof(float));
 			char what[64];
 
-			assert_true(y1 && y2);
+			assert_true(y1 && y2 && yref);
 			for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
 				if (linear_q8_select_isa(isas[ii]) < 0) {
 					print_message(
@@ -152,7 +175,14 @@ static void test_q8_matches_double_product(void **state)
 				/* the row split does not change any output's arithmetic */
 				linear_forward(&l2, x, y2, m);
 				assert_memory_equal(y1, y2, (size_t)m * n * sizeof(float));
+				/* every ISA does the scalar kernel's arithmetic */
+				if (isas[ii] == LUT_ISA_REF)
+					memcpy(yref, y1, (size_t)m * n * sizeof(float));
+				else
+					assert_memory_equal(y1, yref,
+							    (size_t)m * n * sizeof(float));
 			}
+			free(yref);
 			free(y2);
 			free(y1);
 			free(x);
@@ -257,6 +287,38 @@ static void test_rejects_bad_arguments(void **state)
 	linear_done(&l); /* zeroed: a no-op */
 	assert_int_equal(linear_q8_select_isa(LUT_ISA_COUNT), -EOPNOTSUPP);
 	free(blocks);
+	/* rows longer than the stack buffer of one token's quantized activations */
+	blocks = make_blocks(1, 16416);
+	assert_int_equal(linear_init_q8_0(&l, blocks, 513 * Q8_BYTES, 1, 16416, NULL), -EINVAL);
+	free(blocks);
+}
+
+/* A NaN or infinite activation makes the outputs NaN (as the f32 product would), not zero. */
+static void test_non_finite_activations_give_nan(void **state)
+{
+	const uint32_t n = 8, k = 96;
+	struct linear l = { 0 };
+	uint8_t *blocks;
+	float *x, y[2 * 8];
+
+	test_rng_state = 26;
+	blocks = make_blocks(n, k);
+	x = make_x(2, k);
+	x[40] = NAN;
+	x[k + 95] = INFINITY;
+	assert_int_equal(linear_init_q8_0(&l, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, NULL),
+			 0);
+	for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
+		if (linear_q8_select_isa(isas[ii]) < 0)
+			continue;
+		linear_forward(&l, x, y, 2);
+		for (uint32_t i = 0; i < 2 * n; i++)
+			assert_true(isnan(y[i]));
+	}
+	assert_int_equal(linear_q8_select_isa(LUT_ISA_AUTO), 0);
+	linear_done(&l);
+	free(x);
+	free(blocks);
 }
 
 /*
@@ -295,12 +357,13 @@ static void test_smollm2_head_is_q8(void **state)
 		linear_forward(&dense, x, want, k);
 		assert_memory_equal(y, yp, (size_t)k * nv * sizeof(float));
 		for (size_t i = 0; i < (size_t)k * nv; i++) {
+			const float *xt = x + i / nv * dim, *wr = m->tok_embd + i % nv * dim;
 			double d = fabs(y[i] - want[i]);
 
 			worst = d > worst ? d : worst;
+			assert_true(d <= act_bound(wr, xt, dim) + 1e-4);
 		}
 		print_message("smollm2 q8_0 head, m=%u: max |logit - dense f32| %.3g\n", k, worst);
-		assert_true(worst < 1e-4);
 	}
 	free(want);
 	free(yp);
@@ -319,6 +382,7 @@ int test_linear_q8_run(void)
 		cmocka_unit_test(test_batch_equals_single_tokens),
 		cmocka_unit_test(test_rows_go_through_the_callers_runner),
 		cmocka_unit_test(test_rejects_bad_arguments),
+		cmocka_unit_test(test_non_finite_activations_give_nan),
 		cmocka_unit_test(test_smollm2_head_is_q8),
 	};
 	return cmocka_run_group_tests_name("engine/linear_q8", tests, NULL, NULL);

@@ -5,6 +5,7 @@
  * through the safetensors path, and the real SmolLM2 GGUF.
  */
 #include "engine/model.h"
+#include "tests/unit/engine/loaders_util.h"
 #include "tests/unit/engine/ref_logits.h"
 
 #include <math.h>
@@ -171,6 +172,7 @@ static void test_smollm2_matches_transformers(void **state)
 	ret = model_load(SMOLLM2, &m, &e);
 	if (ret < 0)
 		fail_msg("%s: %s", SMOLLM2, errbuf_str(&e, ret));
+	lu_use_f32_head(m);
 	assert_int_equal(m->cfg.n_layers, 30);
 	assert_int_equal(m->cfg.n_kv_heads, 3);
 	d = check_prefill(m, r);
@@ -192,6 +194,7 @@ static void test_smollm2_close_to_transformers_f32(void **state)
 
 	assert_non_null(r);
 	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
+	lu_use_f32_head(m);
 	d = check_prefill(m, r);
 	printf("smollm2: max |logit - transformers float32| prefill %.3g\n", d);
 	assert_true(d <= 3 * LOGIT_TOL);
@@ -266,6 +269,7 @@ static void test_long_prefill_equals_chunked_prefill(void **state)
 	double d = 0;
 
 	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
+	lu_use_f32_head(m);
 	for (uint32_t i = 0; i < N; i++)
 		tok[i] = (int32_t)(17 + (i * 7919u) % 40000u);
 	a = malloc(m->cfg.n_vocab * sizeof(float));

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/engine/loaders_util.h"
+
 #define FIX	"tests/fixtures/tasks/"
 #define SMOLLM2 "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 /* per-choice log-likelihood against the float64 reference (issue 9) */
@@ -386,6 +388,7 @@ static void test_smollm2_matches_transformers(void **state)
 	r = model_load(SMOLLM2, &m, &e);
 	if (r < 0)
 		fail_msg("%s: %s", SMOLLM2, errbuf_str(&e, r));
+	lu_use_f32_head(m);
 	/* batches of 1, 3 and all items: the shared-prefix KV copy and the packing of several
 	 * items into one step must not change any score */
 	for (size_t b = 0; b < sizeof(batches) / sizeof(batches[0]); b++) {
