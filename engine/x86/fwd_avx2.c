@@ -255,75 +255,90 @@ static double sumsq_avx2(const float *x, uint32_t n)
 }
 
 /*
- * s[r][0..16) = q[r] . keys of one packed chunk, for 4 rows of q ([4][hd]): each key vector
- * is loaded once for the 4 rows, 8 accumulators hide the FMA latency.
+ * s[r][0..16) = q[r] . keys of one packed chunk, for @n (1..4) rows of q ([n][hd]): each key
+ * vector is loaded once for the rows, two accumulators per row hide the FMA latency. A
+ * row's sums are the same whatever @n is (decode steps compute one row, not four).
  */
-static inline void qk_4x16(const float *q, uint32_t hd, const float *kc, float *s,
-			   uint32_t s_stride)
+static inline __attribute__((always_inline)) void
+qk_nx16(const float *q, uint32_t hd, const float *kc, float *s, uint32_t s_stride, int n)
 {
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0,
-	       d1 = a0;
+	__m256 a0[4], a1[4];
 
+#pragma GCC unroll 4
+	for (int r = 0; r < n; r++)
+		a0[r] = a1[r] = _mm256_setzero_ps();
 	for (uint32_t d = 0; d < hd; d++) {
 		__m256 k0 = _mm256_load_ps(kc + d * FWD_KEY_CHUNK);
 		__m256 k1 = _mm256_load_ps(kc + d * FWD_KEY_CHUNK + 8);
-		__m256 x;
 
-		x = _mm256_broadcast_ss(q + d);
-		a0 = _mm256_fmadd_ps(x, k0, a0);
-		a1 = _mm256_fmadd_ps(x, k1, a1);
-		x = _mm256_broadcast_ss(q + hd + d);
-		b0 = _mm256_fmadd_ps(x, k0, b0);
-		b1 = _mm256_fmadd_ps(x, k1, b1);
-		x = _mm256_broadcast_ss(q + 2 * hd + d);
-		c0 = _mm256_fmadd_ps(x, k0, c0);
-		c1 = _mm256_fmadd_ps(x, k1, c1);
-		x = _mm256_broadcast_ss(q + 3 * hd + d);
-		d0 = _mm256_fmadd_ps(x, k0, d0);
-		d1 = _mm256_fmadd_ps(x, k1, d1);
+#pragma GCC unroll 4
+		for (int r = 0; r < n; r++) {
+			__m256 x = _mm256_broadcast_ss(q + r * hd + d);
+
+			a0[r] = _mm256_fmadd_ps(x, k0, a0[r]);
+			a1[r] = _mm256_fmadd_ps(x, k1, a1[r]);
+		}
 	}
-	_mm256_store_ps(s, a0);
-	_mm256_store_ps(s + 8, a1);
-	_mm256_store_ps(s + s_stride, b0);
-	_mm256_store_ps(s + s_stride + 8, b1);
-	_mm256_store_ps(s + 2 * s_stride, c0);
-	_mm256_store_ps(s + 2 * s_stride + 8, c1);
-	_mm256_store_ps(s + 3 * s_stride, d0);
-	_mm256_store_ps(s + 3 * s_stride + 8, d1);
+#pragma GCC unroll 4
+	for (int r = 0; r < n; r++) {
+		_mm256_store_ps(s + r * s_stride, a0[r]);
+		_mm256_store_ps(s + r * s_stride + 8, a1[r]);
+	}
 }
 
-/* o0/o1[0..32) += sum_{j0 <= j < j1} p0/p1[j] * v[j][0..32) for two rows. */
-static inline void pv_2x32(const float *p0, const float *p1, const float *v, uint32_t v_stride,
-			   uint32_t j0, uint32_t j1, float *o0, float *o1)
+static void qk_rows(const float *q, uint32_t hd, const float *kc, float *s, uint32_t s_stride,
+		    uint32_t n)
 {
-	__m256 a0 = _mm256_load_ps(o0), a1 = _mm256_load_ps(o0 + 8), a2 = _mm256_load_ps(o0 + 16),
-	       a3 = _mm256_load_ps(o0 + 24);
-	__m256 b0 = _mm256_load_ps(o1), b1 = _mm256_load_ps(o1 + 8), b2 = _mm256_load_ps(o1 + 16),
-	       b3 = _mm256_load_ps(o1 + 24);
+	switch (n) {
+	case 1:
+		qk_nx16(q, hd, kc, s, s_stride, 1);
+		break;
+	case 2:
+		qk_nx16(q, hd, kc, s, s_stride, 2);
+		break;
+	case 3:
+		qk_nx16(q, hd, kc, s, s_stride, 3);
+		break;
+	default:
+		qk_nx16(q, hd, kc, s, s_stride, 4);
+		break;
+	}
+}
 
+/* o[i][0..32) += sum_{j0 <= j < j1} p[i][j] * v[j][0..32) for @n (1 or 2) rows. */
+static inline __attribute__((always_inline)) void pv_nx32(const float *p0, const float *p1,
+							  const float *v, uint32_t v_stride,
+							  uint32_t j0, uint32_t j1, float *o0,
+							  float *o1, int n)
+{
+	const float *p[2] = { p0, p1 };
+	float *o[2] = { o0, o1 };
+	__m256 a[2][4];
+
+#pragma GCC unroll 2
+	for (int i = 0; i < n; i++)
+#pragma GCC unroll 4
+		for (int c = 0; c < 4; c++)
+			a[i][c] = _mm256_load_ps(o[i] + 8 * c);
 	for (uint32_t j = j0; j < j1; j++) {
 		const float *vr = v + (size_t)j * v_stride;
-		__m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
-		__m256 v2 = _mm256_loadu_ps(vr + 16), v3 = _mm256_loadu_ps(vr + 24);
-		__m256 x = _mm256_broadcast_ss(p0 + j), y = _mm256_broadcast_ss(p1 + j);
+		__m256 vv[4] = { _mm256_loadu_ps(vr), _mm256_loadu_ps(vr + 8),
+				 _mm256_loadu_ps(vr + 16), _mm256_loadu_ps(vr + 24) };
 
-		a0 = _mm256_fmadd_ps(x, v0, a0);
-		a1 = _mm256_fmadd_ps(x, v1, a1);
-		a2 = _mm256_fmadd_ps(x, v2, a2);
-		a3 = _mm256_fmadd_ps(x, v3, a3);
-		b0 = _mm256_fmadd_ps(y, v0, b0);
-		b1 = _mm256_fmadd_ps(y, v1, b1);
-		b2 = _mm256_fmadd_ps(y, v2, b2);
-		b3 = _mm256_fmadd_ps(y, v3, b3);
+#pragma GCC unroll 2
+		for (int i = 0; i < n; i++) {
+			__m256 x = _mm256_broadcast_ss(p[i] + j);
+
+#pragma GCC unroll 4
+			for (int c = 0; c < 4; c++)
+				a[i][c] = _mm256_fmadd_ps(x, vv[c], a[i][c]);
+		}
 	}
-	_mm256_store_ps(o0, a0);
-	_mm256_store_ps(o0 + 8, a1);
-	_mm256_store_ps(o0 + 16, a2);
-	_mm256_store_ps(o0 + 24, a3);
-	_mm256_store_ps(o1, b0);
-	_mm256_store_ps(o1 + 8, b1);
-	_mm256_store_ps(o1 + 16, b2);
-	_mm256_store_ps(o1 + 24, b3);
+#pragma GCC unroll 2
+	for (int i = 0; i < n; i++)
+#pragma GCC unroll 4
+		for (int c = 0; c < 4; c++)
+			_mm256_store_ps(o[i] + 8 * c, a[i][c]);
 }
 
 /* Keys per step of the P.V sweep: their value rows stay in L1 across all row pairs. */
@@ -350,7 +365,8 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 			uint32_t last = r0 + 3 < rows ? r0 + 3 : rows - 1;
 
 			if (c < a->vis0 + last)
-				qk_4x16(qs + r0 * hd, hd, kc, s + (size_t)r0 * pad + c, pad);
+				qk_rows(qs + r0 * hd, hd, kc, s + (size_t)r0 * pad + c, pad,
+					last + 1 - r0);
 		}
 	}
 	/* unnormalized: the output rows are scaled by 1 / sum instead, a pass over s fewer */
@@ -370,10 +386,15 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 
 			if (j0 >= end)
 				continue;
-			for (uint32_t h = 0; h < hd; h += 32)
-				pv_2x32(s + (size_t)r * pad, s + (size_t)(r + 1) * pad, a->v + h,
-					a->v_stride, j0, j1, acc + r * hd + h,
-					acc + (r + 1) * hd + h);
+			for (uint32_t h = 0; h < hd; h += 32) {
+				const float *p0 = s + (size_t)r * pad, *p1 = p0 + pad;
+				float *o0 = acc + r * hd + h, *o1 = o0 + hd;
+
+				if (r + 1 < rows)
+					pv_nx32(p0, p1, a->v + h, a->v_stride, j0, j1, o0, o1, 2);
+				else
+					pv_nx32(p0, p1, a->v + h, a->v_stride, j0, j1, o0, o1, 1);
+			}
 		}
 	}
 	for (uint32_t r = 0; r < rows; r++) {
