@@ -21,7 +21,8 @@
 
 int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx)
 {
-	uint64_t n;
+	const struct fwd_ops *ops = fwd_ops();
+	uint64_t n, n_kt;
 
 	memset(kv, 0, sizeof(*kv));
 	if (!n_seq || !n_ctx)
@@ -29,13 +30,27 @@ int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, ui
 	kv->n_seq = n_seq;
 	kv->n_ctx = n_ctx;
 	kv->n_layers = m->cfg.n_layers;
+	kv->n_kv_heads = m->cfg.n_kv_heads;
+	kv->head_dim = m->cfg.head_dim;
 	kv->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
+	kv->kt_head_floats = fwd_packed_keys_floats(n_ctx, kv->head_dim);
 	if (__builtin_mul_overflow((uint64_t)n_seq * kv->n_layers, (uint64_t)n_ctx * kv->kv_dim,
-				   &n))
+				   &n) ||
+	    __builtin_mul_overflow((uint64_t)n_seq * kv->n_layers * kv->n_kv_heads,
+				   kv->kt_head_floats, &n_kt) ||
+	    n_kt > SIZE_MAX / sizeof(float) - 8)
 		return -EOVERFLOW;
-	kv->k = malloc(n * sizeof(float));
 	kv->v = malloc(n * sizeof(float));
-	if (!kv->k || !kv->v) {
+	if (ops->attend_rows && kv->head_dim % 32 == 0) {
+		/* calloc: the padding keys of a chunk must be finite (the kernel computes their
+		 * scores before masking them); large blocks come zeroed from the kernel lazily */
+		kv->kt_mem = calloc(n_kt + 8, sizeof(float));
+		kv->kt = (float *)(((uintptr_t)kv->kt_mem + 31) & ~(uintptr_t)31);
+		kv->att_ops = ops;
+	} else {
+		kv->k = malloc(n * sizeof(float));
+	}
+	if (!kv->v || !(kv->k || kv->kt_mem)) {
 		kv_cache_done(kv);
 		return -ENOMEM;
 	}
@@ -46,13 +61,41 @@ void kv_cache_done(struct kv_cache *kv)
 {
 	free(kv->k);
 	free(kv->v);
-	kv->k = kv->v = NULL;
+	free(kv->kt_mem);
+	kv->k = kv->v = kv->kt = NULL;
+	kv->kt_mem = NULL;
 }
 
 /* [n_ctx][kv_dim] block of layer @l for sequence @s */
 static float *kv_at(const struct kv_cache *kv, float *base, uint32_t s, uint32_t l)
 {
 	return base + ((uint64_t)s * kv->n_layers + l) * kv->n_ctx * kv->kv_dim;
+}
+
+/* The packed keys of KV head 0 of layer @l for sequence @s (heads kt_head_floats apart). */
+static float *kv_kt_at(const struct kv_cache *kv, uint32_t s, uint32_t l)
+{
+	return kv->kt + ((uint64_t)s * kv->n_layers + l) * kv->n_kv_heads * kv->kt_head_floats;
+}
+
+void kv_cache_copy_prefix(struct kv_cache *kv, uint32_t from, uint32_t to, uint32_t n)
+{
+	/* packed keys: whole chunks (the extra slots are finite and masked until written) */
+	size_t kt_n = fwd_packed_keys_floats(n, kv->head_dim);
+
+	for (uint32_t l = 0; l < kv->n_layers; l++) {
+		memcpy(kv_at(kv, kv->v, to, l), kv_at(kv, kv->v, from, l),
+		       (size_t)n * kv->kv_dim * sizeof(float));
+		if (!kv->kt) {
+			memcpy(kv_at(kv, kv->k, to, l), kv_at(kv, kv->k, from, l),
+			       (size_t)n * kv->kv_dim * sizeof(float));
+			continue;
+		}
+		for (uint32_t g = 0; g < kv->n_kv_heads; g++)
+			memcpy(kv_kt_at(kv, to, l) + g * kv->kt_head_floats,
+			       kv_kt_at(kv, from, l) + g * kv->kt_head_floats,
+			       kt_n * sizeof(float));
+	}
 }
 
 /* Most threads of our own one step starts. */
@@ -325,55 +368,54 @@ static void att_worker(void *arg, uint32_t w)
 	}
 }
 
-/*
- * Fewest query rows for the fused path. Decode steps (one row) take it too: packing every key
- * costs about what the kernel saves on one thread, but it spreads the heads over the workers
- * where BLAS ran them one after another on the caller (2-thread decode +3%, SmolLM2).
- */
-#define ATT_FUSED_MIN_ROWS 1
-
-/* The fused attention's buffers, kept across the layers of a step: fresh pages for every
- * layer would cost a page fault each. */
+/* Scratch of the fused attention, kept across the layers of a step (fresh pages for every
+ * layer would cost a page fault each): [workers][att_scratch_floats]. */
 struct att_bufs {
-	float *kt, *work; /* 32-byte aligned */
-	size_t kt_floats, work_floats;
+	float *work; /* 32-byte aligned */
+	size_t per_worker;
+	uint32_t n_workers;
 };
 
-/* *@buf with room for @n floats (32-byte aligned), reallocated when short; NULL if out of
- * memory. */
-static float *att_buf(float **buf, size_t *have, size_t n)
+/*
+ * Reserve the fused attention's scratch for a step whose sequences see at most @max_keys
+ * keys, before any layer runs (the fused path has no fallback once the keys are packed).
+ */
+static int att_reserve(struct att_bufs *ab, const struct model *m, uint32_t max_keys)
 {
-	if (*have < n) {
-		free(*buf);
-		/* aligned_alloc wants a multiple of the alignment */
-		*buf = aligned_alloc(32, (n * sizeof(float) + 31) & ~(size_t)31);
-		*have = *buf ? n : 0;
-	}
-	return *buf;
+	/* 8-float multiples keep every worker's scratch 32-byte aligned */
+	size_t per = (fwd_att_scratch_floats(m->cfg.head_dim, max_keys) + 7) & ~(size_t)7;
+	uint32_t nw = fwd_n_workers(m);
+
+	ab->work = aligned_alloc(32, (size_t)nw * per * sizeof(float));
+	if (!ab->work)
+		return -ENOMEM;
+	ab->per_worker = per;
+	ab->n_workers = nw;
+	return 0;
 }
 
 static void att_bufs_free(struct att_bufs *ab)
 {
-	free(ab->kt);
 	free(ab->work);
 	memset(ab, 0, sizeof(*ab));
 }
 
-/* Fused attention (fwd_ops attend_rows) on all workers; false if it does not apply or its
- * scratch cannot be had, and the caller goes through BLAS. */
-static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint32_t layer,
+/* Fused attention (fwd_ops attend_rows on the packed keys) on all workers. */
+static void attend_fused(const struct model *m, const struct kv_cache *kv, uint32_t layer,
 			 uint32_t s, uint32_t p0, uint32_t len, const float *q, float *out,
-			 struct att_bufs *ab)
+			 const struct att_bufs *ab)
 {
 	const struct model_config *c = &m->cfg;
-	const struct fwd_ops *ops = fwd_ops();
-	uint32_t hd = c->head_dim, n_keys = p0 + len, nw, n_tasks;
-	const float *kc = kv_at(kv, kv->k, s, layer);
+	uint32_t hd = c->head_dim, nw, n_tasks;
 	struct att_job j = {
-		.ops = ops,
+		.ops = kv->att_ops,
 		.q = q,
+		.kt = kv_kt_at(kv, s, layer),
 		.vc = kv_at(kv, kv->v, s, layer),
 		.out = out,
+		.kt_floats = kv->kt_head_floats,
+		.scratch = ab->work,
+		.scratch_floats = ab->per_worker,
 		.q_dim = c->n_heads * hd,
 		.kvd = kv->kv_dim,
 		.hd = hd,
@@ -384,30 +426,14 @@ static bool attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 		.n_blocks = (len + FWD_ATT_ROWS - 1) / FWD_ATT_ROWS,
 		.scale = 1.0f / sqrtf((float)hd),
 	};
-	float *kt, *scratch;
 
-	if (!ops->attend_rows || hd % 32 || len < ATT_FUSED_MIN_ROWS)
-		return false;
 	n_tasks = j.n_heads * j.n_blocks;
-	nw = fwd_n_workers(m);
-	nw = nw < n_tasks ? nw : n_tasks;
-	j.kt_floats = fwd_packed_keys_floats(n_keys, hd);
-	/* 8-float multiples keep every worker's scratch 32-byte aligned */
-	j.scratch_floats = (fwd_att_scratch_floats(hd, n_keys) + 7) & ~(size_t)7;
-	kt = att_buf(&ab->kt, &ab->kt_floats, c->n_kv_heads * j.kt_floats);
-	scratch = att_buf(&ab->work, &ab->work_floats, nw * j.scratch_floats);
-	if (!kt || !scratch)
-		return false;
-	for (uint32_t g = 0; g < c->n_kv_heads; g++)
-		fwd_pack_keys(kt + g * j.kt_floats, kc + g * hd, kv->kv_dim, n_keys, hd);
-	j.kt = kt;
-	j.scratch = scratch;
+	nw = ab->n_workers < n_tasks ? ab->n_workers : n_tasks;
 	atomic_init(&j.next, 0);
 	if (nw > 1)
 		fwd_run_tasks(m, nw, att_worker, &j);
 	else
 		att_worker(&j, 0);
-	return true;
 }
 
 /*
@@ -421,8 +447,10 @@ static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_
 {
 	uint32_t q_dim = m->cfg.n_heads * m->cfg.head_dim;
 
-	if (attend_fused(m, kv, layer, s, p0, len, q, out, ab))
+	if (kv->kt) {
+		attend_fused(m, kv, layer, s, p0, len, q, out, ab);
 		return;
+	}
 	for (uint32_t r0 = 0; r0 < len; r0 += ATT_BLOCK) {
 		uint32_t n = len - r0 < ATT_BLOCK ? len - r0 : ATT_BLOCK;
 
@@ -452,13 +480,25 @@ static void scratch_free(struct scratch *s)
 	att_bufs_free(&s->ab);
 }
 
-static int scratch_alloc(struct scratch *s, const struct model *m, const uint32_t *pos, uint32_t n,
-			 uint64_t scores)
+/*
+ * The step's buffers; @scores floats for the BLAS attention, or, with packed keys, the
+ * fused attention's scratch instead.
+ */
+static int scratch_alloc(struct scratch *s, const struct model *m, const struct kv_cache *kv,
+			 const uint32_t *pos, uint32_t n, uint64_t scores)
 {
 	const struct model_config *c = &m->cfg;
 	uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+	uint32_t max_keys = 0;
 
 	memset(s, 0, sizeof(*s));
+	if (kv->kt) {
+		for (uint32_t t = 0; t < n; t++)
+			max_keys = pos[t] + 1 > max_keys ? pos[t] + 1 : max_keys;
+		if (att_reserve(&s->ab, m, max_keys) < 0)
+			return -ENOMEM;
+		scores = 1;
+	}
 	s->x = malloc(n * c->dim * sizeof(float));
 	s->h = malloc(n * c->dim * sizeof(float));
 	s->q = malloc(n * q_dim * sizeof(float));
@@ -561,17 +601,24 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 	const struct model_layer *l = &m->layers[li];
 	uint32_t q_dim = c->n_heads * c->head_dim, kvd = kv->kv_dim;
 
-	linear_forward(&l->wq, h, s->q, n);
-	linear_forward(&l->wk, h, s->k, n);
-	linear_forward(&l->wv, h, s->v, n);
+	linear_forward_shared((const struct linear *[]){ &l->wq, &l->wk, &l->wv }, 3, h,
+			      (float *[]){ s->q, s->k, s->v }, n);
 	if (c->arch == ARCH_LLAMA) {
 		struct rope_ctx rc = { .m = m, .q = s->q, .k = s->k, .cs = s->rope_cs };
 
 		par_rows(m, n, rope_part, &rc);
 	}
 	for (uint32_t t = 0; t < n; t++) {
-		memcpy(kv_at(kv, kv->k, seq[t], li) + (uint64_t)pos[t] * kvd,
-		       s->k + (uint64_t)t * kvd, kvd * sizeof(float));
+		const float *kr = s->k + (uint64_t)t * kvd;
+
+		if (kv->kt) {
+			for (uint32_t g = 0; g < c->n_kv_heads; g++)
+				fwd_pack_key(kv_kt_at(kv, seq[t], li) + g * kv->kt_head_floats,
+					     kr + g * c->head_dim, pos[t], c->head_dim);
+		} else {
+			memcpy(kv_at(kv, kv->k, seq[t], li) + (uint64_t)pos[t] * kvd, kr,
+			       kvd * sizeof(float));
+		}
 		memcpy(kv_at(kv, kv->v, seq[t], li) + (uint64_t)pos[t] * kvd,
 		       s->v + (uint64_t)t * kvd, kvd * sizeof(float));
 	}
@@ -610,8 +657,8 @@ static void ffn_core(const struct model *m, uint32_t li, uint32_t n, const float
 			act[i] = act[i] > 0 ? act[i] : 0;
 		return;
 	}
-	linear_forward(&l->w_gate, h, act, n);
-	linear_forward(&l->w_up, h, s->ff2, n);
+	linear_forward_shared((const struct linear *[]){ &l->w_gate, &l->w_up }, 2, h,
+			      (float *[]){ act, s->ff2 }, n);
 	par_rows(m, n, silu_part,
 		 &(struct silu_ctx){ .g = act, .u = s->ff2, .dim = m->cfg.ffn_dim });
 }
@@ -686,7 +733,7 @@ int model_attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, con
 	r = check_batch(kv, seq, pos, n, &n_scores);
 	if (r < 0)
 		return r;
-	r = scratch_alloc(&s, m, pos, n, n_scores);
+	r = scratch_alloc(&s, m, kv, pos, n, n_scores);
 	if (r < 0)
 		return r;
 	attn_core(m, kv, li, seq, pos, n, h, att, &s);
@@ -728,7 +775,7 @@ int model_forward(const struct model *m, struct kv_cache *kv, const int32_t *tok
 	r = check_batch(kv, seq, pos, n, &n_scores);
 	if (r < 0)
 		return r;
-	r = scratch_alloc(&s, m, pos, n, n_scores);
+	r = scratch_alloc(&s, m, kv, pos, n, n_scores);
 	if (r < 0)
 		return r;
 	r = model_embed(m, tokens, pos, n, s.x);

@@ -95,22 +95,25 @@ size_t fwd_packed_keys_floats(uint32_t n_keys, uint32_t hd)
 	return n_chunks * FWD_KEY_CHUNK * hd;
 }
 
+void fwd_pack_key(float *kt, const float *k, uint32_t pos, uint32_t hd)
+{
+	float *dst = kt + (size_t)pos / FWD_KEY_CHUNK * FWD_KEY_CHUNK * hd + pos % FWD_KEY_CHUNK;
+
+	for (uint32_t d = 0; d < hd; d++)
+		dst[(size_t)d * FWD_KEY_CHUNK] = k[d];
+}
+
 void fwd_pack_keys(float *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd)
 {
-	for (size_t c0 = 0; c0 < n_keys; c0 += FWD_KEY_CHUNK) {
-		float *dst = kt + c0 * hd;
+	size_t n_pad = fwd_packed_keys_floats(n_keys, hd) / hd;
 
-		for (uint32_t i = 0; i < FWD_KEY_CHUNK; i++) {
-			const float *src = k + (c0 + i) * k_stride;
+	for (uint32_t j = 0; j < n_keys; j++)
+		fwd_pack_key(kt, k + (size_t)j * k_stride, j, hd);
+	for (size_t j = n_keys; j < n_pad; j++) {
+		float *dst = kt + (n_pad - FWD_KEY_CHUNK) * hd + j % FWD_KEY_CHUNK;
 
-			if (c0 + i >= n_keys) {
-				for (uint32_t d = 0; d < hd; d++)
-					dst[(size_t)d * FWD_KEY_CHUNK + i] = 0;
-				continue;
-			}
-			for (uint32_t d = 0; d < hd; d++)
-				dst[(size_t)d * FWD_KEY_CHUNK + i] = src[d];
-		}
+		for (uint32_t d = 0; d < hd; d++)
+			dst[(size_t)d * FWD_KEY_CHUNK] = 0;
 	}
 }
 

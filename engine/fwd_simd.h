@@ -70,6 +70,9 @@ size_t fwd_packed_keys_floats(uint32_t n_keys, uint32_t hd);
  */
 void fwd_pack_keys(float *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd);
 
+/* Store key @pos (@hd floats at @k) into packed keys @kt, the layout fwd_pack_keys() makes. */
+void fwd_pack_key(float *kt, const float *k, uint32_t pos, uint32_t hd);
+
 /* Scratch floats one attend_rows call needs for blocks of up to @n_keys keys. */
 size_t fwd_att_scratch_floats(uint32_t hd, uint32_t n_keys);
 

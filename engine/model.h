@@ -99,9 +99,14 @@ void model_free(struct model *m);
 /* Bytes of f32 weights the model holds (for reports). */
 uint64_t model_weight_bytes(const struct model *m);
 
+struct fwd_ops;
+
 /*
- * KV cache for @n_seq independent sequences of up to @n_ctx positions each.
- * k and v are [n_seq][n_layers][n_ctx][kv_dim] f32.
+ * KV cache for @n_seq independent sequences of up to @n_ctx positions each. v is
+ * [n_seq][n_layers][n_ctx][kv_dim] f32. The keys are either row-major like v (k) or, on
+ * hosts with a fused attention kernel (chosen at kv_cache_init), packed the way that kernel
+ * reads them (kt, per sequence, layer and KV head kt_head_floats floats; k is NULL): they
+ * are packed once when written, not again at every step.
  */
 struct kv_cache {
 	uint32_t n_seq;
@@ -110,10 +115,19 @@ struct kv_cache {
 	uint32_t kv_dim;
 	float *k;
 	float *v;
+	float *kt; /* 32-byte aligned, inside kt_mem */
+	void *kt_mem;
+	uint64_t kt_head_floats;
+	uint32_t n_kv_heads;
+	uint32_t head_dim;
+	const struct fwd_ops *att_ops; /* the fused kernel kt is laid out for, or NULL */
 };
 
 int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx);
 void kv_cache_done(struct kv_cache *kv);
+
+/* Copy positions [0, @n) of every layer of sequence @from to sequence @to (all in range). */
+void kv_cache_copy_prefix(struct kv_cache *kv, uint32_t from, uint32_t to, uint32_t n);
 
 /*
  * One forward step over a batch of @n tokens: token i is tokens[i] of sequence seq[i] at

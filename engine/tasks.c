@@ -556,20 +556,6 @@ static int scorer_kv(struct scorer *s, uint32_t n_seq, uint32_t n_ctx)
 	return 0;
 }
 
-/* Copy positions [0, n) of every layer of sequence @from to sequence @to (layout in model.h). */
-static void kv_copy_prefix(struct kv_cache *kv, uint32_t from, uint32_t to, uint32_t n)
-{
-	size_t blk = (size_t)kv->n_ctx * kv->kv_dim;
-
-	for (uint32_t l = 0; l < kv->n_layers; l++) {
-		size_t a = ((size_t)from * kv->n_layers + l) * blk;
-		size_t b = ((size_t)to * kv->n_layers + l) * blk;
-
-		memcpy(kv->k + b, kv->k + a, (size_t)n * kv->kv_dim * sizeof(float));
-		memcpy(kv->v + b, kv->v + a, (size_t)n * kv->kv_dim * sizeof(float));
-	}
-}
-
 /* Add the log-probabilities of rows [0, n) of s->hidden to ll[row_slot[i]]. */
 static int score_rows(struct scorer *s, uint32_t n, double *ll)
 {
@@ -670,7 +656,7 @@ static int score_batch(struct scorer *s, const struct task_enc *enc, uint32_t n,
 			uint32_t sq = off[g] + c;
 
 			if (c)
-				kv_copy_prefix(&s->kv, off[g], sq, enc[g].n_ctx);
+				kv_cache_copy_prefix(&s->kv, off[g], sq, enc[g].n_ctx);
 			for (uint32_t j = 0; j + 1 < enc[g].n_cont[c]; j++, t++) {
 				s->tok[t] = enc[g].cont[c][j];
 				s->seq[t] = sq;
