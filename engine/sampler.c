@@ -51,10 +51,15 @@ int32_t sampler_sample(const struct sampler_params *p, uint64_t *rng, const floa
 		return -EINVAL;
 	if (p->temperature <= 0) {
 		uint32_t best = 0;
+		float bv = clean(logits[0]);
 
-		for (i = 1; i < n_vocab; i++)
-			if (clean(logits[i]) > clean(logits[best]))
+		/* a NaN compares false: it never wins, as clean() would have it */
+		for (i = 1; i < n_vocab; i++) {
+			if (logits[i] > bv) {
+				bv = logits[i];
 				best = i;
+			}
+		}
 		return (int32_t)best;
 	}
 	for (i = 0; i < n_vocab; i++)
