@@ -30,15 +30,28 @@ struct linear {
 	void *impl;	   /* backend data */
 };
 
-static inline void linear_forward(const struct linear *l, const float *x, float *y, uint32_t m)
+static inline void linear_add_bias(const struct linear *l, float *y, uint32_t m)
 {
-	l->ops->forward(l, x, y, m);
 	if (l->bias) {
 		for (uint32_t r = 0; r < m; r++)
 			for (uint32_t i = 0; i < l->n_out; i++)
 				y[(uint64_t)r * l->n_out + i] += l->bias[i];
 	}
 }
+
+static inline void linear_forward(const struct linear *l, const float *x, float *y, uint32_t m)
+{
+	l->ops->forward(l, x, y, m);
+	linear_add_bias(l, y, m);
+}
+
+/*
+ * ys[i] = linear_forward(ls[i], x) for @n layers reading the same input @x (@m rows), as
+ * q/k/v or gate/up do: layers quantized in one randomized Hadamard basis (shiftadd-rht, the
+ * converter gives layers that share an input one input seed) transform x once for all.
+ */
+void linear_forward_shared(const struct linear *const *ls, uint32_t n, const float *x,
+			   float *const *ys, uint32_t m);
 
 /*
  * Dense backend over @w ([n_out][n_in] row-major f32). @w is borrowed (the model owns it)

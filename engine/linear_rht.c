@@ -20,23 +20,45 @@ struct rht_linear {
 	bool both;
 };
 
+/* Inputs up to this many floats are transformed in a stack buffer (decode steps). */
+#define STACK_FLOATS 4096
+
+/* The transformed input of @l for @m rows of @x: @stack, or malloc'ed (NULL if that fails). */
+static float *transformed_input(const struct rht_linear *r, const float *x, uint32_t m,
+				float *stack)
+{
+	size_t n = (size_t)m * r->t_in.n;
+	float *u = n <= STACK_FLOATS ? stack : malloc(n * sizeof(float));
+
+	if (u) {
+		memcpy(u, x, n * sizeof(float));
+		rht_apply(&r->t_in, u, m);
+	}
+	return u;
+}
+
+/* The inner layer on the transformed input @u, then the output transform back. */
+static void inner_forward(const struct rht_linear *r, const float *u, float *y, uint32_t m)
+{
+	r->inner.ops->forward(&r->inner, u, y, m);
+	if (r->both)
+		rht_apply_inverse(&r->t_out, y, m);
+}
+
 static void rht_forward(const struct linear *l, const float *x, float *y, uint32_t m)
 {
 	const struct rht_linear *r = l->impl;
-	size_t n = (size_t)m * l->n_in;
-	float *u = malloc(n * sizeof(float));
+	float stack[STACK_FLOATS];
+	float *u = transformed_input(r, x, m, stack);
 
 	if (!u) {
 		/* no error path in forward: a zero output is visible in any evaluation */
 		memset(y, 0, (size_t)m * l->n_out * sizeof(float));
 		return;
 	}
-	memcpy(u, x, n * sizeof(float));
-	rht_apply(&r->t_in, u, m);
-	r->inner.ops->forward(&r->inner, u, y, m);
-	if (r->both)
-		rht_apply_inverse(&r->t_out, y, m);
-	free(u);
+	inner_forward(r, u, y, m);
+	if (u != stack)
+		free(u);
 }
 
 static void rht_linear_done(struct linear *l)
@@ -81,4 +103,42 @@ int linear_wrap_rht(struct linear *l, const struct linear *inner, const struct s
 			      .bias = inner->bias,
 			      .impl = r };
 	return 0;
+}
+
+/* Whether every layer of @ls is an rht layer with the input transform of the first. */
+static bool same_input_transform(const struct linear *const *ls, uint32_t n)
+{
+	const struct rht_linear *r0 = ls[0]->impl;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct rht_linear *r = ls[i]->impl;
+
+		if (ls[i]->ops != &rht_ops || r->t_in.n != r0->t_in.n ||
+		    r->t_in.seed != r0->t_in.seed)
+			return false;
+	}
+	return true;
+}
+
+void linear_forward_shared(const struct linear *const *ls, uint32_t n, const float *x,
+			   float *const *ys, uint32_t m)
+{
+	float stack[STACK_FLOATS];
+	float *u;
+
+	if (n < 2 || !same_input_transform(ls, n)) {
+		for (uint32_t i = 0; i < n; i++)
+			linear_forward(ls[i], x, ys[i], m);
+		return;
+	}
+	u = transformed_input(ls[0]->impl, x, m, stack);
+	for (uint32_t i = 0; i < n; i++) {
+		if (u)
+			inner_forward(ls[i]->impl, u, ys[i], m);
+		else
+			memset(ys[i], 0, (size_t)m * ls[i]->n_out * sizeof(float));
+		linear_add_bias(ls[i], ys[i], m);
+	}
+	if (u != stack)
+		free(u);
 }

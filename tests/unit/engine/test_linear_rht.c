@@ -106,12 +106,76 @@ static void test_unsupported_width_is_refused(void **state)
 	linear_done(&inner);
 }
 
+/*
+ * One forward over layers sharing an input gives, bit for bit, what separate forwards give:
+ * with one input seed (the transform shared), with different seeds or a plain dense layer in
+ * the group (each on its own), with a bias, on the stack buffer (m = 3) and the heap (m = 70).
+ */
+static void test_shared_input_equals_separate_forwards(void **state)
+{
+	enum {
+		K = 64,
+		N = 3
+	};
+	static const uint32_t n_out[N] = { 64, 32, 96 }, ms[] = { 3, 70 };
+	static float bias[96];
+	struct linear inner[N], l[N], plain;
+	float *w[N], *x, *y[N], *want;
+	uint64_t s = 5;
+
+	for (uint32_t i = 0; i < 96; i++)
+		bias[i] = frand(&s);
+	for (int i = 0; i < N; i++) {
+		struct sa_rht rht = { .mode = i == 1 ? SA_RHT_INPUT : SA_RHT_BOTH,
+				      .seed_in = 7,
+				      .seed_out = 99 + i };
+
+		w[i] = malloc((size_t)n_out[i] * K * sizeof(float));
+		y[i] = malloc((size_t)70 * n_out[i] * sizeof(float));
+		assert_true(w[i] && y[i]);
+		for (size_t j = 0; j < (size_t)n_out[i] * K; j++)
+			w[i][j] = frand(&s);
+		assert_int_equal(linear_init_dense(&inner[i], w[i], n_out[i], K, 0), 0);
+		inner[i].bias = i == 2 ? bias : NULL;
+		assert_int_equal(linear_wrap_rht(&l[i], &inner[i], &rht), 0);
+	}
+	assert_int_equal(linear_init_dense(&plain, w[1], n_out[1], K, 0), 0);
+	x = malloc((size_t)70 * K * sizeof(float));
+	want = malloc((size_t)70 * 96 * sizeof(float));
+	assert_true(x && want);
+	for (size_t j = 0; j < (size_t)70 * K; j++)
+		x[j] = frand(&s);
+	for (size_t mi = 0; mi < sizeof(ms) / sizeof(ms[0]); mi++) {
+		uint32_t m = ms[mi];
+		const struct linear *group[2][N] = { { &l[0], &l[1], &l[2] },
+						     { &l[0], &plain, &l[2] } };
+
+		for (int g = 0; g < 2; g++) {
+			linear_forward_shared(group[g], N, x, y, m);
+			for (int i = 0; i < N; i++) {
+				linear_forward(group[g][i], x, want, m);
+				assert_memory_equal(y[i], want,
+						    (size_t)m * group[g][i]->n_out * sizeof(float));
+			}
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		linear_done(&l[i]);
+		free(w[i]);
+		free(y[i]);
+	}
+	linear_done(&plain);
+	free(x);
+	free(want);
+}
+
 int test_linear_rht_run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_input_transform_matches_dense_definition),
 		cmocka_unit_test(test_both_sides_match_dense_definition),
 		cmocka_unit_test(test_unsupported_width_is_refused),
+		cmocka_unit_test(test_shared_input_equals_separate_forwards),
 	};
 	return cmocka_run_group_tests_name("engine/linear_rht", tests, NULL, NULL);
 }
