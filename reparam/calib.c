@@ -71,48 +71,45 @@ int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **r
 	return 0;
 }
 
-/* Hessian accumulator for the inputs of one group of linears sharing an input. */
-struct hacc {
-	uint32_t width;
-	uint64_t n_rows;
-	double *H;  /* [width][width], upper triangle */
-	float *tmp; /* [width][width]: one window's product */
-};
-
-static int hacc_init(struct hacc *h, uint32_t width)
+int calib_hacc_init(struct calib_hacc *h, uint32_t width)
 {
 	memset(h, 0, sizeof(*h));
 	h->width = width;
+	h->chunk = CALIB_HACC_CHUNK;
 	h->H = calloc((uint64_t)width * width, sizeof(double));
 	h->tmp = malloc((uint64_t)width * width * sizeof(float));
 	return h->H && h->tmp ? 0 : -ENOMEM;
 }
 
-static void hacc_done(struct hacc *h)
+void calib_hacc_done(struct calib_hacc *h)
 {
 	free(h->H);
 	free(h->tmp);
+	h->H = NULL;
+	h->tmp = NULL;
 }
 
-/*
- * H += x^T x for x[n][width]. One window's product is formed in f32 (ssyrk runs twice as
- * fast as dsyrk and a sum of n <= seqlen terms keeps ~1e-6 relative accuracy, which is how
- * the reference GPTQ forms all of H); the windows are summed in double, so the error does not
- * grow with nsamples.
- */
-static void hacc_add(struct hacc *h, const float *x, uint32_t n)
+void calib_hacc_add(struct calib_hacc *h, const float *x, uint64_t n)
 {
 	uint32_t w = h->width;
 
-	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, w, n, 1.0f, x, w, 0.0f, h->tmp, w);
-	for (uint32_t i = 0; i < w; i++)
-		for (uint32_t j = i; j < w; j++)
-			h->H[(uint64_t)i * w + j] += h->tmp[(uint64_t)i * w + j];
+	for (uint64_t r0 = 0; r0 < n; r0 += h->chunk) {
+		uint32_t m = n - r0 < h->chunk ? (uint32_t)(n - r0) : h->chunk;
+
+		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, w, m, 1.0f, x + r0 * w, w, 0.0f,
+			    h->tmp, w);
+		for (uint32_t i = 0; i < w; i++) {
+			double *Hi = h->H + (uint64_t)i * w;
+			const float *Ti = h->tmp + (uint64_t)i * w;
+
+			for (uint32_t j = i; j < w; j++)
+				Hi[j] += Ti[j];
+		}
+	}
 	h->n_rows += n;
 }
 
-/* H = 2 X X^T / n */
-static void hacc_finish(struct hacc *h)
+void calib_hacc_finish(struct calib_hacc *h)
 {
 	cblas_dscal((uint64_t)h->width * h->width, 2.0 / (double)h->n_rows, h->H, 1);
 }
@@ -286,16 +283,16 @@ static int quantize_linears(struct driver *d, uint32_t li, struct linear **lins,
 static int quantize_with(struct driver *d, uint32_t li, struct linear **lins, const char **names,
 			 uint32_t n, void *buf, uint32_t width, float *win, struct errbuf *e)
 {
-	struct hacc h;
-	int r = hacc_init(&h, width);
+	struct calib_hacc h;
+	int r = calib_hacc_init(&h, width);
 
 	for (uint32_t s = 0; r == 0 && s < d->S; s++)
-		hacc_add(&h, win_load(d, buf, s, width, win), d->T);
+		calib_hacc_add(&h, win_load(d, buf, s, width, win), d->T);
 	if (r == 0) {
-		hacc_finish(&h);
+		calib_hacc_finish(&h);
 		r = quantize_linears(d, li, lins, names, n, h.H, e);
 	}
-	hacc_done(&h);
+	calib_hacc_done(&h);
 	return r;
 }
 
