@@ -121,6 +121,8 @@ struct calib_hacc {
 int calib_hacc_init(struct calib_hacc *h, uint32_t width);
 /* H += x^T x for the rows x[n][width]. Uses BLAS's threads; not thread-safe on one @h. */
 void calib_hacc_add(struct calib_hacc *h, const float *x, uint64_t n);
+/* Add @src's rows into @dst (same width, neither finished): dst->H += src->H. */
+void calib_hacc_merge(struct calib_hacc *dst, const struct calib_hacc *src);
 /* Scale the sum to H = 2 X^T X / n_rows (n_rows > 0). */
 void calib_hacc_finish(struct calib_hacc *h);
 /* Free what calib_hacc_init() allocated; safe after a failed init. */

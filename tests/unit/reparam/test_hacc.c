@@ -111,6 +111,32 @@ static void test_ragged_chunks_and_pieces_match(void **state)
 	assert_true(run_case(40, 20, 4096, 40) < TOL);
 }
 
+/* Rows split over two accumulators (alternate pieces), merged: the sum of all rows. */
+static void test_merge_of_parts_is_the_whole(void **state)
+{
+	uint64_t n = 1500, piece = 250;
+	uint32_t w = 40;
+	float *x = make_rows(n, w, 99);
+	double *ref = reference(x, n, w), err;
+	struct calib_hacc h[2];
+
+	(void)state;
+	assert_int_equal(calib_hacc_init(&h[0], w), 0);
+	assert_int_equal(calib_hacc_init(&h[1], w), 0);
+	for (uint64_t r0 = 0; r0 < n; r0 += piece)
+		calib_hacc_add(&h[r0 / piece % 2], x + r0 * w, piece);
+	calib_hacc_merge(&h[0], &h[1]);
+	assert_int_equal(h[0].n_rows, n);
+	calib_hacc_finish(&h[0]);
+	err = worst_error(h[0].H, ref, w);
+	print_message("# merged halves: worst |dH| / sqrt(Hii Hjj) %.3g\n", err);
+	assert_true(err < TOL);
+	calib_hacc_done(&h[0]);
+	calib_hacc_done(&h[1]);
+	free(ref);
+	free(x);
+}
+
 static void test_done_after_failed_or_no_init_is_safe(void **state)
 {
 	struct calib_hacc h = { 0 };
@@ -127,6 +153,7 @@ int test_hacc_run(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_default_chunks_match_double_reference),
 		cmocka_unit_test(test_ragged_chunks_and_pieces_match),
+		cmocka_unit_test(test_merge_of_parts_is_the_whole),
 		cmocka_unit_test(test_done_after_failed_or_no_init_is_safe),
 	};
 
