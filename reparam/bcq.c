@@ -44,18 +44,18 @@ void bcq_assign(const double *alpha, uint32_t bits, const double *v, uint32_t n,
 	qsort(c, nc, sizeof(c[0]), cand_cmp);
 	for (uint32_t j = 0; j + 1 < nc; j++)
 		mid[j] = 0.5 * (c[j].val + c[j + 1].val);
+	/*
+	 * The candidate index is the first midpoint >= v[e] (v goes to the candidate just below
+	 * it), i.e. the number of midpoints < v[e] as they are sorted. Counting them has no
+	 * branches: a binary search mispredicts about half its steps on weights, and counting
+	 * halves the time of this loop, the hot spot of the GPTQ/BCQ column loop.
+	 */
 	for (uint32_t e = 0; e < n; e++) {
-		/* first midpoint >= v[e]: v goes to the candidate just below it */
-		uint32_t lo = 0, hi = nc - 1;
+		double x = v[e];
+		uint32_t lo = 0;
 
-		while (lo < hi) {
-			uint32_t m = (lo + hi) / 2;
-
-			if (mid[m] < v[e])
-				lo = m + 1;
-			else
-				hi = m;
-		}
+		for (uint32_t j = 0; j + 1 < nc; j++)
+			lo += mid[j] < x;
 		code[e] = c[lo].code;
 	}
 }

@@ -71,60 +71,90 @@ int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **r
 	return 0;
 }
 
-/* Hessian accumulator for the inputs of one group of linears sharing an input. */
-struct hacc {
-	uint32_t width;
-	uint64_t n_rows;
-	double *H;  /* [width][width], upper triangle */
-	float *tmp; /* [width][width]: one window's product */
-};
-
-static int hacc_init(struct hacc *h, uint32_t width)
+int calib_hacc_init(struct calib_hacc *h, uint32_t width)
 {
 	memset(h, 0, sizeof(*h));
 	h->width = width;
+	h->chunk = CALIB_HACC_CHUNK;
 	h->H = calloc((uint64_t)width * width, sizeof(double));
 	h->tmp = malloc((uint64_t)width * width * sizeof(float));
 	return h->H && h->tmp ? 0 : -ENOMEM;
 }
 
-static void hacc_done(struct hacc *h)
+void calib_hacc_done(struct calib_hacc *h)
 {
 	free(h->H);
 	free(h->tmp);
+	h->H = NULL;
+	h->tmp = NULL;
 }
 
-/*
- * H += x^T x for x[n][width]. One window's product is formed in f32 (ssyrk runs twice as
- * fast as dsyrk and a sum of n <= seqlen terms keeps ~1e-6 relative accuracy, which is how
- * the reference GPTQ forms all of H); the windows are summed in double, so the error does not
- * grow with nsamples.
- */
-static void hacc_add(struct hacc *h, const float *x, uint32_t n)
+void calib_hacc_add(struct calib_hacc *h, const float *x, uint64_t n)
 {
 	uint32_t w = h->width;
 
-	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, w, n, 1.0f, x, w, 0.0f, h->tmp, w);
-	for (uint32_t i = 0; i < w; i++)
-		for (uint32_t j = i; j < w; j++)
-			h->H[(uint64_t)i * w + j] += h->tmp[(uint64_t)i * w + j];
+	for (uint64_t r0 = 0; r0 < n; r0 += h->chunk) {
+		uint32_t m = n - r0 < h->chunk ? (uint32_t)(n - r0) : h->chunk;
+
+		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, w, m, 1.0f, x + r0 * w, w, 0.0f,
+			    h->tmp, w);
+		for (uint32_t i = 0; i < w; i++) {
+			double *Hi = h->H + (uint64_t)i * w;
+			const float *Ti = h->tmp + (uint64_t)i * w;
+
+			for (uint32_t j = i; j < w; j++)
+				Hi[j] += Ti[j];
+		}
+	}
 	h->n_rows += n;
 }
 
-/* H = 2 X X^T / n */
-static void hacc_finish(struct hacc *h)
+void calib_hacc_merge(struct calib_hacc *dst, const struct calib_hacc *src)
+{
+	uint32_t w = dst->width;
+
+	for (uint32_t i = 0; i < w; i++)
+		for (uint32_t j = i; j < w; j++)
+			dst->H[(uint64_t)i * w + j] += src->H[(uint64_t)i * w + j];
+	dst->n_rows += src->n_rows;
+}
+
+void calib_hacc_finish(struct calib_hacc *h)
 {
 	cblas_dscal((uint64_t)h->width * h->width, 2.0 / (double)h->n_rows, h->H, 1);
 }
 
 /*
+ * Hessian partial sums: sample s is added to part s % CALIB_PARTS, in increasing s, and the
+ * parts are summed in order at the end of a stage. The sums are then the same bits whatever
+ * the number of workers (1 or CALIB_PARTS), so a conversion does not depend on -j.
+ */
+#define CALIB_PARTS 2
+
+/*
+ * One sample worker. The samples of a stage are independent, and on few cores running
+ * CALIB_PARTS of them at once, each with single-threaded BLAS, beats running them one after
+ * another with every core inside each BLAS call: OpenBLAS's threads synchronize (and spin)
+ * around every call, and the attention and elementwise parts between the calls run on one
+ * thread. Worker w takes the samples of parts w, w + n_workers, ...
+ */
+struct worker {
+	uint32_t id;
+	float *sx, *sa, *sc; /* f16 only: scratch windows (see struct driver) */
+	float *h;	     /* [T][dim] output projections */
+	uint32_t *seq;	     /* [T]: this worker's sequence in the KV cache */
+	struct errbuf e;
+	int ret;
+};
+
+/*
  * Per-block state. All calibration samples' activations of the current block are held:
  * x (residual stream), att (attention outputs, input of o) and act (activated FFN hidden,
  * input of down), each [nsamples][seqlen][width], as f32 or (calib dtype f16) as IEEE half.
- * The engine calls take f32: with f16 storage each sample passes through a scratch window,
- * sx [seqlen][dim], sa [seqlen][max(q_dim, dim)] or sc [seqlen][max(ffn, q_dim, dim)], widened
- * before the call (win_load) and narrowed after it (win_store). With f32 storage a "window"
- * is the held row itself and both steps are free.
+ * The engine calls take f32: with f16 storage each sample passes through a scratch window of
+ * its worker, sx [seqlen][dim], sa [seqlen][max(q_dim, dim)] or sc [seqlen][max(ffn, q_dim,
+ * dim)], widened before the call (win_load) and narrowed after it (win_store). With f32
+ * storage a "window" is the held row itself and both steps are free.
  */
 struct driver {
 	struct model *m;
@@ -133,10 +163,13 @@ struct driver {
 	uint32_t S, T; /* samples, tokens per sample */
 	bool f16;
 	void *x, *att, *act;
-	float *sx, *sa, *sc; /* f16 only */
-	float *h;	     /* [T][dim] */
-	struct kv_cache kv;
-	uint32_t *seq, *pos; /* [T] */
+	struct worker w[CALIB_PARTS];
+	uint32_t n_workers;
+	int blas_threads; /* BLAS threads of the caller, restored after each stage */
+	struct calib_hacc part[CALIB_PARTS];
+	struct kv_cache kv;   /* one sequence per worker */
+	uint32_t *pos;	      /* [T] */
+	pthread_mutex_t lock; /* progress */
 	uint64_t steps_done, steps_total;
 	uint32_t n_done, n_total;
 	uint32_t li; /* the block being calibrated (for messages) */
@@ -180,11 +213,14 @@ static int win_store(const struct driver *d, void *buf, uint32_t s, uint32_t wid
 	return 0;
 }
 
+/* One progress step; called from the sample workers too. */
 static void step(struct driver *d)
 {
+	pthread_mutex_lock(&d->lock);
 	d->steps_done++;
 	if (d->o->progress)
 		d->o->progress(d->o->progress_arg, d->steps_done, d->steps_total);
+	pthread_mutex_unlock(&d->lock);
 }
 
 struct qjob {
@@ -282,29 +318,161 @@ static int quantize_linears(struct driver *d, uint32_t li, struct linear **lins,
 	return r;
 }
 
-/* Accumulate H over every sample of @buf ([S][T][width]) and quantize @lins with it. */
-static int quantize_with(struct driver *d, uint32_t li, struct linear **lins, const char **names,
-			 uint32_t n, void *buf, uint32_t width, float *win, struct errbuf *e)
+/* x[T][dim] += the output projection @l of in[T][n_in] (through w->h). */
+static void add_proj(struct driver *d, struct worker *w, struct linear *l, const float *in,
+		     float *x)
 {
-	struct hacc h;
-	int r = hacc_init(&h, width);
+	linear_forward(l, in, w->h, d->T);
+	for (uint64_t i = 0; i < (uint64_t)d->T * d->m->cfg.dim; i++)
+		x[i] += w->h[i];
+}
 
-	for (uint32_t s = 0; r == 0 && s < d->S; s++)
-		hacc_add(&h, win_load(d, buf, s, width, win), d->T);
-	if (r == 0) {
-		hacc_finish(&h);
-		r = quantize_linears(d, li, lins, names, n, h.H, e);
+/*
+ * The stages of one block, each a pass over the samples: the forward step with the weights
+ * quantized so far, then (first four) the Hessian of the next group's input.
+ */
+enum stage {
+	STAGE_ATTN_NORM, /* act = attn_norm(x); H of q/k/v */
+	STAGE_ATTN,	 /* att = attention(act); H of o */
+	STAGE_FFN_NORM,	 /* x += o(att); att = ffn_norm(x); H of gate/up */
+	STAGE_FFN,	 /* act = ffn(att); H of down */
+	STAGE_DOWN,	 /* x += down(act) */
+};
+
+struct stage_job {
+	struct driver *d;
+	struct worker *w;
+	enum stage st;
+	bool reverse; /* samples from the last down (see calibrate_layer) */
+};
+
+/* Sample @s of stage @st on worker @w; adds the Hessian input to part s % CALIB_PARTS. */
+static int stage_sample(struct driver *d, struct worker *w, enum stage st, uint32_t s)
+{
+	struct model *m = d->m;
+	struct model_layer *l = &m->layers[d->li];
+	uint32_t dim = m->cfg.dim, q_dim = m->cfg.n_heads * m->cfg.head_dim, ffn = m->cfg.ffn_dim;
+	struct errbuf *e = &w->e;
+	void *hbuf = NULL;
+	float *hwin = NULL, *xs, *out;
+	uint32_t hw = 0;
+	int r = 0;
+
+	switch (st) {
+	case STAGE_ATTN_NORM:
+		out = win_out(d, d->act, s, dim, w->sc);
+		model_attn_norm(m, d->li, win_load(d, d->x, s, dim, w->sx), d->T, out);
+		r = win_store(d, d->act, s, dim, out, e);
+		hbuf = d->act, hw = dim, hwin = w->sc;
+		break;
+	case STAGE_ATTN:
+		out = win_out(d, d->att, s, q_dim, w->sa);
+		r = model_attn_core(m, &d->kv, d->li, w->seq, d->pos, d->T,
+				    win_load(d, d->act, s, dim, w->sc), out);
+		if (r == 0)
+			r = win_store(d, d->att, s, q_dim, out, e);
+		hbuf = d->att, hw = q_dim, hwin = w->sa;
+		break;
+	case STAGE_FFN_NORM:
+		xs = win_load(d, d->x, s, dim, w->sx);
+		add_proj(d, w, &l->wo, win_load(d, d->att, s, q_dim, w->sa), xs);
+		r = win_store(d, d->x, s, dim, xs, e);
+		/* the FFN input goes where att was: att is not needed any more */
+		out = win_out(d, d->att, s, dim, w->sa);
+		model_ffn_norm(m, d->li, xs, d->T, out);
+		if (r == 0)
+			r = win_store(d, d->att, s, dim, out, e);
+		hbuf = d->att, hw = dim, hwin = w->sa;
+		break;
+	case STAGE_FFN:
+		out = win_out(d, d->act, s, ffn, w->sc);
+		r = model_ffn_core(m, d->li, d->T, win_load(d, d->att, s, dim, w->sa), out);
+		if (r == 0)
+			r = win_store(d, d->act, s, ffn, out, e);
+		hbuf = d->act, hw = ffn, hwin = w->sc;
+		break;
+	case STAGE_DOWN:
+		xs = win_load(d, d->x, s, dim, w->sx);
+		add_proj(d, w, &l->w_down, win_load(d, d->act, s, ffn, w->sc), xs);
+		r = win_store(d, d->x, s, dim, xs, e);
+		break;
 	}
-	hacc_done(&h);
+	/* with f16 storage H is of the stored (rounded) values: reload them */
+	if (r == 0 && hbuf)
+		calib_hacc_add(&d->part[s % CALIB_PARTS], win_load(d, hbuf, s, hw, hwin), d->T);
 	return r;
 }
 
-/* x[T][dim] += the output projection @l of in[T][n_in] (through d->h). */
-static void add_proj(struct driver *d, struct linear *l, const float *in, float *x)
+static void *stage_main(void *arg)
 {
-	linear_forward(l, in, d->h, d->T);
-	for (uint64_t i = 0; i < (uint64_t)d->T * d->m->cfg.dim; i++)
-		x[i] += d->h[i];
+	struct stage_job *j = arg;
+	struct driver *d = j->d;
+
+	for (uint32_t i = 0; j->w->ret == 0 && i < d->S; i++) {
+		uint32_t s = j->reverse ? d->S - 1 - i : i;
+
+		if (s % CALIB_PARTS % j->d->n_workers != j->w->id)
+			continue;
+		j->w->ret = stage_sample(d, j->w, j->st, s);
+		step(d);
+	}
+	return NULL;
+}
+
+/*
+ * Run stage @st over all samples on @nw workers (1 or d->n_workers); for Hessian stages, the
+ * sum of the parts is left in d->part[0], of width @width.
+ */
+static int run_stage(struct driver *d, enum stage st, uint32_t nw, bool reverse, uint32_t width,
+		     struct errbuf *e)
+{
+	struct stage_job jobs[CALIB_PARTS];
+	pthread_t tid[CALIB_PARTS];
+	bool started[CALIB_PARTS] = { false };
+	uint32_t saved = d->n_workers;
+	int r = 0;
+
+	for (uint32_t p = 0; width && p < CALIB_PARTS; p++) {
+		calib_hacc_done(&d->part[p]);
+		r = calib_hacc_init(&d->part[p], width);
+		if (r < 0)
+			return r;
+	}
+	d->n_workers = nw;
+	if (nw > 1)
+		openblas_set_num_threads(d->blas_threads / (int)nw > 1 ? d->blas_threads / (int)nw
+								       : 1);
+	for (uint32_t i = 0; i < nw; i++) {
+		d->w[i].ret = 0;
+		jobs[i] = (struct stage_job){ .d = d, .w = &d->w[i], .st = st, .reverse = reverse };
+		started[i] = i > 0 && pthread_create(&tid[i], NULL, stage_main, &jobs[i]) == 0;
+	}
+	/* a worker whose thread did not start runs here, after worker 0 */
+	stage_main(&jobs[0]);
+	for (uint32_t i = 1; i < nw; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		else
+			stage_main(&jobs[i]);
+	}
+	if (nw > 1)
+		openblas_set_num_threads(d->blas_threads);
+	d->n_workers = saved;
+	for (uint32_t i = 0; i < nw && r == 0; i++) {
+		if (d->w[i].ret < 0)
+			r = errbuf_set(e, d->w[i].ret, "%s", errbuf_str(&d->w[i].e, d->w[i].ret));
+	}
+	for (uint32_t p = 1; r == 0 && width && p < CALIB_PARTS; p++)
+		calib_hacc_merge(&d->part[0], &d->part[p]);
+	return r;
+}
+
+/* Quantize @lins with the Hessian left in d->part[0] by run_stage(). */
+static int quantize_with(struct driver *d, uint32_t li, struct linear **lins, const char **names,
+			 uint32_t n, struct errbuf *e)
+{
+	calib_hacc_finish(&d->part[0]);
+	return quantize_linears(d, li, lins, names, n, d->part[0].H, e);
 }
 
 /* One block, true-sequentially: q/k/v, o, gate/up, down, then the block's outputs. */
@@ -313,66 +481,38 @@ static int calibrate_layer(struct driver *d, uint32_t li, struct errbuf *e)
 	struct model *m = d->m;
 	struct model_layer *l = &m->layers[li];
 	uint32_t dim = m->cfg.dim, q_dim = m->cfg.n_heads * m->cfg.head_dim, ffn = m->cfg.ffn_dim;
+	uint32_t nw = d->n_workers;
 	bool opt = m->cfg.arch == ARCH_OPT;
 	struct linear *qkv[3] = { &l->wq, &l->wk, &l->wv }, *o[1] = { &l->wo };
 	struct linear *gu[2] = { opt ? &l->w_up : &l->w_gate, &l->w_up }, *dn[1] = { &l->w_down };
 	const char *qkv_n[3] = { "attn_q", "attn_k", "attn_v" }, *o_n[1] = { "attn_output" };
 	const char *gu_n[2] = { opt ? "ffn_up" : "ffn_gate", "ffn_up" }, *dn_n[1] = { "ffn_down" };
-	int r = 0;
+	int r;
 
 	d->li = li;
 	/* q/k/v see the attention norm of x; keep it in act (free until the FFN stage) */
-	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
-		float *hs = win_out(d, d->act, s, dim, d->sc);
-
-		model_attn_norm(m, li, win_load(d, d->x, s, dim, d->sx), d->T, hs);
-		r = win_store(d, d->act, s, dim, hs, e);
-	}
+	r = run_stage(d, STAGE_ATTN_NORM, nw, false, dim, e);
 	if (r == 0)
-		r = quantize_with(d, li, qkv, qkv_n, 3, d->act, dim, d->sc, e);
-	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
-		float *as = win_out(d, d->att, s, q_dim, d->sa);
-
-		r = model_attn_core(m, &d->kv, li, d->seq, d->pos, d->T,
-				    win_load(d, d->act, s, dim, d->sc), as);
-		if (r == 0)
-			r = win_store(d, d->att, s, q_dim, as, e);
-	}
+		r = quantize_with(d, li, qkv, qkv_n, 3, e);
 	if (r == 0)
-		r = quantize_with(d, li, o, o_n, 1, d->att, q_dim, d->sa, e);
+		r = run_stage(d, STAGE_ATTN, nw, false, q_dim, e);
+	if (r == 0)
+		r = quantize_with(d, li, o, o_n, 1, e);
 	/*
-	 * att changes width here (q_dim -> dim) in place: when it grows, go from the last sample
-	 * down so that no sample is overwritten before it is read.
+	 * att changes width here (q_dim -> dim) in place: then one worker goes through the
+	 * samples, from the last down when it grows, so that none is overwritten before it is
+	 * read.
 	 */
-	for (uint32_t i = 0; r == 0 && i < d->S; i++, step(d)) {
-		uint32_t s = q_dim < dim ? d->S - 1 - i : i;
-		float *xs = win_load(d, d->x, s, dim, d->sx), *fs;
-
-		add_proj(d, &l->wo, win_load(d, d->att, s, q_dim, d->sa), xs);
-		r = win_store(d, d->x, s, dim, xs, e);
-		/* the FFN input goes where att was: att is not needed any more */
-		fs = win_out(d, d->att, s, dim, d->sa);
-		model_ffn_norm(m, li, xs, d->T, fs);
-		if (r == 0)
-			r = win_store(d, d->att, s, dim, fs, e);
-	}
 	if (r == 0)
-		r = quantize_with(d, li, gu, gu_n, opt ? 1 : 2, d->att, dim, d->sa, e);
-	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
-		float *cs = win_out(d, d->act, s, ffn, d->sc);
-
-		r = model_ffn_core(m, li, d->T, win_load(d, d->att, s, dim, d->sa), cs);
-		if (r == 0)
-			r = win_store(d, d->act, s, ffn, cs, e);
-	}
+		r = run_stage(d, STAGE_FFN_NORM, q_dim == dim ? nw : 1, q_dim < dim, dim, e);
 	if (r == 0)
-		r = quantize_with(d, li, dn, dn_n, 1, d->act, ffn, d->sc, e);
-	for (uint32_t s = 0; r == 0 && s < d->S; s++, step(d)) {
-		float *xs = win_load(d, d->x, s, dim, d->sx);
-
-		add_proj(d, &l->w_down, win_load(d, d->act, s, ffn, d->sc), xs);
-		r = win_store(d, d->x, s, dim, xs, e);
-	}
+		r = quantize_with(d, li, gu, gu_n, opt ? 1 : 2, e);
+	if (r == 0)
+		r = run_stage(d, STAGE_FFN, nw, false, ffn, e);
+	if (r == 0)
+		r = quantize_with(d, li, dn, dn_n, 1, e);
+	if (r == 0)
+		r = run_stage(d, STAGE_DOWN, nw, false, 0, e);
 	return r;
 }
 
@@ -415,6 +555,7 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	int r;
 
 	memset(d, 0, sizeof(*d));
+	pthread_mutex_init(&d->lock, NULL);
 	d->m = m;
 	d->o = o;
 	d->out = out;
@@ -451,24 +592,41 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	d->x = malloc(n_tok * dim * es);
 	d->att = malloc(n_tok * wa * es);
 	d->act = malloc(n_tok * wc * es);
-	d->h = malloc((uint64_t)d->T * dim * sizeof(float));
-	d->seq = calloc(d->T, sizeof(*d->seq));
 	d->pos = malloc(d->T * sizeof(*d->pos));
 	r = -ENOMEM;
-	if (!d->x || !d->att || !d->act || !d->h || !d->seq || !d->pos)
+	if (!d->x || !d->att || !d->act || !d->pos)
 		goto out;
-	if (d->f16) {
-		d->sx = malloc((uint64_t)d->T * dim * sizeof(float));
-		d->sa = malloc((uint64_t)d->T * wa * sizeof(float));
-		d->sc = malloc((uint64_t)d->T * wc * sizeof(float));
-		if (!d->sx || !d->sa || !d->sc)
+	/*
+	 * Sample workers only where the forward's threads are BLAS's own: a model with a pool
+	 * or runner sends its products there, and that cannot take two callers at once.
+	 */
+	d->blas_threads = openblas_get_num_threads();
+	d->n_workers = d->blas_threads >= 2 && d->S >= 2 && !m->opts.pool && !m->opts.runner.run
+			       ? CALIB_PARTS
+			       : 1;
+	for (uint32_t i = 0; i < d->n_workers; i++) {
+		struct worker *w = &d->w[i];
+
+		w->id = i;
+		w->h = malloc((uint64_t)d->T * dim * sizeof(float));
+		w->seq = malloc(d->T * sizeof(*w->seq));
+		if (!w->h || !w->seq)
 			goto out;
+		for (uint32_t t = 0; t < d->T; t++)
+			w->seq[t] = i;
+		if (d->f16) {
+			w->sx = malloc((uint64_t)d->T * dim * sizeof(float));
+			w->sa = malloc((uint64_t)d->T * wa * sizeof(float));
+			w->sc = malloc((uint64_t)d->T * wc * sizeof(float));
+			if (!w->sx || !w->sa || !w->sc)
+				goto out;
+		}
 	}
 	for (uint32_t i = 0; i < d->T; i++)
 		d->pos[i] = i;
-	r = kv_cache_init(&d->kv, m, 1, d->T);
+	r = kv_cache_init(&d->kv, m, d->n_workers, d->T);
 	for (uint32_t s = 0; r == 0 && s < d->S; s++) {
-		float *xs = win_out(d, d->x, s, dim, d->sx);
+		float *xs = win_out(d, d->x, s, dim, d->w[0].sx);
 
 		r = model_embed(m, tokens + (uint64_t)s * d->T, d->pos, d->T, xs);
 		if (r == 0)
@@ -486,13 +644,17 @@ static void driver_done(struct driver *d)
 	free(d->x);
 	free(d->att);
 	free(d->act);
-	free(d->sx);
-	free(d->sa);
-	free(d->sc);
-	free(d->h);
-	free(d->seq);
+	for (uint32_t i = 0; i < CALIB_PARTS; i++) {
+		free(d->w[i].sx);
+		free(d->w[i].sa);
+		free(d->w[i].sc);
+		free(d->w[i].h);
+		free(d->w[i].seq);
+		calib_hacc_done(&d->part[i]);
+	}
 	free(d->pos);
 	kv_cache_done(&d->kv);
+	pthread_mutex_destroy(&d->lock);
 }
 
 int calib_quantize_model(struct model *m, const struct calib_run *o, struct calib_out *out,

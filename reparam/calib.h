@@ -16,6 +16,8 @@ struct model;
  * true-sequentially (q/k/v, then o seeing the quantized q/k/v, then gate/up, then down), each
  * from the Hessian H = 2 X X^T / n of its own input accumulated in double; then the block's
  * outputs are recomputed with the quantized weights and become the next block's inputs.
+ * With two or more BLAS threads (and a model without a pool or runner) the samples of each
+ * step run on two workers with half the BLAS threads each; the result is the same bits.
  */
 
 /*
@@ -89,7 +91,8 @@ struct calib_run {
 	struct calib_opts calib;
 	calib_layer_fn on_layer;
 	void *on_layer_arg;
-	progress_fn progress; /* units: (layer, stage, sample) steps */
+	progress_fn progress; /* units: (layer, stage, sample) steps; called from the
+				 sample workers, one call at a time */
 	void *progress_arg;
 };
 

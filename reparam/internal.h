@@ -100,6 +100,34 @@ int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, 
 int gptq_hinv_chol(const double *H, uint32_t k, double percdamp, double *U, bool *dead,
 		   struct errbuf *e);
 
+/*
+ * Accumulator of the GPTQ Hessian H = 2 X^T X / n of the inputs X ([n][width] rows) of the
+ * linears sharing one input (reparam/calib.c). Rows are taken CALIB_HACC_CHUNK at a time:
+ * each chunk's X_c^T X_c is a symmetric rank-k update in f32 (ssyrk: half the flops of a
+ * gemm, twice the rate of double), added into a double H, so the rounding error of a chunk
+ * stays that of a few hundred f32 terms and does not grow with the number of chunks.
+ */
+#define CALIB_HACC_CHUNK 512
+
+struct calib_hacc {
+	uint32_t width;
+	uint32_t chunk;	 /* rows per f32 product (CALIB_HACC_CHUNK; tests may change it) */
+	uint64_t n_rows; /* rows added so far */
+	double *H;	 /* [width][width], upper triangle (the rest is not written) */
+	float *tmp;	 /* [width][width]: one chunk's product */
+};
+
+/* Empty accumulator for inputs of @width. Returns 0 or -ENOMEM (then calib_hacc_done()). */
+int calib_hacc_init(struct calib_hacc *h, uint32_t width);
+/* H += x^T x for the rows x[n][width]. Uses BLAS's threads; not thread-safe on one @h. */
+void calib_hacc_add(struct calib_hacc *h, const float *x, uint64_t n);
+/* Add @src's rows into @dst (same width, neither finished): dst->H += src->H. */
+void calib_hacc_merge(struct calib_hacc *dst, const struct calib_hacc *src);
+/* Scale the sum to H = 2 X^T X / n_rows (n_rows > 0). */
+void calib_hacc_finish(struct calib_hacc *h);
+/* Free what calib_hacc_init() allocated; safe after a failed init. */
+void calib_hacc_done(struct calib_hacc *h);
+
 /* Deterministic generator for the rotation (splitmix64 seeding a xoshiro256** stream). */
 struct rng {
 	uint64_t s[4];
