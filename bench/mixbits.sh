@@ -17,6 +17,8 @@
 # BACKEND=dense|shiftadd picks the eval ppl path (same PPL within 0.03%, dense is faster);
 # GEN=0 skips the decode-speed run (for a shared machine, where tok/s would mean nothing).
 # bench/results/mixbits-<date>.notes.md, if present, is appended to the report.
+# REPORT=NAME writes bench/results/NAME.{md,json} (and appends NAME.notes.md) instead, e.g.
+# when a report of the same date exists.
 # MIXBITS_CMD="..." is quoted in the report as the command (when rows were run one by one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,13 +118,14 @@ commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
     ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][:1]
 date = datetime.date.today().isoformat()
+name = os.environ.get("REPORT") or f"mixbits-{date}"
 machine = f"{cpu[0] if cpu else '?'}, {os.cpu_count()} CPUs (shared with other jobs), {platform.system()} {platform.release()}"
 meta = {"date": date, "commit": commit, "machine": machine, "model": model,
         "protocol": f"WikiText-2 test, first {windows} windows of 2048 tokens (light); calibration {calib}, BCQ rounds {rounds}, {threads} thread(s), eval ppl --backend {backend}",
         "rows": res}
 os.makedirs("bench/results", exist_ok=True)
-json.dump(meta, open(f"bench/results/mixbits-{date}.json", "w"), indent=1)
-with open(f"bench/results/mixbits-{date}.md", "w") as f:
+json.dump(meta, open(f"bench/results/{name}.json", "w"), indent=1)
+with open(f"bench/results/{name}.md", "w") as f:
     f.write(f"# Mixed-bit allocation, SmolLM2-135M-Instruct ({date})\n\n")
     f.write(f"- commit `{commit}`, machine: {machine}\n- protocol: {meta['protocol']}\n")
     f.write(f"- command: `{os.environ.get('MIXBITS_CMD') or 'bench/mixbits.sh all'}` "
@@ -161,11 +164,11 @@ with open(f"bench/results/mixbits-{date}.md", "w") as f:
                if gen == "1" else
                "- Decode tokens/s not measured (GEN=0: the machine was shared with timing "
                "runs).\n"))
-notes = f"bench/results/mixbits-{date}.notes.md"  # hand-written, survives re-reports
+notes = f"bench/results/{name}.notes.md"  # hand-written, survives re-reports
 if os.path.exists(notes):
-    with open(f"bench/results/mixbits-{date}.md", "a") as f:
+    with open(f"bench/results/{name}.md", "a") as f:
         f.write("\n" + open(notes).read())
-print(open(f"bench/results/mixbits-{date}.md").read())
+print(open(f"bench/results/{name}.md").read())
 EOF
 }
 
