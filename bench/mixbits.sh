@@ -92,8 +92,8 @@ res = []
 for key, label, budget in rows:
     d = {"name": key, "label": label, "budget": budget}
     pj = os.path.join(work, key + ".ppl.json")
-    if not os.path.exists(pj):
-        continue
+    if not os.path.exists(pj) or not os.path.getsize(pj):
+        continue  # not run, or its eval still running
     d["ppl"] = json.load(open(pj)).get("ppl")
     gj = os.path.join(work, key + ".gen.json")
     if os.path.exists(gj) and os.path.getsize(gj):
