@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Mixed-bit allocation benchmark (issue 7): SmolLM2 converted at average budgets with the
-# exact knapsack and the paper's proxy, beside uniform shiftadd-acc 2/3-bit and
-# shiftadd-lat 3-bit; WikiText-2 PPL, exact average bits, decode tokens/s.
+# exact knapsack (objective: --alloc-weight rel, the default; one abs row for comparison) and
+# the paper's proxy, beside uniform shiftadd-acc 2/3-bit and shiftadd-lat 3-bit; the same
+# over shiftadd-rht --rht both (mixed and uniform 2/3-bit); WikiText-2 PPL, exact average
+# bits, decode tokens/s.
 #
 #   bench/mixbits.sh convert NAME ARGS...   one conversion into $WORK/NAME.gguf (+ .log)
 #   bench/mixbits.sh eval NAME...           PPL + decode speed of $WORK/NAME.gguf -> NAME.json
@@ -10,11 +12,13 @@
 #
 # Light protocol by default (a 2-core shared box): CALIB="--nsamples 16 --seqlen 512",
 # ROUNDS=10, PPL on the first WINDOWS=8 windows of 2048 tokens. The mixed runs take their
-# errors from one measuring pass at 3 bits (--alloc-save / --alloc-load), so all budgets and
-# both allocators see the same measurement. Set the variables for the full protocol.
+# errors from one measuring pass at 3 bits per method (--alloc-save / --alloc-load), so all
+# budgets and both allocators see the same measurement. Set the variables for the full protocol.
 # BACKEND=dense|shiftadd picks the eval ppl path (same PPL within 0.03%, dense is faster);
 # GEN=0 skips the decode-speed run (for a shared machine, where tok/s would mean nothing).
 # bench/results/mixbits-<date>.notes.md, if present, is appended to the report.
+# REPORT=NAME writes bench/results/NAME.{md,json} (and appends NAME.notes.md) instead, e.g.
+# when a report of the same date exists.
 # MIXBITS_CMD="..." is quoted in the report as the command (when rows were run one by one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,8 +66,16 @@ rows = [
     ("lat3", "uniform shiftadd-lat 3-bit", None),
 ]
 for b in ("2.2", "2.5", "3.0"):
-    for a in ("exact", "proxy"):
-        rows.append((f"{a}-{b}", f"shiftadd-acc mixed, {a}, budget {b}", float(b)))
+    rows.append((f"exact-{b}", f"shiftadd-acc mixed, exact (rel), budget {b}", float(b)))
+    rows.append((f"exact-abs-{b}", f"shiftadd-acc mixed, exact (abs), budget {b}", float(b)))
+    rows.append((f"proxy-{b}", f"shiftadd-acc mixed, proxy, budget {b}", float(b)))
+rows += [
+    ("rht2", "uniform shiftadd-rht both 2-bit", None),
+    ("rht3", "uniform shiftadd-rht both 3-bit", None),
+]
+for b in ("2.2", "2.5", "3.0"):
+    rows.append((f"rht-exact-{b}", f"shiftadd-rht both mixed, exact (rel), budget {b}", float(b)))
+    rows.append((f"rht-proxy-{b}", f"shiftadd-rht both mixed, proxy, budget {b}", float(b)))
 
 def gguf_meta(path):
     """shiftadd.avg_bits (parameter-weighted over the linears, scales counted) and widths."""
@@ -80,8 +92,8 @@ res = []
 for key, label, budget in rows:
     d = {"name": key, "label": label, "budget": budget}
     pj = os.path.join(work, key + ".ppl.json")
-    if not os.path.exists(pj):
-        continue
+    if not os.path.exists(pj) or not os.path.getsize(pj):
+        continue  # not run, or its eval still running
     d["ppl"] = json.load(open(pj)).get("ppl")
     gj = os.path.join(work, key + ".gen.json")
     if os.path.exists(gj) and os.path.getsize(gj):
@@ -106,13 +118,14 @@ commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
     ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][:1]
 date = datetime.date.today().isoformat()
+name = os.environ.get("REPORT") or f"mixbits-{date}"
 machine = f"{cpu[0] if cpu else '?'}, {os.cpu_count()} CPUs (shared with other jobs), {platform.system()} {platform.release()}"
 meta = {"date": date, "commit": commit, "machine": machine, "model": model,
         "protocol": f"WikiText-2 test, first {windows} windows of 2048 tokens (light); calibration {calib}, BCQ rounds {rounds}, {threads} thread(s), eval ppl --backend {backend}",
         "rows": res}
 os.makedirs("bench/results", exist_ok=True)
-json.dump(meta, open(f"bench/results/mixbits-{date}.json", "w"), indent=1)
-with open(f"bench/results/mixbits-{date}.md", "w") as f:
+json.dump(meta, open(f"bench/results/{name}.json", "w"), indent=1)
+with open(f"bench/results/{name}.md", "w") as f:
     f.write(f"# Mixed-bit allocation, SmolLM2-135M-Instruct ({date})\n\n")
     f.write(f"- commit `{commit}`, machine: {machine}\n- protocol: {meta['protocol']}\n")
     f.write(f"- command: `{os.environ.get('MIXBITS_CMD') or 'bench/mixbits.sh all'}` "
@@ -126,32 +139,36 @@ with open(f"bench/results/mixbits-{date}.md", "w") as f:
         f.write(f"| {r['label']} | {ab} | {ws} | {r['ppl']:.3f} | {ratio} | {ts} |\n")
     ppl = {r["name"]: r.get("ppl") for r in res}
     f.write("\nTargets (issue 7):\n\n")
-    if ppl.get("exact-2.5") and ppl.get("lat3"):
-        ok = ppl["exact-2.5"] < ppl["lat3"]
-        f.write(f"- exact @2.5 ({ppl['exact-2.5']:.3f}) vs uniform 3-bit shiftadd-lat "
-                f"({ppl['lat3']:.3f}): {'met' if ok else 'NOT met'}\n")
-    for b in ("2.2", "2.5", "3.0"):
-        x, y = ppl.get(f"exact-{b}"), ppl.get(f"proxy-{b}")
-        if x and y:
-            f.write(f"- budget {b}: exact {x:.3f} vs proxy {y:.3f}: "
-                    f"{'exact better' if x < y else 'proxy better or equal'}\n")
+    for pre, what in (("", "shiftadd-acc"), ("rht-", "shiftadd-rht both")):
+        x = ppl.get(f"{pre}exact-2.5")
+        if x and ppl.get("lat3"):
+            ok = x < ppl["lat3"]
+            f.write(f"- {what} exact @2.5 ({x:.3f}) vs uniform 3-bit shiftadd-lat "
+                    f"({ppl['lat3']:.3f}): {'met' if ok else 'NOT met'}\n")
+        for b in ("2.2", "2.5", "3.0"):
+            x, y = ppl.get(f"{pre}exact-{b}"), ppl.get(f"{pre}proxy-{b}")
+            if x and y:
+                f.write(f"- {what} budget {b}: exact {x:.3f} vs proxy {y:.3f}: "
+                        f"{'exact better' if x < y else 'proxy better or equal'}\n")
     f.write("\nNotes:\n\n"
             "- Light protocol (2-core shared box): 16 calibration windows of 512 tokens, 10 BCQ "
             "rounds (paper: 128 x 2048, 50 rounds), PPL on the first 8 of 147 windows. Compare "
             "rows with each other, not with full-protocol numbers.\n"
-            "- All mixed rows take their per-layer errors from one measuring pass at 3 bits "
-            "(`--alloc-save`, then `--alloc-load`); the budget counts the scales and is never "
-            "exceeded (avg bits column, from `shiftadd.avg_bits`).\n"
+            "- All mixed rows of a method take their per-layer errors from one measuring pass at "
+            "3 bits (`--alloc-save`, then `--alloc-load`); the budget counts the scales and is "
+            "never exceeded (avg bits column, from `shiftadd.avg_bits`). exact (rel) minimizes "
+            "the sum of relative output errors (`--alloc-weight rel`, the default), exact (abs) "
+            "the sum of absolute ones (the objective of the 2026-11-22 run).\n"
             + ("- Decode tokens/s are from `shiftadd generate` (default backend) on this "
                "machine as it was during the run: compare them only with each other.\n"
                if gen == "1" else
                "- Decode tokens/s not measured (GEN=0: the machine was shared with timing "
                "runs).\n"))
-notes = f"bench/results/mixbits-{date}.notes.md"  # hand-written, survives re-reports
+notes = f"bench/results/{name}.notes.md"  # hand-written, survives re-reports
 if os.path.exists(notes):
-    with open(f"bench/results/mixbits-{date}.md", "a") as f:
+    with open(f"bench/results/{name}.md", "a") as f:
         f.write("\n" + open(notes).read())
-print(open(f"bench/results/mixbits-{date}.md").read())
+print(open(f"bench/results/{name}.md").read())
 EOF
 }
 
@@ -171,17 +188,31 @@ all)
 	convert acc2 -M shiftadd-acc -b 2
 	convert acc3 -M shiftadd-acc -b 3
 	convert lat3 -M shiftadd-lat -b 3
+	convert rht2 -M shiftadd-rht --rht both -b 2
+	convert rht3 -M shiftadd-rht --rht both -b 3
 	convert exact-2.5 -M shiftadd-acc --bits auto --avg-bits 2.5 --alloc-base 3 \
 		--alloc-save "$WORK/measure-3.json"
+	convert rht-exact-2.5 -M shiftadd-rht --rht both --bits auto --avg-bits 2.5 \
+		--alloc-base 3 --alloc-save "$WORK/measure-rht-3.json"
+	convert exact-abs-2.5 -M shiftadd-acc --bits auto --avg-bits 2.5 --alloc-weight abs \
+		--alloc-load "$WORK/measure-3.json"
 	for b in 2.2 2.5 3.0; do
 		for a in exact proxy; do
-			[ "$a-$b" = exact-2.5 ] && continue
+			[ "$b" = 2.5 ] && [ "$a" = exact ] && continue
 			convert "$a-$b" -M shiftadd-acc --bits auto --avg-bits "$b" --alloc "$a" \
 				--alloc-load "$WORK/measure-3.json"
+			convert "rht-$a-$b" -M shiftadd-rht --rht both --bits auto --avg-bits "$b" \
+				--alloc "$a" --alloc-load "$WORK/measure-rht-3.json"
 		done
 	done
-	for n in fp acc2 acc3 lat3 exact-2.2 proxy-2.2 exact-2.5 proxy-2.5 exact-3.0 proxy-3.0; do
+	for n in fp acc2 acc3 lat3 rht2 rht3 exact-abs-2.5; do
 		eval_one "$n"
+	done
+	for b in 2.2 2.5 3.0; do
+		for a in exact proxy; do
+			eval_one "$a-$b"
+			eval_one "rht-$a-$b"
+		done
 	done
 	report
 	;;

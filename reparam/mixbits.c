@@ -45,6 +45,34 @@ int mixbits_alloc_parse(const char *name)
 	return -EINVAL;
 }
 
+static const char *const weight_names[MIXBITS_WEIGHT_COUNT] = {
+	[MIXBITS_WEIGHT_REL] = "rel",
+	[MIXBITS_WEIGHT_ABS] = "abs",
+};
+
+const char *mixbits_weight_name(enum mixbits_weight w)
+{
+	return (unsigned)w < MIXBITS_WEIGHT_COUNT ? weight_names[w] : "?";
+}
+
+int mixbits_weight_parse(const char *name)
+{
+	for (int i = 0; name && i < MIXBITS_WEIGHT_COUNT; i++)
+		if (!strcmp(name, weight_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+double mixbits_weighted_err(const struct mixbits_layer *l, uint32_t wi, enum mixbits_weight weight)
+{
+	double x = wi < MIXBITS_N_WIDTHS ? l->err[wi] : NAN;
+
+	if (weight == MIXBITS_WEIGHT_ABS)
+		return x;
+	/* a layer with no output (W or H zero) has no error either: it costs nothing */
+	return l->energy > 0 ? x / l->energy : 0;
+}
+
 /* Methods whose result is a BCQ weight with a per-tensor width and that use H. */
 static bool method_ok(enum reparam_method m)
 {
@@ -125,6 +153,7 @@ static struct mixbits_layer *layer_get(struct mixbits *mb, const char *name, uin
 	l->n_cols = n_cols;
 	for (uint32_t j = 0; j < MIXBITS_N_WIDTHS; j++)
 		l->err[j] = NAN;
+	l->energy = NAN;
 	fill_costs(&mb->q, l);
 	return l;
 }
@@ -144,7 +173,7 @@ static void hook_fail(struct mixbits *mb, int ret, const char *name, const struc
  * that quantizes it, but the array may move when another thread adds a layer: hence the lock.
  */
 static void record(struct mixbits *mb, const char *name, uint32_t n_rows, uint32_t n_cols, int wi,
-		   double err, const double *score)
+		   double err, const double *score, const double *energy)
 {
 	struct mixbits_layer *l;
 
@@ -156,6 +185,8 @@ static void record(struct mixbits *mb, const char *name, uint32_t n_rows, uint32
 		l->err[wi] = err;
 		if (score)
 			l->score = *score;
+		if (energy)
+			l->energy = *energy;
 	} else if (!mb->hook_ret) {
 		mb->hook_ret = -ENOMEM;
 	}
@@ -176,7 +207,8 @@ static void measure(void *arg, const char *name, const float *W, uint32_t n_out,
 {
 	struct mixbits *mb = arg;
 	struct errbuf e = { { 0 } };
-	double score;
+	double score, energy;
+	float *zero;
 	int r;
 
 	if (!H) {
@@ -186,6 +218,14 @@ static void measure(void *arg, const char *name, const float *W, uint32_t n_out,
 	r = bitalloc_proxy_score(W, n_out, n_in, H, mb->q.percdamp, &score, &e);
 	if (r < 0) {
 		hook_fail(mb, r, name, &e);
+		return;
+	}
+	/* the output energy tr(W H W^T): the error of quantizing W to zero */
+	zero = calloc((size_t)n_out * n_in, sizeof(*zero));
+	r = zero ? reparam_output_error(W, zero, n_out, n_in, H, &energy) : -ENOMEM;
+	free(zero);
+	if (r < 0) {
+		hook_fail(mb, r, name, &(struct errbuf){ "output energy" });
 		return;
 	}
 	for (uint32_t i = 0; i < MIXBITS_N_WIDTHS; i++) {
@@ -200,7 +240,7 @@ static void measure(void *arg, const char *name, const float *W, uint32_t n_out,
 			hook_fail(mb, r, name, &e);
 			return;
 		}
-		record(mb, name, n_out, n_in, (int)i, res.err_output, &score);
+		record(mb, name, n_out, n_in, (int)i, res.err_output, &score, &energy);
 		reparam_result_done(&res);
 	}
 }
@@ -214,7 +254,7 @@ static void mixbits_on_layer(void *arg, const struct calib_tensor *t, uint32_t d
 			  &(struct errbuf){ "not quantized at the base width" });
 	} else {
 		record(mb, t->name, t->res.n_rows, t->res.n_cols, width_index(mb->base_bits),
-		       t->res.err_output, NULL);
+		       t->res.err_output, NULL, NULL);
 		/* the driver reports in file order: keep that order for tables and files */
 		pthread_mutex_lock(&mb->lock);
 		for (uint32_t i = 0; i < mb->n_layers; i++) {
@@ -262,12 +302,15 @@ int mixbits_measure_check(struct mixbits *mb, struct errbuf *e)
 			if (!(l->err[j] >= 0 && isfinite(l->err[j])))
 				return errbuf_set(e, -EINVAL, "%s: error at %u bits is %g", l->name,
 						  widths[j], l->err[j]);
+		if (!(l->energy >= 0) && !isnan(l->energy))
+			return errbuf_set(e, -EINVAL, "%s: output energy is %g", l->name,
+					  l->energy);
 	}
 	return 0;
 }
 
-int mixbits_solve(struct mixbits *mb, enum mixbits_alloc alloc, double avg_bits_budget,
-		  struct errbuf *e)
+int mixbits_solve(struct mixbits *mb, enum mixbits_alloc alloc, enum mixbits_weight weight,
+		  double avg_bits_budget, struct errbuf *e)
 {
 	struct bitalloc_problem p = { 0 };
 	uint32_t L = mb->n_layers, *choice = NULL;
@@ -278,11 +321,19 @@ int mixbits_solve(struct mixbits *mb, enum mixbits_alloc alloc, double avg_bits_
 
 	if ((unsigned)alloc >= MIXBITS_ALLOC_COUNT)
 		return errbuf_set(e, -EINVAL, "unknown allocator");
+	if ((unsigned)weight >= MIXBITS_WEIGHT_COUNT)
+		return errbuf_set(e, -EINVAL, "unknown error weight");
 	if (!(avg_bits_budget > 0 && isfinite(avg_bits_budget)))
 		return errbuf_set(e, -EINVAL, "bad average-bits budget %g", avg_bits_budget);
 	r = mixbits_measure_check(mb, e);
 	if (r < 0)
 		return r;
+	for (uint32_t l = 0; l < L && weight != MIXBITS_WEIGHT_ABS; l++)
+		if (!isfinite(mb->layers[l].energy))
+			return errbuf_set(e, -EINVAL,
+					  "%s: no output energy (a version 1 measurement): "
+					  "measure again or use the abs weight",
+					  mb->layers[l].name);
 	err = malloc((size_t)L * MIXBITS_N_WIDTHS * sizeof(*err));
 	cst = malloc((size_t)L * MIXBITS_N_WIDTHS * sizeof(*cst));
 	np = malloc(L * sizeof(*np));
@@ -294,7 +345,8 @@ int mixbits_solve(struct mixbits *mb, enum mixbits_alloc alloc, double avg_bits_
 	for (uint32_t l = 0; l < L; l++) {
 		const struct mixbits_layer *ly = &mb->layers[l];
 
-		memcpy(err + (size_t)l * MIXBITS_N_WIDTHS, ly->err, sizeof(ly->err));
+		for (uint32_t j = 0; j < MIXBITS_N_WIDTHS; j++)
+			err[(size_t)l * MIXBITS_N_WIDTHS + j] = mixbits_weighted_err(ly, j, weight);
 		memcpy(cst + (size_t)l * MIXBITS_N_WIDTHS, ly->cost_bits, sizeof(ly->cost_bits));
 		np[l] = (uint64_t)ly->n_rows * ly->n_cols;
 		score[l] = ly->score;
@@ -330,6 +382,7 @@ int mixbits_solve(struct mixbits *mb, enum mixbits_alloc alloc, double avg_bits_
 	cost = (double)total;
 	params = (double)nsum;
 	mb->alloc = alloc;
+	mb->weight = weight;
 	mb->avg_bits_budget = avg_bits_budget;
 	mb->avg_bits = cost / params;
 	mb->predicted_err = pred;
@@ -375,7 +428,8 @@ void mixbits_convert_hooks(struct mixbits *mb, struct calib_run *run)
 
 /* --- the measurement file ------------------------------------------------------------ */
 
-#define MIXBITS_FILE_VERSION 1
+/* 2 added the per-layer output energy; 1 is still read (energy NAN: abs weight only) */
+#define MIXBITS_FILE_VERSION 2
 
 int mixbits_save(const struct mixbits *mb, const char *path, struct errbuf *e)
 {
@@ -409,6 +463,8 @@ int mixbits_save(const struct mixbits *mb, const char *path, struct errbuf *e)
 		cJSON_AddNumberToObject(o, "cols", l->n_cols);
 		cJSON_AddItemToObject(o, "err", cJSON_CreateDoubleArray(l->err, MIXBITS_N_WIDTHS));
 		cJSON_AddNumberToObject(o, "score", l->score);
+		if (isfinite(l->energy))
+			cJSON_AddNumberToObject(o, "energy", l->energy);
 	}
 	txt = cJSON_Print(root);
 	if (!txt)
@@ -478,8 +534,10 @@ static bool get_u32(const cJSON *o, const char *key, uint32_t *ret)
 	return true;
 }
 
-static int parse_layer(struct mixbits *mb, const cJSON *o, uint32_t i, struct errbuf *e)
+static int parse_layer(struct mixbits *mb, const cJSON *o, uint32_t i, uint32_t ver,
+		       struct errbuf *e)
 {
+	const cJSON *energy = cJSON_GetObjectItemCaseSensitive(o, "energy");
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
 	const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "err");
 	const cJSON *score = cJSON_GetObjectItemCaseSensitive(o, "score");
@@ -492,12 +550,17 @@ static int parse_layer(struct mixbits *mb, const cJSON *o, uint32_t i, struct er
 	    !cJSON_IsArray(err) || cJSON_GetArraySize(err) != MIXBITS_N_WIDTHS ||
 	    !cJSON_IsNumber(score) || !isfinite(score->valuedouble))
 		return errbuf_set(e, -EBADMSG, "layer %u: bad name, shape, err or score", i);
+	if (ver >= 2 && (!cJSON_IsNumber(energy) || !(energy->valuedouble >= 0) ||
+			 !isfinite(energy->valuedouble)))
+		return errbuf_set(e, -EBADMSG, "layer %u: bad or missing energy", i);
 	if (find_layer(mb, name->valuestring) >= 0)
 		return errbuf_set(e, -EBADMSG, "layer %u: duplicate name", i);
 	l = layer_get(mb, name->valuestring, rows, cols);
 	if (!l)
 		return -ENOMEM;
 	l->score = score->valuedouble;
+	if (ver >= 2)
+		l->energy = energy->valuedouble;
 	cJSON_ArrayForEach(v, err)
 	{
 		if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && isfinite(v->valuedouble)))
@@ -528,7 +591,7 @@ int mixbits_load(struct mixbits *mb, const struct reparam_opts *q, const char *p
 	method = cJSON_GetObjectItemCaseSensitive(root, "method");
 	w = cJSON_GetObjectItemCaseSensitive(root, "widths");
 	layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
-	if (!get_u32(root, "version", &ver) || ver != MIXBITS_FILE_VERSION ||
+	if (!get_u32(root, "version", &ver) || ver < 1 || ver > MIXBITS_FILE_VERSION ||
 	    !cJSON_IsString(method) || !get_u32(root, "apot", &apot) ||
 	    !get_u32(root, "rounds", &rounds) || !get_u32(root, "base_bits", &base) ||
 	    !cJSON_IsArray(w) || cJSON_GetArraySize(w) != MIXBITS_N_WIDTHS ||
@@ -561,7 +624,7 @@ int mixbits_load(struct mixbits *mb, const struct reparam_opts *q, const char *p
 	{
 		struct errbuf le = { { 0 } };
 
-		r = parse_layer(mb, v, i++, &le);
+		r = parse_layer(mb, v, i++, ver, &le);
 		if (r < 0) {
 			r = errbuf_set(e, r, "'%s': %s", path, errbuf_str(&le, r));
 			mixbits_done(mb);

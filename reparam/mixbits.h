@@ -16,10 +16,11 @@
  *   pass 1 (measure)  an ordinary sequential conversion at one base width; its calib hooks
  *                     quantize every linear again at each candidate width (2, 3, 4) with the
  *                     very Hessian the driver hands it, and record the output error
- *                     err[w] = tr((W - Q_w) H (W - Q_w)^T) and the paper's proxy score.
+ *                     err[w] = tr((W - Q_w) H (W - Q_w)^T), the output energy tr(W H W^T)
+ *                     and the paper's proxy score.
  *                     The base width's error is taken from the driver's own result (the
  *                     quantizer is deterministic, so it is the same number).
- *   solve             one width per linear minimizing sum err subject to
+ *   solve             one width per linear minimizing sum weight * err (mixbits_weight) s.t.
  *                     sum reparam_storage_bits <= floor(B * sum n_params): the parameter-
  *                     weighted average over the quantized linears, scales counted, never
  *                     exceeds B. "exact" is the multiple-choice knapsack (bitalloc_exact);
@@ -41,6 +42,23 @@
 /* Candidate width @i (0 .. MIXBITS_N_WIDTHS - 1). */
 uint32_t mixbits_width(uint32_t i);
 
+/*
+ * What the knapsack minimizes: each layer's measured output error err[w] times a per-layer
+ * weight. ABS sums the errors as measured, so layers with large activations (late ffn_down)
+ * dominate; REL divides each by the layer's output energy tr(W H W^T), i.e. sums relative
+ * output errors, which tracks the loss better on SmolLM2 (bench/results/mixbits-*.notes.md).
+ */
+enum mixbits_weight {
+	MIXBITS_WEIGHT_REL, /* err[w] / energy: relative output error (default) */
+	MIXBITS_WEIGHT_ABS, /* err[w]: Hessian-weighted output error as measured */
+	MIXBITS_WEIGHT_COUNT,
+};
+
+/* "rel", "abs"; "?" if out of range. */
+const char *mixbits_weight_name(enum mixbits_weight w);
+/* Parse a CLI name; returns the value (>= 0) or -EINVAL. */
+int mixbits_weight_parse(const char *name);
+
 enum mixbits_alloc {
 	MIXBITS_EXACT, /* multiple-choice knapsack on the measured errors */
 	MIXBITS_PROXY, /* the paper's ranking by ||V||_F * var(V) */
@@ -59,6 +77,7 @@ struct mixbits_layer {
 	double err[MIXBITS_N_WIDTHS];	      /* output error at each candidate width */
 	uint64_t cost_bits[MIXBITS_N_WIDTHS]; /* reparam_storage_bits at each width */
 	double score;			      /* proxy score (bitalloc_proxy_score) */
+	double energy;			      /* tr(W H W^T), NAN if not measured (v1 file) */
 	uint32_t n_measured;		      /* widths measured so far (complete: N_WIDTHS) */
 	uint32_t bits;			      /* chosen width (0 before mixbits_solve) */
 };
@@ -76,9 +95,10 @@ struct mixbits {
 
 	/* the solution (mixbits_solve) */
 	enum mixbits_alloc alloc;
+	enum mixbits_weight weight;
 	double avg_bits_budget;
 	double avg_bits;	/* achieved: sum cost / sum params, <= avg_bits_budget */
-	double predicted_err;	/* sum of measured err at the chosen widths */
+	double predicted_err;	/* sum of weighted err at the chosen widths (the objective) */
 	bool exact;		/* false if the knapsack grid was coarsened */
 	uint32_t n_lookup_miss; /* bits_of asked for a layer with no solution */
 
@@ -117,12 +137,16 @@ int mixbits_measure_check(struct mixbits *mb, struct errbuf *e);
 
 /*
  * Choose the widths under @avg_bits_budget with @alloc, filling layers[].bits, avg_bits,
- * predicted_err and exact. Returns 0; -ENOSPC if even all-2-bit exceeds the budget; -EINVAL
- * (bad budget or incomplete measurement) or -ENOMEM; message in @e. May be called again
- * with another budget or allocator (the measurement is kept).
+ * predicted_err and exact. @weight is the exact allocator's objective (the proxy ignores it
+ * but predicted_err is reported in its units). Returns 0; -ENOSPC if even all-2-bit exceeds
+ * the budget; -EINVAL (bad budget, incomplete measurement, or REL without energies) or
+ * -ENOMEM; message in @e. May be called again with another budget, allocator or weight.
  */
-int mixbits_solve(struct mixbits *mb, enum mixbits_alloc alloc, double avg_bits_budget,
-		  struct errbuf *e);
+int mixbits_solve(struct mixbits *mb, enum mixbits_alloc alloc, enum mixbits_weight weight,
+		  double avg_bits_budget, struct errbuf *e);
+
+/* Layer @l's error at width index @wi in @weight's units (REL with energy 0 gives 0). */
+double mixbits_weighted_err(const struct mixbits_layer *l, uint32_t wi, enum mixbits_weight weight);
 
 /*
  * Pass 2: set @run->bits_of to the solution (on_hessian cleared; @run->q = @mb->q with bits
@@ -136,7 +160,7 @@ void mixbits_convert_hooks(struct mixbits *mb, struct calib_run *run);
 uint32_t mixbits_lookup(const struct mixbits *mb, const char *name);
 
 /*
- * Save the measurement (method, base width, per-layer shapes, errors and scores) as JSON to
+ * Save the measurement (method, base width, per-layer shapes, errors, energies and scores) as JSON to
  * @path, so further budgets and allocators can skip pass 1. Returns 0 or -errno.
  */
 int mixbits_save(const struct mixbits *mb, const char *path, struct errbuf *e);
@@ -144,7 +168,8 @@ int mixbits_save(const struct mixbits *mb, const char *path, struct errbuf *e);
 /*
  * Load a measurement written by mixbits_save() into a fresh @mb (as mixbits_init() would
  * leave it, plus the layers). The file's method must be @q->method: -EINVAL otherwise.
- * Malformed files give -EBADMSG with a message in @e. Costs are recomputed from @q.
+ * Malformed files give -EBADMSG with a message in @e. Costs are recomputed from @q. Version 1
+ * files (no energies) load with energy NAN: only the ABS weight can solve them.
  */
 int mixbits_load(struct mixbits *mb, const struct reparam_opts *q, const char *path,
 		 struct errbuf *e);

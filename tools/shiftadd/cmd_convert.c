@@ -31,6 +31,9 @@ static const struct opt_spec specs[] = {
 	  "--bits auto: average bits per weight of the linears, scales counted (never exceeded)" },
 	{ "alloc", 0, "NAME", "exact",
 	  "--bits auto: exact (knapsack on measured errors) | proxy (the paper's ranking)" },
+	{ "alloc-weight", 0, "W", "rel",
+	  "--bits auto, exact: minimize the sum of rel (output error / output energy) or abs "
+	  "errors" },
 	{ "alloc-base", 0, "N", "nearest to B",
 	  "--bits auto: width of the measuring pass (2, 3 or 4)" },
 	{ "alloc-save", 0, "FILE", NULL, "--bits auto: save the measured errors as JSON" },
@@ -65,6 +68,8 @@ struct conv_opts {
 	bool mixed;
 	double avg_bits;
 	enum mixbits_alloc alloc;
+	enum mixbits_weight weight;
+	bool weight_set;
 	unsigned alloc_base; /* 0 = nearest candidate to avg_bits */
 	const char *alloc_save, *alloc_load;
 };
@@ -89,6 +94,19 @@ static int parse_alloc(const char *s, struct conv_opts *o)
 		return -EINVAL;
 	}
 	o->alloc = (enum mixbits_alloc)a;
+	return 0;
+}
+
+static int parse_weight(const char *s, struct conv_opts *o)
+{
+	int w = mixbits_weight_parse(s);
+
+	if (w < 0) {
+		fprintf(stderr, "shiftadd convert: unknown --alloc-weight '%s' (rel or abs)\n", s);
+		return -EINVAL;
+	}
+	o->weight = (enum mixbits_weight)w;
+	o->weight_set = true;
 	return 0;
 }
 
@@ -153,6 +171,8 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		r = parse_avg_bits(optarg, &o->avg_bits);
 	else if (!strcmp(n, "alloc"))
 		r = parse_alloc(optarg, o);
+	else if (!strcmp(n, "alloc-weight"))
+		r = parse_weight(optarg, o);
 	else if (!strcmp(n, "alloc-base"))
 		r = opt_u32(n, optarg, &o->alloc_base);
 	else if (!strcmp(n, "alloc-save"))
@@ -203,7 +223,8 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 static int check_mixed(struct conv_opts *o)
 {
 	if (!o->mixed) {
-		if (o->avg_bits || o->alloc_base || o->alloc_save || o->alloc_load) {
+		if (o->avg_bits || o->alloc_base || o->alloc_save || o->alloc_load ||
+		    o->weight_set) {
 			fprintf(stderr,
 				"shiftadd convert: --avg-bits and --alloc-* need --bits auto\n");
 			return 2;
@@ -407,13 +428,14 @@ static int allocate(const struct conv_opts *o, struct mixbits *mb)
 		if (r < 0)
 			goto fail;
 	}
-	r = mixbits_solve(mb, o->alloc, o->avg_bits, &e);
+	r = mixbits_solve(mb, o->alloc, o->weight, o->avg_bits, &e);
 	if (r < 0)
 		goto fail;
 	fprintf(stderr,
-		"convert: %s allocation under %.4g bits: %.4f bits per weight, predicted error "
+		"convert: %s allocation under %.4g bits: %.4f bits per weight, predicted %s error "
 		"%.6g%s\n",
-		mixbits_alloc_name(o->alloc), o->avg_bits, mb->avg_bits, mb->predicted_err,
+		mixbits_alloc_name(o->alloc), o->avg_bits, mb->avg_bits,
+		mixbits_weight_name(o->weight), mb->predicted_err,
 		mb->exact ? "" : " (knapsack on a coarsened grid)");
 	return 0;
 fail:
@@ -454,9 +476,10 @@ static void print_alloc_table(const struct mixbits *mb, const struct calib_out *
 		       r->rel_err_output);
 	}
 	printf("widths: %u x 2-bit, %u x 3-bit, %u x 4-bit; %.4f bits per weight (budget %.4g, "
-	       "%s); error %.6g (predicted %.6g)\n",
+	       "%s); error %.6g (predicted %.6g); objective (%s) %.6g\n",
 	       hist[0], hist[1], hist[2], nsum > 0 ? wsum / nsum : 0, mb->avg_bits_budget,
-	       mixbits_alloc_name(mb->alloc), got, pred);
+	       mixbits_alloc_name(mb->alloc), got, pred, mixbits_weight_name(mb->weight),
+	       mb->predicted_err);
 }
 
 static int run(struct conv_opts *o)

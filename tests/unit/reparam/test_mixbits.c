@@ -33,6 +33,7 @@ struct syn_layer {
 	float *W;
 	double *H;
 	double err[MIXBITS_N_WIDTHS]; /* recomputed here: synth_output_error */
+	double energy;		      /* tr(W H W^T), recomputed here the same way */
 	uint64_t cost[MIXBITS_N_WIDTHS];
 };
 
@@ -48,6 +49,8 @@ static const uint32_t syn_shape[N_SYN][2] = {
 
 static void syn_init(struct syn *s, enum reparam_method method)
 {
+	float *zero;
+
 	memset(s, 0, sizeof(*s));
 	reparam_opts_init(&s->q, method, 3);
 	s->q.rounds = 4;
@@ -86,6 +89,10 @@ static void syn_init(struct syn *s, enum reparam_method method)
 			}
 			reparam_result_done(&r);
 		}
+		zero = calloc((size_t)l->n * l->k, sizeof(*zero));
+		assert_non_null(zero);
+		l->energy = synth_output_error(l->W, zero, l->n, l->k, l->H);
+		free(zero);
 		s->params += (uint64_t)l->n * l->k;
 	}
 }
@@ -166,8 +173,11 @@ static void count_layers(void *arg, const struct calib_tensor *t, uint32_t done,
 	assert_int_equal(done, ++n_on_layer);
 }
 
-/* Least total error over all 3^N_SYN assignments within @budget bits; INFINITY if none. */
-static double brute(const struct syn *s, uint64_t budget, uint32_t *ret_bits)
+/*
+ * Least total error over all 3^N_SYN assignments within @budget bits; INFINITY if none.
+ * @rel: each layer's error divided by its output energy (the REL weight).
+ */
+static double brute_w(const struct syn *s, uint64_t budget, bool rel, uint32_t *ret_bits)
 {
 	double best = INFINITY;
 	uint32_t n_assign = 1;
@@ -181,7 +191,7 @@ static double brute(const struct syn *s, uint64_t budget, uint32_t *ret_bits)
 
 		for (uint32_t i = 0; i < N_SYN; i++, x /= MIXBITS_N_WIDTHS) {
 			cost += s->l[i].cost[x % MIXBITS_N_WIDTHS];
-			err += s->l[i].err[x % MIXBITS_N_WIDTHS];
+			err += s->l[i].err[x % MIXBITS_N_WIDTHS] / (rel ? s->l[i].energy : 1);
 		}
 		if (cost <= budget && err < best) {
 			best = err;
@@ -191,6 +201,11 @@ static double brute(const struct syn *s, uint64_t budget, uint32_t *ret_bits)
 		}
 	}
 	return best;
+}
+
+static double brute(const struct syn *s, uint64_t budget, uint32_t *ret_bits)
+{
+	return brute_w(s, budget, false, ret_bits);
 }
 
 static void measure_syn(struct syn *s, struct mixbits *mb, uint32_t base)
@@ -234,7 +249,8 @@ static void test_exact_matches_brute_force_and_keeps_budget(void **state)
 						   1e-6 * s.l[i].err[w]);
 		}
 		/* below the cheapest assignment: nothing fits */
-		assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, (double)(lo - 1) / s.params, &e),
+		assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS,
+					       (double)(lo - 1) / s.params, &e),
 				 -ENOSPC);
 		for (uint32_t t = 0; t <= 20; t++) {
 			double B = ((double)lo + (double)(hi - lo) * t / 18.0) / (double)s.params;
@@ -242,7 +258,8 @@ static void test_exact_matches_brute_force_and_keeps_budget(void **state)
 			uint32_t want[N_SYN];
 			double best = brute(&s, budget, want), got = 0;
 
-			assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, B, &e), 0);
+			assert_int_equal(
+				mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, B, &e), 0);
 			assert_true(mb.exact);
 			for (uint32_t i = 0; i < N_SYN; i++) {
 				uint32_t b = mixbits_lookup(&mb, s.l[i].name);
@@ -259,6 +276,74 @@ static void test_exact_matches_brute_force_and_keeps_budget(void **state)
 		}
 		mixbits_done(&mb);
 	}
+	syn_done(&s);
+}
+
+/*
+ * The rel weight: the hooks record each layer's output energy tr(W H W^T) (against plain
+ * loops here), and exact with it minimizes the sum of err / energy (against brute force with
+ * that objective), within budget. On these layers (scaled 1x .. 13x) the abs and rel optima
+ * differ somewhere, so the test tells the two objectives apart.
+ */
+static void test_rel_weight_matches_brute_force(void **state)
+{
+	struct syn s;
+	struct mixbits mb;
+	struct errbuf e = { { 0 } };
+	double lo, hi;
+	uint32_t n_differ = 0;
+
+	(void)state;
+	syn_init(&s, REPARAM_SHIFTADD_ACC);
+	measure_syn(&s, &mb, 2);
+	for (uint32_t i = 0; i < N_SYN; i++) {
+		assert_true(s.l[i].energy > 0);
+		assert_float_equal(mb.layers[i].energy, s.l[i].energy, 1e-9 * s.l[i].energy);
+		for (uint32_t w = 0; w < MIXBITS_N_WIDTHS; w++)
+			assert_float_equal(
+				mixbits_weighted_err(&mb.layers[i], w, MIXBITS_WEIGHT_REL),
+				s.l[i].err[w] / s.l[i].energy,
+				1e-6 * s.l[i].err[w] / s.l[i].energy);
+	}
+	syn_range(&s, &lo, &hi);
+	for (uint32_t t = 0; t <= 24; t++) {
+		double B = lo + (hi - lo) * t / 24.0, best, got = 0;
+		uint64_t budget = (uint64_t)floorl((long double)B * s.params), cost = 0;
+		uint32_t want[N_SYN], abs_bits[N_SYN];
+
+		assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, B, &e), 0);
+		for (uint32_t i = 0; i < N_SYN; i++)
+			abs_bits[i] = mb.layers[i].bits;
+		assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_REL, B, &e), 0);
+		assert_int_equal(mb.weight, MIXBITS_WEIGHT_REL);
+		best = brute_w(&s, budget, true, want);
+		for (uint32_t i = 0; i < N_SYN; i++) {
+			uint32_t b = mixbits_lookup(&mb, s.l[i].name);
+
+			cost += s.l[i].cost[b - 2];
+			got += s.l[i].err[b - 2] / s.l[i].energy;
+			n_differ += b != abs_bits[i];
+		}
+		assert_true(cost <= budget);
+		assert_true(mb.avg_bits <= B);
+		assert_float_equal(got, best, 1e-6 * best);
+		assert_float_equal(mb.predicted_err, best, 1e-6 * best);
+	}
+	assert_true(n_differ > 0);
+	/* a version 1 measurement has no energies: rel is refused, abs still solves */
+	for (uint32_t i = 0; i < N_SYN; i++)
+		mb.layers[i].energy = NAN;
+	assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_REL, hi, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "energy"));
+	assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, hi, &e), 0);
+	/* a layer with no output: its error counts 0 under rel */
+	mb.layers[0].energy = 0;
+	assert_true(mixbits_weighted_err(&mb.layers[0], 0, MIXBITS_WEIGHT_REL) == 0);
+	assert_int_equal(mixbits_weight_parse("rel"), MIXBITS_WEIGHT_REL);
+	assert_int_equal(mixbits_weight_parse("abs"), MIXBITS_WEIGHT_ABS);
+	assert_int_equal(mixbits_weight_parse("loss"), -EINVAL);
+	assert_string_equal(mixbits_weight_name(MIXBITS_WEIGHT_REL), "rel");
+	mixbits_done(&mb);
 	syn_done(&s);
 }
 
@@ -279,7 +364,7 @@ static void test_proxy_keeps_budget_and_never_beats_exact(void **state)
 		double exact_err, got = 0;
 		int r;
 
-		r = mixbits_solve(&mb, MIXBITS_EXACT, B, &e);
+		r = mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, B, &e);
 		if (r == -ENOSPC) {
 			assert_true(B < lo);
 			continue;
@@ -287,7 +372,7 @@ static void test_proxy_keeps_budget_and_never_beats_exact(void **state)
 		assert_int_equal(r, 0);
 		n_solved++;
 		exact_err = mb.predicted_err;
-		assert_int_equal(mixbits_solve(&mb, MIXBITS_PROXY, B, &e), 0);
+		assert_int_equal(mixbits_solve(&mb, MIXBITS_PROXY, MIXBITS_WEIGHT_ABS, B, &e), 0);
 		assert_int_equal(mb.alloc, MIXBITS_PROXY);
 		for (uint32_t i = 0; i < N_SYN; i++) {
 			uint32_t b = mixbits_lookup(&mb, s.l[i].name);
@@ -320,7 +405,8 @@ static void test_bits_of_propagates_choice(void **state)
 	syn_init(&s, REPARAM_SHIFTADD_ACC);
 	measure_syn(&s, &mb, 2);
 	syn_range(&s, &lo, &hi);
-	assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, (lo + hi) / 2, &e), 0);
+	assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, (lo + hi) / 2, &e),
+			 0);
 	run.on_hessian = (calib_hessian_fn)1; /* must be cleared */
 	mixbits_convert_hooks(&mb, &run);
 	assert_null(run.on_hessian);
@@ -364,7 +450,7 @@ static void test_hook_errors_and_bad_setups(void **state)
 	run.on_hessian(run.hook_arg, "blk.0.attn_q", s.l[0].W, s.l[0].n, s.l[0].k, s.l[0].H);
 	assert_int_equal(mixbits_measure_check(&mb, &e), -EINVAL);
 	assert_non_null(strstr(e.msg, "blk.0.attn_q"));
-	assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, 3.0, &e), -EINVAL);
+	assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, 3.0, &e), -EINVAL);
 	/* no Hessian: the hook records the failure for measure_check */
 	run.on_hessian(run.hook_arg, "blk.1.attn_q", s.l[1].W, s.l[1].n, s.l[1].k, NULL);
 	assert_int_equal(mixbits_measure_check(&mb, &e), -EINVAL);
@@ -415,13 +501,15 @@ static void test_measurement_file_round_trip(void **state)
 	assert_int_equal(back.base_bits, 3);
 	syn_range(&s, &lo, &hi);
 	for (double B = lo; B <= hi; B += (hi - lo) / 5) {
-		assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, B, &e), 0);
-		assert_int_equal(mixbits_solve(&back, MIXBITS_EXACT, B, &e), 0);
+		assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, B, &e), 0);
+		assert_int_equal(mixbits_solve(&back, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, B, &e), 0);
 		for (uint32_t i = 0; i < N_SYN; i++) {
 			assert_string_equal(back.layers[i].name, mb.layers[i].name);
 			assert_int_equal(back.layers[i].bits, mb.layers[i].bits);
 			assert_memory_equal(back.layers[i].cost_bits, mb.layers[i].cost_bits,
 					    sizeof(mb.layers[i].cost_bits));
+			assert_float_equal(back.layers[i].energy, mb.layers[i].energy,
+					   1e-12 * mb.layers[i].energy);
 		}
 		assert_true(back.predicted_err == mb.predicted_err);
 	}
@@ -457,6 +545,33 @@ static void test_measurement_file_round_trip(void **state)
 		   "{\"version\": 1, \"method\": \"shiftadd-acc\", \"apot\": 3, \"rounds\": 4,"
 		   " \"base_bits\": 7, \"widths\": [2, 3, 4], \"layers\": []}");
 	assert_int_equal(mixbits_load(&back, &s.q, path, &e), -EINVAL);
+	/* version 1 (no energies) still loads, for abs only; version 2 needs them */
+	write_text(path,
+		   "{\"version\": 1, \"method\": \"shiftadd-acc\", \"apot\": 3, \"rounds\": 4,"
+		   " \"base_bits\": 3, \"widths\": [2, 3, 4], \"layers\": [{\"name\": \"a\","
+		   " \"rows\": 8, \"cols\": 8, \"err\": [3, 2, 1], \"score\": 1}]}");
+	assert_int_equal(mixbits_load(&back, &s.q, path, &e), 0);
+	assert_true(isnan(back.layers[0].energy));
+	assert_int_equal(mixbits_solve(&back, MIXBITS_EXACT, MIXBITS_WEIGHT_REL, 16.0, &e),
+			 -EINVAL);
+	assert_int_equal(mixbits_solve(&back, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, 16.0, &e), 0);
+	mixbits_done(&back);
+	write_text(path,
+		   "{\"version\": 2, \"method\": \"shiftadd-acc\", \"apot\": 3, \"rounds\": 4,"
+		   " \"base_bits\": 3, \"widths\": [2, 3, 4], \"layers\": [{\"name\": \"a\","
+		   " \"rows\": 8, \"cols\": 8, \"err\": [3, 2, 1], \"score\": 1}]}");
+	assert_int_equal(mixbits_load(&back, &s.q, path, &e), -EBADMSG);
+	assert_non_null(strstr(e.msg, "energy"));
+	write_text(path,
+		   "{\"version\": 2, \"method\": \"shiftadd-acc\", \"apot\": 3, \"rounds\": 4,"
+		   " \"base_bits\": 3, \"widths\": [2, 3, 4], \"layers\": [{\"name\": \"a\","
+		   " \"rows\": 8, \"cols\": 8, \"err\": [3, 2, 1], \"score\": 1,"
+		   " \"energy\": -1}]}");
+	assert_int_equal(mixbits_load(&back, &s.q, path, &e), -EBADMSG);
+	write_text(path,
+		   "{\"version\": 3, \"method\": \"shiftadd-acc\", \"apot\": 3,"
+		   " \"rounds\": 4, \"base_bits\": 3, \"widths\": [2, 3, 4], \"layers\": []}");
+	assert_int_equal(mixbits_load(&back, &s.q, path, &e), -EBADMSG);
 	unlink(path);
 	assert_true(mixbits_load(&back, &s.q, path, &e) == -ENOENT);
 	mixbits_done(&mb);
@@ -553,7 +668,7 @@ static void test_tiny_llama_two_passes(void **state)
 	model_free(m);
 
 	/* pass 2: at the chosen widths on a fresh copy of the model */
-	assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, 3.6, &e), 0);
+	assert_int_equal(mixbits_solve(&mb, MIXBITS_EXACT, MIXBITS_WEIGHT_ABS, 3.6, &e), 0);
 	mixbits_convert_hooks(&mb, &run);
 	assert_int_equal(model_load(dir, &m, NULL), 0);
 	r = calib_quantize_model(m, &run, &out, &e);
@@ -664,6 +779,7 @@ int test_mixbits_run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exact_matches_brute_force_and_keeps_budget),
+		cmocka_unit_test(test_rel_weight_matches_brute_force),
 		cmocka_unit_test(test_proxy_keeps_budget_and_never_beats_exact),
 		cmocka_unit_test(test_bits_of_propagates_choice),
 		cmocka_unit_test(test_hook_errors_and_bad_setups),
