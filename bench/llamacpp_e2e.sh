@@ -13,7 +13,8 @@
 #   --note TEXT     recorded as is (e.g. the convert command of a model); repeatable
 # Environment: MODEL (the requantization source, default the Q4_1 SmolLM2 file), B, JOBS,
 # LLAMACPP_DIR (see bench/llamacpp_lib.sh). Requantized files go to bench/tmp/ (git-ignored)
-# and are reused. Output: bench/results/e2e-llamacpp-<date>.{json,md}
+# and are reused. Output: bench/results/e2e-llamacpp-<date>.{json,md}, or with REPORT=NAME
+# bench/results/NAME.{json,md} (a second run of the day keeps the first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -104,7 +105,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%s\n' "${notes[@]}" >"$tmp/notes.txt"
 
 # 4. One report.
-python3 - "$tmp" "bench/results/e2e-llamacpp-$DATE" "$COMMIT" "bench/llamacpp_e2e.sh $args" \
+python3 - "$tmp" "bench/results/${REPORT:-e2e-llamacpp-$DATE}" "$COMMIT" "bench/llamacpp_e2e.sh $args" \
 	"$load_start" "$load_end" "$LLAMACPP_VERSION" "$(llamacpp_commit)" "$MODEL" "$CPU" "$NCPU" \
 	"$windows" "$seqlen" "$n_gen" "$reps" <<'PY'
 import json, os, platform, statistics, sys
