@@ -21,13 +21,20 @@ static const struct lut_ops ops_avx2 = {
 	.name = "avx2",
 	.tables = lut_tables_avx2,
 	.tiles = lut_tiles_avx2,
+	.batch_tables = lut_tables_batch_avx2,
+	.batch_tiles = lut_tiles_batch_avx2,
 };
 
-/* The table build is not the hot loop; AVX-512 hosts all have AVX2, so it is shared. */
+/*
+ * The table build is not the hot loop; AVX-512 hosts all have AVX2, so it is shared, and so
+ * are the batched lookups for now (not yet measured on an AVX-512 host).
+ */
 static const struct lut_ops ops_avx512 = {
 	.name = "avx512",
 	.tables = lut_tables_avx2,
 	.tiles = lut_tiles_avx512,
+	.batch_tables = lut_tables_batch_avx2,
+	.batch_tiles = lut_tiles_batch_avx2,
 };
 
 static const char *const isa_names[LUT_ISA_COUNT] = {

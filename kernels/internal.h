@@ -40,6 +40,26 @@ struct lut_span {
 	uint64_t rowset_tab;  /* bytes of one rowset's tables (n_pairs * bits * 64) */
 };
 
+/*
+ * Token-lane tables for batched lookups: the tables of up to LUT_BATCH tokens side by side,
+ * so that one 32-byte load gives one table entry for all of them and a row's lookups serve
+ * the whole batch. Per (rowset, pair, plane) step, in the per-token order of steps,
+ * LUT_BATCH_STEP bytes: group 2p's 16 entries, then group 2p+1's, each entry LUT_BATCH uint16
+ * (the token's stored value, int16 + 32768) in token order; tokens past n_tok read as 0.
+ * The integer sums and the float operations per token are the per-token path's, so the
+ * batched path gives the same bits (tested against lut_gemv).
+ */
+#define LUT_BATCH	16
+#define LUT_BATCH_STEP	(2 * 16 * LUT_BATCH * 2)
+#define LUT_BATCH_TILES 4 /* tiles whose rows share a chunk's token-lane tables in L1 */
+
+struct lut_batch {
+	uint8_t *tab;	/* [n_rowsets * n_pairs * bits][LUT_BATCH_STEP] */
+	int32_t *cexp;	/* [n_chunks][LUT_BATCH]: the tokens' chunk exponents (0 past n_tok) */
+	uint32_t n_tok; /* real tokens, 1..LUT_BATCH */
+	const struct lut_tok *toks; /* its tokens' per-token tables */
+};
+
 struct lut_ops {
 	const char *name;
 	/*
@@ -55,6 +75,15 @@ struct lut_ops {
 	 */
 	void (*tiles)(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
 		      const struct lut_tok *toks, float *y, float *acc);
+	/*
+	 * Optional (NULL: no batched path): steps [s0, s1) of @b's token-lane tables from its
+	 * tokens' tables, and output rows of tiles [t0, t1) for @b's tokens (y as in tiles;
+	 * @acc: LUT_BATCH_TILES * LUT_TILE_ROWS * LUT_BATCH floats).
+	 */
+	void (*batch_tables)(const struct lut_weight *w, uint32_t s0, uint32_t s1,
+			     const struct lut_batch *b);
+	void (*batch_tiles)(const struct lut_weight *w, uint32_t t0, uint32_t t1,
+			    const struct lut_batch *b, float *y, float *acc);
 };
 
 void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut_span *sp,
@@ -65,6 +94,10 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lu
 		     float *xs, float *mx, struct lut_tok *tok);
 void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
 		    const struct lut_tok *toks, float *y, float *acc);
+void lut_tables_batch_avx2(const struct lut_weight *w, uint32_t s0, uint32_t s1,
+			   const struct lut_batch *b);
+void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1,
+			  const struct lut_batch *b, float *y, float *acc);
 void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
 		      const struct lut_tok *toks, float *y, float *acc);
 

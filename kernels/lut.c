@@ -17,6 +17,12 @@ struct gemm_job {
 	const float *x; /* [m][n_cols] */
 	float *y;	/* [m][n_rows] */
 	struct lut_tok *toks;
+	struct lut_batch *batches;    /* [n_batches]: tokens 16 b .. 16 b + n_tok */
+	uint32_t n_batches, m_single; /* then tokens 16 n_batches .. m one by one */
+	uint32_t n_bsplit, n_steps;   /* token-lane table steps per batch, split n_bsplit ways */
+	bool batch_major;	      /* each task owns whole batches (tables to outputs) */
+	uint32_t tok0;		      /* first token of the tables phase */
+	uint32_t nw;
 	uint8_t *xs;  /* per task: xs_bytes */
 	uint8_t *mx;  /* per task: mx_bytes */
 	uint8_t *acc; /* per task: acc_bytes */
@@ -31,13 +37,26 @@ struct gemm_job {
  */
 #define TILE_TASKS_PER_WORKER 4
 
+/*
+ * From this many tokens on, tokens go through the batched lookups (struct lut_batch) in
+ * batches of LUT_BATCH; a last batch with fewer tokens than this runs one token at a time.
+ */
+#define LUT_BATCH_MIN 12
+
 struct scratch_plan {
-	size_t toks, tab, cexp, xs, mx, acc, total;
+	size_t toks, tab, cexp, xs, mx, acc, batches, btab, bcexp, total;
 };
+
+/* Batches @m tokens take (whether or not the ISA has the batched path). */
+static uint32_t n_batches_of(uint32_t m)
+{
+	return m / LUT_BATCH + (m % LUT_BATCH >= LUT_BATCH_MIN);
+}
 
 static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scratch_plan *p)
 {
 	size_t xs = (size_t)w->n_rowsets * w->bits * w->n_pairs * LUT_PAIR_COLS * sizeof(float);
+	uint32_t nb;
 
 	if (!m || !nw || m > (1u << 20) || nw > 4096)
 		return -EINVAL;
@@ -46,9 +65,17 @@ static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scra
 	p->cexp = ALIGN64((size_t)m * w->n_chunks * sizeof(int32_t));
 	p->xs = ALIGN64(xs) * nw;
 	p->mx = ALIGN64((size_t)w->n_chunks * sizeof(float)) * nw;
-	p->acc = ALIGN64((size_t)m * LUT_TILE_ROWS * sizeof(float)) * nw *
-		 (nw > 1 ? TILE_TASKS_PER_WORKER : 1);
-	p->total = p->toks + p->tab + p->cexp + p->xs + p->mx + p->acc + 64;
+	/* batched tiles: LUT_BATCH_TILES tiles of LUT_BATCH tokens; per-token tiles: m tokens */
+	p->acc = ALIGN64((size_t)(m > LUT_BATCH * LUT_BATCH_TILES ? m
+								  : LUT_BATCH * LUT_BATCH_TILES) *
+			 LUT_TILE_ROWS * sizeof(float)) *
+		 nw * (nw > 1 ? TILE_TASKS_PER_WORKER : 1);
+	nb = n_batches_of(m);
+	p->batches = ALIGN64((size_t)nb * sizeof(struct lut_batch));
+	p->btab = (size_t)nb * (w->tab_bytes / 64) * LUT_BATCH_STEP;
+	p->bcexp = ALIGN64((size_t)nb * w->n_chunks * LUT_BATCH * sizeof(int32_t));
+	p->total = p->toks + p->tab + p->cexp + p->xs + p->mx + p->acc + p->batches + p->btab +
+		   p->bcexp + 64;
 	return 0;
 }
 
@@ -87,7 +114,7 @@ static void tables_task(void *arg, uint32_t task)
 	struct gemm_job *j = arg;
 
 	for (uint32_t it = task; it < j->n_tab_items; it += j->n_tab_tasks) {
-		uint32_t t = it / j->n_split;
+		uint32_t t = j->tok0 + it / j->n_split;
 		struct lut_span sp;
 
 		span_of(j->w, it % j->n_split, j->n_split, &sp);
@@ -97,16 +124,92 @@ static void tables_task(void *arg, uint32_t task)
 	}
 }
 
+static void batch_tables_task(void *arg, uint32_t task)
+{
+	struct gemm_job *j = arg;
+
+	for (uint32_t it = task; it < j->n_batches * j->n_bsplit; it += j->n_tab_tasks) {
+		uint32_t part = it % j->n_bsplit;
+		uint32_t s0 = (uint32_t)((uint64_t)j->n_steps * part / j->n_bsplit);
+		uint32_t s1 = (uint32_t)((uint64_t)j->n_steps * (part + 1) / j->n_bsplit);
+
+		if (s1 > s0)
+			j->ops->batch_tables(j->w, s0, s1, &j->batches[it / j->n_bsplit]);
+	}
+}
+
 static void tiles_task(void *arg, uint32_t task)
 {
 	struct gemm_job *j = arg;
 	uint64_t n = j->w->n_tiles;
 	uint32_t t0 = (uint32_t)(n * task / j->n_tile_tasks);
 	uint32_t t1 = (uint32_t)(n * (task + 1) / j->n_tile_tasks);
+	float *acc = (float *)(j->acc + task * j->acc_bytes);
+	size_t first = (size_t)j->n_batches * LUT_BATCH;
 
-	if (t1 > t0)
-		j->ops->tiles(j->w, t0, t1, j->m, j->toks, j->y,
-			      (float *)(j->acc + task * j->acc_bytes));
+	if (t1 <= t0)
+		return;
+	for (uint32_t b = 0; b < (j->batch_major ? 0 : j->n_batches); b++)
+		j->ops->batch_tiles(j->w, t0, t1, &j->batches[b],
+				    j->y + (size_t)b * LUT_BATCH * j->w->n_rows, acc);
+	if (j->m_single)
+		j->ops->tiles(j->w, t0, t1, j->m_single, j->toks + first,
+			      j->y + first * j->w->n_rows, acc);
+}
+
+/* Batch @b's chunk exponents from its tokens' (built) tables. */
+static void batch_cexp(const struct gemm_job *j, struct lut_batch *bt)
+{
+	for (uint32_t c = 0; c < j->w->n_chunks; c++)
+		for (uint32_t t = 0; t < LUT_BATCH; t++)
+			bt->cexp[(size_t)c * LUT_BATCH + t] =
+				t < bt->n_tok ? bt->toks[t].cexp[c] : 0;
+}
+
+/*
+ * With at least as many batches as workers, each task takes whole batches: its tokens'
+ * tables, their token-lane form and all tiles, so the tables stay in that core's caches.
+ */
+static void batch_major_task(void *arg, uint32_t task)
+{
+	struct gemm_job *j = arg;
+	const struct lut_weight *w = j->w;
+	struct lut_span sp;
+
+	span_of(w, 0, 1, &sp);
+	for (uint32_t b = task; b < j->n_batches; b += j->nw) {
+		struct lut_batch *bt = &j->batches[b];
+		uint32_t t0 = b * LUT_BATCH;
+
+		for (uint32_t t = t0; t < t0 + bt->n_tok; t++)
+			j->ops->tables(w, j->x + (size_t)t * w->n_cols, &sp,
+				       (float *)(j->xs + task * j->xs_bytes),
+				       (float *)(j->mx + task * j->mx_bytes), &j->toks[t]);
+		batch_cexp(j, bt);
+		j->ops->batch_tables(w, 0, j->n_steps, bt);
+		j->ops->batch_tiles(w, 0, w->n_tiles, bt, j->y + (size_t)t0 * w->n_rows,
+				    (float *)(j->acc + task * j->acc_bytes));
+	}
+}
+
+/* Carve the batches out of the scratch at @base. */
+static void setup_batches(struct gemm_job *j, uint8_t *base, const struct scratch_plan *p)
+{
+	const struct lut_weight *w = j->w;
+	uint8_t *btab = base + p->batches;
+	int32_t *bcexp = (int32_t *)(btab + p->btab);
+
+	j->batches = (struct lut_batch *)base;
+	j->n_steps = (uint32_t)(w->tab_bytes / 64);
+	for (uint32_t b = 0; b < j->n_batches; b++) {
+		struct lut_batch *bt = &j->batches[b];
+		uint32_t left = j->m - b * LUT_BATCH;
+
+		bt->n_tok = left < LUT_BATCH ? left : LUT_BATCH;
+		bt->toks = j->toks + (size_t)b * LUT_BATCH;
+		bt->tab = btab + (size_t)b * j->n_steps * LUT_BATCH_STEP;
+		bt->cexp = bcexp + (size_t)b * w->n_chunks * LUT_BATCH;
+	}
 }
 
 static void run_tasks(const struct lut_runner *r, uint32_t n, lut_task_fn fn, void *arg)
@@ -166,18 +269,43 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	j.mx_bytes = p.mx / nw;
 	base += p.mx;
 	j.acc = base;
+	base += p.acc;
 	j.n_tile_tasks = nw > 1 ? nw * TILE_TASKS_PER_WORKER : 1;
 	j.acc_bytes = p.acc / j.n_tile_tasks;
 	if (j.n_tile_tasks > w->n_tiles)
 		j.n_tile_tasks = w->n_tiles;
+	j.nw = nw;
+	j.n_batches = j.ops->batch_tiles ? n_batches_of(m) : 0;
+	j.m_single = m - (j.n_batches * LUT_BATCH < m ? j.n_batches * LUT_BATCH : m);
+	if (j.n_batches)
+		setup_batches(&j, base, &p);
+	j.batch_major = j.n_batches >= nw;
+	if (j.batch_major) {
+		run_tasks(r, j.n_batches < nw ? j.n_batches : nw, batch_major_task, &j);
+		if (!j.m_single)
+			goto out;
+		j.tok0 = m - j.m_single; /* the rest, one token at a time */
+	}
 	/* fewer tokens than workers: split each token's tables over chunks too */
-	j.n_split = m < nw ? (nw + m - 1) / m : 1;
+	j.n_split = m - j.tok0 < nw ? (nw + m - j.tok0 - 1) / (m - j.tok0) : 1;
 	if (j.n_split > w->n_chunks)
 		j.n_split = w->n_chunks;
-	j.n_tab_items = m * j.n_split;
+	j.n_tab_items = (m - j.tok0) * j.n_split;
 	j.n_tab_tasks = j.n_tab_items < nw ? j.n_tab_items : nw;
 	run_tasks(r, j.n_tab_tasks, tables_task, &j);
+	if (j.n_batches && !j.batch_major) {
+		for (uint32_t b = 0; b < j.n_batches; b++)
+			batch_cexp(&j, &j.batches[b]);
+		j.n_bsplit = nw > j.n_batches ? (nw + j.n_batches - 1) / j.n_batches : 1;
+		j.n_tab_tasks = j.n_batches * j.n_bsplit < nw ? j.n_batches * j.n_bsplit : nw;
+		run_tasks(r, j.n_tab_tasks, batch_tables_task, &j);
+		/* one tile range per worker: each range streams all token-lane tables once per
+		 * LUT_BATCH_TILES tiles, so more, smaller ranges would cost more table traffic */
+		if (j.n_tile_tasks > nw)
+			j.n_tile_tasks = nw;
+	}
 	run_tasks(r, j.n_tile_tasks, tiles_task, &j);
+out:
 	free(own);
 	return 0;
 }

@@ -30,7 +30,7 @@ for obj in "$@"; do
 	[ -f "$obj" ] || { echo "nomul: missing object $obj"; exit 1; }
 	dis=$(objdump -d --no-show-raw-insn "$obj")
 	# the right code was disassembled: its kernel entry points are there
-	funcs=$(grep -cE '^[0-9a-f]+ <(lut_(tiles|tables)|rht_rows)_[a-z0-9]+>:' <<<"$dis" || true)
+	funcs=$(grep -cE '^[0-9a-f]+ <(lut_(tiles|tables)|rht_rows)_[a-z0-9_]+>:' <<<"$dis" || true)
 	[ "$funcs" -gt 0 ] || { echo "nomul: $obj has no lut_tiles_*/lut_tables_*/rht_rows_* function"; exit 1; }
 	n=0 bad=0 fn=""
 	while IFS= read -r line; do

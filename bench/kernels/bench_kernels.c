@@ -248,11 +248,11 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	const char *json = NULL, *md = NULL, *commit = "unknown", *cmd = "bench-kernels";
-	uint32_t bits = 3, threads_list[] = { 1, 2 }, m_list[] = { 1, 8, 32 };
+	uint32_t bits = 3, threads_list[] = { 1, 2 }, m_list[] = { 1, 8, 16, 32 };
 	enum qw_layout layout = QW_LAYOUT_COL;
 	double min_s = 0.3, bw[3] = { 0 };
 	bool quick = false, blas = true;
-	struct result res[6 * 2 * 3];
+	struct result res[6 * 2 * 4];
 	size_t n_res = 0, n_shapes;
 	char cpu[256], date[32];
 	time_t tnow = time(NULL);
@@ -339,7 +339,7 @@ int main(int argc, char **argv)
 				return 1;
 			r = (struct lut_runner){ .run = pool_run, .ctx = p, .n_workers = th };
 			openblas_set_num_threads((int)th);
-			for (uint32_t mi = 0; mi < 3; mi++) {
+			for (uint32_t mi = 0; mi < 4; mi++) {
 				uint32_t m = m_list[mi];
 				struct lut_call lc = { .w = &w, .m = m, .x = x, .y = y };
 				struct blas_call bc = {

@@ -227,7 +227,9 @@ static void check_isa(enum lut_isa isa)
 	test_rng_state = 2;
 	for (int i = 0; i < 40; i++) {
 		struct shape s = i < 10 ? fixed_shapes[i] : random_shape();
-		uint32_t m = 1 + (uint32_t)(test_rng() % 4);
+		/* every fifth case past the batched-lookup threshold (12 tokens, batches of 16) */
+		uint32_t m = i % 5 == 4 ? 12 + (uint32_t)(test_rng() % 33)
+					: 1 + (uint32_t)(test_rng() % 4);
 		struct qweight q;
 		struct lut_weight w;
 		float *x, *y_ref, *y;
@@ -266,24 +268,34 @@ static void test_avx512_equals_ref(void **state)
 	check_isa(LUT_ISA_AVX512);
 }
 
-/* gemm over M tokens equals M separate gemv calls, on every path the host runs. */
+/*
+ * gemm over M tokens equals M separate gemv calls, on every path the host runs: below the
+ * batched-lookup threshold, in whole batches of 16, with a batched partial last batch
+ * (m = 29: 16 + 13) and with a last batch run token by token (m = 37: 16 + 16 + 5).
+ */
 static void test_gemm_equals_repeated_gemv(void **state)
 {
-	const uint32_t m = 6;
+	static const uint32_t ms[] = { 6, 8, 16, 29, 37 };
 	struct shape s = { 150, 333, 3, QW_LAYOUT_BLOCK };
 
 	test_rng_state = 3;
-	for (int isa = LUT_ISA_REF; isa < LUT_ISA_COUNT; isa++) {
+	for (int c = 0; c < LUT_ISA_COUNT * 5; c++) {
+		int isa = LUT_ISA_REF + c / 5;
+		uint32_t m = ms[c % 5];
 		struct qweight q;
 		struct lut_weight w;
 		float *x, *y, *y1;
 
+		if (isa >= LUT_ISA_COUNT)
+			break;
 		if (!lut_isa_supported((enum lut_isa)isa)) {
-			print_message("gemm vs gemv on %s: NOT RUN (host lacks it)\n",
-				      lut_isa_name((enum lut_isa)isa));
+			if (c % 5 == 0)
+				print_message("gemm vs gemv on %s: NOT RUN (host lacks it)\n",
+					      lut_isa_name((enum lut_isa)isa));
 			continue;
 		}
-		s.layout = isa & 1 ? QW_LAYOUT_COL : QW_LAYOUT_BLOCK;
+		s.layout = (isa + c) & 1 ? QW_LAYOUT_COL : QW_LAYOUT_BLOCK;
+		s.bits = 2 + (uint32_t)c % 3;
 		make_qweight(&q, s.n, s.k, s.bits, s.layout);
 		assert_int_equal(lut_pack(&q, &w), 0);
 		x = make_acts(m, s.k);
@@ -308,7 +320,8 @@ static void test_gemm_equals_repeated_gemv(void **state)
 
 /*
  * Splitting rows over a pool (and caller-given scratch) changes nothing; with fewer tokens
- * than workers each token's tables are also split over column chunks (m = 1, 2 below).
+ * than workers each token's tables are also split over column chunks (m = 1, 2 below); batched
+ * lookups split tiles (m = 20, 33) or whole batches (m = 50) over the workers.
  */
 static void test_pool_split_is_exact(void **state)
 {
@@ -316,10 +329,9 @@ static void test_pool_split_is_exact(void **state)
 		struct shape s;
 		uint32_t m;
 	} cases[] = {
-		{ { 700, 200, 4, QW_LAYOUT_COL }, 3 },
-		{ { 300, 700, 3, QW_LAYOUT_BLOCK }, 1 },
-		{ { 130, 1001, 2, QW_LAYOUT_COL }, 2 },
-		{ { 64, 65, 3, QW_LAYOUT_BLOCK }, 1 },
+		{ { 700, 200, 4, QW_LAYOUT_COL }, 3 },	{ { 300, 700, 3, QW_LAYOUT_BLOCK }, 1 },
+		{ { 130, 1001, 2, QW_LAYOUT_COL }, 2 }, { { 64, 65, 3, QW_LAYOUT_BLOCK }, 1 },
+		{ { 700, 200, 3, QW_LAYOUT_COL }, 20 }, { { 300, 700, 2, QW_LAYOUT_BLOCK }, 33 },
 	};
 	struct lut_runner r;
 	struct pool *p;
