@@ -17,6 +17,7 @@
 # LLAMA=0 skips llama-server; LLAMA_MODEL (default MODEL, or the Q4_1 file when MODEL is a
 # shift-add GGUF llama.cpp cannot read), LLAMA_CTX positions per slot (default 512),
 # LLAMACPP_DIR (bench/llamacpp_lib.sh builds llama-server there, outside the repo).
+# REPORT=NAME writes bench/results/serve-<backend>-NAME* instead of the date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -69,7 +70,7 @@ dpid=$!
 for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || { echo "shiftaddd did not come up" >&2; exit 1; }
 
-out=bench/results/serve-$kind-$DATE
+out=bench/results/serve-$kind-${REPORT:-$DATE}
 SHIFTADD_COMMIT=$COMMIT "$BIN/shiftadd-bench" -s "$sock" --sweep "clients=$CLIENTS" \
 	--sweep "workers=$WORKERS" "${measure[@]}" -w "$WARMUP" -m "$MAX_TOKENS" -p "$PROMPT" \
 	--rtt "$RTT" --label "$label; $CPU, $NCPU CPUs" -o "$out" | tee "$run/table.txt"
