@@ -70,36 +70,57 @@ struct lut_ops {
 	void (*tables)(const struct lut_weight *w, const float *x, const struct lut_span *sp,
 		       float *xs, float *mx, struct lut_tok *tok);
 	/*
-	 * Output rows of tiles [t0, t1) for @m tokens: y[j][row] for token j (y rows are
-	 * n_rows apart). @acc is scratch of m * LUT_TILE_ROWS floats.
+	 * Output rows of half-tiles [h0, h1) (half-tile h: rows 32 (h % 2) .. + 31 of tile
+	 * h / 2; halves balance two workers over 9 tiles, or 3) for @m tokens: y[j][row] for
+	 * token j (y rows are n_rows apart). @acc is scratch of m * LUT_TILE_ROWS floats.
 	 */
-	void (*tiles)(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
+	void (*tiles)(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		      const struct lut_tok *toks, float *y, float *acc);
 	/*
 	 * Optional (NULL: no batched path): steps [s0, s1) of @b's token-lane tables from its
-	 * tokens' tables, and output rows of tiles [t0, t1) for @b's tokens (y as in tiles;
+	 * tokens' tables, and output rows of half-tiles [h0, h1) for @b's tokens (y as in tiles;
 	 * @acc: LUT_BATCH_TILES * LUT_TILE_ROWS * LUT_BATCH floats).
 	 */
 	void (*batch_tables)(const struct lut_weight *w, uint32_t s0, uint32_t s1,
 			     const struct lut_batch *b);
-	void (*batch_tiles)(const struct lut_weight *w, uint32_t t0, uint32_t t1,
+	void (*batch_tiles)(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 			    const struct lut_batch *b, float *y, float *acc);
 };
 
 void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut_span *sp,
 		    float *xs, float *mx, struct lut_tok *tok);
-void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
+void lut_tiles_ref(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		   const struct lut_tok *toks, float *y, float *acc);
 void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
 		     float *xs, float *mx, struct lut_tok *tok);
-void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
+void lut_tiles_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		    const struct lut_tok *toks, float *y, float *acc);
 void lut_tables_batch_avx2(const struct lut_weight *w, uint32_t s0, uint32_t s1,
 			   const struct lut_batch *b);
-void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1,
+void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 			  const struct lut_batch *b, float *y, float *acc);
-void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
+void lut_tiles_avx512(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		      const struct lut_tok *toks, float *y, float *acc);
+
+/*
+ * Half-tiles [h0, h1) as tiles [*t0, *t1) with, for tile t, halves [lut_half_lo(t), ...hi):
+ * all but the first and last tile have both.
+ */
+static inline void lut_half_span(uint32_t h0, uint32_t h1, uint32_t *t0, uint32_t *t1)
+{
+	*t0 = h0 >> 1;
+	*t1 = (h1 + 1) >> 1;
+}
+
+static inline uint32_t lut_half_lo(uint32_t t, uint32_t h0)
+{
+	return t == h0 >> 1 ? h0 & 1 : 0;
+}
+
+static inline uint32_t lut_half_hi(uint32_t t, uint32_t h1)
+{
+	return t == (h1 - 1) >> 1 ? ((h1 - 1) & 1) + 1 : 2;
+}
 
 /* The ops for @isa (never LUT_ISA_AUTO), whether or not the host runs them. */
 const struct lut_ops *lut_ops_of(enum lut_isa isa);

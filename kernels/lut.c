@@ -141,7 +141,7 @@ static void batch_tables_task(void *arg, uint32_t task)
 static void tiles_task(void *arg, uint32_t task)
 {
 	struct gemm_job *j = arg;
-	uint64_t n = j->w->n_tiles;
+	uint64_t n = (uint64_t)j->w->n_tiles << 1; /* half-tiles */
 	uint32_t t0 = (uint32_t)(n * task / j->n_tile_tasks);
 	uint32_t t1 = (uint32_t)(n * (task + 1) / j->n_tile_tasks);
 	float *acc = (float *)(j->acc + task * j->acc_bytes);
@@ -187,7 +187,7 @@ static void batch_major_task(void *arg, uint32_t task)
 				       (float *)(j->mx + task * j->mx_bytes), &j->toks[t]);
 		batch_cexp(j, bt);
 		j->ops->batch_tables(w, 0, j->n_steps, bt);
-		j->ops->batch_tiles(w, 0, w->n_tiles, bt, j->y + (size_t)t0 * w->n_rows,
+		j->ops->batch_tiles(w, 0, w->n_tiles << 1, bt, j->y + (size_t)t0 * w->n_rows,
 				    (float *)(j->acc + task * j->acc_bytes));
 	}
 }
@@ -272,8 +272,8 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	base += p.acc;
 	j.n_tile_tasks = nw > 1 ? nw * TILE_TASKS_PER_WORKER : 1;
 	j.acc_bytes = p.acc / j.n_tile_tasks;
-	if (j.n_tile_tasks > w->n_tiles)
-		j.n_tile_tasks = w->n_tiles;
+	if (j.n_tile_tasks > w->n_tiles << 1)
+		j.n_tile_tasks = w->n_tiles << 1;
 	j.nw = nw;
 	j.n_batches = j.ops->batch_tiles ? n_batches_of(m) : 0;
 	j.m_single = m - (j.n_batches * LUT_BATCH < m ? j.n_batches * LUT_BATCH : m);

@@ -129,12 +129,14 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut
 	}
 }
 
-/* Output rows of one tile for one token, from float sums in tile-row order. */
-static void store_rows(const struct lut_weight *w, uint32_t t, const float *acc, float *y)
+/* Output rows of halves [hs, he) of one tile for one token, from float sums in tile-row order. */
+static void store_rows(const struct lut_weight *w, uint32_t t, uint32_t hs, uint32_t he,
+		       const float *acc, float *y)
 {
-	const struct lut_lane *lane = w->lanes + (size_t)t * 4;
+	const struct lut_lane *lane = w->lanes + (size_t)t * 4 + hs * 2;
 
-	for (uint32_t l = 0; l < 4; l++, lane++, acc += LUT_LANE_ROWS)
+	acc += hs * 2 * LUT_LANE_ROWS;
+	for (uint32_t l = hs * 2; l < he * 2; l++, lane++, acc += LUT_LANE_ROWS)
 		for (uint32_t j = 0; j < lane->n_rows; j++)
 			y[lane->row0 + j] = acc[j];
 }
@@ -144,11 +146,14 @@ static void store_rows(const struct lut_weight *w, uint32_t t, const float *acc,
  * |v| <= 32767), converted to float (exact below 2^24), scaled by the chunk's 2^cexp (an
  * exponent add) and added to the row's float sum in chunk order.
  */
-void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
+void lut_tiles_ref(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		   const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t tile_bytes = w->tile_bytes;
 	const uint8_t *tile = w->planes;
+	uint32_t t0, t1;
+
+	lut_half_span(h0, h1, &t0, &t1);
 
 	for (uint32_t t = 0; t < t0; t++) {
 		tile += tile_bytes;
@@ -158,8 +163,9 @@ void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_
 		const struct lut_lane *lanes = w->lanes + (size_t)t * 4;
 		float *a = acc;
 		float *yj = y;
+		uint32_t hs = lut_half_lo(t, h0), he = lut_half_hi(t, h1);
 
-		for (uint32_t r = 0; r < LUT_TILE_ROWS; r++) {
+		for (uint32_t r = hs * (LUT_TILE_ROWS / 2); r < he * (LUT_TILE_ROWS / 2); r++) {
 			a = acc;
 			for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS) {
 				const uint8_t *wp = tile + r;
@@ -192,6 +198,6 @@ void lut_tiles_ref(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_
 		}
 		a = acc;
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS, yj += w->n_rows)
-			store_rows(w, t, a, yj);
+			store_rows(w, t, hs, he, a, yj);
 	}
 }

@@ -385,14 +385,18 @@ AI void fold(__m256i awl, __m256i ahl, __m256i awh, __m256i ahh, __m256i bias, _
  * tables.
  */
 AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, bool uniform,
-	      int32_t cexp, float *a)
+	      int32_t cexp, uint32_t hs, uint32_t he, float *a)
 {
 	const __m256i nib = _mm256_set1_epi8(0x0f);
 	__m256i bias = _mm256_set1_epi16((short)(n_steps << 8)); /* 2 lookups * 128 per step */
 	__m256i e = _mm256_set1_epi32(cexp);
 	bool fast = cexp >= -126 && cexp <= 106;
 
-	for (int h = 0; h < 2; h++, wp += 32, a += 32) {
+	if (hs) {
+		wp += 32;
+		a += 32;
+	}
+	for (uint32_t h = hs; h < he; h++, wp += 32, a += 32) {
 		__m256i awl = _mm256_setzero_si256(), ahl = awl, awh = awl, ahh = awl;
 		const uint8_t *w = wp, *t0 = tp[2 * h], *t1 = tp[2 * h + 1];
 
@@ -426,11 +430,12 @@ AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, b
  * Slot s of the float sums holds tile row 32 * (s / 32) + 4 * (s % 8) + (s / 8) % 4 (the
  * even/odd and low/high word split of fold()).
  */
-static void store_tile(const struct lut_weight *w, uint32_t t, const float *f, float *y)
+static void store_tile(const struct lut_weight *w, uint32_t t, uint32_t hs, uint32_t he,
+		       const float *f, float *y)
 {
-	const struct lut_lane *lane = w->lanes + ((size_t)t << 2);
+	const struct lut_lane *lane = w->lanes + ((size_t)t << 2) + (hs << 1);
 
-	for (uint32_t l = 0; l < 4; l++, lane++) {
+	for (uint32_t l = hs << 1; l < he << 1; l++, lane++) {
 		for (uint32_t j = 0; j < lane->n_rows; j++) {
 			uint32_t r = (l << 4) + j, rr = r & 31;
 
@@ -439,11 +444,14 @@ static void store_tile(const struct lut_weight *w, uint32_t t, const float *f, f
 	}
 }
 
-void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
+void lut_tiles_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		    const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t step_bytes = (size_t)w->bits << 6, tile_bytes = w->tile_bytes;
 	const uint8_t *tile = w->planes;
+	uint32_t t0, t1;
+
+	lut_half_span(h0, h1, &t0, &t1);
 
 	for (uint32_t t = 0; t < t0; t++) {
 		tile += tile_bytes;
@@ -458,6 +466,7 @@ void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32
 		size_t tab_off = 0; /* of the current chunk within a rowset's tables */
 		float *a = acc;
 		float *yj = y;
+		uint32_t hs = lut_half_lo(t, h0), he = lut_half_hi(t, h1);
 
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS)
 			for (int r = 0; r < LUT_TILE_ROWS; r++)
@@ -481,15 +490,15 @@ void lut_tiles_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32
 				for (int l = 0; l < 4; l++)
 					tp[l] = toks[j].tab + lanes[l].tab_off + tab_off;
 				if (uniform)
-					chunk(wp, tp, n_steps, true, toks[j].cexp[c], a);
+					chunk(wp, tp, n_steps, true, toks[j].cexp[c], hs, he, a);
 				else
-					chunk(wp, tp, n_steps, false, toks[j].cexp[c], a);
+					chunk(wp, tp, n_steps, false, toks[j].cexp[c], hs, he, a);
 			}
 			wp += chunk_w;
 			tab_off += chunk_w; /* tables: 64 bytes per step, as the weights */
 		}
 		a = acc;
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS, yj += w->n_rows)
-			store_tile(w, t, a, yj);
+			store_tile(w, t, hs, he, a, yj);
 	}
 }

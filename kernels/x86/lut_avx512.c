@@ -125,11 +125,12 @@ AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, b
 	fold(awl, ahl, awh, ahh, bias, _mm512_set1_epi32(cexp), cexp >= -126 && cexp <= 106, a);
 }
 
-static void store_tile(const struct lut_weight *w, uint32_t t, const float *f, float *y)
+static void store_tile(const struct lut_weight *w, uint32_t t, uint32_t hs, uint32_t he,
+		       const float *f, float *y)
 {
-	const struct lut_lane *lane = w->lanes + ((size_t)t << 2);
+	const struct lut_lane *lane = w->lanes + ((size_t)t << 2) + (hs << 1);
 
-	for (uint32_t l = 0; l < 4; l++, lane++) {
+	for (uint32_t l = hs << 1; l < he << 1; l++, lane++) {
 		for (uint32_t j = 0; j < lane->n_rows; j++) {
 			uint32_t r = (l << 4) + j;
 
@@ -138,11 +139,15 @@ static void store_tile(const struct lut_weight *w, uint32_t t, const float *f, f
 	}
 }
 
-void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint32_t m,
+/* A half-tile is computed as its whole tile (one zmm covers 64 rows); only its rows are stored. */
+void lut_tiles_avx512(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		      const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t step_bytes = (size_t)w->bits << 6, tile_bytes = w->tile_bytes;
 	const uint8_t *tile = w->planes;
+	uint32_t t0, t1;
+
+	lut_half_span(h0, h1, &t0, &t1);
 
 	for (uint32_t t = 0; t < t0; t++) {
 		tile += tile_bytes;
@@ -189,6 +194,6 @@ void lut_tiles_avx512(const struct lut_weight *w, uint32_t t0, uint32_t t1, uint
 		}
 		a = acc;
 		for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS, yj += w->n_rows)
-			store_tile(w, t, a, yj);
+			store_tile(w, t, lut_half_lo(t, h0), lut_half_hi(t, h1), a, yj);
 	}
 }

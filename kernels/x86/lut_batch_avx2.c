@@ -199,7 +199,7 @@ AI void rows4_chunk(const uint8_t *wp, const uint8_t *tp, uint32_t n_steps, __m2
  * chunk: a chunk's tables (1 KB per step) are loaded into L1 once for all those rows. Float
  * sums into @a[tile][64][LUT_BATCH].
  */
-static void tiles_sums(const struct lut_weight *w, uint32_t t0, uint32_t t1, const uint8_t *tile0,
+static void tiles_sums(const struct lut_weight *w, uint32_t h0, uint32_t h1, const uint8_t *tile0,
 		       const struct lut_batch *b, float *a)
 {
 	size_t step_w = (size_t)w->bits << 6, step_t = (size_t)w->bits * LUT_BATCH_STEP;
@@ -228,10 +228,12 @@ static void tiles_sums(const struct lut_weight *w, uint32_t t0, uint32_t t1, con
 		bias = _mm256_set1_epi32((int32_t)(n_steps << 16));
 		for (uint32_t t = 0; t < LUT_BATCH; t++)
 			fast = fast && ce[t] >= -126 && ce[t] <= 106;
-		for (uint32_t t = t0; t < t1; t++, at += LUT_TILE_ROWS * LUT_BATCH) {
+		for (uint32_t t = h0 >> 1; t < (h1 + 1) >> 1;
+		     t++, at += LUT_TILE_ROWS * LUT_BATCH) {
 			const struct lut_lane *ln = w->lanes + ((size_t)t << 2);
 
-			for (uint32_t l = 0; l < 4; l++) {
+			for (uint32_t l = lut_half_lo(t, h0) << 1; l < lut_half_hi(t, h1) << 1;
+			     l++) {
 				const uint8_t *tp = b->tab + (ln[l].tab_off << 4) + toff;
 
 				if (!ln[l].n_rows)
@@ -248,29 +250,35 @@ static void tiles_sums(const struct lut_weight *w, uint32_t t0, uint32_t t1, con
 	}
 }
 
-void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t t0, uint32_t t1,
+void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 			  const struct lut_batch *b, float *y, float *acc)
 {
 	size_t tile_bytes = w->tile_bytes;
 	const uint8_t *tile = w->planes;
+	uint32_t t0, t1;
 
+	lut_half_span(h0, h1, &t0, &t1);
 	for (uint32_t t = 0; t < t0; t++) {
 		tile += tile_bytes;
 		LUT_OPAQUE(tile);
 	}
 	while (t0 < t1) {
 		uint32_t te = t1 - t0 > LUT_BATCH_TILES ? t0 + LUT_BATCH_TILES : t1;
+		/* the halves of tiles [t0, te) */
+		uint32_t g0 = h0 > t0 << 1 ? h0 : t0 << 1, g1 = h1 < te << 1 ? h1 : te << 1;
 		const float *a = acc;
 
 		for (uint32_t i = 0; i < (LUT_BATCH_TILES * LUT_TILE_ROWS * LUT_BATCH); i++)
 			acc[i] = 0.0f;
-		tiles_sums(w, t0, te, tile, b, acc);
+		tiles_sums(w, g0, g1, tile, b, acc);
 		for (; t0 < te; t0++) {
 			const struct lut_lane *ln = w->lanes + ((size_t)t0 << 2);
 
 			for (uint32_t l = 0; l < 4; l++, a += LUT_LANE_ROWS * LUT_BATCH) {
 				float *yj = y + ln[l].row0;
 
+				if (l < lut_half_lo(t0, g0) << 1 || l >= lut_half_hi(t0, g1) << 1)
+					continue;
 				for (uint32_t j = 0; j < b->n_tok; j++, yj += w->n_rows)
 					for (uint32_t r = 0; r < ln[l].n_rows; r++)
 						yj[r] = a[(r << 4) + j];
