@@ -179,6 +179,17 @@ static inline int32_t lut_chunk_exp(float mx)
 	return ex ? (int32_t)ex - 127 - 14 : 0;
 }
 
+/* A term code's (struct lut_terms) exponent e and sign bit (0 or 0x80000000). */
+static inline int32_t lut_term_e(uint16_t code, int32_t e_bias)
+{
+	return (int32_t)((code >> 7) & 0xff) - e_bias;
+}
+
+static inline uint32_t lut_term_sign(uint16_t code)
+{
+	return (uint32_t)(code & 0x8000) << 16;
+}
+
 #define LUT_ENTRY_MAX  32767
 #define LUT_ENTRY_BIAS 32768
 

@@ -58,13 +58,15 @@ struct lut_lane {
 };
 
 /*
- * One alpha decomposed for exponent-add application, as int32 lanes so the SIMD table
- * builders can load them directly: x * alpha = sum over slots of (shift(x, e) ^ sign) & keep.
+ * The alphas decomposed for exponent-add application, one 16-bit code per term slot (a table
+ * build streams 2 bytes per column and term): (code << 16) = sign << 31 | (e + e_bias) << 23
+ * for a term sign * 2^e, e + e_bias in [1, 255]; 0 for an empty slot. Added to a float's bits
+ * minus e_bias << 23 it gives x * 2^e, sign flipped for a negative term (exact while the
+ * result stays normal).
  */
 struct lut_terms {
-	int32_t *e;	/* [n_rowsets][bits][n_terms][n_col_blocks] exponent added */
-	uint32_t *sign; /* same shape: 0x80000000 for a negative term, else 0 */
-	uint32_t *keep; /* same shape: ~0 for a used slot, 0 for an empty one */
+	uint16_t *code; /* [n_rowsets][bits][n_terms][n_col_blocks], then 8 slack codes */
+	int32_t e_bias;
 };
 
 struct lut_weight {
@@ -88,7 +90,7 @@ struct lut_weight {
 /*
  * Pack @q into @w (allocated here). Every alpha must be exactly a sum of at most LUT_MAX_TERMS
  * signed powers of two: -EOPNOTSUPP otherwise (e.g. apot == 0 baselines), also for a
- * col_block other than 1 or a multiple of 8. Returns 0, -EINVAL, -EOVERFLOW or -ENOMEM.
+ * col_block other than 1 or a multiple of 8 and for term exponents spanning more than 2^254. Returns 0, -EINVAL, -EOVERFLOW or -ENOMEM.
  * Free with lut_weight_done(). @q is only read.
  */
 int lut_pack(const struct qweight *q, struct lut_weight *w);

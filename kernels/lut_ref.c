@@ -9,17 +9,20 @@
 
 #include <math.h>
 
-/* x * alpha as the sum over term slots of (shift(x, e) ^ sign) & keep, slot order. */
-static float apply_alpha(float x, const int32_t *e, const uint32_t *sign, const uint32_t *keep,
-			 uint32_t n_terms, uint32_t stride)
+/* x * alpha as the sum over term slots of shift(x, e) ^ sign (+0 for an empty slot), slot order. */
+static float apply_alpha(float x, const uint16_t *code, int32_t e_bias, uint32_t n_terms,
+			 uint32_t stride)
 {
 	float v = 0.0f;
 
 	for (uint32_t t = 0; t < n_terms; t++) {
-		v = v + lut_u2f((lut_f2u(lut_shift_f32(x, *e)) ^ *sign) & *keep);
-		e += stride;
-		sign += stride;
-		keep += stride;
+		float term = 0.0f;
+
+		if (*code)
+			term = lut_u2f(lut_f2u(lut_shift_f32(x, lut_term_e(*code, e_bias))) ^
+				       lut_term_sign(*code));
+		v = v + term;
+		code += stride;
 	}
 	return v;
 }
@@ -56,8 +59,7 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut
 {
 	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, tstride = w->n_col_blocks;
 	uint32_t term_step = w->term_step, kend = sp->kend;
-	const int32_t *e = w->terms.e;
-	const uint32_t *sign = w->terms.sign, *keep = w->terms.keep;
+	const uint16_t *code = w->terms.code;
 	float *row = xs;
 	uint8_t *tab = tok->tab;
 
@@ -69,7 +71,7 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut
 			uint32_t k = sp->k0, cb = sp->cb0, in_cb = sp->in_cb0;
 
 			for (; k < sp->k1; k++) {
-				row[k] = apply_alpha(x[k], e + cb, sign + cb, keep + cb, w->n_terms,
+				row[k] = apply_alpha(x[k], code + cb, w->terms.e_bias, w->n_terms,
 						     tstride);
 				if (++in_cb == w->col_block) {
 					in_cb = 0;
@@ -91,12 +93,8 @@ void lut_tables_ref(const struct lut_weight *w, const float *x, const struct lut
 			}
 			row += kp;
 			LUT_OPAQUE(row);
-			e += term_step;
-			sign += term_step;
-			keep += term_step;
-			LUT_OPAQUE(e);
-			LUT_OPAQUE(sign);
-			LUT_OPAQUE(keep);
+			code += term_step;
+			LUT_OPAQUE(code);
 		}
 	}
 	/* Pass 2: one power-of-two scale per chunk, shared by all rowsets and planes. */

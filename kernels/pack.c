@@ -109,22 +109,30 @@ static int terms_init(struct lut_weight *w, const float *alpha)
 	int32_t e[32], neg[32];
 	size_t n;
 
+	w->e_min = INT32_MAX;
+	w->e_max = INT32_MIN;
 	for (uint64_t a = 0; a < n_alpha; a++) {
 		int c = naf(alpha[a], e, neg);
 
 		if (c < 0 || c > LUT_MAX_TERMS)
 			return -EOPNOTSUPP;
 		n_terms = (uint32_t)c > n_terms ? (uint32_t)c : n_terms;
+		for (int t = 0; t < c; t++) {
+			w->e_min = e[t] < w->e_min ? e[t] : w->e_min;
+			w->e_max = e[t] > w->e_max ? e[t] : w->e_max;
+		}
 	}
+	if (w->e_min > w->e_max)
+		w->e_min = w->e_max = 0;
+	/* the biased exponent needs 8 bits and 0 marks an empty slot */
+	if ((int64_t)w->e_max - w->e_min > 254)
+		return -EOPNOTSUPP;
+	w->terms.e_bias = 1 - w->e_min;
 	w->n_terms = n_terms;
-	w->e_min = INT32_MAX;
-	w->e_max = INT32_MIN;
 	w->term_step = n_terms * w->n_col_blocks;
 	n = (size_t)n_alpha * n_terms;
-	w->terms.e = calloc(n, sizeof(int32_t));
-	w->terms.sign = calloc(n, sizeof(uint32_t));
-	w->terms.keep = calloc(n, sizeof(uint32_t));
-	if (!w->terms.e || !w->terms.sign || !w->terms.keep)
+	w->terms.code = calloc(n + 8, sizeof(uint16_t)); /* SIMD loads read 8 codes at a time */
+	if (!w->terms.code)
 		return -ENOMEM;
 	/* [n_rowsets][bits][n_terms][n_col_blocks]: the order the table builders walk */
 	for (uint32_t i = 0; i < w->bits; i++) {
@@ -138,17 +146,13 @@ static int terms_init(struct lut_weight *w, const float *alpha)
 				for (int t = 0; t < c; t++) {
 					size_t at = base + (size_t)t * w->n_col_blocks + cb;
 
-					w->terms.e[at] = e[t];
-					w->terms.sign[at] = neg[t] ? 0x80000000u : 0;
-					w->terms.keep[at] = ~0u;
-					w->e_min = e[t] < w->e_min ? e[t] : w->e_min;
-					w->e_max = e[t] > w->e_max ? e[t] : w->e_max;
+					w->terms.code[at] =
+						(uint16_t)((neg[t] ? 0x8000 : 0) |
+							   ((e[t] + w->terms.e_bias) << 7));
 				}
 			}
 		}
 	}
-	if (w->e_min > w->e_max)
-		w->e_min = w->e_max = 0;
 	return 0;
 }
 
@@ -285,10 +289,14 @@ int lut_unpack(const struct lut_weight *w, struct qweight *q)
 				for (uint32_t t = 0; t < w->n_terms; t++) {
 					size_t at = base + (size_t)t * w->n_col_blocks + cb;
 
-					if (w->terms.keep[at])
+					uint16_t code = w->terms.code[at];
+
+					if (code)
 						a += lut_u2f(lut_f2u(lut_shift_f32(
-								     1.0f, w->terms.e[at])) ^
-							     w->terms.sign[at]);
+								     1.0f,
+								     lut_term_e(code,
+										w->terms.e_bias))) ^
+							     lut_term_sign(code));
 				}
 				al[cb] = a;
 			}
@@ -304,8 +312,6 @@ void lut_weight_done(struct lut_weight *w)
 	if (!w->planes_borrowed)
 		free(w->planes);
 	free(w->lanes);
-	free(w->terms.e);
-	free(w->terms.sign);
-	free(w->terms.keep);
+	free(w->terms.code);
 	*w = (struct lut_weight){ 0 };
 }

@@ -32,12 +32,6 @@ AI __m256 load8_ps(const float *p, int32_t left, __m256i m)
 	return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
 }
 
-AI __m256i load8_epi32(const void *p, int32_t left, __m256i m)
-{
-	return left >= 8 ? _mm256_loadu_si256((const __m256i *)p)
-			 : _mm256_maskload_epi32((const int *)p, m);
-}
-
 AI float hmax_ps(__m256 v)
 {
 	__m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -61,16 +55,22 @@ AI __m256 shift_fast_ps(__m256 x, __m256i e23)
 	return _mm256_castsi256_ps(_mm256_andnot_si256(z, _mm256_add_epi32(u, e23)));
 }
 
+/* Eight term codes as (code << 16) (struct lut_terms), from @p (8 readable codes). */
+AI __m256i load_codes(const uint16_t *p)
+{
+	return _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16);
+}
+
 /*
  * Pass 1 for one (rowset, plane): alpha-shifted activations and chunk maxima. @fast: the
  * exponent ranges of x and of the terms keep every shift normal (see shift_fast_ps), so a
- * term is one integer add.
+ * term is one integer add of its code to x's bits (exponent and sign together).
  */
 AI void shift_row(const struct lut_weight *w, const float *x, const struct lut_span *sp,
-		  const int32_t *e, const uint32_t *sign, const uint32_t *keep, float *row,
-		  float *mx, bool fast)
+		  const uint16_t *code, float *row, float *mx, bool fast)
 {
-	const __m256i abs_m = _mm256_set1_epi32(0x7fffffff);
+	const __m256i abs_m = _mm256_set1_epi32(0x7fffffff), zero = _mm256_setzero_si256();
+	const __m256i bias23 = _mm256_set1_epi32((int32_t)((uint32_t)w->terms.e_bias << 23));
 	uint32_t ts = w->n_col_blocks, in_c = 0, c = sp->c0, cb = sp->cb0, in_cb = sp->in_cb0;
 	uint32_t kend = sp->kend;
 	__m256 vmax = _mm256_setzero_ps(), prev = vmax;
@@ -80,30 +80,29 @@ AI void shift_row(const struct lut_weight *w, const float *x, const struct lut_s
 		int32_t left = (int32_t)(w->n_cols - k); /* <= 0 in the zero padding */
 		__m256i m = tail_mask((uint32_t)left);
 		__m256 xv = load8_ps(x + k, left, m), v = _mm256_setzero_ps(), a, h;
-		const int32_t *et = e;
-		const uint32_t *st = sign, *kt = keep;
+		__m256i xadj = _mm256_sub_epi32(_mm256_castps_si256(xv), bias23);
+		const uint16_t *ct = code;
 
-		for (uint32_t t = 0; t < w->n_terms; t++, et += ts, st += ts, kt += ts) {
-			__m256i ev, sv, kv;
-			__m256 s;
+		for (uint32_t t = 0; t < w->n_terms; t++, ct += ts) {
+			__m256i cv = w->col_block == 1
+					     ? load_codes(ct + k)
+					     : _mm256_set1_epi32((int32_t)((uint32_t)ct[cb] << 16));
+			__m256i empty = _mm256_cmpeq_epi32(cv, zero);
+			__m256i s;
 
-			if (w->col_block == 1) {
-				ev = load8_epi32(et + k, left, m);
-				sv = load8_epi32(st + k, left, m);
-				kv = load8_epi32(kt + k, left, m);
+			if (fast) {
+				s = _mm256_add_epi32(xadj, cv);
 			} else {
-				ev = _mm256_set1_epi32(et[cb]);
-				sv = _mm256_set1_epi32((int)st[cb]);
-				kv = _mm256_set1_epi32((int)kt[cb]);
+				__m256i ev =
+					_mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(cv, 23),
+									  _mm256_set1_epi32(0xff)),
+							 _mm256_set1_epi32(w->terms.e_bias));
+
+				s = _mm256_xor_si256(
+					_mm256_castps_si256(shift_ps(xv, ev)),
+					_mm256_and_si256(cv, _mm256_set1_epi32((int)0x80000000u)));
 			}
-			if (fast)
-				s = _mm256_castsi256_ps(_mm256_add_epi32(
-					_mm256_castps_si256(xv), _mm256_slli_epi32(ev, 23)));
-			else
-				s = shift_ps(xv, ev);
-			s = _mm256_castsi256_ps(
-				_mm256_and_si256(_mm256_xor_si256(_mm256_castps_si256(s), sv), kv));
-			v = _mm256_add_ps(v, s);
+			v = _mm256_add_ps(v, _mm256_castsi256_ps(_mm256_andnot_si256(empty, s)));
 		}
 		if (fast) /* zero and subnormal x: +0 (their terms were garbage) */
 			v = _mm256_andnot_ps(
@@ -247,8 +246,7 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lu
 		     float *xs, float *mx, struct lut_tok *tok)
 {
 	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, term_step = w->term_step;
-	const int32_t *e = w->terms.e;
-	const uint32_t *sign = w->terms.sign, *keep = w->terms.keep;
+	const uint16_t *code = w->terms.code;
 	uint8_t *tab = tok->tab;
 	float *row = xs;
 
@@ -259,17 +257,13 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lu
 	for (uint32_t r = 0; r < w->n_rowsets; r++) {
 		for (uint32_t i = 0; i < w->bits; i++) {
 			if (fast)
-				shift_row(w, x, sp, e, sign, keep, row, mx, true);
+				shift_row(w, x, sp, code, row, mx, true);
 			else
-				shift_row(w, x, sp, e, sign, keep, row, mx, false);
+				shift_row(w, x, sp, code, row, mx, false);
 			row += kp;
 			LUT_OPAQUE(row);
-			e += term_step;
-			sign += term_step;
-			keep += term_step;
-			LUT_OPAQUE(e);
-			LUT_OPAQUE(sign);
-			LUT_OPAQUE(keep);
+			code += term_step;
+			LUT_OPAQUE(code);
 		}
 	}
 	for (uint32_t c = sp->c0; c < sp->c1; c++)

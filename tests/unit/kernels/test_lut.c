@@ -439,6 +439,15 @@ static void test_rejects_bad_input(void **state)
 	q.col_block = 3;
 	assert_int_equal(lut_pack(&q, &w), -EOPNOTSUPP);
 	q.col_block = 1;
+	/* term exponents spanning more than the 8-bit biased code holds: 2^127 and 2^-140 */
+	q.alpha[3] = ldexpf(1.0f, 127);
+	q.alpha[4] = ldexpf(1.0f, -140);
+	assert_int_equal(lut_pack(&q, &w), -EOPNOTSUPP);
+	q.alpha[4] = ldexpf(1.0f, -126); /* a span of 253: fine */
+	assert_int_equal(lut_pack(&q, &w), 0);
+	lut_weight_done(&w);
+	q.alpha[3] = 0.25f;
+	q.alpha[4] = 0.5f;
 	assert_int_equal(lut_pack(NULL, &w), -EINVAL);
 	assert_int_equal(lut_pack(&q, &w), 0);
 	assert_int_equal(lut_gemm(&w, 0, x, y, NULL), -EINVAL);
