@@ -21,7 +21,7 @@ static const struct lut_ops ops_avx2 = {
 	.name = "avx2",
 	.tables = lut_tables_avx2,
 	.tiles = lut_tiles_avx2,
-	.batch_tables = lut_tables_batch_avx2,
+	.batch_build = lut_build_batch_avx2,
 	.batch_tiles = lut_tiles_batch_avx2,
 };
 
@@ -33,7 +33,7 @@ static const struct lut_ops ops_avx512 = {
 	.name = "avx512",
 	.tables = lut_tables_avx2,
 	.tiles = lut_tiles_avx512,
-	.batch_tables = lut_tables_batch_avx2,
+	.batch_build = lut_build_batch_avx2,
 	.batch_tiles = lut_tiles_batch_avx2,
 };
 

@@ -57,7 +57,6 @@ struct lut_batch {
 	uint8_t *tab;	/* [n_rowsets * n_pairs * bits][LUT_BATCH_STEP] */
 	int32_t *cexp;	/* [n_chunks][LUT_BATCH]: the tokens' chunk exponents (0 past n_tok) */
 	uint32_t n_tok; /* real tokens, 1..LUT_BATCH */
-	const struct lut_tok *toks; /* its tokens' per-token tables */
 };
 
 struct lut_ops {
@@ -77,12 +76,14 @@ struct lut_ops {
 	void (*tiles)(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		      const struct lut_tok *toks, float *y, float *acc);
 	/*
-	 * Optional (NULL: no batched path): steps [s0, s1) of @b's token-lane tables from its
-	 * tokens' tables, and output rows of half-tiles [h0, h1) for @b's tokens (y as in tiles;
-	 * @acc: LUT_BATCH_TILES * LUT_TILE_ROWS * LUT_BATCH floats).
+	 * Optional (NULL: no batched path): @b's token-lane tables and chunk exponents over span
+	 * @sp from its tokens' activations x[n_tok][n_cols] (the entries tables() would build,
+	 * transposed; @xs: LUT_BATCH times tables()' scratch, @mx as there), and output rows of
+	 * half-tiles [h0, h1) for @b's tokens (y as in tiles; @acc: LUT_BATCH_TILES *
+	 * LUT_TILE_ROWS * LUT_BATCH floats).
 	 */
-	void (*batch_tables)(const struct lut_weight *w, uint32_t s0, uint32_t s1,
-			     const struct lut_batch *b);
+	void (*batch_build)(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+			    float *xs, float *mx, struct lut_batch *b);
 	void (*batch_tiles)(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 			    const struct lut_batch *b, float *y, float *acc);
 };
@@ -95,8 +96,8 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lu
 		     float *xs, float *mx, struct lut_tok *tok);
 void lut_tiles_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		    const struct lut_tok *toks, float *y, float *acc);
-void lut_tables_batch_avx2(const struct lut_weight *w, uint32_t s0, uint32_t s1,
-			   const struct lut_batch *b);
+void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+			  float *xs, float *mx, struct lut_batch *b);
 void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 			  const struct lut_batch *b, float *y, float *acc);
 void lut_tiles_avx512(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,

@@ -19,7 +19,7 @@ struct gemm_job {
 	struct lut_tok *toks;
 	struct lut_batch *batches;    /* [n_batches]: tokens 16 b .. 16 b + n_tok */
 	uint32_t n_batches, m_single; /* then tokens 16 n_batches .. m one by one */
-	uint32_t n_bsplit, n_steps;   /* token-lane table steps per batch, split n_bsplit ways */
+	uint32_t n_bsplit, n_steps;   /* a batch's table build split in n_bsplit chunk spans */
 	bool batch_major;	      /* each task owns whole batches (tables to outputs) */
 	uint32_t tok0;		      /* first token of the tables phase */
 	uint32_t nw;
@@ -63,14 +63,14 @@ static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scra
 	p->toks = ALIGN64((size_t)m * sizeof(struct lut_tok));
 	p->tab = ALIGN64((size_t)m * w->tab_bytes);
 	p->cexp = ALIGN64((size_t)m * w->n_chunks * sizeof(int32_t));
-	p->xs = ALIGN64(xs) * nw;
+	nb = n_batches_of(m);
+	p->xs = ALIGN64(xs * (nb ? LUT_BATCH : 1)) * nw; /* a batch build: 16 tokens' */
 	p->mx = ALIGN64((size_t)w->n_chunks * sizeof(float)) * nw;
 	/* batched tiles: LUT_BATCH_TILES tiles of LUT_BATCH tokens; per-token tiles: m tokens */
 	p->acc = ALIGN64((size_t)(m > LUT_BATCH * LUT_BATCH_TILES ? m
 								  : LUT_BATCH * LUT_BATCH_TILES) *
 			 LUT_TILE_ROWS * sizeof(float)) *
 		 nw * (nw > 1 ? TILE_TASKS_PER_WORKER : 1);
-	nb = n_batches_of(m);
 	p->batches = ALIGN64((size_t)nb * sizeof(struct lut_batch));
 	p->btab = (size_t)nb * (w->tab_bytes / 64) * LUT_BATCH_STEP;
 	p->bcexp = ALIGN64((size_t)nb * w->n_chunks * LUT_BATCH * sizeof(int32_t));
@@ -124,17 +124,18 @@ static void tables_task(void *arg, uint32_t task)
 	}
 }
 
-static void batch_tables_task(void *arg, uint32_t task)
+static void batch_build_task(void *arg, uint32_t task)
 {
 	struct gemm_job *j = arg;
 
 	for (uint32_t it = task; it < j->n_batches * j->n_bsplit; it += j->n_tab_tasks) {
-		uint32_t part = it % j->n_bsplit;
-		uint32_t s0 = (uint32_t)((uint64_t)j->n_steps * part / j->n_bsplit);
-		uint32_t s1 = (uint32_t)((uint64_t)j->n_steps * (part + 1) / j->n_bsplit);
+		uint32_t b = it / j->n_bsplit;
+		struct lut_span sp;
 
-		if (s1 > s0)
-			j->ops->batch_tables(j->w, s0, s1, &j->batches[it / j->n_bsplit]);
+		span_of(j->w, it % j->n_bsplit, j->n_bsplit, &sp);
+		j->ops->batch_build(j->w, j->x + (size_t)b * LUT_BATCH * j->w->n_cols, &sp,
+				    (float *)(j->xs + task * j->xs_bytes),
+				    (float *)(j->mx + task * j->mx_bytes), &j->batches[b]);
 	}
 }
 
@@ -157,18 +158,9 @@ static void tiles_task(void *arg, uint32_t task)
 			      j->y + first * j->w->n_rows, acc);
 }
 
-/* Batch @b's chunk exponents from its tokens' (built) tables. */
-static void batch_cexp(const struct gemm_job *j, struct lut_batch *bt)
-{
-	for (uint32_t c = 0; c < j->w->n_chunks; c++)
-		for (uint32_t t = 0; t < LUT_BATCH; t++)
-			bt->cexp[(size_t)c * LUT_BATCH + t] =
-				t < bt->n_tok ? bt->toks[t].cexp[c] : 0;
-}
-
 /*
- * With at least as many batches as workers, each task takes whole batches: its tokens'
- * tables, their token-lane form and all tiles, so the tables stay in that core's caches.
+ * With at least as many batches as workers, each task takes whole batches: their token-lane
+ * tables and all tiles, so the tables stay in that core's caches.
  */
 static void batch_major_task(void *arg, uint32_t task)
 {
@@ -181,12 +173,9 @@ static void batch_major_task(void *arg, uint32_t task)
 		struct lut_batch *bt = &j->batches[b];
 		uint32_t t0 = b * LUT_BATCH;
 
-		for (uint32_t t = t0; t < t0 + bt->n_tok; t++)
-			j->ops->tables(w, j->x + (size_t)t * w->n_cols, &sp,
-				       (float *)(j->xs + task * j->xs_bytes),
-				       (float *)(j->mx + task * j->mx_bytes), &j->toks[t]);
-		batch_cexp(j, bt);
-		j->ops->batch_tables(w, 0, j->n_steps, bt);
+		j->ops->batch_build(w, j->x + (size_t)t0 * w->n_cols, &sp,
+				    (float *)(j->xs + task * j->xs_bytes),
+				    (float *)(j->mx + task * j->mx_bytes), bt);
 		j->ops->batch_tiles(w, 0, w->n_tiles << 1, bt, j->y + (size_t)t0 * w->n_rows,
 				    (float *)(j->acc + task * j->acc_bytes));
 	}
@@ -206,7 +195,6 @@ static void setup_batches(struct gemm_job *j, uint8_t *base, const struct scratc
 		uint32_t left = j->m - b * LUT_BATCH;
 
 		bt->n_tok = left < LUT_BATCH ? left : LUT_BATCH;
-		bt->toks = j->toks + (size_t)b * LUT_BATCH;
 		bt->tab = btab + (size_t)b * j->n_steps * LUT_BATCH_STEP;
 		bt->cexp = bcexp + (size_t)b * w->n_chunks * LUT_BATCH;
 	}
@@ -277,35 +265,35 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	j.nw = nw;
 	j.n_batches = j.ops->batch_tiles ? n_batches_of(m) : 0;
 	j.m_single = m - (j.n_batches * LUT_BATCH < m ? j.n_batches * LUT_BATCH : m);
+	j.tok0 = m - j.m_single;
 	if (j.n_batches)
 		setup_batches(&j, base, &p);
-	j.batch_major = j.n_batches >= nw;
+	j.batch_major = j.n_batches && j.n_batches >= nw;
 	if (j.batch_major) {
 		run_tasks(r, j.n_batches < nw ? j.n_batches : nw, batch_major_task, &j);
-		if (!j.m_single)
-			goto out;
-		j.tok0 = m - j.m_single; /* the rest, one token at a time */
-	}
-	/* fewer tokens than workers: split each token's tables over chunks too */
-	j.n_split = m - j.tok0 < nw ? (nw + m - j.tok0 - 1) / (m - j.tok0) : 1;
-	if (j.n_split > w->n_chunks)
-		j.n_split = w->n_chunks;
-	j.n_tab_items = (m - j.tok0) * j.n_split;
-	j.n_tab_tasks = j.n_tab_items < nw ? j.n_tab_items : nw;
-	run_tasks(r, j.n_tab_tasks, tables_task, &j);
-	if (j.n_batches && !j.batch_major) {
-		for (uint32_t b = 0; b < j.n_batches; b++)
-			batch_cexp(&j, &j.batches[b]);
+	} else if (j.n_batches) {
+		/* fewer batches than workers: split each batch's table build over chunks */
 		j.n_bsplit = nw > j.n_batches ? (nw + j.n_batches - 1) / j.n_batches : 1;
+		if (j.n_bsplit > w->n_chunks)
+			j.n_bsplit = w->n_chunks;
 		j.n_tab_tasks = j.n_batches * j.n_bsplit < nw ? j.n_batches * j.n_bsplit : nw;
-		run_tasks(r, j.n_tab_tasks, batch_tables_task, &j);
+		run_tasks(r, j.n_tab_tasks, batch_build_task, &j);
 		/* one tile range per worker: each range streams all token-lane tables once per
 		 * LUT_BATCH_TILES tiles, so more, smaller ranges would cost more table traffic */
 		if (j.n_tile_tasks > nw)
 			j.n_tile_tasks = nw;
 	}
-	run_tasks(r, j.n_tile_tasks, tiles_task, &j);
-out:
+	if (j.m_single) {
+		/* fewer tokens than workers: split each token's tables over chunks too */
+		j.n_split = j.m_single < nw ? (nw + j.m_single - 1) / j.m_single : 1;
+		if (j.n_split > w->n_chunks)
+			j.n_split = w->n_chunks;
+		j.n_tab_items = j.m_single * j.n_split;
+		j.n_tab_tasks = j.n_tab_items < nw ? j.n_tab_items : nw;
+		run_tasks(r, j.n_tab_tasks, tables_task, &j);
+	}
+	if (!j.batch_major || j.m_single)
+		run_tasks(r, j.n_tile_tasks, tiles_task, &j);
 	free(own);
 	return 0;
 }

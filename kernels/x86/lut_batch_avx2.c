@@ -14,25 +14,18 @@
  * chunk order, hence the same bits.
  */
 #include "kernels/internal.h"
-#include "kernels/x86/avx2_shift.h"
+#include "kernels/x86/lut_avx2_common.h"
 
 #include <immintrin.h>
 #include <stdbool.h>
 
-/* Token t's 16 entries (low bytes at @p, high bytes at @p + 16) as 16 words. */
-AI __m256i token_row(const uint8_t *p)
-{
-	__m128i lo = _mm_loadu_si128((const __m128i *)p);
-	__m128i hi = _mm_loadu_si128((const __m128i *)(p + 16));
-
-	return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-}
-
 /*
- * r[t][e] (token t, entry e) -> out[e][t], 16 x 16 words, through word, dword and qword
- * interleaves within 128-bit lanes and a final exchange of lanes.
+ * r[t][e] (token t, entry e) -> dst + 32 e: 16 tokens' entry e, 16 x 16 words, through word,
+ * dword and qword interleaves within 128-bit lanes and a final exchange of lanes. The
+ * results are stored as they come (a separate store loop over an array became a memcpy,
+ * rep movsq, a fifth of the build's time).
  */
-AI void transpose16(const __m256i r[16], __m256i out[16])
+AI void transpose16(const __m256i r[16], uint8_t *dst)
 {
 	__m256i a[16], b[16], c[16];
 
@@ -57,47 +50,114 @@ AI void transpose16(const __m256i r[16], __m256i out[16])
 		}
 	}
 	for (int e = 0; e < 8; e++) {
-		out[e] = _mm256_permute2x128_si256(c[e], c[8 + e], 0x20);
-		out[e + 8] = _mm256_permute2x128_si256(c[e], c[8 + e], 0x31);
+		_mm256_storeu_si256((__m256i *)(dst + 32 * e),
+				    _mm256_permute2x128_si256(c[e], c[8 + e], 0x20));
+		_mm256_storeu_si256((__m256i *)(dst + 32 * (e + 8)),
+				    _mm256_permute2x128_si256(c[e], c[8 + e], 0x31));
 	}
 }
 
-void lut_tables_batch_avx2(const struct lut_weight *w, uint32_t s0, uint32_t s1,
-			   const struct lut_batch *b)
+/*
+ * One token's entries of one pair and plane (pair_entries on the chunk-scaled activations at
+ * @xp, clamped and biased as the per-token tables store them), as a row of 16 words for each
+ * group: @g0 entries of group 2p, @g1 of group 2p+1.
+ */
+AI void pair_words(const float *xp, int32_t cexp, __m256i *g0, __m256i *g1)
 {
-	/* tokens past n_tok read this instead (and do not advance): zero entries */
-	static const uint8_t zeros[64] __attribute__((aligned(64)));
-	const uint8_t *src[LUT_BATCH];
-	size_t inc[LUT_BATCH];
-	uint8_t *dst = b->tab;
+	const __m256i mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
+	const __m256i bias = _mm256_set1_epi16((short)0x8000);
+	__m256i e = _mm256_set1_epi32(-cexp), ent[4], w0, w1;
+	__m256 v = cexp <= 0 ? shift_fast_ps(_mm256_loadu_ps(xp), _mm256_slli_epi32(e, 23))
+			     : shift_ps(_mm256_loadu_ps(xp), e);
 
-	(void)w;
-	for (uint32_t t = 0; t < LUT_BATCH; t++) {
-		src[t] = t < b->n_tok ? b->toks[t].tab : zeros;
-		inc[t] = t < b->n_tok ? 64 : 0;
-	}
-	for (uint32_t s = 0; s < s0; s++) {
-		for (uint32_t t = 0; t < LUT_BATCH; t++)
-			src[t] += inc[t];
-		dst += LUT_BATCH_STEP;
-		LUT_OPAQUE(dst);
-	}
-	for (uint32_t s = s0; s < s1; s++, dst += LUT_BATCH_STEP) {
-#pragma GCC unroll 2
-		for (uint32_t g = 0; g < 2; g++) {
-			__m256i r[16], out[16];
+	pair_entries(v, ent);
+	/* per 128-bit lane (group): entries 0-7, then 8-15 */
+	w0 = _mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(ent[0], ent[1]), mn), bias);
+	w1 = _mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(ent[2], ent[3]), mn), bias);
+	*g0 = _mm256_permute2x128_si256(w0, w1, 0x20);
+	*g1 = _mm256_permute2x128_si256(w0, w1, 0x31);
+}
 
-#pragma GCC unroll 16
-			for (uint32_t t = 0; t < LUT_BATCH; t++)
-				r[t] = token_row(src[t] + (g << 5));
-			transpose16(r, out);
-#pragma GCC unroll 16
-			for (int e = 0; e < 16; e++)
-				_mm256_storeu_si256((__m256i *)(dst + (g << 9) + (e << 5)), out[e]);
+void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
+			  float *xs, float *mx, struct lut_batch *b)
+{
+	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, term_step = w->term_step;
+	size_t xs_tok = 0; /* floats of one token's shifted activations */
+	const float *xt = x;
+	float *xst = xs;
+	uint8_t *tab = b->tab;
+
+	for (uint32_t r = 0; r < w->n_rowsets; r++) {
+		for (uint32_t i = 0; i < w->bits; i++) {
+			xs_tok += kp;
+			LUT_OPAQUE(xs_tok);
 		}
-#pragma GCC unroll 16
-		for (uint32_t t = 0; t < LUT_BATCH; t++)
-			src[t] += inc[t];
+	}
+
+	/* Pass 1 per token, as lut_tables_avx2: shifted activations and chunk scales. */
+	for (uint32_t t = 0; t < LUT_BATCH; t++, xt += w->n_cols, xst += xs_tok) {
+		const uint16_t *code = w->terms.code;
+		float *row = xst;
+		bool fast;
+
+		if (t >= b->n_tok) {
+			for (uint32_t c = sp->c0; c < sp->c1; c++)
+				b->cexp[(c << 4) + t] = 0;
+			continue;
+		}
+		fast = shifts_stay_normal(w, xt, sp);
+		for (uint32_t c = sp->c0; c < sp->c1; c++)
+			mx[c] = 0.0f;
+		for (uint32_t r = 0; r < w->n_rowsets; r++) {
+			for (uint32_t i = 0; i < w->bits; i++) {
+				if (fast)
+					shift_row(w, xt, sp, code, row, mx, true);
+				else
+					shift_row(w, xt, sp, code, row, mx, false);
+				row += kp;
+				LUT_OPAQUE(row);
+				code += term_step;
+				LUT_OPAQUE(code);
+			}
+		}
+		for (uint32_t c = sp->c0; c < sp->c1; c++)
+			b->cexp[(c << 4) + t] = lut_chunk_exp(mx[c]);
+	}
+	/* Pass 3: every token's entries of a step, transposed to token lanes. */
+	for (uint32_t r = 0; r < w->n_rowsets; r++) {
+		uint8_t *dst = tab + (sp->tab0 << 4); /* pair p0's step, 16 tokens per entry */
+
+		for (uint32_t p = sp->p0, c = sp->c0, in_c = 0, col = sp->k0; p < sp->p1;
+		     p++, col += LUT_PAIR_COLS) {
+			const int32_t *ce = b->cexp + (c << 4);
+			const float *pl = xs + col;
+
+			for (uint32_t i = 0; i < w->bits; i++, pl += kp, dst += LUT_BATCH_STEP) {
+				__m256i g0[16], g1[16];
+				const float *pt = pl;
+
+				for (uint32_t t = 0; t < LUT_BATCH; t++, pt += xs_tok) {
+					if (t < b->n_tok) {
+						pair_words(pt, ce[t], &g0[t], &g1[t]);
+					} else {
+						g0[t] = _mm256_setzero_si256();
+						g1[t] = g0[t];
+					}
+				}
+				transpose16(g0, dst);
+				transpose16(g1, dst + 512);
+			}
+			if (++in_c == LUT_CHUNK_PAIRS) {
+				in_c = 0;
+				c++;
+			}
+		}
+		for (uint32_t i = 0; i < w->bits; i++) {
+			tab += (size_t)w->n_pairs << 10; /* next rowset's steps */
+			xs += kp;			 /* and planes */
+			LUT_OPAQUE(tab);
+			LUT_OPAQUE(xs);
+		}
 	}
 }
 
