@@ -10,7 +10,7 @@
 #
 # Usage: bench/llamacpp.sh [--quick] [--min-time S] [--bits Q] [--layout col|block]
 #   --quick      only the three SmolLM2 shapes (K-quants then need K % 256 == 0: skipped)
-# Output: bench/results/llamacpp-<date>.{json,md}
+# Output: bench/results/llamacpp-<date>.{json,md}, or with REPORT=NAME bench/results/NAME.{json,md}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${B:-build/release}
@@ -60,7 +60,7 @@ fi
 for s in $shapes; do
 	n=${s%x*} k=${s#*x}
 	for th in 1 2; do
-		for m in 1 8 32; do
+		for m in 1 8 16 32; do
 			for t in q4_0 q3_K q2_K tq2_0; do
 				"$DIR/ggml_mulmat" $t $n $k $m $th "$min_time" >>"$tmp/peer.jsonl" ||
 					echo "{\"type\": \"$t\", \"n\": $n, \"k\": $k, \"m\": $m, \"threads\": $th, \"us\": null}" >>"$tmp/peer.jsonl"
@@ -71,7 +71,7 @@ done
 
 # 5. One table: our time, each peer's time, peer / ours (> 1: we are faster).
 mkdir -p bench/results
-python3 - "$tmp/ours.json" "$tmp/peer.jsonl" "bench/results/llamacpp-$date" "$version" \
+python3 - "$tmp/ours.json" "$tmp/peer.jsonl" "bench/results/${REPORT:-llamacpp-$date}" "$version" \
 	"$commit" "$args" <<'PY'
 import json, sys, platform
 ours = json.load(open(sys.argv[1]))
