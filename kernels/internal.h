@@ -51,7 +51,7 @@ struct lut_span {
  */
 #define LUT_BATCH	16
 #define LUT_BATCH_STEP	(2 * 16 * LUT_BATCH * 2)
-#define LUT_BATCH_TILES 4 /* tiles whose rows share a chunk's token-lane tables in L1 */
+#define LUT_BATCH_TILES 16 /* tiles whose rows share a chunk's token-lane tables in L1 */
 
 struct lut_batch {
 	uint8_t *tab;	/* [n_rowsets * n_pairs * bits][LUT_BATCH_STEP] */
