@@ -133,6 +133,18 @@ const struct lut_ops *lut_ops_of(enum lut_isa isa);
  */
 #define LUT_OPAQUE(v) __asm__ volatile("" : "+r"(v))
 
+/* Tile @t's planes, found by additions (the ISA files must not multiply). */
+static inline const uint8_t *lut_tile_planes(const struct lut_weight *w, uint32_t t)
+{
+	const uint8_t *tile = w->planes;
+
+	for (uint32_t i = 0; i < t; i++) {
+		tile += w->tile_bytes;
+		LUT_OPAQUE(tile);
+	}
+	return tile;
+}
+
 static inline uint32_t lut_f2u(float f)
 {
 	uint32_t u;

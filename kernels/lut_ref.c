@@ -148,15 +148,12 @@ void lut_tiles_ref(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_
 		   const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t tile_bytes = w->tile_bytes;
-	const uint8_t *tile = w->planes;
+	const uint8_t *tile;
 	uint32_t t0, t1;
 
 	lut_half_span(h0, h1, &t0, &t1);
 
-	for (uint32_t t = 0; t < t0; t++) {
-		tile += tile_bytes;
-		LUT_OPAQUE(tile);
-	}
+	tile = lut_tile_planes(w, t0);
 	for (uint32_t t = t0; t < t1; t++, tile += tile_bytes) {
 		const struct lut_lane *lanes = w->lanes + (size_t)t * 4;
 		float *a = acc;

@@ -59,27 +59,10 @@ AI void pair_tables(const float *xp, __m256i e, bool fast, uint8_t *dst)
 void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
 		     float *xs, float *mx, struct lut_tok *tok)
 {
-	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, term_step = w->term_step;
-	const uint16_t *code = w->terms.code;
+	uint32_t kp = w->n_pairs * LUT_PAIR_COLS;
 	uint8_t *tab = tok->tab;
-	float *row = xs;
 
-	bool fast = shifts_stay_normal(w, x, sp);
-
-	for (uint32_t c = sp->c0; c < sp->c1; c++)
-		mx[c] = 0.0f;
-	for (uint32_t r = 0; r < w->n_rowsets; r++) {
-		for (uint32_t i = 0; i < w->bits; i++) {
-			if (fast)
-				shift_row(w, x, sp, code, row, mx, true);
-			else
-				shift_row(w, x, sp, code, row, mx, false);
-			row += kp;
-			LUT_OPAQUE(row);
-			code += term_step;
-			LUT_OPAQUE(code);
-		}
-	}
+	shift_rows(w, x, sp, xs, mx);
 	for (uint32_t c = sp->c0; c < sp->c1; c++)
 		tok->cexp[c] = lut_chunk_exp(mx[c]);
 	for (uint32_t r = 0; r < w->n_rowsets; r++, tab += sp->rowset_tab) {
@@ -256,15 +239,12 @@ void lut_tiles_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32
 		    const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t step_bytes = (size_t)w->bits << 6, tile_bytes = w->tile_bytes;
-	const uint8_t *tile = w->planes;
+	const uint8_t *tile;
 	uint32_t t0, t1;
 
 	lut_half_span(h0, h1, &t0, &t1);
 
-	for (uint32_t t = 0; t < t0; t++) {
-		tile += tile_bytes;
-		LUT_OPAQUE(tile);
-	}
+	tile = lut_tile_planes(w, t0);
 	for (uint32_t t = t0; t < t1; t++, tile += tile_bytes) {
 		const struct lut_lane *lanes = w->lanes + ((size_t)t << 2);
 		bool uniform = lanes[0].tab_off == lanes[1].tab_off &&

@@ -217,4 +217,31 @@ static inline bool shifts_stay_normal(const struct lut_weight *w, const float *x
 	return mn + w->e_min >= 1 && mxe + w->e_max <= 254;
 }
 
+/*
+ * Pass 1 of a token's table build over span @sp, every rowset and plane: alpha-shifted
+ * activations into @xs (rows n_pairs * 8 floats apart) and the chunk maxima into @mx.
+ */
+AI void shift_rows(const struct lut_weight *w, const float *x, const struct lut_span *sp, float *xs,
+		   float *mx)
+{
+	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, term_step = w->term_step;
+	const uint16_t *code = w->terms.code;
+	bool fast = shifts_stay_normal(w, x, sp);
+
+	for (uint32_t c = sp->c0; c < sp->c1; c++)
+		mx[c] = 0.0f;
+	for (uint32_t r = 0; r < w->n_rowsets; r++) {
+		for (uint32_t i = 0; i < w->bits; i++) {
+			if (fast)
+				shift_row(w, x, sp, code, xs, mx, true);
+			else
+				shift_row(w, x, sp, code, xs, mx, false);
+			xs += kp;
+			LUT_OPAQUE(xs);
+			code += term_step;
+			LUT_OPAQUE(code);
+		}
+	}
+}
+
 #endif /* KERNELS_X86_LUT_AVX2_COMMON_H */

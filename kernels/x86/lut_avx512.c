@@ -144,15 +144,12 @@ void lut_tiles_avx512(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint
 		      const struct lut_tok *toks, float *y, float *acc)
 {
 	size_t step_bytes = (size_t)w->bits << 6, tile_bytes = w->tile_bytes;
-	const uint8_t *tile = w->planes;
+	const uint8_t *tile;
 	uint32_t t0, t1;
 
 	lut_half_span(h0, h1, &t0, &t1);
 
-	for (uint32_t t = 0; t < t0; t++) {
-		tile += tile_bytes;
-		LUT_OPAQUE(tile);
-	}
+	tile = lut_tile_planes(w, t0);
 	for (uint32_t t = t0; t < t1; t++, tile += tile_bytes) {
 		const struct lut_lane *lanes = w->lanes + ((size_t)t << 2);
 		bool uniform = lanes[0].tab_off == lanes[1].tab_off &&

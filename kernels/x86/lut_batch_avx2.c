@@ -81,7 +81,7 @@ AI void pair_words(const float *xp, int32_t cexp, __m256i *g0, __m256i *g1)
 void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
 			  float *xs, float *mx, struct lut_batch *b)
 {
-	uint32_t kp = w->n_pairs * LUT_PAIR_COLS, term_step = w->term_step;
+	uint32_t kp = w->n_pairs * LUT_PAIR_COLS;
 	size_t xs_tok = 0; /* floats of one token's shifted activations */
 	const float *xt = x;
 	float *xst = xs;
@@ -96,30 +96,12 @@ void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const stru
 
 	/* Pass 1 per token, as lut_tables_avx2: shifted activations and chunk scales. */
 	for (uint32_t t = 0; t < LUT_BATCH; t++, xt += w->n_cols, xst += xs_tok) {
-		const uint16_t *code = w->terms.code;
-		float *row = xst;
-		bool fast;
-
 		if (t >= b->n_tok) {
 			for (uint32_t c = sp->c0; c < sp->c1; c++)
 				b->cexp[(c << 4) + t] = 0;
 			continue;
 		}
-		fast = shifts_stay_normal(w, xt, sp);
-		for (uint32_t c = sp->c0; c < sp->c1; c++)
-			mx[c] = 0.0f;
-		for (uint32_t r = 0; r < w->n_rowsets; r++) {
-			for (uint32_t i = 0; i < w->bits; i++) {
-				if (fast)
-					shift_row(w, xt, sp, code, row, mx, true);
-				else
-					shift_row(w, xt, sp, code, row, mx, false);
-				row += kp;
-				LUT_OPAQUE(row);
-				code += term_step;
-				LUT_OPAQUE(code);
-			}
-		}
+		shift_rows(w, xt, sp, xst, mx);
 		for (uint32_t c = sp->c0; c < sp->c1; c++)
 			b->cexp[(c << 4) + t] = lut_chunk_exp(mx[c]);
 	}
@@ -314,14 +296,11 @@ void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 			  const struct lut_batch *b, float *y, float *acc)
 {
 	size_t tile_bytes = w->tile_bytes;
-	const uint8_t *tile = w->planes;
+	const uint8_t *tile;
 	uint32_t t0, t1;
 
 	lut_half_span(h0, h1, &t0, &t1);
-	for (uint32_t t = 0; t < t0; t++) {
-		tile += tile_bytes;
-		LUT_OPAQUE(tile);
-	}
+	tile = lut_tile_planes(w, t0);
 	while (t0 < t1) {
 		uint32_t te = t1 - t0 > LUT_BATCH_TILES ? t0 + LUT_BATCH_TILES : t1;
 		/* the halves of tiles [t0, te) */
