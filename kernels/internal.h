@@ -133,6 +133,19 @@ const struct lut_ops *lut_ops_of(enum lut_isa isa);
  */
 #define LUT_OPAQUE(v) __asm__ volatile("" : "+r"(v))
 
+/* The (pair, plane) steps of the chunk that starts at pair @p, counted by additions. */
+static inline uint32_t lut_chunk_steps(const struct lut_weight *w, uint32_t p)
+{
+	uint32_t n_pairs = w->n_pairs - p < LUT_CHUNK_PAIRS ? w->n_pairs - p : LUT_CHUNK_PAIRS;
+	uint32_t n_steps = 0;
+
+	for (uint32_t q = 0; q < n_pairs; q++) {
+		n_steps += w->bits;
+		LUT_OPAQUE(n_steps);
+	}
+	return n_steps;
+}
+
 /* Tile @t's planes, found by additions (the ISA files must not multiply). */
 static inline const uint8_t *lut_tile_planes(const struct lut_weight *w, uint32_t t)
 {

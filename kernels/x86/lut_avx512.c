@@ -143,7 +143,7 @@ static void store_tile(const struct lut_weight *w, uint32_t t, uint32_t hs, uint
 void lut_tiles_avx512(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		      const struct lut_tok *toks, float *y, float *acc)
 {
-	size_t step_bytes = (size_t)w->bits << 6, tile_bytes = w->tile_bytes;
+	size_t tile_bytes = w->tile_bytes;
 	const uint8_t *tile;
 	uint32_t t0, t1;
 
@@ -164,17 +164,8 @@ void lut_tiles_avx512(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint
 			for (int r = 0; r < LUT_TILE_ROWS; r++)
 				a[r] = 0.0f;
 		for (uint32_t p = 0, c = 0; p < w->n_pairs; p += LUT_CHUNK_PAIRS, c++) {
-			uint32_t n_pairs =
-				w->n_pairs - p < LUT_CHUNK_PAIRS ? w->n_pairs - p : LUT_CHUNK_PAIRS;
-			uint32_t n_steps = 0;
-			size_t chunk_w = 0;
-
-			for (uint32_t q = 0; q < n_pairs; q++) {
-				n_steps += w->bits;
-				chunk_w += step_bytes;
-				LUT_OPAQUE(n_steps);
-				LUT_OPAQUE(chunk_w);
-			}
+			uint32_t n_steps = lut_chunk_steps(w, p);
+			size_t chunk_w = (size_t)n_steps << 6; /* 64 bytes per step */
 			a = acc;
 			for (uint32_t j = 0; j < m; j++, a += LUT_TILE_ROWS) {
 				const uint8_t *tp[4];

@@ -244,28 +244,18 @@ AI void rows4_chunk(const uint8_t *wp, const uint8_t *tp, uint32_t n_steps, __m2
 static void tiles_sums(const struct lut_weight *w, uint32_t h0, uint32_t h1, const uint8_t *tile0,
 		       const struct lut_batch *b, float *a)
 {
-	size_t step_w = (size_t)w->bits << 6, step_t = (size_t)w->bits * LUT_BATCH_STEP;
 	const int32_t *ce = b->cexp;
 	size_t toff = 0, woff = 0; /* of the chunk in a rowset's tables, in a tile's planes */
 
 	for (uint32_t p = 0; p < w->n_pairs; p += LUT_CHUNK_PAIRS, ce += LUT_BATCH) {
-		uint32_t n_pairs =
-			w->n_pairs - p < LUT_CHUNK_PAIRS ? w->n_pairs - p : LUT_CHUNK_PAIRS;
-		uint32_t n_steps = 0;
-		size_t wn = woff, tn = toff;
+		uint32_t n_steps = lut_chunk_steps(w, p);
+		/* next chunk: 64 bytes of planes and LUT_BATCH_STEP (1 KB) of tables per step */
+		size_t wn = woff + ((size_t)n_steps << 6), tn = toff + ((size_t)n_steps << 10);
 		const uint8_t *tile = tile0;
 		float *at = a;
 		__m256i bias;
 		bool fast = true;
 
-		for (uint32_t q = 0; q < n_pairs; q++) {
-			n_steps += w->bits;
-			wn += step_w;
-			tn += step_t;
-			LUT_OPAQUE(n_steps);
-			LUT_OPAQUE(wn);
-			LUT_OPAQUE(tn);
-		}
 		/* two lookups of 128 bias units each per step */
 		bias = _mm256_set1_epi32((int32_t)(n_steps << 16));
 		for (uint32_t t = 0; t < LUT_BATCH; t++)
