@@ -19,7 +19,7 @@ struct gemm_job {
 	struct lut_tok *toks;
 	struct lut_batch *batches;    /* [n_batches]: tokens 16 b .. 16 b + n_tok */
 	uint32_t n_batches, m_single; /* then tokens 16 n_batches .. m one by one */
-	uint32_t n_bsplit, n_steps;   /* a batch's table build split in n_bsplit chunk spans */
+	uint32_t n_bsplit;	      /* a batch's table build split in n_bsplit chunk spans */
 	bool batch_major;	      /* each task owns whole batches (tables to outputs) */
 	uint32_t tok0;		      /* first token of the tables phase */
 	uint32_t nw;
@@ -189,13 +189,12 @@ static void setup_batches(struct gemm_job *j, uint8_t *base, const struct scratc
 	int32_t *bcexp = (int32_t *)(btab + p->btab);
 
 	j->batches = (struct lut_batch *)base;
-	j->n_steps = (uint32_t)(w->tab_bytes / 64);
 	for (uint32_t b = 0; b < j->n_batches; b++) {
 		struct lut_batch *bt = &j->batches[b];
 		uint32_t left = j->m - b * LUT_BATCH;
 
 		bt->n_tok = left < LUT_BATCH ? left : LUT_BATCH;
-		bt->tab = btab + (size_t)b * j->n_steps * LUT_BATCH_STEP;
+		bt->tab = btab + (size_t)b * (w->tab_bytes / 64) * LUT_BATCH_STEP; /* per step */
 		bt->cexp = bcexp + (size_t)b * w->n_chunks * LUT_BATCH;
 	}
 }
