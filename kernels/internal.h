@@ -53,6 +53,11 @@ struct lut_span {
 #define LUT_BATCH_STEP	(2 * 16 * LUT_BATCH * 2)
 #define LUT_BATCH_TILES 16 /* tiles whose rows share a chunk's token-lane tables in L1 */
 
+/* Batch build scratch: one chunk of LUT_BATCH tokens' activations, then per (rowset, plane)
+ * their alpha-shifted values. */
+#define LUT_BATCH_XS_FLOATS(w) \
+	((1 + (size_t)(w)->n_rowsets * (w)->bits) * LUT_CHUNK_PAIRS * LUT_PAIR_COLS * LUT_BATCH)
+
 struct lut_batch {
 	uint8_t *tab;	/* [n_rowsets * n_pairs * bits][LUT_BATCH_STEP] */
 	int32_t *cexp;	/* [n_chunks][LUT_BATCH]: the tokens' chunk exponents (0 past n_tok) */
@@ -78,12 +83,12 @@ struct lut_ops {
 	/*
 	 * Optional (NULL: no batched path): @b's token-lane tables and chunk exponents over span
 	 * @sp from its tokens' activations x[n_tok][n_cols] (the entries tables() would build,
-	 * transposed; @xs: LUT_BATCH times tables()' scratch, @mx as there), and output rows of
+	 * in token lanes; @xs: scratch of LUT_BATCH_XS_FLOATS(w) floats), and output rows of
 	 * half-tiles [h0, h1) for @b's tokens (y as in tiles; @acc: LUT_BATCH_TILES *
 	 * LUT_TILE_ROWS * LUT_BATCH floats).
 	 */
 	void (*batch_build)(const struct lut_weight *w, const float *x, const struct lut_span *sp,
-			    float *xs, float *mx, struct lut_batch *b);
+			    float *xs, struct lut_batch *b);
 	void (*batch_tiles)(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 			    const struct lut_batch *b, float *y, float *acc);
 };
@@ -97,7 +102,7 @@ void lut_tables_avx2(const struct lut_weight *w, const float *x, const struct lu
 void lut_tiles_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,
 		    const struct lut_tok *toks, float *y, float *acc);
 void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
-			  float *xs, float *mx, struct lut_batch *b);
+			  float *xs, struct lut_batch *b);
 void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 			  const struct lut_batch *b, float *y, float *acc);
 void lut_tiles_avx512(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_t m,

@@ -64,7 +64,9 @@ static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scra
 	p->tab = ALIGN64((size_t)m * w->tab_bytes);
 	p->cexp = ALIGN64((size_t)m * w->n_chunks * sizeof(int32_t));
 	nb = n_batches_of(m);
-	p->xs = ALIGN64(xs * (nb ? LUT_BATCH : 1)) * nw; /* a batch build: 16 tokens' */
+	if (nb && xs < LUT_BATCH_XS_FLOATS(w) * sizeof(float))
+		xs = LUT_BATCH_XS_FLOATS(w) * sizeof(float);
+	p->xs = ALIGN64(xs) * nw;
 	p->mx = ALIGN64((size_t)w->n_chunks * sizeof(float)) * nw;
 	/* batched tiles: LUT_BATCH_TILES tiles of LUT_BATCH tokens; per-token tiles: m tokens */
 	p->acc = ALIGN64((size_t)(m > LUT_BATCH * LUT_BATCH_TILES ? m
@@ -134,8 +136,7 @@ static void batch_build_task(void *arg, uint32_t task)
 
 		span_of(j->w, it % j->n_bsplit, j->n_bsplit, &sp);
 		j->ops->batch_build(j->w, j->x + (size_t)b * LUT_BATCH * j->w->n_cols, &sp,
-				    (float *)(j->xs + task * j->xs_bytes),
-				    (float *)(j->mx + task * j->mx_bytes), &j->batches[b]);
+				    (float *)(j->xs + task * j->xs_bytes), &j->batches[b]);
 	}
 }
 
@@ -174,8 +175,7 @@ static void batch_major_task(void *arg, uint32_t task)
 		uint32_t t0 = b * LUT_BATCH;
 
 		j->ops->batch_build(w, j->x + (size_t)t0 * w->n_cols, &sp,
-				    (float *)(j->xs + task * j->xs_bytes),
-				    (float *)(j->mx + task * j->mx_bytes), bt);
+				    (float *)(j->xs + task * j->xs_bytes), bt);
 		j->ops->batch_tiles(w, 0, w->n_tiles << 1, bt, j->y + (size_t)t0 * w->n_rows,
 				    (float *)(j->acc + task * j->acc_bytes));
 	}

@@ -20,125 +20,313 @@
 #include <stdbool.h>
 
 /*
- * r[t][e] (token t, entry e) -> dst + 32 e: 16 tokens' entry e, 16 x 16 words, through word,
- * dword and qword interleaves within 128-bit lanes and a final exchange of lanes. The
- * results are stored as they come (a separate store loop over an array became a memcpy,
- * rep movsq, a fifth of the build's time).
+ * The build works in token lanes from the start: a column's activations of the 16 tokens are
+ * two vectors, lo = tokens 0-3 and 8-11, hi = tokens 4-7 and 12-15, so that packing an
+ * entry's lo and hi int32 values (vpackssdw, per 128-bit lane) gives its 16 words in token
+ * order, ready to store. Every token sees the float operations of lut_tables_avx2 in its
+ * order (shift terms, chunk maximum, chunk scale, p = (+-a) + (+-b), q = (+-c) + (+-d),
+ * p + q), hence the same entries.
+ *
+ * Per chunk (64 columns, one scale per token), in scratch of LUT_BATCH floats per column:
+ * the transposed activations, then per (rowset, plane) the alpha-shifted ones.
  */
-AI void transpose16(const __m256i r[16], uint8_t *dst)
-{
-	__m256i a[16], b[16], c[16];
+#define CHUNK_COLS   (LUT_CHUNK_PAIRS * LUT_PAIR_COLS)
+#define CHUNK_FLOATS (CHUNK_COLS * LUT_BATCH)
 
-	for (int i = 0; i < 8; i++) {
-		/* tokens 2i, 2i+1: entries 0-3 | 8-11, and 4-7 | 12-15 */
-		a[2 * i] = _mm256_unpacklo_epi16(r[2 * i], r[2 * i + 1]);
-		a[2 * i + 1] = _mm256_unpackhi_epi16(r[2 * i], r[2 * i + 1]);
-	}
-	for (int q = 0; q < 4; q++) {
-		/* tokens 4q..4q+3: entries {0,1 | 8,9}, {2,3 | 10,11}, {4,5 | 12,13}, {6,7 | 14,15} */
-		b[4 * q] = _mm256_unpacklo_epi32(a[4 * q], a[4 * q + 2]);
-		b[4 * q + 1] = _mm256_unpackhi_epi32(a[4 * q], a[4 * q + 2]);
-		b[4 * q + 2] = _mm256_unpacklo_epi32(a[4 * q + 1], a[4 * q + 3]);
-		b[4 * q + 3] = _mm256_unpackhi_epi32(a[4 * q + 1], a[4 * q + 3]);
+/* r[j] <- column j of the 8 x 8 block r (row i = one token's eight columns). */
+AI void transpose8(__m256 r[8])
+{
+	__m256 t[8], s[8];
+
+	for (int i = 0; i < 4; i++) {
+		t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
 	}
 	for (int h = 0; h < 2; h++) {
-		/* tokens 8h..8h+7: entry 2k (| 2k+8) in c[8h + 2k], 2k+1 (| 2k+9) in c[8h + 2k + 1] */
-		for (int k = 0; k < 4; k++) {
-			c[8 * h + 2 * k] = _mm256_unpacklo_epi64(b[8 * h + k], b[8 * h + 4 + k]);
-			c[8 * h + 2 * k + 1] =
-				_mm256_unpackhi_epi64(b[8 * h + k], b[8 * h + 4 + k]);
+		/* rows 4h..4h+3: columns 0 | 4, 1 | 5, 2 | 6, 3 | 7 */
+		s[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+		s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+		s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+		s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+	}
+	for (int j = 0; j < 4; j++) {
+		r[j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x20);
+		r[j + 4] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x31);
+	}
+}
+
+/* Token rows of each lane vector: lo, then hi (see the top of this section). */
+static const uint8_t lane_tok[2][8] = { { 0, 1, 2, 3, 8, 9, 10, 11 },
+					{ 4, 5, 6, 7, 12, 13, 14, 15 } };
+
+/*
+ * Columns [k, k + 8) of the tokens' activations (@xr: row pointers, NULL past n_tok) into
+ * @xt, LUT_BATCH floats per column (lo, hi); @left columns of x remain from k (<= 0: padding).
+ */
+AI void load_cols(const float *const xr[LUT_BATCH], uint32_t k, int32_t left, float *xt)
+{
+	__m256i m = tail_mask(left > 0 ? (uint32_t)left : 0);
+
+	for (int h = 0; h < 2; h++) {
+		__m256 r[8];
+
+		for (int i = 0; i < 8; i++) {
+			const float *p = xr[lane_tok[h][i]];
+
+			r[i] = p && left > 0 ? load8_ps(p + k, left, m) : _mm256_setzero_ps();
+		}
+		transpose8(r);
+		for (int j = 0; j < 8; j++)
+			_mm256_storeu_ps(xt + j * LUT_BATCH + 8 * h, r[j]);
+	}
+}
+
+/* (|a| + |b|) + (|c| + |d|) of one group's four columns at @v (LUT_BATCH floats apart). */
+AI __m256 group_sum(const float *v)
+{
+	const __m256 abs_m = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	__m256 a = _mm256_and_ps(_mm256_loadu_ps(v), abs_m);
+	__m256 b = _mm256_and_ps(_mm256_loadu_ps(v + LUT_BATCH), abs_m);
+	__m256 c = _mm256_and_ps(_mm256_loadu_ps(v + 2 * LUT_BATCH), abs_m);
+	__m256 d = _mm256_and_ps(_mm256_loadu_ps(v + 3 * LUT_BATCH), abs_m);
+
+	return _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d));
+}
+
+/*
+ * One column's alpha-shifted activations for one (rowset, plane), both lane vectors: the sum
+ * of its terms (codes at @ct, @ts apart) as shift_row computes it. An empty term adds +0,
+ * which changes no sum (none is -0), so it is skipped by its mask.
+ */
+AI void shift_col(const struct lut_weight *w, const float *xt, const uint16_t *ct, uint32_t ts,
+		  bool fast, float *dst)
+{
+	const __m256i expm = _mm256_set1_epi32(0x7f800000), zero = _mm256_setzero_si256();
+	const __m256i bias23 = _mm256_set1_epi32((int32_t)((uint32_t)w->terms.e_bias << 23));
+	__m256 xv[2] = { _mm256_loadu_ps(xt), _mm256_loadu_ps(xt + 8) };
+	__m256 v[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
+
+	for (uint32_t t = 0; t < w->n_terms; t++, ct += ts) {
+		uint32_t code = *ct;
+		__m256i cv = _mm256_set1_epi32((int32_t)(code << 16));
+		__m256i empty = _mm256_cmpeq_epi32(cv, zero);
+
+		for (int h = 0; h < 2; h++) {
+			__m256i s;
+
+			if (fast) {
+				s = _mm256_add_epi32(
+					_mm256_sub_epi32(_mm256_castps_si256(xv[h]), bias23), cv);
+			} else {
+				__m256i ev = _mm256_set1_epi32(
+					lut_term_e((uint16_t)code, w->terms.e_bias));
+
+				s = _mm256_xor_si256(
+					_mm256_castps_si256(shift_ps(xv[h], ev)),
+					_mm256_set1_epi32((int32_t)lut_term_sign((uint16_t)code)));
+			}
+			v[h] = _mm256_add_ps(v[h],
+					     _mm256_castsi256_ps(_mm256_andnot_si256(empty, s)));
 		}
 	}
-	for (int e = 0; e < 8; e++) {
-		_mm256_storeu_si256((__m256i *)(dst + 32 * e),
-				    _mm256_permute2x128_si256(c[e], c[8 + e], 0x20));
-		_mm256_storeu_si256((__m256i *)(dst + 32 * (e + 8)),
-				    _mm256_permute2x128_si256(c[e], c[8 + e], 0x31));
+	for (int h = 0; h < 2; h++) {
+		if (fast) /* zero and subnormal x: +0 (their terms were garbage) */
+			v[h] = _mm256_andnot_ps(
+				_mm256_castsi256_ps(_mm256_cmpeq_epi32(
+					_mm256_and_si256(_mm256_castps_si256(xv[h]), expm), zero)),
+				v[h]);
+		_mm256_storeu_ps(dst + 8 * h, v[h]);
 	}
 }
 
 /*
- * One token's entries of one pair and plane (pair_entries on the chunk-scaled activations at
- * @xp, clamped and biased as the per-token tables store them), as a row of 16 words for each
- * group: @g0 entries of group 2p, @g1 of group 2p+1.
+ * One (rowset, plane) over the chunk's @n_cols columns (whole pairs; @cbs: each 8-column
+ * block's alpha column block): shifted activations into @dst, group sums into the chunk
+ * maxima @mx (lo, hi).
  */
-AI void pair_words(const float *xp, int32_t cexp, __m256i *g0, __m256i *g1)
+AI void shift_chunk(const struct lut_weight *w, const float *xt, const uint16_t *code, uint32_t k0,
+		    const uint32_t *cbs, uint32_t n_cols, bool fast, float *dst, __m256 mx[2])
 {
+	uint32_t ts = w->n_col_blocks;
+
+	for (uint32_t j = 0, blk = 0; j < n_cols; j += 8, blk++) {
+		const uint16_t *ct = w->col_block == 1 ? code + k0 + j : code + cbs[blk];
+
+		for (uint32_t i = 0; i < 8; i++) {
+			shift_col(w, xt, ct, ts, fast, dst);
+			if (w->col_block == 1)
+				ct++;
+			xt += LUT_BATCH;
+			dst += LUT_BATCH;
+		}
+		for (int g = 0; g < 2; g++) {
+			const float *v = dst - (uint32_t)(8 - 4 * g) * LUT_BATCH;
+
+			mx[0] = _mm256_max_ps(mx[0], group_sum(v));
+			mx[1] = _mm256_max_ps(mx[1], group_sum(v + 8));
+		}
+	}
+}
+
+/* x * 2^-cexp per lane (@e23: -cexp << 23, @en: -cexp; @fast: every cexp <= 0). */
+AI __m256 scale_lane(const float *p, __m256i e23, __m256i en, bool fast)
+{
+	__m256 x = _mm256_loadu_ps(p);
+
+	return fast ? shift_fast_ps(x, e23) : shift_ps(x, en);
+}
+
+/*
+ * One group's 16 entries (four columns at @v, LUT_BATCH floats apart) for the 16 tokens:
+ * entry idx = p[idx & 3] + q[idx >> 2] with the signs of lut_tables_avx2 (bit j of idx set:
+ * column j positive; -(a + b) is (-a) + (-b) and b - a is -(a - b) exactly), clamped,
+ * biased, stored 32 bytes per entry from @dst.
+ */
+AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2], bool fast,
+		      uint8_t *dst)
+{
+	const __m256 sgn = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
 	const __m256i mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
 	const __m256i bias = _mm256_set1_epi16((short)0x8000);
-	__m256i e = _mm256_set1_epi32(-cexp), ent[4], w0, w1;
-	__m256 v = cexp <= 0 ? shift_fast_ps(_mm256_loadu_ps(xp), _mm256_slli_epi32(e, 23))
-			     : shift_ps(_mm256_loadu_ps(xp), e);
+	__m256 p[2][4], q[2][4];
 
-	pair_entries(v, ent);
-	/* per 128-bit lane (group): entries 0-7, then 8-15 */
-	w0 = _mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(ent[0], ent[1]), mn), bias);
-	w1 = _mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(ent[2], ent[3]), mn), bias);
-	*g0 = _mm256_permute2x128_si256(w0, w1, 0x20);
-	*g1 = _mm256_permute2x128_si256(w0, w1, 0x31);
+	for (int h = 0; h < 2; h++) {
+		__m256 a = scale_lane(v + 8 * h, e23[h], en[h], fast);
+		__m256 b = scale_lane(v + LUT_BATCH + 8 * h, e23[h], en[h], fast);
+		__m256 c = scale_lane(v + 2 * LUT_BATCH + 8 * h, e23[h], en[h], fast);
+		__m256 d = scale_lane(v + 3 * LUT_BATCH + 8 * h, e23[h], en[h], fast);
+
+		p[h][3] = _mm256_add_ps(a, b);
+		p[h][1] = _mm256_sub_ps(a, b);
+		p[h][0] = _mm256_xor_ps(p[h][3], sgn);
+		p[h][2] = _mm256_xor_ps(p[h][1], sgn);
+		q[h][3] = _mm256_add_ps(c, d);
+		q[h][1] = _mm256_sub_ps(c, d);
+		q[h][0] = _mm256_xor_ps(q[h][3], sgn);
+		q[h][2] = _mm256_xor_ps(q[h][1], sgn);
+	}
+	for (int idx = 0; idx < 16; idx++) {
+		__m256i lo = _mm256_cvtps_epi32(_mm256_add_ps(p[0][idx & 3], q[0][idx >> 2]));
+		__m256i hi = _mm256_cvtps_epi32(_mm256_add_ps(p[1][idx & 3], q[1][idx >> 2]));
+
+		_mm256_storeu_si256(
+			(__m256i *)(dst + 32 * idx),
+			_mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(lo, hi), mn), bias));
+	}
+}
+
+/* Whether every token's shifts over the span stay normal (shift_rows' test, per token). */
+static bool batch_stays_normal(const struct lut_weight *w, const float *const xr[LUT_BATCH],
+			       const struct lut_span *sp)
+{
+	for (uint32_t t = 0; t < LUT_BATCH; t++)
+		if (xr[t] && !shifts_stay_normal(w, xr[t], sp))
+			return false;
+	return true;
+}
+
+/* Chunk exponents (lut_chunk_exp per lane) of maxima @mx into @ce (lo, hi). */
+AI void chunk_exps(const __m256 mx[2], __m256i ce[2])
+{
+	for (int h = 0; h < 2; h++) {
+		__m256i ex = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(mx[h]), 23),
+					      _mm256_set1_epi32(0xff));
+
+		ce[h] = _mm256_andnot_si256(_mm256_cmpeq_epi32(ex, _mm256_setzero_si256()),
+					    _mm256_sub_epi32(ex, _mm256_set1_epi32(127 + 14)));
+	}
 }
 
 void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const struct lut_span *sp,
-			  float *xs, float *mx, struct lut_batch *b)
+			  float *xs, struct lut_batch *b)
 {
-	uint32_t kp = w->n_pairs * LUT_PAIR_COLS;
-	size_t xs_tok = 0; /* floats of one token's shifted activations */
-	const float *xt = x;
-	float *xst = xs;
-	uint8_t *tab = b->tab;
+	const float *xr[LUT_BATCH];
+	uint64_t rowset_bytes = 0;		   /* one rowset's steps */
+	uint8_t *tab_c = b->tab + (sp->tab0 << 4); /* the chunk's first step, rowset 0 */
+	uint32_t cb = sp->cb0, in_cb = sp->in_cb0;
+	bool fast;
 
-	for (uint32_t r = 0; r < w->n_rowsets; r++) {
+	for (uint32_t t = 0; t < LUT_BATCH; t++) {
+		xr[t] = t < b->n_tok ? x : NULL;
+		x += w->n_cols;
+		LUT_OPAQUE(x);
+	}
+	for (uint32_t p = 0; p < w->n_pairs; p++) {
 		for (uint32_t i = 0; i < w->bits; i++) {
-			xs_tok += kp;
-			LUT_OPAQUE(xs_tok);
+			rowset_bytes += LUT_BATCH_STEP;
+			LUT_OPAQUE(rowset_bytes);
 		}
 	}
+	fast = batch_stays_normal(w, xr, sp);
+	for (uint32_t c = sp->c0, p = sp->p0, k = sp->k0; c < sp->c1;
+	     c++, p += LUT_CHUNK_PAIRS, k += CHUNK_COLS) {
+		uint32_t np = sp->p1 - p < LUT_CHUNK_PAIRS ? sp->p1 - p : LUT_CHUNK_PAIRS;
+		uint32_t nc = np * LUT_PAIR_COLS, cbs[LUT_CHUNK_PAIRS];
+		__m256 mx[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
+		__m256i ce[2], e23[2], en[2];
+		const uint16_t *code = w->terms.code;
+		float *vs = xs + CHUNK_FLOATS;
+		bool up = false;
+		uint8_t *tab_r = tab_c;
 
-	/* Pass 1 per token, as lut_tables_avx2: shifted activations and chunk scales. */
-	for (uint32_t t = 0; t < LUT_BATCH; t++, xt += w->n_cols, xst += xs_tok) {
-		if (t >= b->n_tok) {
-			for (uint32_t c = sp->c0; c < sp->c1; c++)
-				b->cexp[(c << 4) + t] = 0;
-			continue;
-		}
-		shift_rows(w, xt, sp, xst, mx);
-		for (uint32_t c = sp->c0; c < sp->c1; c++)
-			b->cexp[(c << 4) + t] = lut_chunk_exp(mx[c]);
-	}
-	/* Pass 3: every token's entries of a step, transposed to token lanes. */
-	for (uint32_t r = 0; r < w->n_rowsets; r++) {
-		uint8_t *dst = tab + (sp->tab0 << 4); /* pair p0's step, 16 tokens per entry */
-
-		for (uint32_t p = sp->p0, c = sp->c0, in_c = 0, col = sp->k0; p < sp->p1;
-		     p++, col += LUT_PAIR_COLS) {
-			const int32_t *ce = b->cexp + (c << 4);
-			const float *pl = xs + col;
-
-			for (uint32_t i = 0; i < w->bits; i++, pl += kp, dst += LUT_BATCH_STEP) {
-				__m256i g0[16], g1[16];
-				const float *pt = pl;
-
-				for (uint32_t t = 0; t < LUT_BATCH; t++, pt += xs_tok) {
-					if (t < b->n_tok) {
-						pair_words(pt, ce[t], &g0[t], &g1[t]);
-					} else {
-						g0[t] = _mm256_setzero_si256();
-						g1[t] = g0[t];
-					}
+		for (uint32_t j = 0, blk = 0; j < nc; j += 8, blk++) {
+			load_cols(xr, k + j, (int32_t)(w->n_cols - (k + j)), xs + j * LUT_BATCH);
+			cbs[blk] = cb;
+			if (w->col_block != 1) {
+				in_cb += 8;
+				if (in_cb == w->col_block) {
+					in_cb = 0;
+					cb++;
 				}
-				transpose16(g0, dst);
-				transpose16(g1, dst + 512);
-			}
-			if (++in_c == LUT_CHUNK_PAIRS) {
-				in_c = 0;
-				c++;
 			}
 		}
-		for (uint32_t i = 0; i < w->bits; i++) {
-			tab += (size_t)w->n_pairs << 10; /* next rowset's steps */
-			xs += kp;			 /* and planes */
-			LUT_OPAQUE(tab);
-			LUT_OPAQUE(xs);
+		for (uint32_t r = 0; r < w->n_rowsets; r++) {
+			for (uint32_t i = 0; i < w->bits; i++, vs += CHUNK_FLOATS) {
+				if (fast)
+					shift_chunk(w, xs, code, k, cbs, nc, true, vs, mx);
+				else
+					shift_chunk(w, xs, code, k, cbs, nc, false, vs, mx);
+				code += w->term_step;
+				LUT_OPAQUE(code);
+			}
+		}
+		chunk_exps(mx, ce);
+		/* token order: lo's first half, hi's first half, lo's second, hi's second */
+		_mm256_storeu_si256((__m256i *)(b->cexp + (c << 4)),
+				    _mm256_permute2x128_si256(ce[0], ce[1], 0x20));
+		_mm256_storeu_si256((__m256i *)(b->cexp + (c << 4) + 8),
+				    _mm256_permute2x128_si256(ce[0], ce[1], 0x31));
+		for (int h = 0; h < 2; h++) {
+			up = up || _mm256_movemask_epi8(
+					   _mm256_cmpgt_epi32(ce[h], _mm256_setzero_si256()));
+			en[h] = _mm256_sub_epi32(_mm256_setzero_si256(), ce[h]);
+			e23[h] = _mm256_slli_epi32(en[h], 23);
+		}
+		/* entries: rowset by rowset, pair by pair, plane by plane (the steps' order) */
+		vs = xs + CHUNK_FLOATS;
+		for (uint32_t r = 0; r < w->n_rowsets; r++) {
+			uint8_t *dst = tab_r;
+
+			for (uint32_t j = 0; j < nc; j += LUT_PAIR_COLS) {
+				const float *pl = vs + j * LUT_BATCH;
+
+				for (uint32_t i = 0; i < w->bits;
+				     i++, pl += CHUNK_FLOATS, dst += LUT_BATCH_STEP) {
+					group_entries(pl, e23, en, !up, dst);
+					group_entries(pl + 4 * LUT_BATCH, e23, en, !up, dst + 512);
+				}
+			}
+			for (uint32_t i = 0; i < w->bits; i++) {
+				vs += CHUNK_FLOATS;
+				LUT_OPAQUE(vs);
+			}
+			tab_r += rowset_bytes;
+		}
+		for (uint32_t j = 0; j < np; j++) {
+			for (uint32_t i = 0; i < w->bits; i++) {
+				tab_c += LUT_BATCH_STEP;
+				LUT_OPAQUE(tab_c);
+			}
 		}
 	}
 }
