@@ -200,9 +200,10 @@ static inline bool shifts_stay_normal(const struct lut_weight *w, const float *x
 	int32_t l[8], h[8], mn = 255, mxe = 0;
 
 	for (uint32_t k = sp->k0; k < sp->k1; k += 8) {
-		__m256i m = tail_mask(sp->k1 - k);
-		__m256i ex = _mm256_and_si256(
-			_mm256_srli_epi32(_mm256_maskload_epi32((const int *)x + k, m), 23), expm);
+		uint32_t left = sp->k1 - k;
+		__m256i u = left >= 8 ? _mm256_loadu_si256((const __m256i *)(x + k))
+				      : _mm256_maskload_epi32((const int *)x + k, tail_mask(left));
+		__m256i ex = _mm256_and_si256(_mm256_srli_epi32(u, 23), expm);
 		__m256i z = _mm256_cmpeq_epi32(ex, zero);
 
 		lo = _mm256_min_epi32(lo, _mm256_or_si256(ex, _mm256_and_si256(z, expm)));

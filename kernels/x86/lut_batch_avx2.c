@@ -188,7 +188,7 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 	const __m256 sgn = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
 	const __m256i mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
 	const __m256i bias = _mm256_set1_epi16((short)0x8000);
-	__m256 p[2][4], q[2][4];
+	__m256 p[2][4], cd[2][2];
 
 	for (int h = 0; h < 2; h++) {
 		__m256 a = scale_lane(v + 8 * h, e23[h], en[h], fast);
@@ -200,18 +200,26 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 		p[h][1] = _mm256_sub_ps(a, b);
 		p[h][0] = _mm256_xor_ps(p[h][3], sgn);
 		p[h][2] = _mm256_xor_ps(p[h][1], sgn);
-		q[h][3] = _mm256_add_ps(c, d);
-		q[h][1] = _mm256_sub_ps(c, d);
-		q[h][0] = _mm256_xor_ps(q[h][3], sgn);
-		q[h][2] = _mm256_xor_ps(q[h][1], sgn);
+		cd[h][0] = _mm256_add_ps(c, d);
+		cd[h][1] = _mm256_sub_ps(c, d);
 	}
-	for (int idx = 0; idx < 16; idx++) {
-		__m256i lo = _mm256_cvtps_epi32(_mm256_add_ps(p[0][idx & 3], q[0][idx >> 2]));
-		__m256i hi = _mm256_cvtps_epi32(_mm256_add_ps(p[1][idx & 3], q[1][idx >> 2]));
+	/* q for idx >> 2 = 0..3: -(c + d), c - d, -(c - d), c + d; few live registers */
+	for (int qi = 0; qi < 4; qi++, dst += 4 * 32) {
+		__m256 q0 = cd[0][(qi & 1) ^ (qi >> 1)], q1 = cd[1][(qi & 1) ^ (qi >> 1)];
 
-		_mm256_storeu_si256(
-			(__m256i *)(dst + 32 * idx),
-			_mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(lo, hi), mn), bias));
+		if (!(qi & 1)) {
+			q0 = _mm256_xor_ps(q0, sgn);
+			q1 = _mm256_xor_ps(q1, sgn);
+		}
+		for (int pi = 0; pi < 4; pi++) {
+			__m256i lo = _mm256_cvtps_epi32(_mm256_add_ps(p[0][pi], q0));
+			__m256i hi = _mm256_cvtps_epi32(_mm256_add_ps(p[1][pi], q1));
+
+			_mm256_storeu_si256(
+				(__m256i *)(dst + 32 * pi),
+				_mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(lo, hi), mn),
+						 bias));
+		}
 	}
 }
 
