@@ -236,9 +236,14 @@ void rht_rows_avx2(const struct rht *t, float *x, uint32_t m, bool inverse);
 void rht_rows_avx512(const struct rht *t, float *x, uint32_t m, bool inverse);
 /* x[2^p_log2] <- H x (Sylvester), stage h = 1, 2, 4, ... */
 void rht_fwht_ref(float *x, uint32_t p_log2);
-/* Columns [j0, j1) of the m x 2^p_log2 block x: x[:, j] <- H x[:, j], H as sign masks. */
-void rht_small_ref(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x, uint32_t j0,
+/*
+ * Columns [j0, j1) of the m x 2^p_log2 block x: x[:, j] <- H x[:, j], H as quad codes
+ * (struct rht.hquad), summed as rht_ref.c's top comment has it.
+ */
+void rht_small_ref(const uint8_t *hq, uint32_t m, uint32_t p_log2, float *x, uint32_t j0,
 		   uint32_t j1);
+/* rht_small_ref over all columns, eight at a time (AVX2; the AVX-512 path calls it too). */
+void rht_small_avx2(const uint8_t *hq, uint32_t m, uint32_t p_log2, float *x);
 /* x[j] ^= sign[j] (sign-bit flips), j < n. */
 void rht_signs_ref(const uint32_t *sign, float *x, uint32_t n);
 

@@ -221,10 +221,22 @@ static uint64_t splitmix64(uint64_t *state)
 	return z ^ (z >> 31);
 }
 
+/* The [m][m] sign masks @h as quad codes [m][m / 4] (struct rht.hquad) into @q. */
+static void quad_codes(const uint32_t *h, uint32_t m, uint8_t *q)
+{
+	for (uint32_t r = 0; r < m; r++)
+		for (uint32_t c = 0; c < m; c += 4, q++) {
+			*q = 0;
+			for (uint32_t k = 0; k < 4; k++)
+				if (!h[(size_t)r * m + c + k])
+					*q |= (uint8_t)(1u << k);
+		}
+}
+
 int rht_init(struct rht *t, uint32_t n, uint64_t seed)
 {
 	uint64_t state = seed, word = 0;
-	size_t n_mask = 0;
+	size_t n_mask = 0, n_quad = 0;
 
 	memset(t, 0, sizeof(*t));
 	if (n < 4 || n % 4 || n > RHT_MAX_N)
@@ -236,10 +248,14 @@ int rht_init(struct rht *t, uint32_t n, uint64_t seed)
 		t->blk[b].h_off = (uint32_t)n_mask;
 		t->blk[b].ht_off = (uint32_t)(n_mask + (size_t)t->blk[b].m * t->blk[b].m);
 		n_mask += 2 * (size_t)t->blk[b].m * t->blk[b].m;
+		t->blk[b].hq_off = (uint32_t)n_quad;
+		t->blk[b].hqt_off = (uint32_t)(n_quad + (size_t)t->blk[b].m * (t->blk[b].m / 4));
+		n_quad += 2 * (size_t)t->blk[b].m * (t->blk[b].m / 4);
 	}
 	t->sign = malloc((size_t)n * sizeof(uint32_t));
 	t->hmask = malloc(n_mask * sizeof(uint32_t));
-	if (!t->sign || !t->hmask) {
+	t->hquad = malloc(n_quad ? n_quad : 1);
+	if (!t->sign || !t->hmask || !t->hquad) {
 		rht_done(t);
 		return -ENOMEM;
 	}
@@ -260,6 +276,10 @@ int rht_init(struct rht *t, uint32_t n, uint64_t seed)
 				h[(size_t)r * m + c] = v;
 				ht[(size_t)c * m + r] = v;
 			}
+		if (m > 1) {
+			quad_codes(h, m, t->hquad + t->blk[b].hq_off);
+			quad_codes(ht, m, t->hquad + t->blk[b].hqt_off);
+		}
 	}
 	return 0;
 }
@@ -270,8 +290,10 @@ void rht_done(struct rht *t)
 		return;
 	free(t->sign);
 	free(t->hmask);
+	free(t->hquad);
 	t->sign = NULL;
 	t->hmask = NULL;
+	t->hquad = NULL;
 	t->n = 0;
 	t->n_blocks = 0;
 }

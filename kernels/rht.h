@@ -38,12 +38,14 @@
 #define RHT_MAX_M      36 /* largest small Hadamard order used (cost: m - 1 adds/element) */
 
 struct rht_block {
-	uint32_t off;	 /* first coordinate */
-	uint32_t size;	 /* m << p_log2 */
-	uint32_t m;	 /* small Hadamard order: 1, 12, 20, 28 or 36 */
-	uint32_t p_log2; /* Walsh-Hadamard length 2^p_log2 */
-	uint32_t h_off;	 /* H_m as sign masks at hmask + h_off, [m][m] row-major */
-	uint32_t ht_off; /* H_mᵀ likewise */
+	uint32_t off;	  /* first coordinate */
+	uint32_t size;	  /* m << p_log2 */
+	uint32_t m;	  /* small Hadamard order: 1, 12, 20, 28 or 36 */
+	uint32_t p_log2;  /* Walsh-Hadamard length 2^p_log2 */
+	uint32_t h_off;	  /* H_m as sign masks at hmask + h_off, [m][m] row-major */
+	uint32_t ht_off;  /* H_mᵀ likewise */
+	uint32_t hq_off;  /* H_m as quad codes at hquad + hq_off, [m][m / 4] (rht_ref.c) */
+	uint32_t hqt_off; /* H_mᵀ likewise */
 };
 
 struct rht {
@@ -53,6 +55,7 @@ struct rht {
 	struct rht_block blk[RHT_MAX_BLOCKS];
 	uint32_t *sign;	 /* [n]: 0x80000000 where D is -1, else 0 */
 	uint32_t *hmask; /* small matrices as sign masks (0x80000000 for -1, 0 for +1) */
+	uint8_t *hquad;	 /* the same, 4 entries per byte: bit k set where entry 4q + k is +1 */
 };
 
 /*

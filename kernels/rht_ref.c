@@ -4,7 +4,11 @@
  * Adds, subtracts and sign-bit XORs only (kernels/nomul.sh). Each output is computed with
  * the same operands and the same order of additions on every path:
  *   - Walsh-Hadamard stages h = 1, 2, 4, ...: (a, b) -> (a + b, a - b);
- *   - small H: out_i = (((x_0 ^ s_i0) + (x_1 ^ s_i1)) + (x_2 ^ s_i2)) + ...
+ *   - small H, four columns at a time: with v_l = x_l ^ s_il (the sign of H's entry),
+ *     t_q = (v_4q + v_4q+1) + (v_4q+2 + v_4q+3) and out_i = ((t_0 + t_1) + t_2) + ...
+ *     (the SIMD paths build the 16 sign patterns of each quad once per column and pick
+ *     one per output: a quarter of the adds of a term-by-term sum; -(a + b) is (-a) + (-b)
+ *     exactly, so patterns and their complements agree with this order);
  * Forward: signs, then per block the Walsh-Hadamard of each of its m segments, then small H
  * across segments. Inverse: small Hᵀ, Walsh-Hadamard, signs.
  */
@@ -36,25 +40,35 @@ void rht_fwht_ref(float *x, uint32_t p_log2)
 			}
 }
 
-void rht_small_ref(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x, uint32_t j0,
+/* t_q of the top comment for quad @v and its sign pattern @code (bit k set: v[k] positive). */
+static float quad_sum(const float *v, uint32_t code)
+{
+	float p = flip(v[0], code & 1 ? 0 : 0x80000000u) + flip(v[1], code & 2 ? 0 : 0x80000000u);
+	float q = flip(v[2], code & 4 ? 0 : 0x80000000u) + flip(v[3], code & 8 ? 0 : 0x80000000u);
+
+	return p + q;
+}
+
+void rht_small_ref(const uint8_t *hq, uint32_t m, uint32_t p_log2, float *x, uint32_t j0,
 		   uint32_t j1)
 {
+	uint32_t nq = m >> 2;
 	float v[RHT_MAX_M];
 
 	for (uint32_t j = j0; j < j1; j++) {
-		const uint32_t *hr = h;
+		const uint8_t *hr = hq;
 		float *col = x + j;
 
 		for (uint32_t l = 0; l < m; l++, col += 1u << p_log2)
 			v[l] = *col;
 		col = x + j;
 		for (uint32_t i = 0; i < m; i++, col += 1u << p_log2) {
-			float acc = flip(v[0], hr[0]);
+			float acc = quad_sum(v, hr[0]);
 
-			for (uint32_t l = 1; l < m; l++)
-				acc += flip(v[l], hr[l]);
+			for (uint32_t q = 1; q < nq; q++)
+				acc += quad_sum(v + 4 * q, hr[q]);
 			*col = acc;
-			hr += m;
+			hr += nq;
 			LUT_OPAQUE(hr);
 		}
 	}
@@ -62,17 +76,16 @@ void rht_small_ref(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x, uin
 
 static void block_ref(const struct rht *t, const struct rht_block *b, float *x, bool inverse)
 {
-	const uint32_t *h = t->hmask + b->h_off;
 	uint32_t P = 1u << b->p_log2;
 	float *seg;
 
 	if (inverse && b->m > 1)
-		rht_small_ref(t->hmask + b->ht_off, b->m, b->p_log2, x, 0, P);
+		rht_small_ref(t->hquad + b->hqt_off, b->m, b->p_log2, x, 0, P);
 	seg = x;
 	for (uint32_t i = 0; i < b->m; i++, seg += P)
 		rht_fwht_ref(seg, b->p_log2);
 	if (!inverse && b->m > 1)
-		rht_small_ref(h, b->m, b->p_log2, x, 0, P);
+		rht_small_ref(t->hquad + b->hq_off, b->m, b->p_log2, x, 0, P);
 }
 
 void rht_rows_ref(const struct rht *t, float *x, uint32_t m, bool inverse)

@@ -75,38 +75,51 @@ static void fwht(float *x, uint32_t p_log2)
 	}
 }
 
-static void small(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x)
+/*
+ * Per eight columns: each quad's 16 sign patterns (8 by adds, their complements by a sign
+ * flip), then every output as the sum of one pattern per quad, four outputs at a time for
+ * independent add chains.
+ */
+void rht_small_avx2(const uint8_t *hq, uint32_t m, uint32_t p_log2, float *x)
 {
-	uint32_t P = 1u << p_log2;
-	__m256 v[RHT_MAX_M];
+	const __m256i neg = _mm256_set1_epi32(NEG);
+	uint32_t P = 1u << p_log2, nq = m >> 2;
+	__m256 pat[RHT_MAX_M / 4][16];
 
 	if (P < 8) {
-		rht_small_ref(h, m, p_log2, x, 0, P);
+		rht_small_ref(hq, m, p_log2, x, 0, P);
 		return;
 	}
 	for (uint32_t j = 0; j < P; j += 8) {
-		const uint32_t *hr = h;
+		const uint8_t *hr = hq;
 		float *col = x + j;
 
-		for (uint32_t l = 0; l < m; l++, col += P)
-			v[l] = _mm256_loadu_ps(col);
-		/*
-		 * Four outputs at a time (m is a multiple of 4): four independent add chains
-		 * instead of one latency-bound chain; each keeps the scalar order over l.
-		 */
+		for (uint32_t q = 0; q < nq; q++) {
+			__m256 a = _mm256_loadu_ps(col), b = _mm256_loadu_ps(col + P);
+			__m256 c = _mm256_loadu_ps(col + 2 * P), d = _mm256_loadu_ps(col + 3 * P);
+			__m256 ab = _mm256_add_ps(a, b), amb = _mm256_sub_ps(a, b);
+			__m256 cd = _mm256_add_ps(c, d), cmd = _mm256_sub_ps(c, d);
+			/* index: bit 0 a positive, bit 1 b positive (c, d likewise) */
+			__m256 pv[4] = { flip(ab, neg), amb, flip(amb, neg), ab };
+			__m256 qv[4] = { flip(cd, neg), cmd, flip(cmd, neg), cd };
+
+			for (uint32_t code = 0; code < 8; code++) {
+				pat[q][code] = _mm256_add_ps(pv[code & 3], qv[code >> 2]);
+				pat[q][15 - code] = flip(pat[q][code], neg);
+			}
+			col += 4 * P;
+		}
 		col = x + j;
 		for (uint32_t i = 0; i < m; i += 4) {
-			const uint32_t *h1 = hr + m, *h2 = h1 + m, *h3 = h2 + m;
-			__m256 a0 = flip(v[0], _mm256_set1_epi32((int)hr[0]));
-			__m256 a1 = flip(v[0], _mm256_set1_epi32((int)h1[0]));
-			__m256 a2 = flip(v[0], _mm256_set1_epi32((int)h2[0]));
-			__m256 a3 = flip(v[0], _mm256_set1_epi32((int)h3[0]));
+			const uint8_t *h1 = hr + nq, *h2 = h1 + nq, *h3 = h2 + nq;
+			__m256 a0 = pat[0][hr[0]], a1 = pat[0][h1[0]];
+			__m256 a2 = pat[0][h2[0]], a3 = pat[0][h3[0]];
 
-			for (uint32_t l = 1; l < m; l++) {
-				a0 = _mm256_add_ps(a0, flip(v[l], _mm256_set1_epi32((int)hr[l])));
-				a1 = _mm256_add_ps(a1, flip(v[l], _mm256_set1_epi32((int)h1[l])));
-				a2 = _mm256_add_ps(a2, flip(v[l], _mm256_set1_epi32((int)h2[l])));
-				a3 = _mm256_add_ps(a3, flip(v[l], _mm256_set1_epi32((int)h3[l])));
+			for (uint32_t q = 1; q < nq; q++) {
+				a0 = _mm256_add_ps(a0, pat[q][hr[q]]);
+				a1 = _mm256_add_ps(a1, pat[q][h1[q]]);
+				a2 = _mm256_add_ps(a2, pat[q][h2[q]]);
+				a3 = _mm256_add_ps(a3, pat[q][h3[q]]);
 			}
 			_mm256_storeu_ps(col, a0);
 			col += P;
@@ -116,7 +129,7 @@ static void small(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x)
 			col += P;
 			_mm256_storeu_ps(col, a3);
 			col += P;
-			hr = h3 + m;
+			hr = h3 + nq;
 			LUT_OPAQUE(hr);
 		}
 	}
@@ -132,11 +145,11 @@ void rht_rows_avx2(const struct rht *t, float *x, uint32_t m, bool inverse)
 			float *xb = x + bk->off, *seg = xb;
 
 			if (inverse && bk->m > 1)
-				small(t->hmask + bk->ht_off, bk->m, bk->p_log2, xb);
+				rht_small_avx2(t->hquad + bk->hqt_off, bk->m, bk->p_log2, xb);
 			for (uint32_t i = 0; i < bk->m; i++, seg += 1u << bk->p_log2)
 				fwht(seg, bk->p_log2);
 			if (!inverse && bk->m > 1)
-				small(t->hmask + bk->h_off, bk->m, bk->p_log2, xb);
+				rht_small_avx2(t->hquad + bk->hq_off, bk->m, bk->p_log2, xb);
 		}
 		if (inverse)
 			signs(t->sign, x, t->n);

@@ -80,53 +80,6 @@ static void fwht(float *x, uint32_t p_log2)
 	}
 }
 
-static void small(const uint32_t *h, uint32_t m, uint32_t p_log2, float *x)
-{
-	uint32_t P = 1u << p_log2;
-	__m512 v[RHT_MAX_M];
-
-	if (P < 16) {
-		rht_small_ref(h, m, p_log2, x, 0, P);
-		return;
-	}
-	for (uint32_t j = 0; j < P; j += 16) {
-		const uint32_t *hr = h;
-		float *col = x + j;
-
-		for (uint32_t l = 0; l < m; l++, col += P)
-			v[l] = _mm512_loadu_ps(col);
-		/*
-		 * Four outputs at a time (m is a multiple of 4): four independent add chains
-		 * instead of one latency-bound chain; each keeps the scalar order over l.
-		 */
-		col = x + j;
-		for (uint32_t i = 0; i < m; i += 4) {
-			const uint32_t *h1 = hr + m, *h2 = h1 + m, *h3 = h2 + m;
-			__m512 a0 = flip(v[0], _mm512_set1_epi32((int)hr[0]));
-			__m512 a1 = flip(v[0], _mm512_set1_epi32((int)h1[0]));
-			__m512 a2 = flip(v[0], _mm512_set1_epi32((int)h2[0]));
-			__m512 a3 = flip(v[0], _mm512_set1_epi32((int)h3[0]));
-
-			for (uint32_t l = 1; l < m; l++) {
-				a0 = _mm512_add_ps(a0, flip(v[l], _mm512_set1_epi32((int)hr[l])));
-				a1 = _mm512_add_ps(a1, flip(v[l], _mm512_set1_epi32((int)h1[l])));
-				a2 = _mm512_add_ps(a2, flip(v[l], _mm512_set1_epi32((int)h2[l])));
-				a3 = _mm512_add_ps(a3, flip(v[l], _mm512_set1_epi32((int)h3[l])));
-			}
-			_mm512_storeu_ps(col, a0);
-			col += P;
-			_mm512_storeu_ps(col, a1);
-			col += P;
-			_mm512_storeu_ps(col, a2);
-			col += P;
-			_mm512_storeu_ps(col, a3);
-			col += P;
-			hr = h3 + m;
-			LUT_OPAQUE(hr);
-		}
-	}
-}
-
 void rht_rows_avx512(const struct rht *t, float *x, uint32_t m, bool inverse)
 {
 	for (uint32_t r = 0; r < m; r++, x += t->n) {
@@ -137,11 +90,11 @@ void rht_rows_avx512(const struct rht *t, float *x, uint32_t m, bool inverse)
 			float *xb = x + bk->off, *seg = xb;
 
 			if (inverse && bk->m > 1)
-				small(t->hmask + bk->ht_off, bk->m, bk->p_log2, xb);
+				rht_small_avx2(t->hquad + bk->hqt_off, bk->m, bk->p_log2, xb);
 			for (uint32_t i = 0; i < bk->m; i++, seg += 1u << bk->p_log2)
 				fwht(seg, bk->p_log2);
 			if (!inverse && bk->m > 1)
-				small(t->hmask + bk->h_off, bk->m, bk->p_log2, xb);
+				rht_small_avx2(t->hquad + bk->hq_off, bk->m, bk->p_log2, xb);
 		}
 		if (inverse)
 			signs(t->sign, x, t->n);
