@@ -17,7 +17,9 @@
 # LLAMA=0 skips llama-server; LLAMA_MODEL (default MODEL, or the Q4_1 file when MODEL is a
 # shift-add GGUF llama.cpp cannot read), LLAMA_CTX positions per slot (default 512),
 # LLAMACPP_DIR (bench/llamacpp_lib.sh builds llama-server there, outside the repo).
-# REPORT=NAME writes bench/results/serve-<backend>-NAME* instead of the date.
+# REPORT=NAME writes bench/results/serve-<backend>-NAME* instead of the date. ROUNDS=N (engine)
+# alternates the whole sweep, ours then llama-server, N times: this VM's speed drifts by 10-20%
+# over minutes, so the ratio of each point is the median of its N same-round ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -71,16 +73,48 @@ for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || { echo "shiftaddd did not come up" >&2; exit 1; }
 
 out=bench/results/serve-$kind-${REPORT:-$DATE}
-SHIFTADD_COMMIT=$COMMIT "$BIN/shiftadd-bench" -s "$sock" --sweep "clients=$CLIENTS" \
-	--sweep "workers=$WORKERS" "${measure[@]}" -w "$WARMUP" -m "$MAX_TOKENS" -p "$PROMPT" \
-	--rtt "$RTT" --label "$label; $CPU, $NCPU CPUs" -o "$out" | tee "$run/table.txt"
-"$BIN/shiftaddctl" -s "$sock" stats > "$run/stats.txt"
-kill "$dpid"
-wait "$dpid" 2>/dev/null || true
-dpid=
+ROUNDS=${ROUNDS:-1}
 
-# The same load against llama-server: one server per point so -np equals the clients.
-: >"$run/llama.jsonl"
+# Our sweep of round $1 (round 1 writes the report's own files, later rounds go to $run).
+ours_round() {
+	local prefix=$out extra=()
+	if [ "$1" -gt 1 ]; then
+		prefix=$run/ours-r$1
+		extra=(--no-plot)
+	fi
+	echo "round $1/$ROUNDS: shiftaddd" >&2
+	SHIFTADD_COMMIT=$COMMIT "$BIN/shiftadd-bench" -s "$sock" --sweep "clients=$CLIENTS" \
+		--sweep "workers=$WORKERS" "${measure[@]}" -w "$WARMUP" -m "$MAX_TOKENS" -p "$PROMPT" \
+		--rtt "$([ "$1" = 1 ] && echo "$RTT" || echo 0)" --label "$label; $CPU, $NCPU CPUs" \
+		-o "$prefix" "${extra[@]}" | tee "$run/table-r$1.txt"
+}
+
+# The same load against llama-server, round $1: one server per point so -np equals the clients.
+llama_round() {
+	for w in ${WORKERS//,/ }; do
+		for c in ${CLIENTS//,/ }; do
+			"$LLAMACPP_BIN/llama-server" -m "$LLAMA_MODEL" -t "$w" -tb "$w" -np "$c" \
+				--cont-batching -c $((c * ctx)) -cram 0 --no-webui --host 127.0.0.1 \
+				--port "$port" >"$run/llama-server.log" 2>&1 &
+			lpid=$!
+			for _ in $(seq 600); do
+				curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+				kill -0 "$lpid" 2>/dev/null || break
+				sleep 0.1
+			done
+			curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 ||
+				{ tail -20 "$run/llama-server.log" >&2; echo "llama-server did not come up" >&2; exit 1; }
+			echo "round $1/$ROUNDS: llama-server: threads $w, clients $c" >&2
+			python3 bench/llama_load.py --port "$port" -c "$c" "${lmeasure[@]}" -w "$WARMUP" \
+				-m "$MAX_TOKENS" -p "$PROMPT" --threads "$w" >>"$run/llama-r$1.jsonl" ||
+				{ tail -20 "$run/llama-server.log" >&2; exit 1; }
+			kill "$lpid"
+			wait "$lpid" 2>/dev/null || true
+			lpid=
+		done
+	done
+}
+
 lcmd=
 if [ "$LLAMA" = 1 ]; then
 	. bench/llamacpp_lib.sh
@@ -96,37 +130,25 @@ if [ "$LLAMA" = 1 ]; then
 	lmeasure=(-d "$DURATION")
 	[ -n "${REQUESTS:-}" ] && lmeasure=(-n "$REQUESTS")
 	lcmd="llama-server -m $LLAMA_MODEL -t W -tb W -np C --cont-batching -c C*$ctx -cram 0 --no-webui; bench/llama_load.py -c C ${lmeasure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT'"
-	for w in ${WORKERS//,/ }; do
-		for c in ${CLIENTS//,/ }; do
-			"$LLAMACPP_BIN/llama-server" -m "$LLAMA_MODEL" -t "$w" -tb "$w" -np "$c" \
-				--cont-batching -c $((c * ctx)) -cram 0 --no-webui --host 127.0.0.1 \
-				--port "$port" >"$run/llama-server.log" 2>&1 &
-			lpid=$!
-			for _ in $(seq 600); do
-				curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-				kill -0 "$lpid" 2>/dev/null || break
-				sleep 0.1
-			done
-			curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 ||
-				{ tail -20 "$run/llama-server.log" >&2; echo "llama-server did not come up" >&2; exit 1; }
-			echo "llama-server: threads $w, clients $c" >&2
-			python3 bench/llama_load.py --port "$port" -c "$c" "${lmeasure[@]}" -w "$WARMUP" \
-				-m "$MAX_TOKENS" -p "$PROMPT" --threads "$w" >>"$run/llama.jsonl" ||
-				{ tail -20 "$run/llama-server.log" >&2; exit 1; }
-			kill "$lpid"
-			wait "$lpid" 2>/dev/null || true
-			lpid=
-		done
-	done
 	lversion="$LLAMACPP_VERSION (vendored llama.cpp, CPU, GGML_NATIVE, no OpenMP); $(llamacpp_commit)"
 fi
+for r in $(seq "$ROUNDS"); do
+	ours_round "$r"
+	if [ "$LLAMA" = 1 ]; then llama_round "$r"; fi
+done
+cp "$run/table-r1.txt" "$run/table.txt"
+"$BIN/shiftaddctl" -s "$sock" stats > "$run/stats.txt"
+kill "$dpid"
+wait "$dpid" 2>/dev/null || true
+dpid=
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Merge the baselines into shiftadd-bench's JSON; tables for the markdown.
 python3 - "$out.json" "$run" "$load_start" "$load_end" "$lcmd" "${LLAMA_MODEL:-}" \
-	"${lversion:-}" "${SOCKRTT_BYTES:-64}" <<'PY' >"$run/extra.md"
-import json, os, sys
-path, run, load_start, load_end, lcmd, lmodel, lversion, sbytes = sys.argv[1:9]
+	"${lversion:-}" "${SOCKRTT_BYTES:-64}" "$ROUNDS" <<'PY' >"$run/extra.md"
+import json, os, statistics, sys
+path, run, load_start, load_end, lcmd, lmodel, lversion, sbytes, rounds = sys.argv[1:10]
+rounds = int(rounds)
 doc = json.load(open(path))
 doc["loadavg_start"], doc["loadavg_end"] = load_start, load_end
 md = []
@@ -150,48 +172,77 @@ if os.path.exists(sr):
                "the daemon: submission ring, doorbell, io_uring loop, protobuf, scheduler, one "
                "fake-backend step, completion ring; the socket figure is only two wake-ups)."]
     md.append("")
-lp = [json.loads(l) for l in open(os.path.join(run, "llama.jsonl")) if l.strip()]
+ours = [doc["points"]] + [json.load(open(os.path.join(run, f"ours-r{r}.json")))["points"]
+                          for r in range(2, rounds + 1)]
+lrounds = []
+for r in range(1, rounds + 1):
+    lf = os.path.join(run, f"llama-r{r}.jsonl")
+    lrounds.append([dict(json.loads(l), round=r) for l in open(lf) if l.strip()]
+                   if os.path.exists(lf) else [])
+lp = [p for rp in lrounds for p in rp]
+if rounds > 1:
+    doc["rounds"] = rounds
+    doc["points_by_round"] = ours
 if lp:
     doc["llama_server"] = {"command": lcmd, "model": lmodel, "llama_cpp": lversion, "points": lp}
     rat = []
-    for p in lp:
-        o = [q for q in doc["points"] if q["workers"] == p["workers"] and q["clients"] == p["clients"]]
-        if o:
+    med = lambda v: statistics.median(v) if v else None
+    for p in lrounds[0]:
+        key = lambda q: q["workers"] == p["workers"] and q["clients"] == p["clients"]
+        per = []
+        for r in range(rounds):
+            o = [q for q in ours[r] if key(q)]
+            l = [q for q in lrounds[r] if key(q)]
+            if o and l and l[0]["tokens_per_s"]:
+                per.append((o[0], l[0]))
+        if per:
             rat.append({"workers": p["workers"], "clients": p["clients"],
-                        "ours_tokens_per_s": o[0]["tokens_per_s"],
-                        "llama_tokens_per_s": p["tokens_per_s"],
-                        "ratio": o[0]["tokens_per_s"] / p["tokens_per_s"] if p["tokens_per_s"] else None,
-                        "ours_e2e_p50_ms": o[0]["e2e_ms"].get("p50"),
-                        "llama_e2e_p50_ms": p["e2e_ms"].get("p50")})
+                        "ours_tokens_per_s": med([o["tokens_per_s"] for o, _ in per]),
+                        "llama_tokens_per_s": med([l["tokens_per_s"] for _, l in per]),
+                        "ratio": med([o["tokens_per_s"] / l["tokens_per_s"] for o, l in per]),
+                        "ratio_by_round": [o["tokens_per_s"] / l["tokens_per_s"] for o, l in per],
+                        "ours_e2e_p50_ms": med([o["e2e_ms"].get("p50") for o, _ in per]),
+                        "llama_e2e_p50_ms": med([l["e2e_ms"].get("p50") for _, l in per])})
     doc["vs_llama_server"] = rat
     f = lambda v, n=1: "-" if v is None else f"{v:.{n}f}"
     md += [f"Same load against llama-server ({lversion}), model {os.path.basename(lmodel)}:",
            "", f"`{lcmd}`", "",
-           "| threads | clients | requests | tokens/s | req/s | tok/req | ttft_p50 | ttft_p99 | "
-           "itl_p50 | itl_p99 | e2e_p50 | e2e_p99 | failed |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| round | threads | clients | requests | tokens/s | req/s | tok/req | ttft_p50 | "
+           "ttft_p99 | itl_p50 | itl_p99 | e2e_p50 | e2e_p99 | failed |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in lp:
         t, i, e = p["ttft_ms"], p["itl_ms"], p["e2e_ms"]
-        md.append(f"| {p['workers']} | {p['clients']} | {p['requests_ok']} | "
+        md.append(f"| {p['round']} | {p['workers']} | {p['clients']} | {p['requests_ok']} | "
                   f"{p['tokens_per_s']:.1f} | {p['requests_per_s']:.2f} | "
                   f"{p['mean_tokens_per_request']:.1f} | {f(t.get('p50'), 2)} | "
                   f"{f(t.get('p99'), 2)} | {f(i.get('p50'), 3)} | {f(i.get('p99'), 3)} | "
                   f"{f(e.get('p50'), 2)} | {f(e.get('p99'), 2)} | {p['requests_failed']} |")
     md += ["", "Aggregate tokens/s, shiftaddd / llama-server (> 1: we are faster); end-to-end "
-           "request latency p50 (ms):", "",
+           "request latency p50 (ms)" + (f"; medians over {rounds} alternating rounds (ours, "
+           "then llama-server), the ratio the median of the rounds' own ratios" if rounds > 1
+           else "") + ":", "",
            "| workers = threads | clients | shiftaddd tok/s | llama-server tok/s | ratio | "
-           "shiftaddd e2e p50 | llama-server e2e p50 |", "|---|---|---|---|---|---|---|"]
+           "ratio by round | shiftaddd e2e p50 | llama-server e2e p50 |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rat:
         md.append(f"| {r['workers']} | {r['clients']} | {r['ours_tokens_per_s']:.1f} | "
                   f"{r['llama_tokens_per_s']:.1f} | {f(r['ratio'], 2)} | "
+                  + " / ".join(f"{v:.2f}" for v in r["ratio_by_round"]) + " | "
                   f"{f(r['ours_e2e_p50_ms'], 1)} | {f(r['llama_e2e_p50_ms'], 1)} |")
+    if rounds > 1:
+        md += ["", "shiftaddd tokens/s by round (round 1 is the table above):", "",
+               "| round | workers | clients | tokens/s | itl_p50 |", "|---|---|---|---|---|"]
+        for r, pts in enumerate(ours, 1):
+            for q in pts:
+                md.append(f"| {r} | {q['workers']} | {q['clients']} | {q['tokens_per_s']:.1f} | "
+                          f"{f(q['itl_ms'].get('p50'), 3)} |")
     md.append("")
 json.dump(doc, open(path, "w"), indent=1)
 print("\n".join(md))
 PY
 {
 	header "shiftaddd serving profile ($kind)" \
-		"bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT' --rtt $RTT)"
+		"ROUNDS=$ROUNDS bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT' --rtt $RTT)"
 	echo "$label. Load average $load_start at the start, $load_end at the end (shared machine:" \
 		"timings are noisy)."
 	echo
