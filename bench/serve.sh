@@ -186,7 +186,9 @@ if rounds > 1:
 if lp:
     doc["llama_server"] = {"command": lcmd, "model": lmodel, "llama_cpp": lversion, "points": lp}
     rat = []
-    med = lambda v: statistics.median(v) if v else None
+    # None: no request of that point both started and finished inside its window
+    med = lambda v: statistics.median([x for x in v if x is not None]) if any(
+        x is not None for x in v) else None
     for p in lrounds[0]:
         key = lambda q: q["workers"] == p["workers"] and q["clients"] == p["clients"]
         per = []
