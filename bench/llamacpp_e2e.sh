@@ -65,18 +65,21 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 prompt="The history of the city begins"
 : >"$tmp/llama.jsonl"
 : >"$tmp/ours.jsonl"
+# Repetition-major: every system runs once per round, so the VM's slow drift (10-20% over
+# minutes) reaches all of them alike instead of whichever ran last.
 for th in ${threads//,/ }; do
-	for f in $quant_files; do
-		cmd="llama-bench -m $f -p 0 -n $n_gen -t $th -r $reps -o jsonl"
-		echo "$cmd" >&2
-		"$LLAMACPP_BIN/llama-bench" -m "$f" -p 0 -n "$n_gen" -t "$th" -r "$reps" -o jsonl \
-			2>"$tmp/llama-bench.err" | while read -r line; do
-			printf '{"cmd": "%s", "file": "%s", "result": %s}\n' "$cmd" "$f" "$line"
-		done >>"$tmp/llama.jsonl" || { cat "$tmp/llama-bench.err" >&2; exit 1; }
-	done
-	for m in "$@"; do
-		cmd="$SA generate --model $m --backend shiftadd -j $th -n $n_gen --temp 0 --json"
-		for r in $(seq "$reps"); do
+	for r in $(seq "$reps"); do
+		for f in $quant_files; do
+			cmd="llama-bench -m $f -p 0 -n $n_gen -t $th -r 1 -o jsonl"
+			echo "$cmd  (rep $r)" >&2
+			"$LLAMACPP_BIN/llama-bench" -m "$f" -p 0 -n "$n_gen" -t "$th" -r 1 -o jsonl \
+				2>"$tmp/llama-bench.err" | while read -r line; do
+				printf '{"cmd": "%s", "file": "%s", "rep": %d, "result": %s}\n' \
+					"$cmd" "$f" "$r" "$line"
+			done >>"$tmp/llama.jsonl" || { cat "$tmp/llama-bench.err" >&2; exit 1; }
+		done
+		for m in "$@"; do
+			cmd="$SA generate --model $m --backend shiftadd -j $th -n $n_gen --temp 0 --json"
 			echo "$cmd  (rep $r)" >&2
 			res=$($cmd -p "$prompt" 2>"$tmp/gen.err" | tail -1)
 			case $res in "{"*) ;; *) cat "$tmp/gen.err" >&2; exit 1 ;; esac
@@ -143,10 +146,11 @@ systems = []
 for q in quants:
     rows = [l for l in llama if l["file"] == q["file"]]
     speed = {}
-    for l in rows:
-        r = l["result"]
-        speed[str(r["n_threads"])] = {"tok_s": r["avg_ts"], "stddev": r["stddev_ts"],
-                                      "samples": r.get("samples_ts"), "cmd": l["cmd"]}
+    for th in dict.fromkeys(l["result"]["n_threads"] for l in rows):
+        v = [l["result"]["avg_ts"] for l in rows if l["result"]["n_threads"] == th]
+        speed[str(th)] = {"tok_s": statistics.mean(v),
+                          "stddev": statistics.stdev(v) if len(v) > 1 else 0.0, "samples": v,
+                          "cmd": next(l["cmd"] for l in rows if l["result"]["n_threads"] == th)}
     systems.append({"system": "llama.cpp", "name": q["type"], **q, **file_info(q["file"]),
                     "llama_type": rows[0]["result"].get("model_type") if rows else None,
                     "decode": speed, "ppl": ppl_of.get(q["file"])})
@@ -186,8 +190,8 @@ f.write(f"# Decode speed and PPL: shiftadd vs llama.cpp ({doc['llama_cpp'].split
 f.write(f"- command: `{command}`\n- commit: {commit}; llama.cpp: {lcommit}\n")
 f.write(f"- machine: {cpu}, {ncpu} CPUs online, **shared with other jobs** (load average "
         f"{load_start} at the start, {load_end} at the end): timings are noisy\n")
-f.write(f"- decode: {n_gen} tokens, batch 1, mean of {reps} runs; llama.cpp `llama-bench -p 0 "
-        f"-n {n_gen}` (no prompt), ours `shiftadd generate --temp 0` (decode rate after a 6-token "
+f.write(f"- decode: {n_gen} tokens, batch 1, mean of {reps} runs, interleaved (every system once "
+        f"per round); llama.cpp `llama-bench -p 0 -n {n_gen} -r 1` (no prompt), ours `shiftadd generate --temp 0` (decode rate after a 6-token "
         "prompt; stops early at EOS, see 'generated' in the JSON)\n")
 f.write(f"- llama.cpp files: `llama-quantize --allow-requantize` of {os.path.basename(source)}; "
         "K-quants need rows of 256 columns, so on SmolLM2's 576-wide matrices llama-quantize "
