@@ -14,8 +14,9 @@
 # DURATION, WARMUP, CLIENTS, WORKERS, MAX_TOKENS, PROMPT override the sweep (defaults below);
 # REQUESTS=N measures N requests per point instead of a duration (slow backends); RTT=N
 # empty requests (and N plain-socket ping-pongs) for the round trip, SOCKRTT_BYTES their size.
-# LLAMA=0 skips llama-server; LLAMA_MODEL (default MODEL, or the Q4_1 file when MODEL is a
-# shift-add GGUF llama.cpp cannot read), LLAMA_CTX positions per slot (default 512),
+# LLAMA=0 skips llama-server; LLAMA_MODEL (default MODEL; when MODEL is a shift-add GGUF
+# llama.cpp cannot read, bench/tmp's Q4_0 requantization from bench/llamacpp_e2e.sh, else the
+# Q4_1 file), LLAMA_CTX positions per slot (default 512),
 # LLAMACPP_DIR (bench/llamacpp_lib.sh builds llama-server there, outside the repo).
 # REPORT=NAME writes bench/results/serve-<backend>-NAME* instead of the date. ROUNDS=N (engine)
 # alternates the whole sweep, ours then llama-server, N times: this VM's speed drifts by 10-20%
@@ -122,7 +123,10 @@ if [ "$LLAMA" = 1 ]; then
 	if [ -z "${LLAMA_MODEL:-}" ]; then
 		LLAMA_MODEL=$MODEL
 		if python3 -c 'import gguf,sys; sys.exit("shiftadd.method" not in gguf.GGUFReader(sys.argv[1]).fields)' "$MODEL" 2>/dev/null; then
-			LLAMA_MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+			# the nearest llama.cpp gets to our bits on SmolLM2 (its K-quants fall back to
+			# Q4_0 on 576-wide rows), as in bench/llamacpp_e2e.sh; else the Q4_1 source
+			LLAMA_MODEL=bench/tmp/SmolLM2-135M-Instruct.Q4_0.gguf
+			[ -f "$LLAMA_MODEL" ] || LLAMA_MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 		fi
 	fi
 	ctx=${LLAMA_CTX:-512}
