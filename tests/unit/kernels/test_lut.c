@@ -320,8 +320,10 @@ static void test_gemm_equals_repeated_gemv(void **state)
 
 /*
  * Splitting rows over a pool (and caller-given scratch) changes nothing; with fewer tokens
- * than workers each token's tables are also split over column chunks (m = 1, 2 below); batched
- * lookups split tiles (m = 20, 33) or whole batches (m = 50) over the workers.
+ * than workers each token's tables are also split over column chunks (m = 2, and m = 1 with
+ * large block-layout tables) or, for one token with small tables, built whole by every task
+ * (64 x 65); batched lookups split tiles (m = 20, 33) or whole batches (m = 50) over the
+ * workers.
  */
 static void test_pool_split_is_exact(void **state)
 {
