@@ -63,15 +63,19 @@ static uint32_t n_batches_of(uint32_t m)
 	return m / LUT_BATCH + (m % LUT_BATCH >= LUT_BATCH_MIN);
 }
 
+/* Per-token table slots: one per token, or one per task for a single token (dup_task). */
+static uint32_t tab_slots(uint32_t m, uint32_t nw)
+{
+	return m == 1 ? nw : m;
+}
+
 static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scratch_plan *p)
 {
 	size_t xs = (size_t)w->n_rowsets * w->bits * w->n_pairs * LUT_PAIR_COLS * sizeof(float);
-	uint32_t nb;
+	uint32_t nb, nt = tab_slots(m, nw);
 
 	if (!m || !nw || m > (1u << 20) || nw > 4096)
 		return -EINVAL;
-	uint32_t nt = m == 1 ? nw : m; /* token tables: one per task for a single token */
-
 	p->toks = ALIGN64((size_t)nt * sizeof(struct lut_tok));
 	p->tab = ALIGN64((size_t)nt * w->tab_bytes);
 	p->cexp = ALIGN64((size_t)nt * w->n_chunks * sizeof(int32_t));
@@ -272,10 +276,10 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	base = (uint8_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
 	j.toks = (struct lut_tok *)base;
 	base += p.toks;
-	for (uint32_t t = 0; t < (m == 1 ? nw : m); t++)
+	for (uint32_t t = 0; t < tab_slots(m, nw); t++)
 		j.toks[t].tab = base + (size_t)t * w->tab_bytes;
 	base += p.tab;
-	for (uint32_t t = 0; t < (m == 1 ? nw : m); t++)
+	for (uint32_t t = 0; t < tab_slots(m, nw); t++)
 		j.toks[t].cexp = (int32_t *)base + (size_t)t * w->n_chunks;
 	base += p.cexp;
 	j.xs = base;
@@ -291,6 +295,12 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	if (j.n_tile_tasks > w->n_tiles << 1)
 		j.n_tile_tasks = w->n_tiles << 1;
 	j.nw = nw;
+	if (m == 1 && nw > 1 && w->tab_bytes <= LUT_DUP_TAB_MAX) {
+		j.n_dup = nw < w->n_tiles << 1 ? nw : w->n_tiles << 1;
+		run_tasks(r, j.n_dup, dup_task, &j);
+		free(own);
+		return 0;
+	}
 	j.n_batches = j.ops->batch_tiles ? n_batches_of(m) : 0;
 	j.m_single = m - (j.n_batches * LUT_BATCH < m ? j.n_batches * LUT_BATCH : m);
 	j.tok0 = m - j.m_single;
@@ -310,12 +320,6 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		 * LUT_BATCH_TILES tiles, so more, smaller ranges would cost more table traffic */
 		if (j.n_tile_tasks > nw)
 			j.n_tile_tasks = nw;
-	}
-	if (m == 1 && nw > 1 && w->tab_bytes <= LUT_DUP_TAB_MAX) {
-		j.n_dup = nw < w->n_tiles << 1 ? nw : w->n_tiles << 1;
-		run_tasks(r, j.n_dup, dup_task, &j);
-		free(own);
-		return 0;
 	}
 	if (j.m_single) {
 		/* fewer tokens than workers: split each token's tables over chunks too */
