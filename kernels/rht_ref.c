@@ -7,8 +7,9 @@
  *   - small H, four columns at a time: with v_l = x_l ^ s_il (the sign of H's entry),
  *     t_q = (v_4q + v_4q+1) + (v_4q+2 + v_4q+3) and out_i = ((t_0 + t_1) + t_2) + ...
  *     (the SIMD paths build the 16 sign patterns of each quad once per column and pick
- *     one per output: a quarter of the adds of a term-by-term sum; -(a + b) is (-a) + (-b)
- *     exactly, so patterns and their complements agree with this order);
+ *     one per output: m^2 / 4 + 2m adds per column instead of m (m - 1), a third for
+ *     m = 36; -(a + b) is (-a) + (-b) exactly, so patterns and their complements agree
+ *     with this order);
  * Forward: signs, then per block the Walsh-Hadamard of each of its m segments, then small H
  * across segments. Inverse: small Hᵀ, Walsh-Hadamard, signs.
  */
