@@ -6,6 +6,7 @@
 #include "kernels/internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #define ALIGN64(n) (((n) + 63) & ~(size_t)63)
@@ -63,16 +64,22 @@ static uint32_t n_batches_of(uint32_t m)
 	return m / LUT_BATCH + (m % LUT_BATCH >= LUT_BATCH_MIN);
 }
 
-/* Per-token table slots: one per token, or one per task for a single token (dup_task). */
-static uint32_t tab_slots(uint32_t m, uint32_t nw)
+/* Whether a call runs one token with every task building its own tables (dup_task). */
+static bool dup_tables(const struct lut_weight *w, uint32_t m, uint32_t nw)
 {
-	return m == 1 ? nw : m;
+	return m == 1 && nw > 1 && w->tab_bytes <= LUT_DUP_TAB_MAX;
+}
+
+/* Per-token table slots: one per token, or one per task for dup_task. */
+static uint32_t tab_slots(const struct lut_weight *w, uint32_t m, uint32_t nw)
+{
+	return dup_tables(w, m, nw) ? nw : m;
 }
 
 static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scratch_plan *p)
 {
 	size_t xs = (size_t)w->n_rowsets * w->bits * w->n_pairs * LUT_PAIR_COLS * sizeof(float);
-	uint32_t nb, nt = tab_slots(m, nw);
+	uint32_t nb, nt = tab_slots(w, m, nw);
 
 	if (!m || !nw || m > (1u << 20) || nw > 4096)
 		return -EINVAL;
@@ -276,10 +283,10 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	base = (uint8_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
 	j.toks = (struct lut_tok *)base;
 	base += p.toks;
-	for (uint32_t t = 0; t < tab_slots(m, nw); t++)
+	for (uint32_t t = 0; t < tab_slots(w, m, nw); t++)
 		j.toks[t].tab = base + (size_t)t * w->tab_bytes;
 	base += p.tab;
-	for (uint32_t t = 0; t < tab_slots(m, nw); t++)
+	for (uint32_t t = 0; t < tab_slots(w, m, nw); t++)
 		j.toks[t].cexp = (int32_t *)base + (size_t)t * w->n_chunks;
 	base += p.cexp;
 	j.xs = base;
@@ -295,7 +302,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	if (j.n_tile_tasks > w->n_tiles << 1)
 		j.n_tile_tasks = w->n_tiles << 1;
 	j.nw = nw;
-	if (m == 1 && nw > 1 && w->tab_bytes <= LUT_DUP_TAB_MAX) {
+	if (dup_tables(w, m, nw)) {
 		j.n_dup = nw < w->n_tiles << 1 ? nw : w->n_tiles << 1;
 		run_tasks(r, j.n_dup, dup_task, &j);
 		free(own);

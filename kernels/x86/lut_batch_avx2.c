@@ -105,6 +105,8 @@ AI void shift_col(const struct lut_weight *w, const float *xt, const uint16_t *c
 	const __m256i expm = _mm256_set1_epi32(0x7f800000), zero = _mm256_setzero_si256();
 	const __m256i bias23 = _mm256_set1_epi32((int32_t)((uint32_t)w->terms.e_bias << 23));
 	__m256 xv[2] = { _mm256_loadu_ps(xt), _mm256_loadu_ps(xt + 8) };
+	__m256i xadj[2] = { _mm256_sub_epi32(_mm256_castps_si256(xv[0]), bias23),
+			    _mm256_sub_epi32(_mm256_castps_si256(xv[1]), bias23) };
 	__m256 v[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
 
 	for (uint32_t t = 0; t < w->n_terms; t++, ct += ts) {
@@ -116,8 +118,7 @@ AI void shift_col(const struct lut_weight *w, const float *xt, const uint16_t *c
 			__m256i s;
 
 			if (fast) {
-				s = _mm256_add_epi32(
-					_mm256_sub_epi32(_mm256_castps_si256(xv[h]), bias23), cv);
+				s = _mm256_add_epi32(xadj[h], cv);
 			} else {
 				__m256i ev = _mm256_set1_epi32(
 					lut_term_e((uint16_t)code, w->terms.e_bias));
@@ -250,8 +251,8 @@ void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const stru
 			  float *xs, struct lut_batch *b)
 {
 	const float *xr[LUT_BATCH];
-	uint64_t rowset_bytes = 0;		   /* one rowset's steps */
-	uint8_t *tab_c = b->tab + (sp->tab0 << 4); /* the chunk's first step, rowset 0 */
+	uint64_t rowset_bytes = sp->rowset_tab << 4; /* one rowset's steps, 16 tokens each */
+	uint8_t *tab_c = b->tab + (sp->tab0 << 4);   /* the chunk's first step, rowset 0 */
 	uint32_t cb = sp->cb0, in_cb = sp->in_cb0;
 	bool fast;
 
@@ -259,12 +260,6 @@ void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const stru
 		xr[t] = t < b->n_tok ? x : NULL;
 		x += w->n_cols;
 		LUT_OPAQUE(x);
-	}
-	for (uint32_t p = 0; p < w->n_pairs; p++) {
-		for (uint32_t i = 0; i < w->bits; i++) {
-			rowset_bytes += LUT_BATCH_STEP;
-			LUT_OPAQUE(rowset_bytes);
-		}
 	}
 	fast = batch_stays_normal(w, xr, sp);
 	for (uint32_t c = sp->c0, p = sp->p0, k = sp->k0; c < sp->c1;
