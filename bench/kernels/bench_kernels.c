@@ -205,26 +205,40 @@ static void usage(FILE *f)
 		   "  --no-blas        skip the OpenBLAS peer\n");
 }
 
-static void cpu_model(char *buf, size_t len)
+/* The value of the first "/proc/cpuinfo" line starting with @key into @buf ("" if none). */
+static void cpuinfo_field(const char *key, char *buf, size_t len)
 {
 	FILE *f = fopen("/proc/cpuinfo", "r");
 	char line[512];
 
-	snprintf(buf, len, "unknown");
+	buf[0] = 0;
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "model name", 10)) {
-			char *c = strchr(line, ':');
+		char *c = strchr(line, ':');
 
-			if (c) {
-				snprintf(buf, len, "%s", c + 2);
-				buf[strcspn(buf, "\n")] = 0;
-			}
+		if (c && !strncmp(line, key, strlen(key)) && strchr(" \t:", line[strlen(key)])) {
+			snprintf(buf, len, "%s", c + 1 + (c[1] == ' '));
+			buf[strcspn(buf, "\n")] = 0;
 			break;
 		}
 	}
 	fclose(f);
+}
+
+/*
+ * "model name (family F, model M)": cloud hosts often report only "AMD EPYC", and the family
+ * tells the core generation (AMD 23 = Zen 1/2, 25 = Zen 3/4, 26 = Zen 5).
+ */
+static void cpu_model(char *buf, size_t len)
+{
+	char name[200], fam[16], mod[16]; /* their sum fits the caller's 256 */
+
+	cpuinfo_field("model name", name, sizeof(name));
+	cpuinfo_field("cpu family", fam, sizeof(fam));
+	cpuinfo_field("model", mod, sizeof(mod));
+	snprintf(buf, len, "%s (family %s, model %s)", name[0] ? name : "unknown",
+		 fam[0] ? fam : "?", mod[0] ? mod : "?");
 }
 
 struct result {
