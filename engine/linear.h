@@ -107,6 +107,14 @@ int linear_init_q8_0(struct linear *l, const void *blocks, uint64_t n_bytes, uin
 		     uint32_t n_in, const struct lut_runner *runner);
 
 /*
+ * The same backend over GGUF Q5_0 blocks (per 32 values an f16 scale, 32 fifth bits and 16
+ * bytes of nibbles; values in [-16, 15]), kept 5-bit: same contract, errors and accuracy
+ * bound as linear_init_q8_0() for the weights the blocks encode. Its name is "q5_0".
+ */
+int linear_init_q5_0(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
+		     uint32_t n_in, const struct lut_runner *runner);
+
+/*
  * Test hook: make Q8_0 layers use the kernel for @isa (LUT_ISA_AUTO: the host's best, as the
  * shift-add kernels pick). Returns 0 or -EOPNOTSUPP if the host cannot run it. Not
  * thread-safe against forwards.

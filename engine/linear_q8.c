@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * Q8_0 linear backend: weights stay 8-bit (GGUF Q8_0: per 32 values one f16 scale and 32
- * int8). Built for the LM head: SmolLM2's tied embedding is 49152 x 576, the largest matrix
- * of the model, and every decoded token reads all of it; as Q8_0 that is 30 MB per token
- * instead of 113 MB of f32.
+ * Q8_0 (and Q5_0) linear backend: weights stay 8-bit (GGUF Q8_0: per 32 values one f16 scale
+ * and 32 int8) or 5-bit (GGUF Q5_0: the scale and 32 values in [-16, 15] as nibbles plus a
+ * word of fifth bits). Built for the LM head: SmolLM2's tied embedding is 49152 x 576, the
+ * largest matrix of the model, and every decoded token reads all of it; as Q8_0 that is
+ * 30 MB per token instead of 113 MB of f32, as Q5_0 21 MB (decode reads it at memory speed).
  *
  * Activations are quantized to int16 per block of 32 (engine/linear_q8.h), so a block's
  * dot product is an exact integer sum (vpmaddwd on AVX2): the f32 version (widen each weight
@@ -22,15 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bytes of one GGUF Q8_0 block: f16 scale, then 32 int8. */
-#define Q8_BLOCK_BYTES 34
+/* Bytes of one GGUF block: the f16 scale, then the values (Q8_QBYTES or Q5_QBYTES). */
+#define GGUF_BLOCK_BYTES(qbytes) (2 + (qbytes))
 
 /* Rows per task at least: a smaller share costs more in hand-off than it saves. */
 #define MIN_TASK_ROWS 256
 
 struct q8_linear {
 	struct q8_weight w;
-	int8_t *q;		  /* owned storage behind w.q */
+	uint8_t *q;		  /* owned storage behind w.q */
 	float *d;		  /* owned storage behind w.d */
 	struct lut_runner runner; /* run == NULL: calling thread only */
 };
@@ -49,10 +50,11 @@ void q8_rows_ref(const struct q8_weight *w, uint32_t r0, uint32_t r1, const stru
 
 			for (uint32_t b = 0; b < nb; b++) {
 				uint64_t at = q8_block_index(w, r, b);
-				const int8_t *q = w->q + at * Q8_BLOCK;
+				int8_t q[Q8_BLOCK];
 				const int16_t *xb = xq + (size_t)b * Q8_BLOCK;
 				float s = w->d[at] * xd[b];
 
+				q8_block_values(w, at, q);
 				for (uint32_t k = 0; k < 8; k++) {
 					uint32_t j = 2 * k;
 					int32_t p = q[j] * xb[j] + q[j + 1] * xb[j + 1] +
@@ -207,30 +209,42 @@ static const struct linear_ops q8_ops = {
 	.done = q8_done,
 };
 
+static const struct linear_ops q5_ops = {
+	.name = "q5_0",
+	.forward = q8_forward,
+	.done = q8_done,
+};
+
 /*
- * Split the GGUF blocks (row-major) into the tiled int8 and scale arrays (engine/linear_q8.h;
+ * Split the GGUF blocks (row-major) into the tiled value and scale arrays (engine/linear_q8.h;
  * the padding rows were zeroed by the caller). -EBADMSG on a scale that is not finite.
  */
 static int repack(struct q8_linear *s, const uint8_t *src)
 {
-	uint32_t nb = s->w.n_in / Q8_BLOCK;
+	uint32_t nb = s->w.n_in / Q8_BLOCK, qb = s->w.qbytes;
 
 	for (uint32_t r = 0; r < s->w.n_out; r++) {
-		for (uint32_t b = 0; b < nb; b++, src += Q8_BLOCK_BYTES) {
+		for (uint32_t b = 0; b < nb; b++, src += GGUF_BLOCK_BYTES(qb)) {
 			uint64_t at = q8_block_index(&s->w, r, b);
 			float d = dtype_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
+			uint8_t *dst = s->q + at * qb;
 
 			if (!isfinite(d))
 				return -EBADMSG;
 			s->d[at] = d;
-			memcpy(s->q + at * Q8_BLOCK, src + 2, Q8_BLOCK);
+			if (qb == Q8_QBYTES) {
+				memcpy(dst, src + 2, Q8_QBYTES);
+			} else { /* GGUF Q5_0: scale, fifth bits, nibbles */
+				memcpy(dst, src + 6, 16);
+				memcpy(dst + 16, src + 2, 4);
+			}
 		}
 	}
 	return 0;
 }
 
-int linear_init_q8_0(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
-		     uint32_t n_in, const struct lut_runner *runner)
+static int init_blocks(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
+		       uint32_t n_in, const struct lut_runner *runner, uint32_t qbytes)
 {
 	struct q8_linear *s;
 	uint64_t n_blocks, n_tiles, n_pad_blocks, n_q, want;
@@ -243,8 +257,9 @@ int linear_init_q8_0(struct linear *l, const void *blocks, uint64_t n_bytes, uin
 	n_blocks = (uint64_t)n_out * (n_in / Q8_BLOCK);
 	n_tiles = ((uint64_t)n_out + Q8_TILE_ROWS - 1) / Q8_TILE_ROWS;
 	n_pad_blocks = n_tiles * Q8_TILE_ROWS * (n_in / Q8_BLOCK);
-	if (__builtin_mul_overflow(n_blocks, (uint64_t)Q8_BLOCK_BYTES, &want) || n_bytes != want ||
-	    __builtin_mul_overflow(n_pad_blocks, (uint64_t)Q8_BLOCK, &n_q) || n_q > SIZE_MAX / 2)
+	if (__builtin_mul_overflow(n_blocks, (uint64_t)GGUF_BLOCK_BYTES(qbytes), &want) ||
+	    n_bytes != want || __builtin_mul_overflow(n_pad_blocks, (uint64_t)qbytes, &n_q) ||
+	    n_q > SIZE_MAX / 2)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -256,15 +271,18 @@ int linear_init_q8_0(struct linear *l, const void *blocks, uint64_t n_bytes, uin
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	/* the padding rows of the last tile */
-	memset(s->q + (n_q - (uint64_t)Q8_TILE_ROWS * n_in), 0, (uint64_t)Q8_TILE_ROWS * n_in);
-	s->w = (struct q8_weight){ .q = s->q, .d = s->d, .n_out = n_out, .n_in = n_in };
+	/* the padding rows of the last tile (Q5_0's zero bytes are values of -16, times d = 0) */
+	memset(s->q + (n_q - (uint64_t)Q8_TILE_ROWS * (n_in / Q8_BLOCK) * qbytes), 0,
+	       (uint64_t)Q8_TILE_ROWS * (n_in / Q8_BLOCK) * qbytes);
+	s->w = (struct q8_weight){
+		.q = s->q, .d = s->d, .n_out = n_out, .n_in = n_in, .qbytes = qbytes
+	};
 	ret = repack(s, blocks);
 	if (ret < 0)
 		goto out_free;
 	if (runner && runner->run && runner->n_workers > 1)
 		s->runner = *runner;
-	l->ops = &q8_ops;
+	l->ops = qbytes == Q8_QBYTES ? &q8_ops : &q5_ops;
 	l->n_out = n_out;
 	l->n_in = n_in;
 	l->bias = NULL;
@@ -276,4 +294,16 @@ out_free:
 	free(s->d);
 	free(s);
 	return ret;
+}
+
+int linear_init_q8_0(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
+		     uint32_t n_in, const struct lut_runner *runner)
+{
+	return init_blocks(l, blocks, n_bytes, n_out, n_in, runner, Q8_QBYTES);
+}
+
+int linear_init_q5_0(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
+		     uint32_t n_in, const struct lut_runner *runner)
+{
+	return init_blocks(l, blocks, n_bytes, n_out, n_in, runner, Q5_QBYTES);
 }

@@ -20,6 +20,14 @@
 #define Q8_TILE_ROWS 4
 
 /*
+ * Stored bytes of a block's 32 values: Q8_0 keeps 32 int8; Q5_0 keeps GGUF's 16 bytes of
+ * nibbles (element j the low nibble of byte j, element j + 16 its high nibble) and then the
+ * 32 fifth bits as a little-endian word (bit j belongs to element j); its values are q - 16.
+ */
+#define Q8_QBYTES 32
+#define Q5_QBYTES 20
+
+/*
  * The GGUF blocks repacked: rows in tiles of Q8_TILE_ROWS, and within a tile the rows' blocks
  * interleaved, so that a pass over a tile (and over the whole matrix) reads one sequential
  * stream, which the hardware prefetcher follows (four separate 576-byte row streams per tile
@@ -27,17 +35,37 @@
  * of the same order. Rows past n_out in the last tile are zero.
  */
 struct q8_weight {
-	const int8_t *q; /* [n_tiles][n_in / Q8_BLOCK][Q8_TILE_ROWS][Q8_BLOCK] */
-	const float *d;	 /* [n_tiles][n_in / Q8_BLOCK][Q8_TILE_ROWS] */
+	const uint8_t *q; /* [n_tiles][n_in / Q8_BLOCK][Q8_TILE_ROWS][qbytes] */
+	const float *d;	  /* [n_tiles][n_in / Q8_BLOCK][Q8_TILE_ROWS] */
 	uint32_t n_out;
-	uint32_t n_in; /* a multiple of Q8_BLOCK */
+	uint32_t n_in;	 /* a multiple of Q8_BLOCK */
+	uint32_t qbytes; /* Q8_QBYTES or Q5_QBYTES: which format q holds */
 };
 
-/* Where row @r's block @b lives: its int8 values at q + off * Q8_BLOCK, its scale at d + off. */
+/* Where row @r's block @b lives: its values at q + off * qbytes, its scale at d + off. */
 static inline uint64_t q8_block_index(const struct q8_weight *w, uint32_t r, uint32_t b)
 {
 	return ((uint64_t)(r / Q8_TILE_ROWS) * (w->n_in / Q8_BLOCK) + b) * Q8_TILE_ROWS +
 	       r % Q8_TILE_ROWS;
+}
+
+/* The 32 integer values of the block at @off (q8_block_index()): int8 as stored, or q - 16. */
+static inline void q8_block_values(const struct q8_weight *w, uint64_t off, int8_t v[Q8_BLOCK])
+{
+	const uint8_t *p = w->q + off * w->qbytes;
+
+	if (w->qbytes == Q8_QBYTES) {
+		for (int j = 0; j < Q8_BLOCK; j++)
+			v[j] = (int8_t)p[j];
+		return;
+	}
+	uint32_t qh = (uint32_t)p[16] | (uint32_t)p[17] << 8 | (uint32_t)p[18] << 16 |
+		      (uint32_t)p[19] << 24;
+
+	for (int j = 0; j < Q8_BLOCK / 2; j++) {
+		v[j] = (int8_t)((int)((p[j] & 0xfu) | ((qh >> j) & 1) << 4) - 16);
+		v[j + 16] = (int8_t)((int)((p[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+	}
 }
 
 /*

@@ -8,12 +8,14 @@
  * vectors added give eight exact sums of four products (|sum| < 2^24), converted to f32
  * (exact) and added into the output's eight lanes by one FMA with the block's scale product.
  * Tiles of 4 rows (one token) or 4 tokens (one row) keep four independent chains in flight.
+ * Q5_0 blocks are widened to the same int16 values first (q5_values()).
  * Every (row, token) output sees the same operations in the same order as q8_rows_ref.
  */
 #include "engine/linear_q8.h"
 
 #include <immintrin.h>
 #include <stddef.h>
+#include <string.h>
 
 /* Rows per cache block of the batch path: their weights (n_in bytes each) stay in L2 while
  * every token group of the batch passes over them. */
@@ -41,17 +43,43 @@ static inline __m256 block_dot(__m256i w0, __m256i w1, const int16_t *x)
 }
 
 /*
+ * A Q5_0 block's 32 values (engine/linear_q8.h) as int16, elements 0-15 in @w0 and 16-31 in
+ * @w1: nibbles split and joined into 32 bytes, the fifth bits spread one per byte (byte j
+ * tests bit j of the word), OR-ed in as 16, then 16 subtracted.
+ */
+static inline void q5_values(const uint8_t *p, __m256i *w0, __m256i *w1)
+{
+	const __m128i m0f = _mm_set1_epi8(0x0f);
+	const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+						2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+	__m128i qs = _mm_loadu_si128((const __m128i *)p);
+	uint32_t qh;
+	__m256i hb, v;
+
+	memcpy(&qh, p + 16, 4);
+	hb = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread);
+	hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit),
+			      _mm256_set1_epi8(16));
+	v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), m0f), _mm_and_si128(qs, m0f));
+	v = _mm256_sub_epi8(_mm256_or_si256(v, hb), _mm256_set1_epi8(16));
+	*w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
+	*w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
+}
+
+/*
  * Rows @i0 .. @i0 + @n_rows - 1 (n_rows 1..4) of row tile @tile times @n_tok (1..4) tokens
  * from @x (token 0 = @t0); y[t * n_out + i] gets tile row i0 + i, token t0 + t (rows past
- * n_out are not stored). The loops are unrolled so the accumulators stay in registers.
+ * n_out are not stored). @qb: Q8_QBYTES or Q5_QBYTES (a constant where this is inlined).
+ * The loops are unrolled so the accumulators stay in registers.
  */
 static inline __attribute__((always_inline)) void tile_dot(const struct q8_weight *w, uint32_t tile,
 							   int i0, int n_rows,
 							   const struct q8_acts *x, uint32_t t0,
-							   int n_tok, float *y)
+							   int n_tok, float *y, uint32_t qb)
 {
 	const uint32_t n_in = w->n_in, nb = n_in / Q8_BLOCK;
-	const int8_t *q = w->q + (size_t)tile * nb * Q8_TILE_ROWS * Q8_BLOCK + i0 * Q8_BLOCK;
+	const uint8_t *q = w->q + ((size_t)tile * nb * Q8_TILE_ROWS + i0) * qb;
 	const float *d = w->d + (size_t)tile * nb * Q8_TILE_ROWS + i0;
 	const int16_t *xq = x->q + (size_t)t0 * n_in;
 	const float *xd = x->d + (size_t)t0 * nb;
@@ -64,16 +92,21 @@ static inline __attribute__((always_inline)) void tile_dot(const struct q8_weigh
 		for (int t = 0; t < n_tok; t++)
 			acc[i][t] = _mm256_setzero_ps();
 	for (uint32_t b = 0; b < nb; b++) {
-		const int8_t *qb = q + (size_t)b * Q8_TILE_ROWS * Q8_BLOCK;
+		const uint8_t *qbk = q + (size_t)b * Q8_TILE_ROWS * qb;
 
 #pragma GCC unroll 4
 		for (int i = 0; i < n_rows; i++) {
-			const int8_t *qr = qb + i * Q8_BLOCK;
-			__m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)qr));
-			__m256i w1 =
-				_mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(qr + 16)));
+			const uint8_t *qr = qbk + i * qb;
+			__m256i w0, w1;
 			float dw = d[(size_t)b * Q8_TILE_ROWS + i];
 
+			if (qb == Q8_QBYTES) {
+				w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)qr));
+				w1 = _mm256_cvtepi8_epi16(
+					_mm_load_si128((const __m128i *)(qr + 16)));
+			} else {
+				q5_values(qr, &w0, &w1);
+			}
 #pragma GCC unroll 4
 			for (int t = 0; t < n_tok; t++) {
 				const int16_t *xb = xq + (size_t)t * n_in + (size_t)b * Q8_BLOCK;
@@ -94,35 +127,37 @@ static inline __attribute__((always_inline)) void tile_dot(const struct q8_weigh
 }
 
 /* One row against 1..TOK_TILE tokens from @t0. */
-static void row_tokens(const struct q8_weight *w, uint32_t r, const struct q8_acts *x, uint32_t t0,
-		       uint32_t n_tok, float *y)
+static inline __attribute__((always_inline)) void row_tokens(const struct q8_weight *w, uint32_t r,
+							     const struct q8_acts *x, uint32_t t0,
+							     uint32_t n_tok, float *y, uint32_t qb)
 {
 	uint32_t tile = r / Q8_TILE_ROWS;
 	int i = r % Q8_TILE_ROWS;
 
 	switch (n_tok) {
 	case 4:
-		tile_dot(w, tile, i, 1, x, t0, 4, y);
+		tile_dot(w, tile, i, 1, x, t0, 4, y, qb);
 		break;
 	case 3:
-		tile_dot(w, tile, i, 1, x, t0, 3, y);
+		tile_dot(w, tile, i, 1, x, t0, 3, y, qb);
 		break;
 	case 2:
-		tile_dot(w, tile, i, 1, x, t0, 2, y);
+		tile_dot(w, tile, i, 1, x, t0, 2, y, qb);
 		break;
 	default:
-		tile_dot(w, tile, i, 1, x, t0, 1, y);
+		tile_dot(w, tile, i, 1, x, t0, 1, y, qb);
 		break;
 	}
 }
 
-void q8_rows_avx2(const struct q8_weight *w, uint32_t r0, uint32_t r1, const struct q8_acts *x,
-		  uint32_t m, float *y)
+static inline __attribute__((always_inline)) void rows(const struct q8_weight *w, uint32_t r0,
+						       uint32_t r1, const struct q8_acts *x,
+						       uint32_t m, float *y, uint32_t qb)
 {
 	if (m == 1) {
 		/* one token: whole tiles, four independent chains */
 		for (uint32_t r = r0; r < r1; r += Q8_TILE_ROWS)
-			tile_dot(w, r / Q8_TILE_ROWS, 0, Q8_TILE_ROWS, x, 0, 1, y);
+			tile_dot(w, r / Q8_TILE_ROWS, 0, Q8_TILE_ROWS, x, 0, 1, y, qb);
 		return;
 	}
 	for (uint32_t rb = r0; rb < r1; rb += ROW_BLOCK) {
@@ -132,7 +167,16 @@ void q8_rows_avx2(const struct q8_weight *w, uint32_t r0, uint32_t r1, const str
 			uint32_t nt = m - t < TOK_TILE ? m - t : TOK_TILE;
 
 			for (uint32_t r = rb; r < re; r++)
-				row_tokens(w, r, x, t, nt, y);
+				row_tokens(w, r, x, t, nt, y, qb);
 		}
 	}
+}
+
+void q8_rows_avx2(const struct q8_weight *w, uint32_t r0, uint32_t r1, const struct q8_acts *x,
+		  uint32_t m, float *y)
+{
+	if (w->qbytes == Q8_QBYTES)
+		rows(w, r0, r1, x, m, y, Q8_QBYTES);
+	else
+		rows(w, r0, r1, x, m, y, Q5_QBYTES);
 }

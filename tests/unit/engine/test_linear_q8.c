@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The Q8_0 linear backend against a double-precision product with the weights dequantized
- * by the GGUF reader's Q8_0 dequantizer, within the bound that int8 activations allow (tested against PyPI gguf in test_dtype.c): odd row
+ * The Q8_0 (and Q5_0) linear backend against a double-precision product with the weights
+ * dequantized by the GGUF reader's dequantizers, within the bound that int8 activations allow (tested against PyPI gguf in test_dtype.c): odd row
  * counts, m = 1, 3, 8 and more than one batch tile, the scalar and the AVX2 kernels, one
  * and two workers; then the LM head of the default model (its tied embedding is Q8_0).
  */
@@ -36,34 +36,57 @@
 #define TOL_REL_ABS 1e-5
 
 #define Q8_BYTES 34
+#define Q5_BYTES 22
 
-/* @n_out x @n_in random Q8_0 blocks: int8 over the full range, f16 scales over 2^-12..2^-3. */
-static uint8_t *make_blocks(uint32_t n_out, uint32_t n_in)
+/* The two block formats the backend keeps as they are. */
+struct fmt {
+	const char *name;
+	enum ggml_type type;
+	uint32_t bytes; /* per block of 32 */
+	int (*init)(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
+		    uint32_t n_in, const struct lut_runner *runner);
+};
+
+static const struct fmt fmts[] = {
+	{ "q8_0", GGML_TYPE_Q8_0, Q8_BYTES, linear_init_q8_0 },
+	{ "q5_0", GGML_TYPE_Q5_0, Q5_BYTES, linear_init_q5_0 },
+};
+
+/*
+ * @n_out x @n_in random blocks of @f: every value byte random (all int8, or all nibbles and
+ * fifth bits), f16 scales over 2^-12..2^-3.
+ */
+static uint8_t *make_blocks_of(const struct fmt *f, uint32_t n_out, uint32_t n_in)
 {
 	size_t n_blocks = (size_t)n_out * n_in / 32;
-	uint8_t *b = malloc(n_blocks * Q8_BYTES);
+	uint8_t *b = malloc(n_blocks * f->bytes);
 
 	assert_non_null(b);
 	for (size_t i = 0; i < n_blocks; i++) {
-		uint8_t *blk = b + i * Q8_BYTES;
+		uint8_t *blk = b + i * f->bytes;
 		float d = (float)ldexp(1.0 + test_urand(), -12 + (int)(test_rng() % 10));
 		uint16_t h = dtype_f32_to_f16(test_rng() & 1 ? -d : d);
 
 		blk[0] = (uint8_t)h;
 		blk[1] = (uint8_t)(h >> 8);
-		for (int j = 0; j < 32; j++)
-			blk[2 + j] = (uint8_t)test_rng();
+		for (uint32_t j = 2; j < f->bytes; j++)
+			blk[j] = (uint8_t)test_rng();
 	}
 	return b;
 }
 
-/* The oracle's weights: the GGUF reader's Q8_0 dequantizer, [n_out][n_in]. */
-static float *dequant(const uint8_t *blocks, uint32_t n_out, uint32_t n_in)
+static uint8_t *make_blocks(uint32_t n_out, uint32_t n_in)
+{
+	return make_blocks_of(&fmts[0], n_out, n_in);
+}
+
+/* The oracle's weights: the GGUF reader's dequantizer of @f, [n_out][n_in]. */
+static float *dequant_of(const struct fmt *f, const uint8_t *blocks, uint32_t n_out, uint32_t n_in)
 {
 	float *w = malloc((size_t)n_out * n_in * sizeof(float));
 
 	assert_non_null(w);
-	dtype_info(GGML_TYPE_Q8_0)->to_f32(blocks, w, (size_t)n_out * n_in);
+	dtype_info(f->type)->to_f32(blocks, w, (size_t)n_out * n_in);
 	return w;
 }
 
@@ -123,7 +146,7 @@ static float *make_x(uint32_t m, uint32_t n_in)
 
 static const enum lut_isa isas[] = { LUT_ISA_REF, LUT_ISA_AVX2 };
 
-static void test_q8_matches_double_product(void **state)
+static void test_q8_q5_match_double_product(void **state)
 {
 	static const struct {
 		uint32_t n_out, n_in;
@@ -138,60 +161,63 @@ static void test_q8_matches_double_product(void **state)
 	test_rng_state = 21;
 	assert_int_equal(pool_new(2, NULL, &pool), 0);
 	two = (struct lut_runner){ .run = pool_run, .ctx = pool, .n_workers = 2 };
-	for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
-		uint32_t n = shapes[si].n_out, k = shapes[si].n_in;
-		uint8_t *blocks = make_blocks(n, k);
-		float *w = dequant(blocks, n, k);
-		struct linear l1 = { 0 }, l2 = { 0 };
+	for (size_t fi = 0; fi < sizeof(fmts) / sizeof(fmts[0]); fi++)
+		for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+			const struct fmt *f = &fmts[fi];
+			uint32_t n = shapes[si].n_out, k = shapes[si].n_in;
+			uint8_t *blocks = make_blocks_of(f, n, k);
+			float *w = dequant_of(f, blocks, n, k);
+			struct linear l1 = { 0 }, l2 = { 0 };
 
-		assert_int_equal(
-			linear_init_q8_0(&l1, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, NULL),
-			0);
-		assert_int_equal(
-			linear_init_q8_0(&l2, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, &two),
-			0);
-		assert_int_equal(l1.n_out, n);
-		assert_int_equal(l1.n_in, k);
-		for (size_t mi = 0; mi < sizeof(ms) / sizeof(ms[0]); mi++) {
-			uint32_t m = ms[mi];
-			float *x = make_x(m, k);
-			float *y1 = malloc((size_t)m * n * sizeof(float));
-			float *y2 = malloc((size_t)m * n * sizeof(float));
-			float *yref = malloc((size_t)m * n * sizeof(float));
-			char what[64];
+			assert_int_equal(
+				f->init(&l1, blocks, (uint64_t)n * k / 32 * f->bytes, n, k, NULL),
+				0);
+			assert_int_equal(
+				f->init(&l2, blocks, (uint64_t)n * k / 32 * f->bytes, n, k, &two),
+				0);
+			assert_string_equal(l1.ops->name, f->name);
+			assert_int_equal(l1.n_out, n);
+			assert_int_equal(l1.n_in, k);
+			for (size_t mi = 0; mi < sizeof(ms) / sizeof(ms[0]); mi++) {
+				uint32_t m = ms[mi];
+				float *x = make_x(m, k);
+				float *y1 = malloc((size_t)m * n * sizeof(float));
+				float *y2 = malloc((size_t)m * n * sizeof(float));
+				float *yref = malloc((size_t)m * n * sizeof(float));
+				char what[64];
 
-			assert_true(y1 && y2 && yref);
-			for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
-				if (linear_q8_select_isa(isas[ii]) < 0) {
-					print_message(
-						"q8_0: %s kernel not runnable here, skipped\n",
-						lut_isa_name(isas[ii]));
-					continue;
+				assert_true(y1 && y2 && yref);
+				for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
+					if (linear_q8_select_isa(isas[ii]) < 0) {
+						print_message(
+							"q8_0: %s kernel not runnable here, skipped\n",
+							lut_isa_name(isas[ii]));
+						continue;
+					}
+					snprintf(what, sizeof(what), "%s %s, 1 worker", f->name,
+						 lut_isa_name(isas[ii]));
+					linear_forward(&l1, x, y1, m);
+					check_against_double(w, n, k, m, x, y1, what);
+					/* the row split does not change any output's arithmetic */
+					linear_forward(&l2, x, y2, m);
+					assert_memory_equal(y1, y2, (size_t)m * n * sizeof(float));
+					/* every ISA does the scalar kernel's arithmetic */
+					if (isas[ii] == LUT_ISA_REF)
+						memcpy(yref, y1, (size_t)m * n * sizeof(float));
+					else
+						assert_memory_equal(y1, yref,
+								    (size_t)m * n * sizeof(float));
 				}
-				snprintf(what, sizeof(what), "%s, 1 worker",
-					 lut_isa_name(isas[ii]));
-				linear_forward(&l1, x, y1, m);
-				check_against_double(w, n, k, m, x, y1, what);
-				/* the row split does not change any output's arithmetic */
-				linear_forward(&l2, x, y2, m);
-				assert_memory_equal(y1, y2, (size_t)m * n * sizeof(float));
-				/* every ISA does the scalar kernel's arithmetic */
-				if (isas[ii] == LUT_ISA_REF)
-					memcpy(yref, y1, (size_t)m * n * sizeof(float));
-				else
-					assert_memory_equal(y1, yref,
-							    (size_t)m * n * sizeof(float));
+				free(yref);
+				free(y2);
+				free(y1);
+				free(x);
 			}
-			free(yref);
-			free(y2);
-			free(y1);
-			free(x);
+			linear_done(&l2);
+			linear_done(&l1);
+			free(w);
+			free(blocks);
 		}
-		linear_done(&l2);
-		linear_done(&l1);
-		free(w);
-		free(blocks);
-	}
 	assert_int_equal(linear_q8_select_isa(LUT_ISA_AUTO), 0);
 	pool_free(pool);
 }
@@ -200,33 +226,34 @@ static void test_q8_matches_double_product(void **state)
 static void test_batch_equals_single_tokens(void **state)
 {
 	const uint32_t n = 301, k = 320, m = 11;
-	uint8_t *blocks;
-	float *x, *y, *y1;
-	struct linear l = { 0 };
 
 	test_rng_state = 22;
-	blocks = make_blocks(n, k);
-	x = make_x(m, k);
-	y = malloc((size_t)m * n * sizeof(float));
-	y1 = malloc(n * sizeof(float));
-	assert_true(y && y1);
-	assert_int_equal(linear_init_q8_0(&l, blocks, (uint64_t)n * k / 32 * Q8_BYTES, n, k, NULL),
-			 0);
-	for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
-		if (linear_q8_select_isa(isas[ii]) < 0)
-			continue;
-		linear_forward(&l, x, y, m);
-		for (uint32_t t = 0; t < m; t++) {
-			linear_forward(&l, x + (size_t)t * k, y1, 1);
-			assert_memory_equal(y1, y + (size_t)t * n, n * sizeof(float));
+	for (size_t fi = 0; fi < sizeof(fmts) / sizeof(fmts[0]); fi++) {
+		const struct fmt *f = &fmts[fi];
+		uint8_t *blocks = make_blocks_of(f, n, k);
+		float *x = make_x(m, k), *y = malloc((size_t)m * n * sizeof(float));
+		float *y1 = malloc(n * sizeof(float));
+		struct linear l = { 0 };
+
+		assert_true(y && y1);
+		assert_int_equal(f->init(&l, blocks, (uint64_t)n * k / 32 * f->bytes, n, k, NULL),
+				 0);
+		for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
+			if (linear_q8_select_isa(isas[ii]) < 0)
+				continue;
+			linear_forward(&l, x, y, m);
+			for (uint32_t t = 0; t < m; t++) {
+				linear_forward(&l, x + (size_t)t * k, y1, 1);
+				assert_memory_equal(y1, y + (size_t)t * n, n * sizeof(float));
+			}
 		}
+		linear_done(&l);
+		free(y1);
+		free(y);
+		free(x);
+		free(blocks);
 	}
 	assert_int_equal(linear_q8_select_isa(LUT_ISA_AUTO), 0);
-	linear_done(&l);
-	free(y1);
-	free(y);
-	free(x);
-	free(blocks);
 }
 
 static void test_rows_go_through_the_callers_runner(void **state)
@@ -286,6 +313,15 @@ static void test_rejects_bad_arguments(void **state)
 	assert_null(l.ops);
 	linear_done(&l); /* zeroed: a no-op */
 	assert_int_equal(linear_q8_select_isa(LUT_ISA_COUNT), -EOPNOTSUPP);
+	free(blocks);
+	/* Q5_0: its own block size, the same checks */
+	blocks = make_blocks_of(&fmts[1], 4, 64);
+	assert_int_equal(linear_init_q5_0(&l, blocks, 8 * Q5_BYTES - 1, 4, 64, NULL), -EINVAL);
+	assert_int_equal(linear_init_q5_0(&l, blocks, 8 * Q8_BYTES, 4, 64, NULL), -EINVAL);
+	assert_int_equal(linear_init_q5_0(&l, blocks, 8 * Q5_BYTES, 16, 16, NULL), -EINVAL);
+	memcpy(blocks + 3 * Q5_BYTES, &nan, 2);
+	assert_int_equal(linear_init_q5_0(&l, blocks, 8 * Q5_BYTES, 4, 64, NULL), -EBADMSG);
+	assert_null(l.ops);
 	free(blocks);
 	/* rows longer than the stack buffer of one token's quantized activations */
 	blocks = make_blocks(1, 16416);
@@ -378,7 +414,7 @@ static void test_smollm2_head_is_q8(void **state)
 int test_linear_q8_run(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_q8_matches_double_product),
+		cmocka_unit_test(test_q8_q5_match_double_product),
 		cmocka_unit_test(test_batch_equals_single_tokens),
 		cmocka_unit_test(test_rows_go_through_the_callers_runner),
 		cmocka_unit_test(test_rejects_bad_arguments),
