@@ -197,6 +197,44 @@ static void q5_0_to_f32(const void *src, float *dst, size_t n)
 	}
 }
 
+int dtype_quantize_q5_0(const float *x, void *dst, size_t n)
+{
+	uint8_t *b = dst;
+
+	if (n % QK)
+		return -EINVAL;
+	for (size_t blk = 0; blk < n / QK; blk++, x += QK, b += 22) {
+		float v = 0, d, id;
+		uint32_t qh = 0;
+		uint16_t h;
+
+		for (int j = 0; j < QK; j++) {
+			if (!isfinite(x[j]))
+				return -EINVAL;
+			v = fabsf(x[j]) > fabsf(v) ? x[j] : v;
+		}
+		/* the value of largest magnitude maps to q = 0 exactly (-16 d), as in llama.cpp */
+		h = dtype_f32_to_f16(v / -16);
+		d = dtype_f16_to_f32(h);
+		if (!isfinite(d))
+			return -ERANGE;
+		id = d != 0 ? 1 / d : 0;
+		b[0] = (uint8_t)h;
+		b[1] = (uint8_t)(h >> 8);
+		memset(b + 6, 0, QK / 2);
+		for (int j = 0; j < QK; j++) {
+			long q = lrintf(x[j] * id) + 16;
+
+			q = q < 0 ? 0 : q > 31 ? 31 : q;
+			b[6 + j % (QK / 2)] |= (uint8_t)((q & 0xf) << (j < QK / 2 ? 0 : 4));
+			qh |= (uint32_t)(q >> 4) << j;
+		}
+		for (int k = 0; k < 4; k++)
+			b[2 + k] = (uint8_t)(qh >> 8 * k);
+	}
+	return 0;
+}
+
 /* Q5_1: f16 d, f16 min, 32 high bits, nibbles; value d * q + min. */
 static void q5_1_to_f32(const void *src, float *dst, size_t n)
 {

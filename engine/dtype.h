@@ -55,4 +55,13 @@ uint16_t dtype_f32_to_f16(float f); /* round to nearest even */
 float dtype_bf16_to_f32(uint16_t h);
 uint16_t dtype_f32_to_bf16(float f); /* round to nearest even */
 
+/*
+ * Quantize @n values (a multiple of 32) of @x to GGUF Q5_0 blocks at @dst (22 bytes per 32):
+ * per block d = v / -16 for the value v of largest magnitude (rounded to f16), each value to
+ * the nearest q - 16 in [-16, 15] times d. Returns 0, -EINVAL for an @n that is not a
+ * multiple of 32 or a value that is not finite, or -ERANGE for a block beyond f16's range
+ * (|v| / 16 > 65504); @dst then holds nothing useful.
+ */
+int dtype_quantize_q5_0(const float *x, void *dst, size_t n);
+
 #endif /* ENGINE_DTYPE_H */

@@ -2,7 +2,7 @@
 /*
  * Loading a model for the dense engine: GGUF files (llama.cpp layout) and HF folders
  * (config.json + safetensors). Every tensor is converted to f32 once, at load, except a
- * Q8_0 LM head, which stays 8-bit (load_q8_head()).
+ * Q8_0 or Q5_0 LM head, which stays in its blocks (load_block_head()).
  */
 #include "engine/model.h"
 
@@ -424,16 +424,18 @@ static struct lut_runner head_runner(struct model *m)
 }
 
 /*
- * An LM head stored as Q8_0 (SmolLM2's GGUFs keep the tied embedding in Q8_0) stays 8-bit on
- * the Q8_0 backend, in both backend modes: decoding reads 30 MB of it per token instead of
- * 113 MB as f32. The tied embedding lookup keeps its f32 copy (loaded before).
+ * An LM head stored as Q8_0 (SmolLM2's GGUFs keep the tied embedding in Q8_0) or Q5_0
+ * (`shiftadd convert --head q5_0`) stays in its blocks on the Q8_0 backend, in both backend
+ * modes: decoding reads 30 (21) MB of it per token instead of 113 MB as f32. The tied
+ * embedding lookup keeps its f32 copy (loaded before).
  */
-static int load_q8_head(struct model *m, const struct source *s, const char *name, bool untied,
-			struct errbuf *e)
+static int load_block_head(struct model *m, const struct source *s, const char *name, bool untied,
+			   struct errbuf *e)
 {
 	const struct gguf_tensor *gt = gguf_find_tensor(s->g, name);
 	const struct model_config *c = &m->cfg;
 	struct lut_runner runner = head_runner(m);
+	bool q5 = gt->type == GGML_TYPE_Q5_0;
 	int r;
 
 	if (gt->ne[0] != c->dim || gt->n_elems != (uint64_t)c->n_vocab * c->dim)
@@ -441,9 +443,11 @@ static int load_q8_head(struct model *m, const struct source *s, const char *nam
 				  "tensor '%s' has %llu elements in rows of %llu, expected %u x %u",
 				  name, (unsigned long long)gt->n_elems,
 				  (unsigned long long)gt->ne[0], c->n_vocab, c->dim);
-	r = linear_init_q8_0(&m->lm_head, gt->data, gt->n_bytes, c->n_vocab, c->dim, &runner);
+	r = (q5 ? linear_init_q5_0 : linear_init_q8_0)(&m->lm_head, gt->data, gt->n_bytes,
+						       c->n_vocab, c->dim, &runner);
 	if (r < 0)
-		return errbuf_set(e, r, "tensor '%s': cannot set up the Q8_0 LM head", name);
+		return errbuf_set(e, r, "tensor '%s': cannot set up the %s LM head", name,
+				  q5 ? "Q5_0" : "Q8_0");
 	if (untied)
 		m->n_params += gt->n_elems;
 	return 0;
@@ -454,6 +458,7 @@ static int load_weights(struct model *m, const struct source *s, const struct te
 {
 	const struct model_config *c = &m->cfg;
 	bool opt = c->arch == ARCH_OPT, untied;
+	enum ggml_type head_type;
 	const void *t;
 	int r;
 
@@ -477,9 +482,10 @@ static int load_weights(struct model *m, const struct source *s, const struct te
 	if (r < 0)
 		return r;
 	untied = !c->tied_embeddings && src_lookup(s, nm->lm_head, &t);
-	if (s->g &&
-	    gguf_find_tensor(s->g, untied ? nm->lm_head : nm->tok_embd)->type == GGML_TYPE_Q8_0) {
-		r = load_q8_head(m, s, untied ? nm->lm_head : nm->tok_embd, untied, e);
+	head_type = s->g ? gguf_find_tensor(s->g, untied ? nm->lm_head : nm->tok_embd)->type
+			 : GGML_TYPE_F32;
+	if (head_type == GGML_TYPE_Q8_0 || head_type == GGML_TYPE_Q5_0) {
+		r = load_block_head(m, s, untied ? nm->lm_head : nm->tok_embd, untied, e);
 	} else if (untied) {
 		float *w;
 

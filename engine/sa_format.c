@@ -48,7 +48,7 @@ int sa_format_pow2_terms(float a, uint32_t max_terms, int8_t *ret_exp, int8_t *r
 	return n;
 }
 
-static int keep(void ***bufs, uint32_t *n, void *p)
+int sa_keep_buf(void ***bufs, uint32_t *n, void *p)
 {
 	void **nb = realloc(*bufs, (*n + 1) * sizeof(*nb));
 
@@ -83,11 +83,11 @@ static int add_alpha_terms(struct gguf_writer *wr, const char *base, const struc
 			return r;
 		}
 	}
-	if ((r = keep(bufs, n_bufs, ex)) < 0) {
+	if ((r = sa_keep_buf(bufs, n_bufs, ex)) < 0) {
 		free(sg);
 		return r;
 	}
-	if ((r = keep(bufs, n_bufs, sg)) < 0)
+	if ((r = sa_keep_buf(bufs, n_bufs, sg)) < 0)
 		return r;
 	snprintf(name, sizeof(name), "%s.sa_aexp", base);
 	r = gguf_writer_add_tensor(wr, name, GGML_TYPE_I8, 4, ne, ex, n_alpha * w->apot);
@@ -118,7 +118,7 @@ int sa_format_add(struct gguf_writer *wr, const char *base, const struct qweight
 		meta[7] = (int32_t)(uint32_t)rht->seed_out;
 		meta[8] = (int32_t)(uint32_t)(rht->seed_out >> 32);
 	}
-	r = keep(bufs, n_bufs, meta);
+	r = sa_keep_buf(bufs, n_bufs, meta);
 	if (r < 0)
 		return r;
 	snprintf(name, sizeof(name), "%s.sa_meta", base);

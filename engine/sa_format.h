@@ -44,6 +44,12 @@ struct sa_rht {
 };
 
 /*
+ * Append @p to the buffer list of sa_format_add() (*@bufs, *@n entries), which the caller
+ * frees after the write. On -ENOMEM @p is freed and the list is unchanged.
+ */
+int sa_keep_buf(void ***bufs, uint32_t *n, void *p);
+
+/*
  * Add @w's tensors to @wr, with its transforms @rht (NULL = none). The data is converted into buffers that @ret_bufs collects (a
  * malloc'ed array of *ret_n pointers; free each and the array after the write).
  * Returns 0, -ERANGE (an alpha is not a sum of at most apot powers of two), -ENOMEM, or the

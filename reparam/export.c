@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/dtype.h"
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
 #include "engine/model.h"
@@ -141,6 +142,8 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 		TRY(gguf_writer_add_f32(w, "shiftadd.avg_bits_budget",
 					(float)meta->avg_bits_budget));
 	}
+	if (meta->head_q5_0)
+		TRY(gguf_writer_add_str(w, "shiftadd.head", "q5_0", 4));
 	TRY(gguf_writer_add_str(w, "shiftadd.source", src, strlen(src)));
 	TRY(gguf_writer_add_str(w, "shiftadd.rope_pairing", pair, strlen(pair)));
 	if (q->method == REPARAM_SHIFTADD_RHT) {
@@ -184,8 +187,54 @@ static int add_linear(struct gguf_writer *w, const struct calib_tensor *ct, cons
 				      ne[0] * ne[1] * sizeof(float));
 }
 
-static int add_tensors(struct gguf_writer *w, const struct gguf_file *g,
-		       const struct calib_out *out, void ***bufs, uint32_t *n_bufs,
+/*
+ * The LM head as a Q5_0 "output.weight" (export_meta.head_q5_0), from the f32 weights the
+ * engine loaded: the tied embedding or an untied dense head; a GGUF block head (no f32 copy
+ * in @m) is dequantized from @g.
+ */
+static int add_q5_head(struct gguf_writer *w, const struct model *m, const struct gguf_file *g,
+		       void ***bufs, uint32_t *n_bufs, struct errbuf *e)
+{
+	const struct model_config *c = &m->cfg;
+	uint64_t n = (uint64_t)c->n_vocab * c->dim, ne[2] = { c->dim, c->n_vocab };
+	const float *src = c->tied_embeddings ? m->tok_embd : linear_dense_weights(&m->lm_head);
+	float *tmp = NULL;
+	uint8_t *q;
+	int r;
+
+	if (c->dim % 32)
+		return errbuf_set(e, -EINVAL,
+				  "--head q5_0 needs rows of a multiple of 32 values, not %u",
+				  c->dim);
+	if (!src) {
+		const struct gguf_tensor *t = g ? gguf_find_tensor(g, "output.weight") : NULL;
+		const struct dtype_info *di = t ? dtype_info(t->type) : NULL;
+
+		if (!di || !di->to_f32 || t->n_elems != n)
+			return errbuf_set(e, -EOPNOTSUPP,
+					  "cannot read the LM head to requantize it");
+		tmp = malloc(n * sizeof(float));
+		if (!tmp)
+			return -ENOMEM;
+		di->to_f32(t->data, tmp, n);
+		src = tmp;
+	}
+	q = malloc(n / 32 * 22);
+	r = q ? dtype_quantize_q5_0(src, q, n) : -ENOMEM;
+	free(tmp);
+	if (r < 0) {
+		free(q);
+		return errbuf_set(e, r, "cannot quantize the LM head to Q5_0: %s", strerror(-r));
+	}
+	r = sa_keep_buf(bufs, n_bufs, q);
+	if (r == 0)
+		r = gguf_writer_add_tensor(w, "output.weight", GGML_TYPE_Q5_0, 2, ne, q,
+					   n / 32 * 22);
+	return r < 0 ? errbuf_set(e, r, "cannot add the Q5_0 LM head: %s", strerror(-r)) : 0;
+}
+
+static int add_tensors(struct gguf_writer *w, const struct gguf_file *g, const struct model *m,
+		       const struct calib_out *out, bool head_q5_0, void ***bufs, uint32_t *n_bufs,
 		       struct errbuf *e)
 {
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
@@ -193,6 +242,8 @@ static int add_tensors(struct gguf_writer *w, const struct gguf_file *g,
 		const struct calib_tensor *ct = find_out(out, t->name);
 		int r;
 
+		if (head_q5_0 && !strcmp(t->name, "output.weight"))
+			continue; /* replaced below */
 		if (!ct)
 			r = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
 						   t->n_bytes);
@@ -202,7 +253,7 @@ static int add_tensors(struct gguf_writer *w, const struct gguf_file *g,
 			return errbuf_set(e, r, "cannot add tensor '%s': %s", t->name,
 					  strerror(-r));
 	}
-	return 0;
+	return head_q5_0 ? add_q5_head(w, m, g, bufs, n_bufs, e) : 0;
 }
 
 /* ---- HF folder sources ---- */
@@ -268,7 +319,7 @@ static int add_raw(struct gguf_writer *w, const struct st_tensor *t, const char 
 
 static int add_hf_tensor(struct gguf_writer *w, const struct st_set *st, const struct model *m,
 			 const struct calib_out *out, const struct hf_name *n, uint32_t li,
-			 void ***bufs, uint32_t *n_bufs, struct errbuf *e)
+			 bool head_q5_0, void ***bufs, uint32_t *n_bufs, struct errbuf *e)
 {
 	char hf[256], gg[256], wname[272];
 	const struct st_tensor *t;
@@ -278,9 +329,10 @@ static int add_hf_tensor(struct gguf_writer *w, const struct st_set *st, const s
 	snprintf(hf, sizeof(hf), n->hf, li);
 	snprintf(gg, sizeof(gg), n->gguf, li);
 	if (!n->linear) {
-		/* an untied lm_head only: tied models reuse the embedding */
+		/* an untied lm_head only: tied models reuse the embedding (and a Q5_0 head
+		 * comes after the loop) */
 		if (!strcmp(n->gguf, "output.weight") &&
-		    linear_dense_weights(&m->lm_head) == m->tok_embd)
+		    (linear_dense_weights(&m->lm_head) == m->tok_embd || head_q5_0))
 			return 0;
 		t = hf_find(st, hf);
 		if (!t)
@@ -400,8 +452,11 @@ static int add_hf(struct gguf_writer *w, const char *dir, const struct model *m,
 		const struct hf_name *n = &hf_names[k];
 
 		for (uint32_t li = 0; r == 0 && li < (n->per_layer ? m->cfg.n_layers : 1); li++)
-			r = add_hf_tensor(w, *ret_st, m, out, n, li, bufs, n_bufs, e);
+			r = add_hf_tensor(w, *ret_st, m, out, n, li, meta->head_q5_0, bufs, n_bufs,
+					  e);
 	}
+	if (r == 0 && meta->head_q5_0)
+		r = add_q5_head(w, m, NULL, bufs, n_bufs, e);
 	return r;
 }
 
@@ -444,7 +499,7 @@ int export_gguf(const char *src_path, const struct model *m, const struct calib_
 		errbuf_set(e, r, "cannot build the metadata: %s", strerror(-r));
 		goto out;
 	}
-	r = add_tensors(w, g, out, &bufs, &n_bufs, e);
+	r = add_tensors(w, g, m, out, meta->head_q5_0, &bufs, &n_bufs, e);
 	if (r < 0)
 		goto out;
 write:

@@ -2,6 +2,7 @@
 #ifndef REPARAM_EXPORT_H
 #define REPARAM_EXPORT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -17,6 +18,11 @@ struct export_meta {
 	/* mixed-bit conversions (reparam/mixbits.h): allocator name and budget; NULL = uniform */
 	const char *alloc;
 	double avg_bits_budget;
+	/*
+	 * Write the LM head as its own Q5_0 "output.weight" (requantized from the f32 weights
+	 * the engine loaded), keeping the embedding as it was for the lookups.
+	 */
+	bool head_q5_0;
 };
 
 /*
@@ -27,6 +33,7 @@ struct export_meta {
  *  - an HF folder: llama.* / qwen2.* hyper-parameters, the tokenizer as tokenizer.ggml.* keys
  *    (proven to give the same ids, see export_tokenizer_hf()), and the embeddings, norms,
  *    biases and an untied lm_head under GGUF names in their source type (F32, F16, BF16).
+ * With meta->head_q5_0, "output.weight" is written as Q5_0 (a source one is replaced).
  * The write is atomic (temp file, fsync, rename): on any error @dst is untouched.
  * Returns 0, -EOPNOTSUPP (source neither, or an HF model/tokenizer the GGUF form cannot
  * reproduce), -ERANGE (alpha not APoT-exact) or -errno, with a message in @e.

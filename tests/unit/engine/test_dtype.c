@@ -10,7 +10,9 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +186,56 @@ static void test_bf16_round_trip_and_nan(void **state)
 	assert_int_equal(dtype_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);
 }
 
+/*
+ * The Q5_0 quantizer, read back by the GGUF dequantizer (checked against PyPI gguf above):
+ * values on a block's grid come back exactly; random blocks come back within half a step,
+ * or one step for values clamped at the top of the range; bad input is refused.
+ */
+static void test_q5_0_quantizer(void **state)
+{
+	const struct dtype_info *di = dtype_info(GGML_TYPE_Q5_0);
+	float x[4 * 32], y[4 * 32], nan_x[32] = { 0 }, big[32] = { 0 };
+	uint8_t q[4 * 22];
+	uint64_t seed = 5;
+
+	/* on the grid: d = 2^-4, the block's largest magnitude a value of -16 steps */
+	for (int j = 0; j < 32; j++)
+		x[j] = (float)((j * 7) % 32 - 16) * 0x1p-4f;
+	assert_int_equal(dtype_quantize_q5_0(x, q, 32), 0);
+	di->to_f32(q, y, 32);
+	assert_memory_equal(x, y, 32 * sizeof(float));
+	/* random blocks over scales 2^-10..2^6, and an all-zero block */
+	for (int trial = 0; trial < 200; trial++) {
+		for (int i = 0; i < 4 * 32; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			x[i] = (float)ldexp((double)(seed >> 11) / 9007199254740992.0 - 0.5,
+					    (int)(seed % 17) - 10);
+		}
+		memset(x + 3 * 32, 0, 32 * sizeof(float));
+		assert_int_equal(dtype_quantize_q5_0(x, q, 4 * 32), 0);
+		di->to_f32(q, y, 4 * 32);
+		for (int b = 0; b < 4; b++) {
+			float vmax = 0, d;
+
+			for (int j = 0; j < 32; j++)
+				vmax = fabsf(x[b * 32 + j]) > fabsf(vmax) ? x[b * 32 + j] : vmax;
+			d = fabsf(vmax) / 16;
+			for (int j = 0; j < 32; j++) {
+				float xi = x[b * 32 + j], err = fabsf(y[b * 32 + j] - xi);
+				/* the top of the range is 15 steps on the side opposite vmax */
+				bool clamped = xi * (vmax < 0 ? 1 : -1) > 15.5f * d;
+
+				assert_true(err <= (clamped ? 1.0f : 0.5f) * d * 1.002f);
+			}
+		}
+	}
+	assert_int_equal(dtype_quantize_q5_0(x, q, 33), -EINVAL);
+	nan_x[7] = NAN;
+	assert_int_equal(dtype_quantize_q5_0(nan_x, q, 32), -EINVAL);
+	big[3] = 2e6f; /* a scale of 125000 does not fit f16 */
+	assert_int_equal(dtype_quantize_q5_0(big, q, 32), -ERANGE);
+}
+
 static void test_row_bytes_and_info(void **state)
 {
 	uint64_t n;
@@ -214,6 +266,7 @@ int test_dtype_run(void)
 		cmocka_unit_test(test_f16_bf16_match_numpy),
 		cmocka_unit_test(test_bf16_round_trip_and_nan),
 		cmocka_unit_test(test_row_bytes_and_info),
+		cmocka_unit_test(test_q5_0_quantizer),
 	};
 	return cmocka_run_group_tests_name("engine/dtype", tests, NULL, NULL);
 }

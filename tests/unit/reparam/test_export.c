@@ -235,8 +235,8 @@ static uint32_t same_ids(const struct model *a, const struct model *b, int32_t *
 	return (uint32_t)(nx < EVAL_N ? nx : EVAL_N);
 }
 
-static int convert(const char *dir, enum reparam_method method, enum calib_dtype dt,
-		   const char *dst, struct model **ret_m, struct errbuf *e)
+static int convert_head(const char *dir, enum reparam_method method, enum calib_dtype dt,
+			bool head_q5_0, const char *dst, struct model **ret_m, struct errbuf *e)
 {
 	struct calib_run run = { 0 };
 	struct calib_out out;
@@ -258,10 +258,17 @@ static int convert(const char *dir, enum reparam_method method, enum calib_dtype
 		return r;
 	meta = (struct export_meta){ .run = &run,
 				     .calib_file = "(tokens)",
-				     .calib_tokens = out.n_tokens };
+				     .calib_tokens = out.n_tokens,
+				     .head_q5_0 = head_q5_0 };
 	r = export_gguf(dir, *ret_m, &out, &meta, dst, e);
 	calib_out_done(&out);
 	return r;
+}
+
+static int convert(const char *dir, enum reparam_method method, enum calib_dtype dt,
+		   const char *dst, struct model **ret_m, struct errbuf *e)
+{
+	return convert_head(dir, method, dt, false, dst, ret_m, e);
 }
 
 struct fx {
@@ -405,6 +412,87 @@ static void test_hf_calibrated_matches_in_memory_model(void **state)
 	gguf_close(g);
 	model_free(q);
 	model_free(back);
+}
+
+/*
+ * --head q5_0: the LM head (tied or not) becomes its own Q5_0 output.weight, each weight
+ * within one step of its block's scale of the source head (half a step but at the clamped
+ * top), the embedding keeps its source type, and the file loads with the head on the 5-bit
+ * backend, giving logits close to the source's.
+ */
+static void check_q5_head(struct fx *f, const struct tiny_cfg *c, enum ggml_type embd_type)
+{
+	struct errbuf e = { { 0 } };
+	struct model *q = NULL, *back = NULL;
+	struct gguf_file *g = NULL;
+	const struct gguf_tensor *t;
+	const float *src;
+	double err2 = 0, ref2 = 0;
+	int32_t ids[EVAL_N];
+	float *deq, *a, *b;
+	uint64_t nw;
+	char buf[16];
+	uint32_t n;
+	int r;
+
+	write_tiny(f->dir, c, SPM_META);
+	r = convert_head(f->dir, REPARAM_FP, CALIB_DTYPE_F32, true, f->out, &q, &e);
+	if (r < 0)
+		fail_msg("convert: %s", errbuf_str(&e, r));
+	src = c->qwen2 ? q->tok_embd : linear_dense_weights(&q->lm_head);
+	assert_non_null(src);
+	nw = (uint64_t)q->cfg.n_vocab * q->cfg.dim;
+	assert_int_equal(gguf_open(f->out, &g, &e), 0);
+	assert_string_equal(kv_str(g, "shiftadd.head", buf, sizeof(buf)), "q5_0");
+	assert_int_equal(gguf_find_tensor(g, "token_embd.weight")->type, embd_type);
+	t = gguf_find_tensor(g, "output.weight");
+	assert_non_null(t);
+	assert_int_equal(t->type, GGML_TYPE_Q5_0);
+	assert_int_equal(t->n_elems, nw);
+	deq = malloc(nw * sizeof(float));
+	assert_non_null(deq);
+	dtype_info(GGML_TYPE_Q5_0)->to_f32(t->data, deq, nw);
+	for (uint64_t i = 0; i < nw; i++) {
+		const uint8_t *blk = (const uint8_t *)t->data + i / 32 * 22;
+		float d = fabsf(dtype_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)));
+
+		assert_true(fabsf(deq[i] - src[i]) <= d * 1.001f);
+	}
+	free(deq);
+	gguf_close(g);
+	r = model_load(f->out, &back, &e);
+	if (r < 0)
+		fail_msg("load back: %s", errbuf_str(&e, r));
+	assert_string_equal(back->lm_head.ops->name, "q5_0");
+	n = same_ids(q, back, ids);
+	a = logits_of(q, ids, n);
+	b = logits_of(back, ids, n);
+	for (size_t i = 0; i < (size_t)n * N_VOCAB; i++) {
+		err2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		ref2 += (double)a[i] * a[i];
+	}
+	/* 5-bit weights: a few percent of the logits' size, not more */
+	print_message("q5_0 head (%s): relative logit error %.4f\n", c->qwen2 ? "tied" : "untied",
+		      sqrt(err2 / ref2));
+	assert_true(err2 < 0.05 * 0.05 * ref2);
+	free(a);
+	free(b);
+	model_free(q);
+	model_free(back);
+}
+
+static void test_hf_q5_0_head_untied(void **state)
+{
+	struct tiny_cfg c = { .dtype = ST_BF16 };
+
+	check_q5_head(*state, &c, GGML_TYPE_BF16);
+}
+
+static void test_hf_q5_0_head_tied(void **state)
+{
+	struct tiny_cfg c = { .qwen2 = true, .dtype = ST_F32 };
+
+	check_q5_head(*state, &c, GGML_TYPE_F32);
 }
 
 /* What the GGUF form cannot carry is refused, and nothing is written. */
@@ -650,6 +738,8 @@ int test_export_run(void)
 		cmocka_unit_test(test_hf_llama_bf16_fp_roundtrip),
 		cmocka_unit_test(test_hf_qwen2_f32_fp_roundtrip),
 		cmocka_unit_test(test_hf_calibrated_matches_in_memory_model),
+		cmocka_unit_test(test_hf_q5_0_head_untied),
+		cmocka_unit_test(test_hf_q5_0_head_tied),
 		cmocka_unit_test(test_hf_unsupported_is_refused),
 		cmocka_unit_test(test_byte_level_tokenizers_round_trip),
 	};
