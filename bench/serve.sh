@@ -122,7 +122,9 @@ if [ "$LLAMA" = 1 ]; then
 	llamacpp_build llama-server
 	if [ -z "${LLAMA_MODEL:-}" ]; then
 		LLAMA_MODEL=$MODEL
-		if python3 -c 'import gguf,sys; sys.exit("shiftadd.method" not in gguf.GGUFReader(sys.argv[1]).fields)' "$MODEL" 2>/dev/null; then
+		# our own reader: PyPI gguf need not be installed
+		if "$SA" info --json "$MODEL" 2>/dev/null | python3 -c \
+			'import json,sys; sys.exit("shiftadd.method" not in json.load(sys.stdin)["metadata"])'; then
 			# the nearest llama.cpp gets to our bits on SmolLM2 (its K-quants fall back to
 			# Q4_0 on 576-wide rows), as in bench/llamacpp_e2e.sh; else the Q4_1 source
 			LLAMA_MODEL=bench/tmp/SmolLM2-135M-Instruct.Q4_0.gguf
