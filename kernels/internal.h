@@ -15,9 +15,11 @@
 
 /*
  * One token's lookup state, built by lut_ops.tables and read by lut_ops.tiles.
- * A table entry is an int16 value v stored as the unsigned 16-bit u = v + 32768, split into
- * bytes so that vpshufb can look up each half: per (pair, plane) step 64 bytes, the low bytes
- * of group 2p's 16 entries, their high bytes, then the same for group 2p+1.
+ * A table entry is a 14-bit value v (|v| <= LUT_ENTRY_MAX) stored as u = v + LUT_ENTRY_BIAS
+ * in [1, 2^14), split into two 7-bit digits, one byte each, so that vpshufb can look up each
+ * half: per (pair, plane) step 64 bytes, the low digits of group 2p's 16 entries, their high
+ * digits, then the same for group 2p+1. Digits below 128 let the lookups of two groups be
+ * added as bytes before they are widened.
  */
 struct lut_tok {
 	uint8_t *tab;  /* [n_rowsets][n_pairs][bits][64] */
@@ -198,16 +200,23 @@ static inline float lut_shift_f32(float x, int32_t e)
 	return lut_u2f(u);
 }
 
+#define LUT_ENTRY_MAX	8191
+#define LUT_BIAS_SHIFT	13
+#define LUT_ENTRY_BIAS	(1 << LUT_BIAS_SHIFT)
+#define LUT_DIGIT_BITS	7 /* a biased entry = low digit + 2^7 * high digit */
+#define LUT_DIGIT_MASK	127
+#define LUT_SCALE_TOP	12 /* a chunk's largest entry magnitude lands in [2^12, 2^13) */
+
 /*
  * From a chunk's largest table magnitude, the scale exponent s with max / 2^s in
- * [2^14, 2^15), so entries round into [-2^15, 2^15] and clamp to +-LUT_ENTRY_MAX. An all-zero
+ * [2^12, 2^13), so entries round into [-2^13, 2^13] and clamp to +-LUT_ENTRY_MAX. An all-zero
  * chunk (all entries 0 whatever the scale) gets 0.
  */
 static inline int32_t lut_chunk_exp(float mx)
 {
 	uint32_t ex = (lut_f2u(mx) >> 23) & 0xff;
 
-	return ex ? (int32_t)ex - 127 - 14 : 0;
+	return ex ? (int32_t)ex - 127 - LUT_SCALE_TOP : 0;
 }
 
 /* A term code's (struct lut_terms) exponent e and sign bit (0 or 0x80000000). */
@@ -220,9 +229,6 @@ static inline uint32_t lut_term_sign(uint16_t code)
 {
 	return (uint32_t)(code & 0x8000) << 16;
 }
-
-#define LUT_ENTRY_MAX  32767
-#define LUT_ENTRY_BIAS 32768
 
 /*
  * Randomized Hadamard transforms (kernels/rht.h): the same arithmetic on every path, so all

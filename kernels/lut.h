@@ -27,10 +27,10 @@
  *     64-byte chunk belongs to tile row r; its low nibble holds the signs of columns
  *     8p..8p+3 (bit j set = +1 for column 8p+j), the high nibble columns 8p+4..8p+7.
  *     Columns past n_cols are 0 (they meet zero activations);
- *   - tables of a token: [n_rowsets][n_pairs][bits][64] bytes: entries are int16 values
- *     + 32768, split into bytes: 16 low bytes of group 2p's entries, their 16 high bytes,
- *     then the same for group 2p+1.
- * Accuracy: the int16 table rounding (relative step 2^-15 of a chunk's largest entry) and
+ *   - tables of a token: [n_rowsets][n_pairs][bits][64] bytes: entries are 14-bit values
+ *     + 8192, split into 7-bit digits: 16 low digits of group 2p's entries, their 16 high
+ *     digits, then the same for group 2p+1.
+ * Accuracy: the 14-bit table rounding (relative step 2^-13 of a chunk's largest entry) and
  * the float sum over chunks differ from exact arithmetic (see kernels/README.md and the
  * tolerance in tests/unit/kernels/test_lut.c).
  */

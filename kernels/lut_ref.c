@@ -34,7 +34,7 @@ static float abs_f32(float x)
 
 /*
  * Entries of one group: T[idx] = P[idx & 3] + Q[idx >> 2], bit j of idx set = +x_j, as
- * 16 low bytes then 16 high bytes of (int16 value + 32768).
+ * 16 low then 16 high 7-bit digits of (14-bit value + LUT_ENTRY_BIAS).
  */
 static void group_table(const float *xg, int32_t s, uint8_t *dst)
 {
@@ -49,8 +49,8 @@ static void group_table(const float *xg, int32_t s, uint8_t *dst)
 
 		v = v > LUT_ENTRY_MAX ? LUT_ENTRY_MAX : v < -LUT_ENTRY_MAX ? -LUT_ENTRY_MAX : v;
 		u = (uint32_t)(v + LUT_ENTRY_BIAS);
-		dst[idx] = (uint8_t)(u & 0xff);
-		dst[16 + idx] = (uint8_t)(u >> 8);
+		dst[idx] = (uint8_t)(u & LUT_DIGIT_MASK);
+		dst[16 + idx] = (uint8_t)(u >> LUT_DIGIT_BITS);
 	}
 }
 
@@ -173,14 +173,16 @@ void lut_tiles_ref(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_
 					for (uint32_t i = 0; i < w->bits; i++) {
 						uint32_t lo = *wp & 15, hi = *wp >> 4;
 
-						sum += tp[lo] + (tp[16 + lo] << 8);
-						sum += tp[32 + hi] + (tp[48 + hi] << 8);
+						sum += tp[lo] +
+						       (tp[16 + lo] << LUT_DIGIT_BITS);
+						sum += tp[32 + hi] +
+						       (tp[48 + hi] << LUT_DIGIT_BITS);
 						n_lookups += 2;
 						wp += LUT_TILE_ROWS;
 						tp += 64;
 					}
 					if (++in_c == LUT_CHUNK_PAIRS || p + 1 == w->n_pairs) {
-						sum -= n_lookups << 15; /* the +32768 biases */
+						sum -= n_lookups << LUT_BIAS_SHIFT;
 						a[r] = a[r] +
 						       lut_shift_f32((float)sum, toks[j].cexp[c]);
 						sum = 0;

@@ -4,12 +4,13 @@
  * Compiled alone with -mavx2; the only multiply-free-ness proof is kernels/nomul.sh's
  * disassembly.
  *
- * Lookup: vpshufb picks, for 32 rows at once, the low byte of each row's table entry
- * (int16 + 32768, so unsigned) and, with a second vpshufb, its high byte. Each byte plane is
- * summed as 16-bit words (aw: even-row byte + 256 * odd-row byte, modulo 2^16) and,
- * separately, its odd-row bytes (ah = words >> 8): the even rows' sums are then
- * aw - (ah << 8) and the odd rows' ah, exact while a chunk has at most 257 lookups (it has
- * at most 64). A row's chunk sum is low sum + 256 * high sum - 32768 * lookups.
+ * Lookup: vpshufb picks, for 32 rows at once, the low 7-bit digit of each row's table entry
+ * (14-bit value + 8192, so unsigned) and, with a second vpshufb, its high digit. Digits are
+ * below 128, so a step's two lookups (groups 2p and 2p+1) are added as bytes; each digit
+ * plane is then summed as 16-bit words (aw: even-row byte + 256 * odd-row byte, modulo 2^16)
+ * and, separately, its odd-row bytes (ah = words >> 8): the even rows' sums are then
+ * aw - (ah << 8) and the odd rows' ah, exact while a chunk has at most 258 lookups (it has
+ * at most 64). A row's chunk sum is low sum + 128 * high sum - 8192 * lookups.
  */
 #include "kernels/internal.h"
 #include "kernels/x86/lut_avx2_common.h"
@@ -174,22 +175,24 @@ AI void shift_rows(const struct lut_weight *w, const float *x, const struct lut_
 
 /*
  * The entries of pair_entries() to the pair's 64 table bytes: for group 2p, then 2p+1, the
- * low bytes of the 16 (entry clamped to +-LUT_ENTRY_MAX) + 32768, then their high bytes.
- * Signed packing saturates above at 32767 = LUT_ENTRY_MAX and below at -32768, which the
- * max then lifts to -LUT_ENTRY_MAX: the reference's clamp. The bias is a sign-bit flip.
+ * low 7-bit digits of the 16 (entry clamped to +-LUT_ENTRY_MAX) + LUT_ENTRY_BIAS, then their
+ * high digits. Signed packing saturates at +-32767 first, then min and max clamp as the
+ * reference does.
  */
 AI void pair_bytes(const __m256i e[4], uint8_t *dst)
 {
-	const __m256i split =
-		_mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6,
-				 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-	const __m256i mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
-	const __m256i bias = _mm256_set1_epi16((short)0x8000);
-	/* per lane: entries 0-7 (resp. 8-15) of that lane's group as words */
-	__m256i w0 = _mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(e[0], e[1]), mn), bias);
-	__m256i w1 = _mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(e[2], e[3]), mn), bias);
-	/* per lane: 8 low bytes, 8 high bytes */
-	__m256i s0 = _mm256_shuffle_epi8(w0, split), s1 = _mm256_shuffle_epi8(w1, split);
+	const __m256i mx = _mm256_set1_epi16(LUT_ENTRY_MAX), mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
+	const __m256i bias = _mm256_set1_epi16(LUT_ENTRY_BIAS), dm = _mm256_set1_epi16(LUT_DIGIT_MASK);
+	/* per lane: entries 0-7 (resp. 8-15) of that lane's group as biased words */
+	__m256i w0 = _mm256_add_epi16(
+		_mm256_max_epi16(_mm256_min_epi16(_mm256_packs_epi32(e[0], e[1]), mx), mn), bias);
+	__m256i w1 = _mm256_add_epi16(
+		_mm256_max_epi16(_mm256_min_epi16(_mm256_packs_epi32(e[2], e[3]), mx), mn), bias);
+	/* per lane: 8 low digits, 8 high digits (both below 128: unsigned packing keeps them) */
+	__m256i s0 = _mm256_packus_epi16(_mm256_and_si256(w0, dm),
+					 _mm256_srli_epi16(w0, LUT_DIGIT_BITS));
+	__m256i s1 = _mm256_packus_epi16(_mm256_and_si256(w1, dm),
+					 _mm256_srli_epi16(w1, LUT_DIGIT_BITS));
 	__m256i lo = _mm256_unpacklo_epi64(s0, s1), hi = _mm256_unpackhi_epi64(s0, s1);
 
 	_mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(lo, hi, 0x20));
@@ -264,12 +267,13 @@ AI __m256i two_tabs(const uint8_t *lo, const uint8_t *hi)
 				       _mm_loadu_si128((const __m128i *)hi), 1);
 }
 
-/* One byte plane's lookups of 32 rows summed as described at the top of the file. */
+/* One digit plane's lookups of 32 rows summed as described at the top of the file. */
 AI void add_bytes(__m256i u, __m256i v, __m256i *aw, __m256i *ah)
 {
-	*aw = _mm256_add_epi16(*aw, _mm256_add_epi16(u, v));
-	*ah = _mm256_add_epi16(*ah,
-			       _mm256_add_epi16(_mm256_srli_epi16(u, 8), _mm256_srli_epi16(v, 8)));
+	__m256i s = _mm256_add_epi8(u, v); /* two digits: at most 254 */
+
+	*aw = _mm256_add_epi16(*aw, s);
+	*ah = _mm256_add_epi16(*ah, _mm256_srli_epi16(s, 8));
 }
 
 /*
@@ -289,7 +293,8 @@ AI __m256 scale_ps(__m256 f, __m256i e, __m256i e23, bool fast)
 
 /*
  * Fold one half-tile's chunk sums into its float slots (see the slot order in store_tile):
- * @aw/@ah of the low and the high entry bytes, @bias = 128 * lookups per row.
+ * @aw/@ah of the low and the high digits, @bias = 64 * lookups per row (the entry bias in
+ * high-digit units).
  */
 AI void fold(__m256i awl, __m256i ahl, __m256i awh, __m256i ahh, __m256i bias, __m256i e, bool fast,
 	     float *a)
@@ -299,22 +304,22 @@ AI void fold(__m256i awl, __m256i ahl, __m256i awh, __m256i ahh, __m256i bias, _
 	__m256i le = _mm256_sub_epi16(awl, _mm256_slli_epi16(ahl, 8)); /* even rows, >= 0 */
 	__m256i lo = ahl;					       /* odd rows, >= 0 */
 	__m256i he = _mm256_sub_epi16(_mm256_sub_epi16(awh, _mm256_slli_epi16(ahh, 8)), bias);
-	__m256i ho = _mm256_sub_epi16(ahh, bias); /* high sums - 128 * lookups: signed */
+	__m256i ho = _mm256_sub_epi16(ahh, bias); /* high sums - 64 * lookups: signed */
 	__m256i v[4] = {
 		/* rows 4d */
 		_mm256_add_epi32(
 			_mm256_and_si256(le, low),
-			_mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(he, 16), 16), 8)),
+			_mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(he, 16), 16), LUT_DIGIT_BITS)),
 		/* rows 4d + 1 */
 		_mm256_add_epi32(
 			_mm256_and_si256(lo, low),
-			_mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(ho, 16), 16), 8)),
+			_mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(ho, 16), 16), LUT_DIGIT_BITS)),
 		/* rows 4d + 2 */
 		_mm256_add_epi32(_mm256_srli_epi32(le, 16),
-				 _mm256_slli_epi32(_mm256_srai_epi32(he, 16), 8)),
+				 _mm256_slli_epi32(_mm256_srai_epi32(he, 16), LUT_DIGIT_BITS)),
 		/* rows 4d + 3 */
 		_mm256_add_epi32(_mm256_srli_epi32(lo, 16),
-				 _mm256_slli_epi32(_mm256_srai_epi32(ho, 16), 8)),
+				 _mm256_slli_epi32(_mm256_srai_epi32(ho, 16), LUT_DIGIT_BITS)),
 	};
 
 	for (int s = 0; s < 4; s++, a += 8) {
@@ -334,7 +339,9 @@ AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, b
 	      int32_t cexp, uint32_t hs, uint32_t he, float *a)
 {
 	const __m256i nib = _mm256_set1_epi8(0x0f);
-	__m256i bias = _mm256_set1_epi16((short)(n_steps << 8)); /* 2 lookups * 128 per step */
+	/* 2 lookups per step, each biased by 64 high-digit units */
+	__m256i bias = _mm256_set1_epi16(
+		(short)(n_steps << (LUT_BIAS_SHIFT - LUT_DIGIT_BITS + 1)));
 	__m256i e = _mm256_set1_epi32(cexp);
 	bool fast = cexp >= -126 && cexp <= 106;
 

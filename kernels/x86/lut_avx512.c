@@ -46,11 +46,13 @@ AI __m512i four_tabs(const uint8_t *const tp[4], uint32_t off)
 	return t;
 }
 
+/* lut_avx2.c's add_bytes: two 7-bit digits added as bytes, then widened. */
 AI void add_bytes(__m512i u, __m512i v, __m512i *aw, __m512i *ah)
 {
-	*aw = _mm512_add_epi16(*aw, _mm512_add_epi16(u, v));
-	*ah = _mm512_add_epi16(*ah,
-			       _mm512_add_epi16(_mm512_srli_epi16(u, 8), _mm512_srli_epi16(v, 8)));
+	__m512i s = _mm512_add_epi8(u, v);
+
+	*aw = _mm512_add_epi16(*aw, s);
+	*ah = _mm512_add_epi16(*ah, _mm512_srli_epi16(s, 8));
 }
 
 /* lut_avx2.c's scale_ps: fast path for e in [-126, 106], where only zero needs care. */
@@ -76,14 +78,14 @@ AI void fold(__m512i awl, __m512i ahl, __m512i awh, __m512i ahh, __m512i bias, _
 	__m512i v[4] = {
 		_mm512_add_epi32(
 			_mm512_and_si512(le, low),
-			_mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(he, 16), 16), 8)),
+			_mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(he, 16), 16), LUT_DIGIT_BITS)),
 		_mm512_add_epi32(
 			_mm512_and_si512(lo, low),
-			_mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(ho, 16), 16), 8)),
+			_mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(ho, 16), 16), LUT_DIGIT_BITS)),
 		_mm512_add_epi32(_mm512_srli_epi32(le, 16),
-				 _mm512_slli_epi32(_mm512_srai_epi32(he, 16), 8)),
+				 _mm512_slli_epi32(_mm512_srai_epi32(he, 16), LUT_DIGIT_BITS)),
 		_mm512_add_epi32(_mm512_srli_epi32(lo, 16),
-				 _mm512_slli_epi32(_mm512_srai_epi32(ho, 16), 8)),
+				 _mm512_slli_epi32(_mm512_srai_epi32(ho, 16), LUT_DIGIT_BITS)),
 	};
 
 	for (int s = 0; s < 4; s++, a += 16) {
@@ -99,7 +101,7 @@ AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, b
 {
 	const __m512i nib = _mm512_set1_epi8(0x0f);
 	__m512i awl = _mm512_setzero_si512(), ahl = awl, awh = awl, ahh = awl;
-	__m512i bias = _mm512_set1_epi16((short)(n_steps << 8));
+	__m512i bias = _mm512_set1_epi16((short)(n_steps << (LUT_BIAS_SHIFT - LUT_DIGIT_BITS + 1)));
 	uint32_t off = 0;
 
 	for (uint32_t s = 0; s < n_steps; s++, wp += 64, off += 64) {

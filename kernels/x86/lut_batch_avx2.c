@@ -6,7 +6,8 @@
  * row's sign nibble addresses one 32-byte entry row holding all 16 tokens' entries, and a
  * lookup is one load and three adds/shifts for 16 tokens.
  *
- * Exact integer sums as in the per-token path: entries are stored as u = v + 32768 (16 bits);
+ * Exact integer sums as in the per-token path: entries (14-bit values, as the per-token tables
+ * hold them) are stored here as u = v + 32768 (16 bits);
  * per chunk a row keeps A = sum u (mod 2^16, vpaddw) and H, a running estimate of
  * sum u / 256 from averages (quad()). 256 H is within 2^15 of the exact sum, which is
  * therefore 256 H + (A - 256 H as a signed 16-bit value), minus 32768 * lookups: the
@@ -188,7 +189,7 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 		      uint8_t *dst)
 {
 	const __m256 sgn = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
-	const __m256i mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
+	const __m256i mx = _mm256_set1_epi16(LUT_ENTRY_MAX), mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
 	const __m256i bias = _mm256_set1_epi16((short)0x8000);
 	__m256 p[2][4], cd[2][2];
 
@@ -219,8 +220,10 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 
 			_mm256_storeu_si256(
 				(__m256i *)(dst + 32 * pi),
-				_mm256_xor_si256(_mm256_max_epi16(_mm256_packs_epi32(lo, hi), mn),
-						 bias));
+				_mm256_xor_si256(
+					_mm256_max_epi16(
+						_mm256_min_epi16(_mm256_packs_epi32(lo, hi), mx), mn),
+					bias));
 		}
 	}
 }
@@ -243,7 +246,7 @@ AI void chunk_exps(const __m256 mx[2], __m256i ce[2])
 					      _mm256_set1_epi32(0xff));
 
 		ce[h] = _mm256_andnot_si256(_mm256_cmpeq_epi32(ex, _mm256_setzero_si256()),
-					    _mm256_sub_epi32(ex, _mm256_set1_epi32(127 + 14)));
+					    _mm256_sub_epi32(ex, _mm256_set1_epi32(127 + LUT_SCALE_TOP)));
 	}
 }
 

@@ -172,13 +172,13 @@ static void test_ref_matches_dense_within_table_error(void **state)
 		worst = e > worst ? e : worst;
 	}
 	/*
-	 * Stated accuracy: int16 tables with one power-of-two scale per 64 columns (shared by
-	 * all planes and row blocks) cost at most 5e-4 relative L2 on these inputs
+	 * Stated accuracy: 14-bit tables with one power-of-two scale per 64 columns (shared by
+	 * all planes and row blocks) cost at most 1e-3 relative L2 on these inputs
 	 * (Gaussian-like with 1/64 outliers of 20x, alphas 2x apart between planes); measured
-	 * worst 1.0e-4 (int8 tables, before: 3.4%).
+	 * worst 5.6e-4 (int16 tables: 1.0e-4; int8 tables, before that: 3.4%).
 	 */
 	print_message("ref vs dense: worst relative L2 error %.2e\n", worst);
-	assert_true(worst < 5e-4);
+	assert_true(worst < 1e-3);
 }
 
 /*
