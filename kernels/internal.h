@@ -200,12 +200,12 @@ static inline float lut_shift_f32(float x, int32_t e)
 	return lut_u2f(u);
 }
 
-#define LUT_ENTRY_MAX	8191
-#define LUT_BIAS_SHIFT	13
-#define LUT_ENTRY_BIAS	(1 << LUT_BIAS_SHIFT)
-#define LUT_DIGIT_BITS	7 /* a biased entry = low digit + 2^7 * high digit */
-#define LUT_DIGIT_MASK	127
-#define LUT_SCALE_TOP	12 /* a chunk's largest entry magnitude lands in [2^12, 2^13) */
+#define LUT_ENTRY_MAX  8191
+#define LUT_BIAS_SHIFT 13
+#define LUT_ENTRY_BIAS (1 << LUT_BIAS_SHIFT)
+#define LUT_DIGIT_BITS 7 /* a biased entry = low digit + 2^7 * high digit */
+#define LUT_DIGIT_MASK 127
+#define LUT_SCALE_TOP  12 /* a chunk's largest entry magnitude lands in [2^12, 2^13) */
 
 /*
  * From a chunk's largest table magnitude, the scale exponent s with max / 2^s in

@@ -173,8 +173,7 @@ void lut_tiles_ref(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint32_
 					for (uint32_t i = 0; i < w->bits; i++) {
 						uint32_t lo = *wp & 15, hi = *wp >> 4;
 
-						sum += tp[lo] +
-						       (tp[16 + lo] << LUT_DIGIT_BITS);
+						sum += tp[lo] + (tp[16 + lo] << LUT_DIGIT_BITS);
 						sum += tp[32 + hi] +
 						       (tp[48 + hi] << LUT_DIGIT_BITS);
 						n_lookups += 2;

@@ -182,7 +182,8 @@ AI void shift_rows(const struct lut_weight *w, const float *x, const struct lut_
 AI void pair_bytes(const __m256i e[4], uint8_t *dst)
 {
 	const __m256i mx = _mm256_set1_epi16(LUT_ENTRY_MAX), mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
-	const __m256i bias = _mm256_set1_epi16(LUT_ENTRY_BIAS), dm = _mm256_set1_epi16(LUT_DIGIT_MASK);
+	const __m256i bias = _mm256_set1_epi16(LUT_ENTRY_BIAS),
+		      dm = _mm256_set1_epi16(LUT_DIGIT_MASK);
 	/* per lane: entries 0-7 (resp. 8-15) of that lane's group as biased words */
 	__m256i w0 = _mm256_add_epi16(
 		_mm256_max_epi16(_mm256_min_epi16(_mm256_packs_epi32(e[0], e[1]), mx), mn), bias);
@@ -307,13 +308,13 @@ AI void fold(__m256i awl, __m256i ahl, __m256i awh, __m256i ahh, __m256i bias, _
 	__m256i ho = _mm256_sub_epi16(ahh, bias); /* high sums - 64 * lookups: signed */
 	__m256i v[4] = {
 		/* rows 4d */
-		_mm256_add_epi32(
-			_mm256_and_si256(le, low),
-			_mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(he, 16), 16), LUT_DIGIT_BITS)),
+		_mm256_add_epi32(_mm256_and_si256(le, low),
+				 _mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(he, 16), 16),
+						   LUT_DIGIT_BITS)),
 		/* rows 4d + 1 */
-		_mm256_add_epi32(
-			_mm256_and_si256(lo, low),
-			_mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(ho, 16), 16), LUT_DIGIT_BITS)),
+		_mm256_add_epi32(_mm256_and_si256(lo, low),
+				 _mm256_slli_epi32(_mm256_srai_epi32(_mm256_slli_epi32(ho, 16), 16),
+						   LUT_DIGIT_BITS)),
 		/* rows 4d + 2 */
 		_mm256_add_epi32(_mm256_srli_epi32(le, 16),
 				 _mm256_slli_epi32(_mm256_srai_epi32(he, 16), LUT_DIGIT_BITS)),
@@ -340,8 +341,7 @@ AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, b
 {
 	const __m256i nib = _mm256_set1_epi8(0x0f);
 	/* 2 lookups per step, each biased by 64 high-digit units */
-	__m256i bias = _mm256_set1_epi16(
-		(short)(n_steps << (LUT_BIAS_SHIFT - LUT_DIGIT_BITS + 1)));
+	__m256i bias = _mm256_set1_epi16((short)(n_steps << (LUT_BIAS_SHIFT - LUT_DIGIT_BITS + 1)));
 	__m256i e = _mm256_set1_epi32(cexp);
 	bool fast = cexp >= -126 && cexp <= 106;
 

@@ -76,12 +76,12 @@ AI void fold(__m512i awl, __m512i ahl, __m512i awh, __m512i ahh, __m512i bias, _
 	__m512i he = _mm512_sub_epi16(_mm512_sub_epi16(awh, _mm512_slli_epi16(ahh, 8)), bias);
 	__m512i ho = _mm512_sub_epi16(ahh, bias);
 	__m512i v[4] = {
-		_mm512_add_epi32(
-			_mm512_and_si512(le, low),
-			_mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(he, 16), 16), LUT_DIGIT_BITS)),
-		_mm512_add_epi32(
-			_mm512_and_si512(lo, low),
-			_mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(ho, 16), 16), LUT_DIGIT_BITS)),
+		_mm512_add_epi32(_mm512_and_si512(le, low),
+				 _mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(he, 16), 16),
+						   LUT_DIGIT_BITS)),
+		_mm512_add_epi32(_mm512_and_si512(lo, low),
+				 _mm512_slli_epi32(_mm512_srai_epi32(_mm512_slli_epi32(ho, 16), 16),
+						   LUT_DIGIT_BITS)),
 		_mm512_add_epi32(_mm512_srli_epi32(le, 16),
 				 _mm512_slli_epi32(_mm512_srai_epi32(he, 16), LUT_DIGIT_BITS)),
 		_mm512_add_epi32(_mm512_srli_epi32(lo, 16),

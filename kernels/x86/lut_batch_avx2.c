@@ -222,7 +222,8 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 				(__m256i *)(dst + 32 * pi),
 				_mm256_xor_si256(
 					_mm256_max_epi16(
-						_mm256_min_epi16(_mm256_packs_epi32(lo, hi), mx), mn),
+						_mm256_min_epi16(_mm256_packs_epi32(lo, hi), mx),
+						mn),
 					bias));
 		}
 	}
@@ -245,8 +246,9 @@ AI void chunk_exps(const __m256 mx[2], __m256i ce[2])
 		__m256i ex = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(mx[h]), 23),
 					      _mm256_set1_epi32(0xff));
 
-		ce[h] = _mm256_andnot_si256(_mm256_cmpeq_epi32(ex, _mm256_setzero_si256()),
-					    _mm256_sub_epi32(ex, _mm256_set1_epi32(127 + LUT_SCALE_TOP)));
+		ce[h] = _mm256_andnot_si256(
+			_mm256_cmpeq_epi32(ex, _mm256_setzero_si256()),
+			_mm256_sub_epi32(ex, _mm256_set1_epi32(127 + LUT_SCALE_TOP)));
 	}
 }
 
