@@ -47,7 +47,8 @@ struct lut_span {
  * so that one 32-byte load gives one table entry for all of them and a row's lookups serve
  * the whole batch. Per (rowset, pair, plane) step, in the per-token order of steps,
  * LUT_BATCH_STEP bytes: group 2p's 16 entries, then group 2p+1's, each entry LUT_BATCH uint16
- * (the token's stored value, int16 + 32768) in token order; tokens past n_tok read as 0.
+ * (the token's stored value, the 14-bit entry + LUT_ENTRY_BIAS) in token order; tokens past
+ * n_tok read as 0.
  * The integer sums and the float operations per token are the per-token path's, so the
  * batched path gives the same bits (tested against lut_gemv).
  */

@@ -4,15 +4,15 @@
  * (lut_avx2.c) puts 32 rows in a vector and pays two vpshufb plus byte-sum bookkeeping per
  * 32 lookups of one token; here the tokens sit in the vector lanes (struct lut_batch), so a
  * row's sign nibble addresses one 32-byte entry row holding all 16 tokens' entries, and a
- * lookup is one load and three adds/shifts for 16 tokens.
+ * lookup is one load and about one and a half adds/shifts for 16 tokens.
  *
  * Exact integer sums as in the per-token path: entries (14-bit values, as the per-token tables
- * hold them) are stored here as u = v + 32768 (16 bits);
- * per chunk a row keeps A = sum u (mod 2^16, vpaddw) and H, a running estimate of
- * sum u / 256 from averages (quad()). 256 H is within 2^15 of the exact sum, which is
- * therefore 256 H + (A - 256 H as a signed 16-bit value), minus 32768 * lookups: the
- * per-token path's integer, converted and scaled with the same float operations in the same
- * chunk order, hence the same bits.
+ * hold them) are stored here as u = v + 8192 in [1, 2^14), so the sum q of a quad of lookups
+ * (two steps, quad()) fits 16 bits exactly. Per chunk a row keeps A = sum q (mod 2^16) and
+ * H = sum (q >> 8): 256 H is the exact sum less the quads' low bytes (at most 16 * 255), so
+ * the sum is 256 H + (A - 256 H mod 2^16), minus 8192 * lookups: the per-token path's
+ * integer, converted and scaled with the same float operations in the same chunk order,
+ * hence the same bits.
  */
 #include "kernels/internal.h"
 #include "kernels/x86/lut_avx2_common.h"
@@ -190,7 +190,7 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 {
 	const __m256 sgn = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
 	const __m256i mx = _mm256_set1_epi16(LUT_ENTRY_MAX), mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
-	const __m256i bias = _mm256_set1_epi16((short)0x8000);
+	const __m256i bias = _mm256_set1_epi16(LUT_ENTRY_BIAS);
 	__m256 p[2][4], cd[2][2];
 
 	for (int h = 0; h < 2; h++) {
@@ -220,7 +220,7 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 
 			_mm256_storeu_si256(
 				(__m256i *)(dst + 32 * pi),
-				_mm256_xor_si256(
+				_mm256_add_epi16(
 					_mm256_max_epi16(
 						_mm256_min_epi16(_mm256_packs_epi32(lo, hi), mx),
 						mn),
@@ -373,32 +373,25 @@ AI __m256i entry(const uint8_t *tp, uint32_t nib)
 	return _mm256_loadu_si256((const __m256i *)(tp + (nib << 5)));
 }
 
-/*
- * One row's lookups of two steps: A += the four entries (mod 2^16); H += their average
- * (vpavgw, exact in 17 bits) / 64, i.e. about their sum / 256: each quad's 256 * H part is
- * within (-256, 4] of its sum, so a chunk's (at most 16 quads) stays within 2^15 of the exact
- * sum and A, exact mod 2^16, settles it (fold).
- */
+/* One row's lookups of two steps: the quad's sum q (below 2^16), A += q, H += q >> 8. */
 AI void quad(const uint8_t *tp, uint32_t v0, uint32_t v1, __m256i *A, __m256i *H)
 {
 	__m256i u0 = entry(tp, v0 & 15), u1 = entry(tp + 512, (v0 >> 4) & 15);
 	__m256i u2 = entry(tp + LUT_BATCH_STEP, v1 & 15);
 	__m256i u3 = entry(tp + LUT_BATCH_STEP + 512, (v1 >> 4) & 15);
+	__m256i q = _mm256_add_epi16(_mm256_add_epi16(u0, u1), _mm256_add_epi16(u2, u3));
 
-	*A = _mm256_add_epi16(*A,
-			      _mm256_add_epi16(_mm256_add_epi16(u0, u1), _mm256_add_epi16(u2, u3)));
-	*H = _mm256_add_epi16(*H, _mm256_srli_epi16(_mm256_avg_epu16(_mm256_avg_epu16(u0, u1),
-								     _mm256_avg_epu16(u2, u3)),
-						    6));
+	*A = _mm256_add_epi16(*A, q);
+	*H = _mm256_add_epi16(*H, _mm256_srli_epi16(q, 8));
 }
 
-/* One step of one row (an odd step count's last): the pair's average / 128. */
+/* One step of one row (an odd step count's last), as quad(). */
 AI void pair(const uint8_t *tp, uint32_t v, __m256i *A, __m256i *H)
 {
-	__m256i u0 = entry(tp, v & 15), u1 = entry(tp + 512, (v >> 4) & 15);
+	__m256i q = _mm256_add_epi16(entry(tp, v & 15), entry(tp + 512, (v >> 4) & 15));
 
-	*A = _mm256_add_epi16(*A, _mm256_add_epi16(u0, u1));
-	*H = _mm256_add_epi16(*H, _mm256_srli_epi16(_mm256_avg_epu16(u0, u1), 7));
+	*A = _mm256_add_epi16(*A, q);
+	*H = _mm256_add_epi16(*H, _mm256_srli_epi16(q, 8));
 }
 
 /*
@@ -453,8 +446,8 @@ static void tiles_sums(const struct lut_weight *w, uint32_t h0, uint32_t h1, con
 		__m256i bias;
 		bool fast = true;
 
-		/* two lookups of 128 bias units each per step */
-		bias = _mm256_set1_epi32((int32_t)(n_steps << 16));
+		/* two lookups biased by LUT_ENTRY_BIAS each per step */
+		bias = _mm256_set1_epi32((int32_t)(n_steps << (LUT_BIAS_SHIFT + 1)));
 		for (uint32_t t = 0; t < LUT_BATCH; t++)
 			fast = fast && ce[t] >= -126 && ce[t] <= 106;
 		for (uint32_t t = h0 >> 1; t < (h1 + 1) >> 1;
