@@ -108,7 +108,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%s\n' "${notes[@]}" >"$tmp/notes.txt"
 
 # 4. One report.
-python3 - "$tmp" "bench/results/${REPORT:-e2e-llamacpp-$DATE}" "$COMMIT" "bench/llamacpp_e2e.sh $args" \
+SA="$SA" python3 - "$tmp" "bench/results/${REPORT:-e2e-llamacpp-$DATE}" "$COMMIT" "bench/llamacpp_e2e.sh $args" \
 	"$load_start" "$load_end" "$LLAMACPP_VERSION" "$(llamacpp_commit)" "$MODEL" "$CPU" "$NCPU" \
 	"$windows" "$seqlen" "$n_gen" "$reps" <<'PY'
 import json, os, platform, statistics, sys
@@ -119,25 +119,29 @@ quants, llama, ours, ppl = rd("quants.jsonl"), rd("llama.jsonl"), rd("ours.jsonl
 notes = [l.rstrip("\n") for l in open(os.path.join(tmp, "notes.txt")) if l.strip()]
 
 def file_info(path):
-    """Tensor type mix and bits per weight of the blocks' 2-D (linear) weights."""
+    """Tensor type mix and bits per weight of the blocks' 2-D (linear) weights, read with our
+    own `shiftadd info --json` (PyPI gguf need not be installed)."""
     info = {"file": path, "size_bytes": os.path.getsize(path)}
     try:
-        import collections, gguf
-        r = gguf.GGUFReader(path)
-        f = r.fields
-        if "shiftadd.avg_bits" in f:
+        import collections, math, subprocess
+        sa = os.environ.get("SA", "build/release/bin/shiftadd")
+        d = json.loads(subprocess.run([sa, "info", "--json", path], capture_output=True,
+                                      text=True, check=True).stdout)
+        meta, tens = d["metadata"], d["tensors"]
+        if "shiftadd.avg_bits" in meta:
             info["kind"] = "shiftadd"
-            info["method"] = f["shiftadd.method"].contents()
-            info["bits"] = f["shiftadd.bits"].contents()
-            info["linear_bpw"] = float(f["shiftadd.avg_bits"].contents())
+            info["method"] = meta["shiftadd.method"]
+            info["bits"] = meta["shiftadd.bits"]
+            info["linear_bpw"] = float(meta["shiftadd.avg_bits"])
         else:
-            lin = [t for t in r.tensors if t.name.startswith("blk.") and len(t.shape) == 2]
+            lin = [t for t in tens
+                   if t["name"].startswith("blk.") and sum(x > 1 for x in t["shape"]) == 2]
             info["kind"] = "gguf"
-            info["linear_types"] = dict(collections.Counter(t.tensor_type.name for t in lin))
-            info["linear_bpw"] = (8 * sum(int(t.n_bytes) for t in lin) /
-                                  sum(int(t.n_elements) for t in lin))
-        info["all_types"] = dict(collections.Counter(t.tensor_type.name for t in r.tensors))
-    except Exception as e:  # gguf-py missing or a type it does not know
+            info["linear_types"] = dict(collections.Counter(t["type"] for t in lin))
+            info["linear_bpw"] = (8 * sum(t["bytes"] for t in lin) /
+                                  sum(math.prod(t["shape"]) for t in lin))
+        info["all_types"] = dict(collections.Counter(t["type"] for t in tens))
+    except Exception as e:  # no binary, or a file it cannot read
         info["error"] = repr(e)[:200]
     return info
 
