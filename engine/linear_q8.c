@@ -227,17 +227,11 @@ static int repack(struct q8_linear *s, const uint8_t *src)
 		for (uint32_t b = 0; b < nb; b++, src += GGUF_BLOCK_BYTES(qb)) {
 			uint64_t at = q8_block_index(&s->w, r, b);
 			float d = dtype_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
-			uint8_t *dst = s->q + at * qb;
 
 			if (!isfinite(d))
 				return -EBADMSG;
 			s->d[at] = d;
-			if (qb == Q8_QBYTES) {
-				memcpy(dst, src + 2, Q8_QBYTES);
-			} else { /* GGUF Q5_0: scale, fifth bits, nibbles */
-				memcpy(dst, src + 6, 16);
-				memcpy(dst + 16, src + 2, 4);
-			}
+			memcpy(s->q + at * qb, src + 2, qb);
 		}
 	}
 	return 0;

@@ -20,9 +20,10 @@
 #define Q8_TILE_ROWS 4
 
 /*
- * Stored bytes of a block's 32 values: Q8_0 keeps 32 int8; Q5_0 keeps GGUF's 16 bytes of
- * nibbles (element j the low nibble of byte j, element j + 16 its high nibble) and then the
- * 32 fifth bits as a little-endian word (bit j belongs to element j); its values are q - 16.
+ * Stored bytes of a block's 32 values: the GGUF block without its f16 scale. Q8_0: 32 int8.
+ * Q5_0: the 32 fifth bits as a little-endian word (bit j belongs to element j), then 16
+ * bytes of nibbles (element j the low nibble of byte j, element j + 16 its high nibble); its
+ * values are q - 16.
  */
 #define Q8_QBYTES 32
 #define Q5_QBYTES 20
@@ -59,12 +60,13 @@ static inline void q8_block_values(const struct q8_weight *w, uint64_t off, int8
 			v[j] = (int8_t)p[j];
 		return;
 	}
-	uint32_t qh = (uint32_t)p[16] | (uint32_t)p[17] << 8 | (uint32_t)p[18] << 16 |
-		      (uint32_t)p[19] << 24;
+	uint32_t qh =
+		(uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	const uint8_t *qs = p + 4;
 
 	for (int j = 0; j < Q8_BLOCK / 2; j++) {
-		v[j] = (int8_t)((int)((p[j] & 0xfu) | ((qh >> j) & 1) << 4) - 16);
-		v[j + 16] = (int8_t)((int)((p[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+		v[j] = (int8_t)((int)((qs[j] & 0xfu) | ((qh >> j) & 1) << 4) - 16);
+		v[j + 16] = (int8_t)((int)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
 	}
 }
 

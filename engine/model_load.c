@@ -429,10 +429,9 @@ static struct lut_runner head_runner(struct model *m)
  * modes: decoding reads 30 (21) MB of it per token instead of 113 MB as f32. The tied
  * embedding lookup keeps its f32 copy (loaded before).
  */
-static int load_block_head(struct model *m, const struct source *s, const char *name, bool untied,
-			   struct errbuf *e)
+static int load_block_head(struct model *m, const struct gguf_tensor *gt, const char *name,
+			   bool untied, struct errbuf *e)
 {
-	const struct gguf_tensor *gt = gguf_find_tensor(s->g, name);
 	const struct model_config *c = &m->cfg;
 	struct lut_runner runner = head_runner(m);
 	bool q5 = gt->type == GGML_TYPE_Q5_0;
@@ -458,7 +457,7 @@ static int load_weights(struct model *m, const struct source *s, const struct te
 {
 	const struct model_config *c = &m->cfg;
 	bool opt = c->arch == ARCH_OPT, untied;
-	enum ggml_type head_type;
+	const struct gguf_tensor *ht;
 	const void *t;
 	int r;
 
@@ -482,10 +481,9 @@ static int load_weights(struct model *m, const struct source *s, const struct te
 	if (r < 0)
 		return r;
 	untied = !c->tied_embeddings && src_lookup(s, nm->lm_head, &t);
-	head_type = s->g ? gguf_find_tensor(s->g, untied ? nm->lm_head : nm->tok_embd)->type
-			 : GGML_TYPE_F32;
-	if (head_type == GGML_TYPE_Q8_0 || head_type == GGML_TYPE_Q5_0) {
-		r = load_block_head(m, s, untied ? nm->lm_head : nm->tok_embd, untied, e);
+	ht = s->g ? gguf_find_tensor(s->g, untied ? nm->lm_head : nm->tok_embd) : NULL;
+	if (ht && (ht->type == GGML_TYPE_Q8_0 || ht->type == GGML_TYPE_Q5_0)) {
+		r = load_block_head(m, ht, untied ? nm->lm_head : nm->tok_embd, untied, e);
 	} else if (untied) {
 		float *w;
 

@@ -257,6 +257,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	uint32_t nw = r && r->run && r->n_workers ? r->n_workers : 1;
 	struct gemm_job j = { .w = w, .m = m, .x = x, .y = y };
 	struct scratch_plan p;
+	uint32_t n_slots;
 	uint8_t *mem, *base, *own = NULL;
 	int ret;
 
@@ -265,6 +266,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	ret = plan(w, m, nw, &p);
 	if (ret < 0)
 		return ret;
+	n_slots = tab_slots(w, m, nw);
 	if (isa == LUT_ISA_AUTO)
 		isa = lut_isa_auto();
 	if (!lut_isa_supported(isa))
@@ -283,12 +285,11 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	base = (uint8_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
 	j.toks = (struct lut_tok *)base;
 	base += p.toks;
-	for (uint32_t t = 0; t < tab_slots(w, m, nw); t++)
+	for (uint32_t t = 0; t < n_slots; t++) {
 		j.toks[t].tab = base + (size_t)t * w->tab_bytes;
-	base += p.tab;
-	for (uint32_t t = 0; t < tab_slots(w, m, nw); t++)
-		j.toks[t].cexp = (int32_t *)base + (size_t)t * w->n_chunks;
-	base += p.cexp;
+		j.toks[t].cexp = (int32_t *)(base + p.tab) + (size_t)t * w->n_chunks;
+	}
+	base += p.tab + p.cexp;
 	j.xs = base;
 	j.xs_bytes = p.xs / nw;
 	base += p.xs;

@@ -196,13 +196,13 @@ static int add_q5_head(struct gguf_writer *w, const struct model *m, const struc
 		       void ***bufs, uint32_t *n_bufs, struct errbuf *e)
 {
 	const struct model_config *c = &m->cfg;
-	uint64_t n = (uint64_t)c->n_vocab * c->dim, ne[2] = { c->dim, c->n_vocab };
+	uint64_t n = (uint64_t)c->n_vocab * c->dim, ne[2] = { c->dim, c->n_vocab }, n_bytes;
 	const float *src = c->tied_embeddings ? m->tok_embd : linear_dense_weights(&m->lm_head);
 	float *tmp = NULL;
 	uint8_t *q;
 	int r;
 
-	if (c->dim % 32)
+	if (c->dim % 32 || dtype_row_bytes(GGML_TYPE_Q5_0, n, &n_bytes) < 0)
 		return errbuf_set(e, -EINVAL,
 				  "--head q5_0 needs rows of a multiple of 32 values, not %u",
 				  c->dim);
@@ -219,7 +219,7 @@ static int add_q5_head(struct gguf_writer *w, const struct model *m, const struc
 		di->to_f32(t->data, tmp, n);
 		src = tmp;
 	}
-	q = malloc(n / 32 * 22);
+	q = malloc(n_bytes);
 	r = q ? dtype_quantize_q5_0(src, q, n) : -ENOMEM;
 	free(tmp);
 	if (r < 0) {
@@ -228,8 +228,7 @@ static int add_q5_head(struct gguf_writer *w, const struct model *m, const struc
 	}
 	r = sa_keep_buf(bufs, n_bufs, q);
 	if (r == 0)
-		r = gguf_writer_add_tensor(w, "output.weight", GGML_TYPE_Q5_0, 2, ne, q,
-					   n / 32 * 22);
+		r = gguf_writer_add_tensor(w, "output.weight", GGML_TYPE_Q5_0, 2, ne, q, n_bytes);
 	return r < 0 ? errbuf_set(e, r, "cannot add the Q5_0 LM head: %s", strerror(-r)) : 0;
 }
 

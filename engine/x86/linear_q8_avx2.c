@@ -53,11 +53,11 @@ static inline void q5_values(const uint8_t *p, __m256i *w0, __m256i *w1)
 	const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
 						2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
 	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-	__m128i qs = _mm_loadu_si128((const __m128i *)p);
+	__m128i qs = _mm_loadu_si128((const __m128i *)(p + 4));
 	uint32_t qh;
 	__m256i hb, v;
 
-	memcpy(&qh, p + 16, 4);
+	memcpy(&qh, p, 4);
 	hb = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread);
 	hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit),
 			      _mm256_set1_epi8(16));
