@@ -368,17 +368,42 @@ AI void fold(__m256i A, __m256i H, __m256i bias, const int32_t *ce, bool fast, f
 	}
 }
 
-AI __m256i entry(const uint8_t *tp, uint32_t nib)
+/*
+ * A lane's sign nibbles over one chunk of @n_steps steps (weights 64 bytes apart per step) as
+ * entry offsets in units of 8 bytes (nibble << 2, one byte each; an entry is 32 bytes): per
+ * step 32 bytes, row r's low-group offset at 2r, its high-group offset at 2r + 1. Unpacked
+ * once per lane and chunk with vector ops, so that a lookup is a byte load and a vector
+ * load-add instead of a byte load plus two or three scalar shifts and masks, which kept the
+ * lookups bound by scalar work.
+ */
+#define OFF_STEP 32
+
+AI void lane_offsets(const uint8_t *wp, uint32_t n_steps, uint8_t *off)
 {
-	return _mm256_loadu_si256((const __m256i *)(tp + (nib << 5)));
+	const __m128i m = _mm_set1_epi8(0x3c);
+
+	for (uint32_t s = 0; s < n_steps; s++, wp += 64, off += OFF_STEP) {
+		__m128i b = _mm_loadu_si128((const __m128i *)wp);
+		/* bits that cross a byte in the 16-bit shifts fall outside the mask */
+		__m128i lo = _mm_and_si128(_mm_slli_epi16(b, 2), m);
+		__m128i hi = _mm_and_si128(_mm_srli_epi16(b, 2), m);
+
+		_mm_storeu_si128((__m128i *)off, _mm_unpacklo_epi8(lo, hi));
+		_mm_storeu_si128((__m128i *)(off + 16), _mm_unpackhi_epi8(lo, hi));
+	}
 }
 
-/* One row's lookups of two steps: the quad's sum q (below 2^16), A += q, H += q >> 8. */
-AI void quad(const uint8_t *tp, uint32_t v0, uint32_t v1, __m256i *A, __m256i *H)
+AI __m256i entry(const uint8_t *tp, const uint8_t *o)
 {
-	__m256i u0 = entry(tp, v0 & 15), u1 = entry(tp + 512, (v0 >> 4) & 15);
-	__m256i u2 = entry(tp + LUT_BATCH_STEP, v1 & 15);
-	__m256i u3 = entry(tp + LUT_BATCH_STEP + 512, (v1 >> 4) & 15);
+	return _mm256_loadu_si256((const __m256i *)(tp + ((size_t)*o << 3)));
+}
+
+/* One row's lookups of two steps (offsets at @o): the quad's sum q (below 2^16), A += q, H += q >> 8. */
+AI void quad(const uint8_t *tp, const uint8_t *o, __m256i *A, __m256i *H)
+{
+	__m256i u0 = entry(tp, o), u1 = entry(tp + 512, o + 1);
+	__m256i u2 = entry(tp + LUT_BATCH_STEP, o + OFF_STEP);
+	__m256i u3 = entry(tp + LUT_BATCH_STEP + 512, o + OFF_STEP + 1);
 	__m256i q = _mm256_add_epi16(_mm256_add_epi16(u0, u1), _mm256_add_epi16(u2, u3));
 
 	*A = _mm256_add_epi16(*A, q);
@@ -386,39 +411,36 @@ AI void quad(const uint8_t *tp, uint32_t v0, uint32_t v1, __m256i *A, __m256i *H
 }
 
 /* One step of one row (an odd step count's last), as quad(). */
-AI void pair(const uint8_t *tp, uint32_t v, __m256i *A, __m256i *H)
+AI void pair(const uint8_t *tp, const uint8_t *o, __m256i *A, __m256i *H)
 {
-	__m256i q = _mm256_add_epi16(entry(tp, v & 15), entry(tp + 512, (v >> 4) & 15));
+	__m256i q = _mm256_add_epi16(entry(tp, o), entry(tp + 512, o + 1));
 
 	*A = _mm256_add_epi16(*A, q);
 	*H = _mm256_add_epi16(*H, _mm256_srli_epi16(q, 8));
 }
 
 /*
- * Four adjacent rows of one lane over one chunk of @n_steps steps: weights one byte per row
- * and step (64 bytes apart), token-lane tables LUT_BATCH_STEP bytes per step.
+ * Four adjacent rows of one lane over one chunk of @n_steps steps: offsets from lane_offsets
+ * (@o at the first row's), token-lane tables LUT_BATCH_STEP bytes per step.
  */
-AI void rows4_chunk(const uint8_t *wp, const uint8_t *tp, uint32_t n_steps, __m256i bias,
+AI void rows4_chunk(const uint8_t *o, const uint8_t *tp, uint32_t n_steps, __m256i bias,
 		    const int32_t *ce, bool fast, float *a)
 {
 	__m256i A0 = _mm256_setzero_si256(), A1 = A0, A2 = A0, A3 = A0;
 	__m256i H0 = A0, H1 = A0, H2 = A0, H3 = A0;
-	uint32_t s = 0, v0, v1;
+	uint32_t s = 0;
 
-	for (; s + 2 <= n_steps; s += 2, wp += 128, tp += 2 * LUT_BATCH_STEP) {
-		memcpy(&v0, wp, sizeof(v0));
-		memcpy(&v1, wp + 64, sizeof(v1));
-		quad(tp, v0, v1, &A0, &H0);
-		quad(tp, v0 >> 8, v1 >> 8, &A1, &H1);
-		quad(tp, v0 >> 16, v1 >> 16, &A2, &H2);
-		quad(tp, v0 >> 24, v1 >> 24, &A3, &H3);
+	for (; s + 2 <= n_steps; s += 2, o += 2 * OFF_STEP, tp += 2 * LUT_BATCH_STEP) {
+		quad(tp, o, &A0, &H0);
+		quad(tp, o + 2, &A1, &H1);
+		quad(tp, o + 4, &A2, &H2);
+		quad(tp, o + 6, &A3, &H3);
 	}
 	if (s < n_steps) {
-		memcpy(&v0, wp, sizeof(v0));
-		pair(tp, v0, &A0, &H0);
-		pair(tp, v0 >> 8, &A1, &H1);
-		pair(tp, v0 >> 16, &A2, &H2);
-		pair(tp, v0 >> 24, &A3, &H3);
+		pair(tp, o, &A0, &H0);
+		pair(tp, o + 2, &A1, &H1);
+		pair(tp, o + 4, &A2, &H2);
+		pair(tp, o + 6, &A3, &H3);
 	}
 	fold(A0, H0, bias, ce, fast, a);
 	fold(A1, H1, bias, ce, fast, a + LUT_BATCH);
@@ -436,6 +458,7 @@ static void tiles_sums(const struct lut_weight *w, uint32_t h0, uint32_t h1, con
 {
 	const int32_t *ce = b->cexp;
 	size_t toff = 0, woff = 0; /* of the chunk in a rowset's tables, in a tile's planes */
+	uint8_t off[LUT_CHUNK_PAIRS * QW_MAX_BITS * OFF_STEP];
 
 	for (uint32_t p = 0; p < w->n_pairs; p += LUT_CHUNK_PAIRS, ce += LUT_BATCH) {
 		uint32_t n_steps = lut_chunk_steps(w, p);
@@ -454,15 +477,25 @@ static void tiles_sums(const struct lut_weight *w, uint32_t h0, uint32_t h1, con
 		     t++, at += LUT_TILE_ROWS * LUT_BATCH) {
 			const struct lut_lane *ln = w->lanes + ((size_t)t << 2);
 
+			/*
+			 * The next tile's planes of this chunk are n_steps lines a whole tile
+			 * away, too short a run for the hardware prefetcher to pick up.
+			 */
+			if (t + 1 < (h1 + 1) >> 1)
+				for (uint32_t s = 0; s < n_steps; s++)
+					_mm_prefetch((const char *)(tile + w->tile_bytes + woff) +
+							     ((size_t)s << 6),
+						     _MM_HINT_T0);
 			for (uint32_t l = lut_half_lo(t, h0) << 1; l < lut_half_hi(t, h1) << 1;
 			     l++) {
 				const uint8_t *tp = b->tab + (ln[l].tab_off << 4) + toff;
 
 				if (!ln[l].n_rows)
 					continue;
+				lane_offsets(tile + woff + (l << 4), n_steps, off);
 				for (uint32_t r = 0; r < LUT_LANE_ROWS; r += 4)
-					rows4_chunk(tile + woff + (l << 4) + r, tp, n_steps, bias,
-						    ce, fast, at + (((l << 4) + r) << 4));
+					rows4_chunk(off + (r << 1), tp, n_steps, bias, ce, fast,
+						    at + (((l << 4) + r) << 4));
 			}
 			tile += w->tile_bytes;
 			LUT_OPAQUE(tile);
