@@ -84,7 +84,8 @@ bool reparam_method_needs_hessian(enum reparam_method m);
  * Result of one layer. @dense is always filled: it is what the forward pass should use from
  * now on (for BCQ results it is exactly qweight_dequant(&qw)). @has_qweight says @qw holds a
  * BCQ weight the shift-add kernels and the GGUF writer take; uniform methods and acc-sim
- * have only @dense. @deployable is false for acc-sim (dense de-rotated weights) and fp.
+ * have only @dense. @deployable is false for acc-sim (dense de-rotated weights), fp and real-valued
+ * (apot 0) alphas.
  * shiftadd-rht: @qw is in the transformed basis (with the transforms' normalization folded
  * in) and @rht / seeds say which run-time transforms it needs; @dense is back in the
  * original basis, T_outᵀ Q T_in, so a dense forward pass needs no transform.
