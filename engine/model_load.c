@@ -254,8 +254,15 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 	if (m->opts.backend == LINEAR_BACKEND_SHIFTADD) {
 		struct lut_runner run = model_runner(m);
 
+		bool real_alpha = qw.apot == 0;
+
 		r = linear_init_shiftadd_runner(&inner, &qw, &run);
 		qweight_done(&qw);
+		if (r < 0 && real_alpha)
+			return errbuf_set(e, r,
+					  "%s: real-valued alphas (e.g. bcq) have no shift-add "
+					  "kernel; use --backend dense",
+					  base);
 		if (r < 0)
 			return errbuf_set(e, r, "%s: shift-add kernels refused the layer", base);
 		m->n_params += (uint64_t)n_out * n_in;
