@@ -191,6 +191,52 @@ void harness_collect(const struct shiftadd_event *ev, void *arg)
 	}
 }
 
+void harness_collect_ids(const struct shiftadd_event *ev, void *arg)
+{
+	struct harness_ids *g = arg;
+
+	for (size_t i = 0; i < ev->n_ids; i++) {
+		if (g->n_ids == HARNESS_MAX_IDS)
+			g->overflow = true;
+		else
+			g->ids[g->n_ids++] = ev->ids[i];
+	}
+	if (ev->type == SHIFTADD_EVENT_DONE) {
+		g->done = true;
+		g->error = ev->error;
+		g->finish = (int)ev->finish_reason;
+	}
+}
+
+static bool ids_equal(const struct harness_ids *g, const int32_t *want, uint32_t n_want, bool eos)
+{
+	if (!g->done || g->error || g->overflow || g->n_ids != n_want)
+		return false;
+	if (g->finish != (eos ? SHIFTADD_FINISH_EOS : SHIFTADD_FINISH_LENGTH))
+		return false;
+	for (uint32_t i = 0; i < n_want; i++)
+		if (g->ids[i] != (uint32_t)want[i])
+			return false;
+	return true;
+}
+
+bool harness_ids_match(const char *what, const struct harness_ids *g, const int32_t *want,
+		       uint32_t n_want, bool eos)
+{
+	char a[512] = "", b[512] = "";
+	size_t la = 0, lb = 0;
+
+	if (ids_equal(g, want, n_want, eos))
+		return true;
+	for (uint32_t i = 0; i < g->n_ids && la < sizeof(a) - 16; i++)
+		la += (size_t)snprintf(a + la, sizeof(a) - la, " %u", g->ids[i]);
+	for (uint32_t i = 0; i < n_want && lb < sizeof(b) - 16; i++)
+		lb += (size_t)snprintf(b + lb, sizeof(b) - lb, " %d", want[i]);
+	fprintf(stderr, "%s: got [%s ] finish %d error %d, want [%s ] eos %d\n", what, a, g->finish,
+		g->error, b, (int)eos);
+	return false;
+}
+
 int harness_generate_check(shiftadd_client *c, const char *prompt, uint32_t n, bool stream)
 {
 	struct shiftadd_request req = { .prompt = prompt, .max_tokens = n, .stream = stream };

@@ -56,6 +56,27 @@ struct harness_gen {
 /* shiftadd_token_cb that appends into the struct harness_gen @arg. */
 void harness_collect(const struct shiftadd_event *ev, void *arg);
 
+/* Every token id and the DONE event of one request (filled by harness_collect_ids). */
+#define HARNESS_MAX_IDS 64
+struct harness_ids {
+	uint32_t ids[HARNESS_MAX_IDS];
+	uint32_t n_ids;
+	bool overflow; /* more than HARNESS_MAX_IDS ids came */
+	bool done;
+	int error;
+	int finish;
+};
+
+/* shiftadd_token_cb that appends into the struct harness_ids @arg. */
+void harness_collect_ids(const struct shiftadd_event *ev, void *arg);
+
+/*
+ * Whether @g completed without error with exactly the ids @want[@n_want], finishing by EOS
+ * iff @eos (else by length); if not, says so on stderr after @what.
+ */
+bool harness_ids_match(const char *what, const struct harness_ids *g, const int32_t *want,
+		       uint32_t n_want, bool eos);
+
 /*
  * One greedy generation of @n tokens for @prompt on @c, compared with fake_greedy().
  * Returns 0 if it matches, the request's error, -EBADMSG on a wrong text, or a submit/wait error.

@@ -41,3 +41,17 @@ $(B)/tests/integ-engine: $(INTEG_ENGINE_OBJS) $(INTEG_HELPERS) $(LIBSHIFTADD) $(
 		-lcmocka -luring -lcjson $(ENGINE_LDLIBS) -lpthread
 INTEG_TESTS += $(B)/tests/integ-engine
 all: $(B)/tests/integ-engine
+
+# Converted models (in-process conversion of the real model): kernels vs dense PPL, and the
+# rht file served by shiftaddd against in-process greedy.
+INTEG_CONV_OBJS := $(B)/tests/integ/test_converted.o $(B)/tests/lib/engine_greedy.o
+-include $(B)/tests/integ/test_converted.d
+$(B)/tests/integ-converted: $(INTEG_CONV_OBJS) $(INTEG_HELPERS) $(LIBSHIFTADD) $(B)/libreparam.a \
+			    $(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a $(B)/bin/shiftaddd
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(INTEG_CONV_OBJS) $(INTEG_HELPERS) $(LIBSHIFTADD) \
+		$(B)/libreparam.a $(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a \
+		-Wl,-rpath,'$$ORIGIN/../lib' -lcmocka -luring -llapacke $(ENGINE_LDLIBS) -lpthread
+INTEG_TESTS += $(B)/tests/integ-converted
+all: $(B)/tests/integ-converted

@@ -141,63 +141,11 @@ static int teardown(void **state)
 	return harness_stop(&srv);
 }
 
-/* Every id and the finish reason of one request, from its events. */
-struct got {
-	uint32_t ids[ENGINE_GREEDY_MAX];
-	uint32_t n_ids;
-	bool overflow;
-	bool done;
-	int error;
-	int finish;
-};
-
-static void collect_ids(const struct shiftadd_event *ev, void *arg)
-{
-	struct got *g = arg;
-
-	for (size_t i = 0; i < ev->n_ids; i++) {
-		if (g->n_ids == ENGINE_GREEDY_MAX)
-			g->overflow = true;
-		else
-			g->ids[g->n_ids++] = ev->ids[i];
-	}
-	if (ev->type == SHIFTADD_EVENT_DONE) {
-		g->done = true;
-		g->error = ev->error;
-		g->finish = (int)ev->finish_reason;
-	}
-}
-
-static bool matches(const struct got *g, const struct engine_greedy *w)
-{
-	if (!g->done || g->error || g->overflow || g->n_ids != w->n_ids)
-		return false;
-	if (g->finish != (w->eos ? SHIFTADD_FINISH_EOS : SHIFTADD_FINISH_LENGTH))
-		return false;
-	for (uint32_t i = 0; i < w->n_ids; i++)
-		if (g->ids[i] != (uint32_t)w->ids[i])
-			return false;
-	return true;
-}
-
-static void report_mismatch(int proc, size_t pi, const struct got *g, const struct engine_greedy *w)
-{
-	char a[512] = "", b[512] = "";
-	size_t la = 0, lb = 0;
-
-	for (uint32_t i = 0; i < g->n_ids && la < sizeof(a) - 16; i++)
-		la += (size_t)snprintf(a + la, sizeof(a) - la, " %u", g->ids[i]);
-	for (uint32_t i = 0; i < w->n_ids && lb < sizeof(b) - 16; i++)
-		lb += (size_t)snprintf(b + lb, sizeof(b) - lb, " %d", w->ids[i]);
-	fprintf(stderr, "process %d prompt %zu: got [%s ] finish %d error %d, want [%s ] eos %d\n",
-		proc, pi, a, g->finish, g->error, b, (int)w->eos);
-}
-
 /* One client process: N_REQS requests in flight, half streamed. Exit 0 iff all match. */
 static void client_main(int proc)
 {
 	struct shiftadd_request req = { .max_tokens = N_NEW };
-	struct got g[N_REQS];
+	struct harness_ids g[N_REQS];
 	uint64_t ids[N_REQS];
 	shiftadd_client *c;
 	int bad = 0;
@@ -208,18 +156,18 @@ static void client_main(int proc)
 	for (int i = 0; i < N_REQS; i++) {
 		req.prompt = prompts[(size_t)(proc * N_REQS + i) % N_PROMPTS];
 		req.stream = (proc + i) % 2;
-		if (shiftadd_submit(c, &req, collect_ids, &g[i], &ids[i]) < 0)
+		if (shiftadd_submit(c, &req, harness_collect_ids, &g[i], &ids[i]) < 0)
 			_exit(3);
 	}
 	for (int i = 0; i < N_REQS; i++) {
 		size_t pi = (size_t)(proc * N_REQS + i) % N_PROMPTS;
+		char what[64];
 
 		if (shiftadd_wait(c, ids[i], 120000) < 0)
 			_exit(4);
-		if (!matches(&g[i], &want[pi])) {
-			report_mismatch(proc, pi, &g[i], &want[pi]);
+		snprintf(what, sizeof(what), "process %d prompt %zu", proc, pi);
+		if (!harness_ids_match(what, &g[i], want[pi].ids, want[pi].n_ids, want[pi].eos))
 			bad++;
-		}
 	}
 	shiftadd_close(c);
 	_exit(bad ? 1 : 0);
@@ -232,7 +180,7 @@ static void victim_main(int fd)
 	struct shiftadd_request req = { .prompt = "Count from 1 to 1000: 1, 2, 3,",
 					.max_tokens = VICTIM_TOKENS,
 					.stream = true };
-	struct got g[VICTIM_REQS];
+	struct harness_ids g[VICTIM_REQS];
 	shiftadd_client *c;
 	uint32_t seen = 0;
 
@@ -240,7 +188,7 @@ static void victim_main(int fd)
 		_exit(3);
 	memset(g, 0, sizeof(g));
 	for (int i = 0; i < VICTIM_REQS; i++)
-		if (shiftadd_submit(c, &req, collect_ids, &g[i], NULL) < 0)
+		if (shiftadd_submit(c, &req, harness_collect_ids, &g[i], NULL) < 0)
 			_exit(3);
 	while (seen < 2) {
 		if (shiftadd_poll(c, 60000) <= 0)
