@@ -23,7 +23,8 @@ static int layout_init(struct lut_weight *w, uint32_t n_rows, uint32_t n_cols, u
 	if (!n_rows || !n_cols || bits < 1 || bits > QW_MAX_BITS || layout >= QW_LAYOUT_COUNT ||
 	    !row_block || !col_block)
 		return -EINVAL;
-	if (col_block != 1 && col_block % LUT_PAIR_COLS)
+	/* row-wise groups (bcq's LUT-GEMM layout) would need per-row scales after lookup */
+	if (layout == QW_LAYOUT_ROW || (col_block != 1 && col_block % LUT_PAIR_COLS))
 		return -EOPNOTSUPP;
 	w->n_rows = n_rows;
 	w->n_cols = n_cols;

@@ -17,6 +17,9 @@ int qweight_init(struct qweight *w, uint32_t n_rows, uint32_t n_cols, uint32_t b
 	if (layout == QW_LAYOUT_COL) {
 		w->row_block = n_rows;
 		w->col_block = 1;
+	} else if (layout == QW_LAYOUT_ROW) {
+		w->row_block = 1;
+		w->col_block = QW_ROW_GROUP;
 	} else {
 		w->row_block = (n_rows + 7) / 8;
 		w->col_block = 8;

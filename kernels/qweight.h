@@ -15,6 +15,9 @@
  *                   bit plane and input column, applied to the activation before lookup.
  *   QW_LAYOUT_BLOCK ("Lat.", block-wise): col_block = 8, row_block = ceil(n_rows / 8); applied
  *                   to the looked-up partial sums.
+ *   QW_LAYOUT_ROW   (LUT-GEMM's BCQ, row-wise groups): row_block = 1, col_block =
+ *                   QW_ROW_GROUP; the bcq baseline's layout. No shift-add kernel takes it
+ *                   (a row's partial sums would need one scale per group and plane).
  * With apot > 0 every alpha is exactly a sum of at most `apot` signed powers of two (so the
  * kernels can apply it with exponent adds); apot == 0 means real-valued alpha (baselines only).
  */
@@ -22,8 +25,11 @@
 enum qw_layout {
 	QW_LAYOUT_COL,
 	QW_LAYOUT_BLOCK,
+	QW_LAYOUT_ROW,
 	QW_LAYOUT_COUNT,
 };
+
+#define QW_ROW_GROUP 128 /* columns per alpha in QW_LAYOUT_ROW (LUT-GEMM's usual group) */
 
 #define QW_MAX_BITS 4
 

@@ -254,7 +254,8 @@ int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, 
 	bool *dead = NULL;
 	int ret = -ENOMEM;
 
-	if (!bs || bs % 8 || (c->quant != GPTQ_UNIFORM && !qw) || (c->feedback && !H))
+	if (!bs || bs % 8 || (c->quant != GPTQ_UNIFORM && !qw) || (c->feedback && !H) ||
+	    (qw && qw->layout == QW_LAYOUT_ROW))
 		return errbuf_set(e, -EINVAL, "gptq: bad configuration");
 	perm = malloc(k * sizeof(*perm));
 	Wt = malloc(nk * sizeof(double));

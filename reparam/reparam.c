@@ -70,7 +70,7 @@ void reparam_opts_init(struct reparam_opts *o, enum reparam_method m, uint32_t b
 		.group = 0,
 		.apot = m == REPARAM_BCQ ? 0 : 3,
 		.rounds = 50,
-		.layout = QW_LAYOUT_BLOCK,
+		.layout = QW_LAYOUT_ROW,
 		.act_order = false,
 		.percdamp = 0.01,
 		.block_size = 128,
@@ -193,18 +193,55 @@ uint64_t reparam_storage_bits(const struct reparam_opts *o, uint32_t n, uint32_t
 	case REPARAM_SHIFTADD_ACC:
 	case REPARAM_SHIFTADD_ACC_SIM:
 	case REPARAM_SHIFTADD_RHT: {
-		bool col = o->method == REPARAM_BCQ ? o->layout == QW_LAYOUT_COL
-						    : o->method != REPARAM_SHIFTADD_LAT;
+		enum qw_layout lay = o->method == REPARAM_BCQ		 ? o->layout
+				     : o->method == REPARAM_SHIFTADD_LAT ? QW_LAYOUT_BLOCK
+									 : QW_LAYOUT_COL;
 		uint64_t rb = (n + 7) / 8;
 
-		/* alpha per plane: per column (COL) or per 8 columns x ceil(N/8) rows (BLOCK) */
-		n_alpha =
-			col ? (uint64_t)o->bits * k : o->bits * ((n + rb - 1) / rb) * ((k + 7) / 8);
+		/*
+		 * alpha per plane: per column (COL), per 8 columns x ceil(N/8) rows (BLOCK) or
+		 * per row and QW_ROW_GROUP columns (ROW)
+		 */
+		n_alpha = lay == QW_LAYOUT_COL ? (uint64_t)o->bits * k
+			  : lay == QW_LAYOUT_ROW
+				  ? (uint64_t)o->bits * n * ((k + QW_ROW_GROUP - 1) / QW_ROW_GROUP)
+				  : o->bits * ((n + rb - 1) / rb) * ((k + 7) / 8);
 		return nk * o->bits + n_alpha * (o->apot ? 8 * o->apot : 16);
 	}
 	default:
 		return 0;
 	}
+}
+
+/*
+ * LUT-GEMM's BCQ (the bcq baseline's default layout): every row's QW_ROW_GROUP-column groups
+ * fitted on their own, without error feedback.
+ */
+static int bcq_rows(const struct reparam_opts *o, const double *W, struct qweight *qw,
+		    struct errbuf *e)
+{
+	struct bcq_cfg bc = { .bits = o->bits, .apot = o->apot, .rounds = o->rounds };
+	uint8_t code[QW_ROW_GROUP];
+	double alpha[QW_MAX_BITS], err;
+
+	for (uint32_t n = 0; n < qw->n_rows; n++) {
+		for (uint32_t k0 = 0; k0 < qw->n_cols; k0 += QW_ROW_GROUP) {
+			uint32_t len =
+				qw->n_cols - k0 < QW_ROW_GROUP ? qw->n_cols - k0 : QW_ROW_GROUP;
+			int r = bcq_fit(&bc, W + (size_t)n * qw->n_cols + k0, NULL, len, alpha,
+					code, &err, NULL);
+
+			if (r < 0)
+				return errbuf_set(e, r, "bcq: row %u: fit failed", n);
+			for (uint32_t i = 0; i < o->bits; i++) {
+				*qweight_alpha(qw, i, n, k0) = (float)alpha[i];
+				for (uint32_t j = 0; j < len; j++)
+					qweight_set_sign(qw, i, n, k0 + j,
+							 code[j] >> i & 1 ? 1 : -1);
+			}
+		}
+	}
+	return 0;
 }
 
 struct gptq_cfg gptq_cfg_from_opts(const struct reparam_opts *o, enum gptq_quant quant)
@@ -336,7 +373,9 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 		rc = qweight_init(&r.qw, n, k, o->bits, lay, o->apot);
 		if (rc < 0)
 			break;
-		rc = gptq_run(&gc, Wd, n, k, H, r.dense, &r.qw, e);
+		/* row groups have no error feedback to walk columns for: fit each one alone */
+		rc = lay == QW_LAYOUT_ROW ? bcq_rows(o, Wd, &r.qw, e)
+					  : gptq_run(&gc, Wd, n, k, H, r.dense, &r.qw, e);
 		if (rc < 0)
 			break;
 		/* the forward pass must see exactly what the kernels compute */

@@ -52,7 +52,7 @@ static const struct conv_case cases[] = {
 	{ "shiftadd-rht-both", REPARAM_SHIFTADD_RHT, REPARAM_RHT_BOTH },
 };
 
-#define N_CASES (sizeof(cases) / sizeof(cases[0]))
+#define N_CASES	 (sizeof(cases) / sizeof(cases[0]))
 #define RHT_CASE 2
 
 static const char *const prompts[] = {

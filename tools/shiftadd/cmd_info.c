@@ -118,6 +118,8 @@ static const char *layout_name(double v)
 		return "col";
 	if (v == QW_LAYOUT_BLOCK)
 		return "block";
+	if (v == QW_LAYOUT_ROW)
+		return "row";
 	return "dense";
 }
 

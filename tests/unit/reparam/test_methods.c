@@ -294,10 +294,59 @@ static void test_storage_bits_match_qweight(void **state)
 				  qweight_n_col_blocks(&r.qw);
 			assert_true(reparam_storage_bits(&o, N, K) ==
 				    (uint64_t)N * K * 3 + n_alpha * (o.apot ? 8 * o.apot : 16));
-			assert_true(r.bits_per_weight * N * K ==
-				    (double)reparam_storage_bits(&o, N, K));
+			/* bits_per_weight is that count / (N K), in double */
+			assert_true(fabs(r.bits_per_weight * N * K -
+					 (double)reparam_storage_bits(&o, N, K)) < 1e-9);
 			reparam_result_done(&r);
 		}
+}
+
+/*
+ * bcq's row layout (LUT-GEMM's) fits every row group alone: doubling one row doubles exactly
+ * that row's alphas (a power-of-two scale passes through the fit unrounded) and changes no
+ * other alpha or sign; the block layout, whose alphas span rows, does not behave so.
+ */
+static void test_bcq_row_groups_are_independent(void **state)
+{
+	struct layer *L = *state;
+	size_t nk = (size_t)L->n * L->k;
+	float *W2 = malloc(nk * sizeof(float));
+	struct reparam_result a, b;
+	uint32_t row = 5, nrb, ncb;
+
+	assert_non_null(W2);
+	memcpy(W2, L->W, nk * sizeof(float));
+	for (uint32_t j = 0; j < L->k; j++)
+		W2[(size_t)row * L->k + j] *= 2.0f;
+	assert_int_equal(run(L, REPARAM_BCQ, 3, QW_LAYOUT_ROW, &a), 0);
+	{
+		struct reparam_opts o;
+		struct errbuf e = { { 0 } };
+
+		reparam_opts_init(&o, REPARAM_BCQ, 3);
+		o.rounds = 20;
+		assert_int_equal(reparam_quantize(&o, W2, L->n, L->k, L->H, &b, &e), 0);
+	}
+	assert_int_equal(a.qw.layout, QW_LAYOUT_ROW); /* the default */
+	assert_int_equal(b.qw.layout, QW_LAYOUT_ROW);
+	nrb = qweight_n_row_blocks(&a.qw);
+	ncb = qweight_n_col_blocks(&a.qw);
+	assert_int_equal(nrb, L->n);
+	assert_int_equal(ncb, (L->k + QW_ROW_GROUP - 1) / QW_ROW_GROUP);
+	for (uint32_t i = 0; i < 3; i++)
+		for (uint32_t n = 0; n < L->n; n++)
+			for (uint32_t k = 0; k < L->k; k++) {
+				float x = *qweight_alpha(&a.qw, i, n, k);
+				float y = *qweight_alpha(&b.qw, i, n, k);
+
+				assert_true(y == (n == row ? 2.0f * x : x));
+				assert_int_equal(qweight_sign(&a.qw, i, n, k),
+						 qweight_sign(&b.qw, i, n, k));
+			}
+	assert_false(a.deployable);
+	reparam_result_done(&a);
+	reparam_result_done(&b);
+	free(W2);
 }
 
 /*
@@ -347,6 +396,7 @@ int test_methods_run(void)
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_names_and_bits_per_weight),
 		cmocka_unit_test(test_storage_bits_match_qweight),
+		cmocka_unit_test(test_bcq_row_groups_are_independent),
 		cmocka_unit_test(test_method_table),
 	};
 	return cmocka_run_group_tests_name("reparam/methods", tests, layer_setup, layer_teardown);
