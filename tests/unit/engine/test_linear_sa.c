@@ -136,7 +136,8 @@ static void test_shiftadd_equals_dense_on_model_shapes(void **state)
 	test_rng_state = 11;
 	assert_int_equal(pool_new(2, NULL, &pool), 0);
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
-		for (int layout = 0; layout < QW_LAYOUT_COUNT; layout++) {
+		/* the layouts the kernels run (QW_LAYOUT_ROW is bcq's, refused below) */
+		for (int layout = QW_LAYOUT_COL; layout <= QW_LAYOUT_BLOCK; layout++) {
 			double e = check_shape(shapes[i].n, shapes[i].k, shapes[i].bits,
 					       (enum qw_layout)layout, shapes[i].m, pool);
 
@@ -293,6 +294,11 @@ static void test_rejects_unpackable_weight(void **state)
 	assert_null(l.ops);
 	assert_int_equal(linear_init_shiftadd(&l, NULL, NULL), -EINVAL);
 	linear_done(&l); /* zeroed: a no-op */
+	qweight_done(&q);
+	/* APoT alphas, but per row and 128 columns (bcq's LUT-GEMM layout): no kernel for it */
+	make_qweight(&q, 16, 200, 2, QW_LAYOUT_ROW);
+	assert_int_equal(linear_init_shiftadd(&l, &q, NULL), -EOPNOTSUPP);
+	assert_null(l.ops);
 	qweight_done(&q);
 }
 

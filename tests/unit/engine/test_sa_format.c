@@ -112,6 +112,7 @@ static void test_round_trip_all_layouts_and_widths(void **state)
 		round_trip(37, 53, bits, QW_LAYOUT_BLOCK, 2);
 		round_trip(9, 7, bits, QW_LAYOUT_BLOCK, 0);
 		round_trip(100, 17, bits, QW_LAYOUT_COL, 0);
+		round_trip(13, 300, bits, QW_LAYOUT_ROW, 0); /* bcq: 3 groups, the last ragged */
 	}
 }
 
