@@ -253,15 +253,15 @@ static int load_sa_linear(struct model *m, const struct source *s, const char *b
 	}
 	if (m->opts.backend == LINEAR_BACKEND_SHIFTADD) {
 		struct lut_runner run = model_runner(m);
-
-		bool real_alpha = qw.apot == 0;
+		/* bcq's baselines: real-valued alphas, or alphas per row and column group */
+		bool baseline = qw.apot == 0 || qw.layout == QW_LAYOUT_ROW;
 
 		r = linear_init_shiftadd_runner(&inner, &qw, &run);
 		qweight_done(&qw);
-		if (r < 0 && real_alpha)
+		if (r < 0 && baseline)
 			return errbuf_set(e, r,
-					  "%s: real-valued alphas (e.g. bcq) have no shift-add "
-					  "kernel; use --backend dense",
+					  "%s: bcq's alphas (real-valued or per row) have no "
+					  "shift-add kernel; use --backend dense",
 					  base);
 		if (r < 0)
 			return errbuf_set(e, r, "%s: shift-add kernels refused the layer", base);

@@ -54,16 +54,15 @@ int reparam_method_parse(const char *name);
 
 struct reparam_opts {
 	enum reparam_method method;
-	uint32_t bits;	 /* BCQ methods: 1..QW_MAX_BITS planes; uniform: 1..8 */
-	uint32_t group;	 /* uniform methods: columns per scale/zero, 0 = whole row */
-	uint32_t apot;	 /* shiftadd-*: power-of-two terms per alpha, 1..8 (default 3) */
-	uint32_t rounds; /* BCQ alternating refinement rounds (default 50) */
-	enum qw_layout
-		layout;	 /* REPARAM_BCQ only (default ROW, LUT-GEMM's); shiftadd-* fix their own */
-	bool act_order;	 /* GPTQ methods: walk columns by descending diag(H) */
-	double percdamp; /* GPTQ damping: lambda = percdamp * mean(diag H) (default 0.01) */
-	uint32_t block_size; /* GPTQ lazy-update block, a multiple of 8 (default 128) */
-	uint64_t seed;	     /* shiftadd-acc-sim: seed of the random rotation */
+	uint32_t bits;	       /* BCQ methods: 1..QW_MAX_BITS planes; uniform: 1..8 */
+	uint32_t group;	       /* uniform methods: columns per scale/zero, 0 = whole row */
+	uint32_t apot;	       /* shiftadd-*: power-of-two terms per alpha, 1..8 (default 3) */
+	uint32_t rounds;       /* BCQ alternating refinement rounds (default 50) */
+	enum qw_layout layout; /* REPARAM_BCQ only (default ROW); shiftadd-* fix their own */
+	bool act_order;	       /* GPTQ methods: walk columns by descending diag(H) */
+	double percdamp;       /* GPTQ damping: lambda = percdamp * mean(diag H) (default 0.01) */
+	uint32_t block_size;   /* GPTQ lazy-update block, a multiple of 8 (default 128) */
+	uint64_t seed;	       /* shiftadd-acc-sim: seed of the random rotation */
 	/*
 	 * shiftadd-rht: sides (default BOTH, which measured 1.54x fp PPL at 3 bits against
 	 * 2.01x for INPUT, README) and the seeds of the input transform (over K; layers

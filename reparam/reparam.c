@@ -381,8 +381,11 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 		/* the forward pass must see exactly what the kernels compute */
 		qweight_dequant(&r.qw, r.dense);
 		r.has_qweight = true;
-		/* real-valued alphas (bcq's default) would need multiplies: no shift-add kernel */
-		r.deployable = o->apot > 0;
+		/*
+		 * real-valued alphas (bcq's default) would need multiplies, and row groups one
+		 * scale per group after lookup: no shift-add kernel for either
+		 */
+		r.deployable = o->apot > 0 && lay != QW_LAYOUT_ROW;
 		break;
 	}
 	case REPARAM_SHIFTADD_ACC_SIM:
