@@ -25,6 +25,9 @@ static const struct opt_spec specs[] = {
 	  "fp | rtn | gptq | bcq | shiftadd-lat | shiftadd-acc | shiftadd-rht | shiftadd-acc-sim" },
 	{ "rht", 0, "SIDES", "both",
 	  "shiftadd-rht: Hadamard-transform the 'input' or 'both' sides" },
+	{ "layout", 0, "L", "row",
+	  "bcq: scale layout, row (LUT-GEMM's: per row and 128 columns) | block (8 columns x N/8 "
+	  "rows) | col (per column)" },
 	{ "bits", 'b', "N", "3",
 	  "bits per weight: 2, 3 or 4 (uniform methods: 1..8), or 'auto' for mixed bits" },
 	{ "avg-bits", 0, "B", NULL,
@@ -211,6 +214,20 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 			return -EINVAL;
 		}
 		q->rht = (enum reparam_rht)v2;
+	} else if (!strcmp(n, "layout")) {
+		static const char *const names[QW_LAYOUT_COUNT] = { [QW_LAYOUT_COL] = "col",
+								    [QW_LAYOUT_BLOCK] = "block",
+								    [QW_LAYOUT_ROW] = "row" };
+		int l = QW_LAYOUT_COUNT;
+
+		while (--l >= 0 && strcmp(optarg, names[l]))
+			;
+		if (l < 0 || q->method != REPARAM_BCQ) {
+			fprintf(stderr, "shiftadd convert: --layout takes row, block or col and "
+					"needs --method bcq\n");
+			return -EINVAL;
+		}
+		q->layout = (enum qw_layout)l;
 	} else if (!strcmp(n, "percdamp") && !(r = opt_float(n, optarg, &f)))
 		q->percdamp = f;
 	else if (!strcmp(n, "head")) {
