@@ -398,7 +398,10 @@ AI __m256i entry(const uint8_t *tp, const uint8_t *o)
 	return _mm256_loadu_si256((const __m256i *)(tp + ((size_t)*o << 3)));
 }
 
-/* One row's lookups of two steps (offsets at @o): the quad's sum q (below 2^16), A += q, H += q >> 8. */
+/*
+ * One row's lookups of two steps (offsets at @o): the quad's sum q (below 2^16), A += q,
+ * H += q >> 8.
+ */
 AI void quad(const uint8_t *tp, const uint8_t *o, __m256i *A, __m256i *H)
 {
 	__m256i u0 = entry(tp, o), u1 = entry(tp + 512, o + 1);
