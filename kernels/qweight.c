@@ -3,6 +3,26 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+
+static const char *const layout_names[QW_LAYOUT_COUNT] = {
+	[QW_LAYOUT_COL] = "col",
+	[QW_LAYOUT_BLOCK] = "block",
+	[QW_LAYOUT_ROW] = "row",
+};
+
+const char *qweight_layout_name(enum qw_layout layout)
+{
+	return (unsigned)layout < QW_LAYOUT_COUNT ? layout_names[layout] : NULL;
+}
+
+int qweight_layout_parse(const char *name)
+{
+	for (int l = 0; l < QW_LAYOUT_COUNT; l++)
+		if (!strcmp(name, layout_names[l]))
+			return l;
+	return -EINVAL;
+}
 
 int qweight_init(struct qweight *w, uint32_t n_rows, uint32_t n_cols, uint32_t bits,
 		 enum qw_layout layout, uint32_t apot)

@@ -100,6 +100,11 @@ static inline float *qweight_alpha(const struct qweight *w, uint32_t i, uint32_t
 	return w->alpha + ((uint64_t)i * nrb + n / w->row_block) * ncb + k / w->col_block;
 }
 
+/* "col", "block", "row"; NULL for a value out of range. */
+const char *qweight_layout_name(enum qw_layout layout);
+/* The layout qweight_layout_name() gives @name, or -EINVAL. */
+int qweight_layout_parse(const char *name);
+
 /* Dense W (n_rows x n_cols, row-major) from the planes: the reference for every kernel. */
 void qweight_dequant(const struct qweight *w, float *dst);
 

@@ -62,6 +62,14 @@ static bool is_bcq(enum reparam_method m)
 	       m == REPARAM_SHIFTADD_ACC_SIM || m == REPARAM_SHIFTADD_RHT;
 }
 
+/* Where a BCQ method's alphas sit: bcq's is chosen, lat's is the block layout, the rest COL. */
+static enum qw_layout bcq_layout(const struct reparam_opts *o)
+{
+	if (o->method == REPARAM_BCQ)
+		return o->layout;
+	return o->method == REPARAM_SHIFTADD_LAT ? QW_LAYOUT_BLOCK : QW_LAYOUT_COL;
+}
+
 void reparam_opts_init(struct reparam_opts *o, enum reparam_method m, uint32_t bits)
 {
 	*o = (struct reparam_opts){
@@ -193,9 +201,7 @@ uint64_t reparam_storage_bits(const struct reparam_opts *o, uint32_t n, uint32_t
 	case REPARAM_SHIFTADD_ACC:
 	case REPARAM_SHIFTADD_ACC_SIM:
 	case REPARAM_SHIFTADD_RHT: {
-		enum qw_layout lay = o->method == REPARAM_BCQ		 ? o->layout
-				     : o->method == REPARAM_SHIFTADD_LAT ? QW_LAYOUT_BLOCK
-									 : QW_LAYOUT_COL;
+		enum qw_layout lay = bcq_layout(o);
 		uint64_t rb = (n + 7) / 8;
 
 		/*
@@ -365,9 +371,7 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 	case REPARAM_BCQ:
 	case REPARAM_SHIFTADD_LAT:
 	case REPARAM_SHIFTADD_ACC: {
-		enum qw_layout lay = o->method == REPARAM_BCQ		 ? o->layout
-				     : o->method == REPARAM_SHIFTADD_LAT ? QW_LAYOUT_BLOCK
-									 : QW_LAYOUT_COL;
+		enum qw_layout lay = bcq_layout(o);
 
 		gc.quant = lay == QW_LAYOUT_COL ? GPTQ_BCQ_COL : GPTQ_BCQ_BLOCK;
 		rc = qweight_init(&r.qw, n, k, o->bits, lay, o->apot);

@@ -215,13 +215,8 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		}
 		q->rht = (enum reparam_rht)v2;
 	} else if (!strcmp(n, "layout")) {
-		static const char *const names[QW_LAYOUT_COUNT] = { [QW_LAYOUT_COL] = "col",
-								    [QW_LAYOUT_BLOCK] = "block",
-								    [QW_LAYOUT_ROW] = "row" };
-		int l = QW_LAYOUT_COUNT;
+		int l = qweight_layout_parse(optarg);
 
-		while (--l >= 0 && strcmp(optarg, names[l]))
-			;
 		if (l < 0 || q->method != REPARAM_BCQ) {
 			fprintf(stderr, "shiftadd convert: --layout takes row, block or col and "
 					"needs --method bcq\n");

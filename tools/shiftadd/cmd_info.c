@@ -112,15 +112,13 @@ static bool sa_layers_get(const struct gguf_file *g, struct sa_layers *l)
 	return l->bits && l->layout && l->bpw && l->rel;
 }
 
+/* A per-tensor layout code: its name, or "dense" for 255 (no planes). */
 static const char *layout_name(double v)
 {
-	if (v == QW_LAYOUT_COL)
-		return "col";
-	if (v == QW_LAYOUT_BLOCK)
-		return "block";
-	if (v == QW_LAYOUT_ROW)
-		return "row";
-	return "dense";
+	const char *n =
+		v >= 0 && v < QW_LAYOUT_COUNT ? qweight_layout_name((enum qw_layout)v) : NULL;
+
+	return n ? n : "dense";
 }
 
 /* The per-layer table of a converted file: width, layout, bits per weight, output error. */
