@@ -141,16 +141,31 @@ void calib_hacc_finish(struct calib_hacc *h)
 struct worker {
 	uint32_t id;
 	float *sx, *sa, *sc; /* f16 only: scratch windows (see struct driver) */
+	float *sf;	     /* f16 with error propagation: the reference input's window */
 	float *h;	     /* [T][dim] output projections */
 	uint32_t *seq;	     /* [T]: this worker's sequence in the KV cache */
 	struct errbuf e;
 	int ret;
 };
 
+/* One model's held activations: the buffers of struct driver. */
+enum {
+	ACT_X,	 /* residual stream */
+	ACT_ATT, /* attention outputs (input of o); then the FFN input */
+	ACT_ACT, /* attention-norm output (input of q/k/v); then the activated FFN hidden */
+	ACT_COUNT,
+};
+
+struct acts {
+	void *b[ACT_COUNT];
+};
+
 /*
  * Per-block state. All calibration samples' activations of the current block are held:
  * x (residual stream), att (attention outputs, input of o) and act (activated FFN hidden,
  * input of down), each [nsamples][seqlen][width], as f32 or (calib dtype f16) as IEEE half.
+ * With error propagation (calib_run.qep) the unquantized model's are held too (ref): each
+ * stage runs first on them with the unquantized weights, then on the quantized model's.
  * The engine calls take f32: with f16 storage each sample passes through a scratch window of
  * its worker, sx [seqlen][dim], sa [seqlen][max(q_dim, dim)] or sc [seqlen][max(ffn, q_dim,
  * dim)], widened before the call (win_load) and narrowed after it (win_store). With f32
@@ -162,11 +177,17 @@ struct driver {
 	struct calib_out *out;
 	uint32_t S, T; /* samples, tokens per sample */
 	bool f16;
-	void *x, *att, *act;
+	struct acts q;	 /* the model quantized so far */
+	struct acts ref; /* the unquantized model (error propagation only) */
 	struct worker w[CALIB_PARTS];
 	uint32_t n_workers;
 	int blas_threads; /* BLAS threads of the caller, restored after each stage */
 	struct calib_hacc part[CALIB_PARTS];
+	struct calib_xacc xpart[CALIB_PARTS]; /* error propagation: D's partial sums */
+	double *qep_m;			      /* [k][k]: D H⁻¹ of the group being quantized */
+	/* quantized linears whose weights are installed at the next stage (see next_stage()) */
+	struct linear *pend[3];
+	uint32_t n_pend;
 	struct kv_cache kv;   /* one sequence per worker */
 	uint32_t *pos;	      /* [T] */
 	pthread_mutex_t lock; /* progress */
@@ -237,7 +258,8 @@ struct qjob {
 static void *quantize_job(void *arg)
 {
 	struct qjob *j = arg;
-	float *w = linear_dense_weights(j->l);
+	const struct calib_run *o = j->d->o;
+	float *w = linear_dense_weights(j->l), *target = NULL;
 	struct reparam_opts q;
 	double t0 = progress_now();
 
@@ -247,20 +269,56 @@ static void *quantize_job(void *arg)
 		j->ret = errbuf_set(&j->e, -EOPNOTSUPP, "not a dense f32 layer");
 		return NULL;
 	}
-	q = j->d->o->q;
-	if (j->d->o->bits_of)
-		q.bits = j->d->o->bits_of(j->d->o->hook_arg, j->t->name);
-	if (j->d->o->on_hessian)
-		j->d->o->on_hessian(j->d->o->hook_arg, j->t->name, w, j->l->n_out, j->l->n_in,
-				    j->H);
+	q = o->q;
+	if (o->bits_of)
+		q.bits = o->bits_of(o->hook_arg, j->t->name);
+	if (j->d->qep_m) {
+		/* the weights that best reproduce the unquantized output: what gets quantized */
+		target = malloc((uint64_t)j->l->n_out * j->l->n_in * sizeof(float));
+		if (!target || qep_apply(w, j->l->n_out, j->l->n_in, j->d->qep_m, o->qep, target)) {
+			j->ret = -ENOMEM;
+			goto out;
+		}
+		w = target;
+	}
+	if (o->on_hessian)
+		o->on_hessian(o->hook_arg, j->t->name, w, j->l->n_out, j->l->n_in, j->H);
 	j->ret = reparam_quantize(&q, w, j->l->n_out, j->l->n_in, j->H, &j->t->res, &j->e);
+out:
+	free(target);
 	j->t->seconds = progress_now() - t0;
 	return NULL;
 }
 
 /*
- * Quantize the @n linears that share Hessian @H, in parallel (they are independent), then
- * replace their weights by the dequantized results.
+ * Replace the weights of the linears quantized last (d->pend) by their dequantized results.
+ * Until then the model computes with the unquantized ones: the reference stream's pass of
+ * the next stage needs them.
+ */
+static void install_pending(struct driver *d)
+{
+	for (uint32_t i = 0; i < d->n_pend; i++) {
+		struct linear *l = d->pend[i];
+		struct calib_tensor *t = &d->out->t[d->out->n];
+
+		d->out->n++;
+		memcpy(linear_dense_weights(l), t->res.dense,
+		       (uint64_t)l->n_out * l->n_in * sizeof(float));
+		if (t->res.has_qweight) {
+			/* the planes are what gets written; the dense copy lives on in the model */
+			free(t->res.dense);
+			t->res.dense = NULL;
+		}
+		d->n_done++;
+		if (d->o->on_layer)
+			d->o->on_layer(d->o->on_layer_arg, t, d->n_done, d->n_total);
+	}
+	d->n_pend = 0;
+}
+
+/*
+ * Quantize the @n linears that share Hessian @H, in parallel (they are independent); their
+ * weights are replaced by the dequantized results at install_pending().
  */
 static int quantize_linears(struct driver *d, uint32_t li, struct linear **lins, const char **names,
 			    uint32_t n, const double *H, struct errbuf *e)
@@ -298,24 +356,17 @@ static int quantize_linears(struct driver *d, uint32_t li, struct linear **lins,
 				       errbuf_str(&jobs[i].e, jobs[i].ret));
 	}
 	openblas_set_num_threads(blas_threads);
-	for (uint32_t i = 0; i < n; i++) {
-		struct calib_tensor *t = jobs[i].t;
-
-		if (jobs[i].ret < 0)
-			continue;
-		d->out->n++;
-		memcpy(linear_dense_weights(lins[i]), t->res.dense,
-		       (uint64_t)lins[i]->n_out * lins[i]->n_in * sizeof(float));
-		if (t->res.has_qweight) {
-			/* the planes are what gets written; the dense copy lives on in the model */
-			free(t->res.dense);
-			t->res.dense = NULL;
-		}
-		d->n_done++;
-		if (d->o->on_layer)
-			d->o->on_layer(d->o->on_layer_arg, t, d->n_done, d->n_total);
+	if (r < 0) {
+		/* the finished ones are freed by calib_out_done() */
+		for (uint32_t i = 0; i < n; i++)
+			if (jobs[i].ret == 0)
+				reparam_result_done(&jobs[i].t->res);
+		return r;
 	}
-	return r;
+	for (uint32_t i = 0; i < n; i++)
+		d->pend[i] = lins[i];
+	d->n_pend = n;
+	return 0;
 }
 
 /* x[T][dim] += the output projection @l of in[T][n_in] (through w->h). */
@@ -343,63 +394,75 @@ struct stage_job {
 	struct driver *d;
 	struct worker *w;
 	enum stage st;
-	bool reverse; /* samples from the last down (see calibrate_layer) */
+	const struct acts *a; /* d->q, or d->ref for the reference pass */
+	bool reverse;	      /* samples from the last down (see calibrate_layer) */
 };
 
-/* Sample @s of stage @st on worker @w; adds the Hessian input to part s % CALIB_PARTS. */
-static int stage_sample(struct driver *d, struct worker *w, enum stage st, uint32_t s)
+/*
+ * Sample @s of stage @st on worker @w over the activations @a. On the quantized model's
+ * (d->q) the Hessian input is added to part s % CALIB_PARTS, and with error propagation its
+ * difference from the reference's to D's.
+ */
+static int stage_sample(struct driver *d, struct worker *w, enum stage st, const struct acts *a,
+			uint32_t s)
 {
 	struct model *m = d->m;
 	struct model_layer *l = &m->layers[d->li];
 	uint32_t dim = m->cfg.dim, q_dim = m->cfg.n_heads * m->cfg.head_dim, ffn = m->cfg.ffn_dim;
+	void *x = a->b[ACT_X], *att = a->b[ACT_ATT], *act = a->b[ACT_ACT];
 	struct errbuf *e = &w->e;
-	void *hbuf = NULL;
-	float *hwin = NULL, *xs, *out;
+	int hb = -1;
+	float *hwin = NULL, *xs, *out, *hx;
 	uint32_t hw = 0;
 	int r = 0;
 
 	switch (st) {
 	case STAGE_ATTN_NORM:
-		out = win_out(d, d->act, s, dim, w->sc);
-		model_attn_norm(m, d->li, win_load(d, d->x, s, dim, w->sx), d->T, out);
-		r = win_store(d, d->act, s, dim, out, e);
-		hbuf = d->act, hw = dim, hwin = w->sc;
+		out = win_out(d, act, s, dim, w->sc);
+		model_attn_norm(m, d->li, win_load(d, x, s, dim, w->sx), d->T, out);
+		r = win_store(d, act, s, dim, out, e);
+		hb = ACT_ACT, hw = dim, hwin = w->sc;
 		break;
 	case STAGE_ATTN:
-		out = win_out(d, d->att, s, q_dim, w->sa);
+		out = win_out(d, att, s, q_dim, w->sa);
 		r = model_attn_core(m, &d->kv, d->li, w->seq, d->pos, d->T,
-				    win_load(d, d->act, s, dim, w->sc), out);
+				    win_load(d, act, s, dim, w->sc), out);
 		if (r == 0)
-			r = win_store(d, d->att, s, q_dim, out, e);
-		hbuf = d->att, hw = q_dim, hwin = w->sa;
+			r = win_store(d, att, s, q_dim, out, e);
+		hb = ACT_ATT, hw = q_dim, hwin = w->sa;
 		break;
 	case STAGE_FFN_NORM:
-		xs = win_load(d, d->x, s, dim, w->sx);
-		add_proj(d, w, &l->wo, win_load(d, d->att, s, q_dim, w->sa), xs);
-		r = win_store(d, d->x, s, dim, xs, e);
+		xs = win_load(d, x, s, dim, w->sx);
+		add_proj(d, w, &l->wo, win_load(d, att, s, q_dim, w->sa), xs);
+		r = win_store(d, x, s, dim, xs, e);
 		/* the FFN input goes where att was: att is not needed any more */
-		out = win_out(d, d->att, s, dim, w->sa);
+		out = win_out(d, att, s, dim, w->sa);
 		model_ffn_norm(m, d->li, xs, d->T, out);
 		if (r == 0)
-			r = win_store(d, d->att, s, dim, out, e);
-		hbuf = d->att, hw = dim, hwin = w->sa;
+			r = win_store(d, att, s, dim, out, e);
+		hb = ACT_ATT, hw = dim, hwin = w->sa;
 		break;
 	case STAGE_FFN:
-		out = win_out(d, d->act, s, ffn, w->sc);
-		r = model_ffn_core(m, d->li, d->T, win_load(d, d->att, s, dim, w->sa), out);
+		out = win_out(d, act, s, ffn, w->sc);
+		r = model_ffn_core(m, d->li, d->T, win_load(d, att, s, dim, w->sa), out);
 		if (r == 0)
-			r = win_store(d, d->act, s, ffn, out, e);
-		hbuf = d->act, hw = ffn, hwin = w->sc;
+			r = win_store(d, act, s, ffn, out, e);
+		hb = ACT_ACT, hw = ffn, hwin = w->sc;
 		break;
 	case STAGE_DOWN:
-		xs = win_load(d, d->x, s, dim, w->sx);
-		add_proj(d, w, &l->w_down, win_load(d, d->act, s, ffn, w->sc), xs);
-		r = win_store(d, d->x, s, dim, xs, e);
+		xs = win_load(d, x, s, dim, w->sx);
+		add_proj(d, w, &l->w_down, win_load(d, act, s, ffn, w->sc), xs);
+		r = win_store(d, x, s, dim, xs, e);
 		break;
 	}
+	if (r < 0 || hb < 0 || a != &d->q)
+		return r;
 	/* with f16 storage H is of the stored (rounded) values: reload them */
-	if (r == 0 && hbuf)
-		calib_hacc_add(&d->part[s % CALIB_PARTS], win_load(d, hbuf, s, hw, hwin), d->T);
+	hx = win_load(d, a->b[hb], s, hw, hwin);
+	calib_hacc_add(&d->part[s % CALIB_PARTS], hx, d->T);
+	if (d->ref.b[hb])
+		calib_xacc_add(&d->xpart[s % CALIB_PARTS], win_load(d, d->ref.b[hb], s, hw, w->sf),
+			       hx, d->T);
 	return r;
 }
 
@@ -413,18 +476,36 @@ static void *stage_main(void *arg)
 
 		if (s % CALIB_PARTS % j->d->n_workers != j->w->id)
 			continue;
-		j->w->ret = stage_sample(d, j->w, j->st, s);
+		j->w->ret = stage_sample(d, j->w, j->st, j->a, s);
 		step(d);
 	}
 	return NULL;
 }
 
+/* Fresh Hessian (and, with error propagation, D) accumulators of @width. */
+static int parts_init(struct driver *d, uint32_t width)
+{
+	for (uint32_t p = 0; p < CALIB_PARTS; p++) {
+		int r;
+
+		calib_hacc_done(&d->part[p]);
+		calib_xacc_done(&d->xpart[p]);
+		r = calib_hacc_init(&d->part[p], width);
+		if (r == 0 && d->ref.b[ACT_X])
+			r = calib_xacc_init(&d->xpart[p], width);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /*
- * Run stage @st over all samples on @nw workers (1 or d->n_workers); for Hessian stages, the
- * sum of the parts is left in d->part[0], of width @width.
+ * Run stage @st over all samples of @a on @nw workers (1 or d->n_workers); for Hessian
+ * stages of d->q, the sum of the parts is left in d->part[0] (and d->xpart[0]), of width
+ * @width (0 for none).
  */
-static int run_stage(struct driver *d, enum stage st, uint32_t nw, bool reverse, uint32_t width,
-		     struct errbuf *e)
+static int run_stage(struct driver *d, enum stage st, const struct acts *a, uint32_t nw,
+		     bool reverse, uint32_t width, struct errbuf *e)
 {
 	struct stage_job jobs[CALIB_PARTS];
 	pthread_t tid[CALIB_PARTS];
@@ -432,9 +513,10 @@ static int run_stage(struct driver *d, enum stage st, uint32_t nw, bool reverse,
 	uint32_t saved = d->n_workers;
 	int r = 0;
 
-	for (uint32_t p = 0; width && p < CALIB_PARTS; p++) {
-		calib_hacc_done(&d->part[p]);
-		r = calib_hacc_init(&d->part[p], width);
+	if (a != &d->q)
+		width = 0;
+	if (width) {
+		r = parts_init(d, width);
 		if (r < 0)
 			return r;
 	}
@@ -444,7 +526,9 @@ static int run_stage(struct driver *d, enum stage st, uint32_t nw, bool reverse,
 								       : 1);
 	for (uint32_t i = 0; i < nw; i++) {
 		d->w[i].ret = 0;
-		jobs[i] = (struct stage_job){ .d = d, .w = &d->w[i], .st = st, .reverse = reverse };
+		jobs[i] = (struct stage_job){
+			.d = d, .w = &d->w[i], .st = st, .a = a, .reverse = reverse
+		};
 		started[i] = i > 0 && pthread_create(&tid[i], NULL, stage_main, &jobs[i]) == 0;
 	}
 	/* a worker whose thread did not start runs here, after worker 0 */
@@ -462,17 +546,57 @@ static int run_stage(struct driver *d, enum stage st, uint32_t nw, bool reverse,
 		if (d->w[i].ret < 0)
 			r = errbuf_set(e, d->w[i].ret, "%s", errbuf_str(&d->w[i].e, d->w[i].ret));
 	}
-	for (uint32_t p = 1; r == 0 && width && p < CALIB_PARTS; p++)
+	for (uint32_t p = 1; r == 0 && width && p < CALIB_PARTS; p++) {
 		calib_hacc_merge(&d->part[0], &d->part[p]);
+		if (d->ref.b[ACT_X])
+			calib_xacc_merge(&d->xpart[0], &d->xpart[p]);
+	}
 	return r;
 }
 
-/* Quantize @lins with the Hessian left in d->part[0] by run_stage(). */
+/*
+ * Stage @st on both models: the reference first (it still has the unquantized weights of
+ * the linears quantized last), then those are installed and the quantized model's pass
+ * measures the next group's input.
+ */
+static int next_stage(struct driver *d, enum stage st, uint32_t nw, bool reverse, uint32_t width,
+		      struct errbuf *e)
+{
+	int r = 0;
+
+	if (d->ref.b[ACT_X])
+		r = run_stage(d, st, &d->ref, nw, reverse, 0, e);
+	install_pending(d);
+	return r < 0 ? r : run_stage(d, st, &d->q, nw, reverse, width, e);
+}
+
+/*
+ * Quantize @lins with the Hessian left in d->part[0] by run_stage(), with error propagation
+ * toward the reference's output from d->xpart[0].
+ */
 static int quantize_with(struct driver *d, uint32_t li, struct linear **lins, const char **names,
 			 uint32_t n, struct errbuf *e)
 {
+	uint32_t k = d->part[0].width;
+	int r;
+
 	calib_hacc_finish(&d->part[0]);
-	return quantize_linears(d, li, lins, names, n, d->part[0].H, e);
+	if (d->ref.b[ACT_X]) {
+		struct errbuf le;
+
+		calib_xacc_finish(&d->xpart[0]);
+		free(d->qep_m);
+		d->qep_m = malloc((size_t)k * k * sizeof(double));
+		if (!d->qep_m)
+			return -ENOMEM;
+		r = qep_solve(d->part[0].H, d->xpart[0].D, k, d->o->q.percdamp, d->qep_m, &le);
+		if (r < 0)
+			return errbuf_set(e, r, "blk.%u.%s: %s", li, names[0], errbuf_str(&le, r));
+	}
+	r = quantize_linears(d, li, lins, names, n, d->part[0].H, e);
+	free(d->qep_m);
+	d->qep_m = NULL;
+	return r;
 }
 
 /* One block, true-sequentially: q/k/v, o, gate/up, down, then the block's outputs. */
@@ -491,11 +615,11 @@ static int calibrate_layer(struct driver *d, uint32_t li, struct errbuf *e)
 
 	d->li = li;
 	/* q/k/v see the attention norm of x; keep it in act (free until the FFN stage) */
-	r = run_stage(d, STAGE_ATTN_NORM, nw, false, dim, e);
+	r = next_stage(d, STAGE_ATTN_NORM, nw, false, dim, e);
 	if (r == 0)
 		r = quantize_with(d, li, qkv, qkv_n, 3, e);
 	if (r == 0)
-		r = run_stage(d, STAGE_ATTN, nw, false, q_dim, e);
+		r = next_stage(d, STAGE_ATTN, nw, false, q_dim, e);
 	if (r == 0)
 		r = quantize_with(d, li, o, o_n, 1, e);
 	/*
@@ -504,15 +628,15 @@ static int calibrate_layer(struct driver *d, uint32_t li, struct errbuf *e)
 	 * read.
 	 */
 	if (r == 0)
-		r = run_stage(d, STAGE_FFN_NORM, q_dim == dim ? nw : 1, q_dim < dim, dim, e);
+		r = next_stage(d, STAGE_FFN_NORM, q_dim == dim ? nw : 1, q_dim < dim, dim, e);
 	if (r == 0)
 		r = quantize_with(d, li, gu, gu_n, opt ? 1 : 2, e);
 	if (r == 0)
-		r = run_stage(d, STAGE_FFN, nw, false, ffn, e);
+		r = next_stage(d, STAGE_FFN, nw, false, ffn, e);
 	if (r == 0)
 		r = quantize_with(d, li, dn, dn_n, 1, e);
 	if (r == 0)
-		r = run_stage(d, STAGE_DOWN, nw, false, 0, e);
+		r = next_stage(d, STAGE_DOWN, nw, false, 0, e);
 	return r;
 }
 
@@ -535,6 +659,7 @@ static int quantize_plain(struct driver *d, struct errbuf *e)
 			r = quantize_linears(d, li, &lins[i], &names[i], 1, NULL, e);
 			if (r < 0)
 				return r;
+			install_pending(d);
 			step(d);
 		}
 	}
@@ -589,13 +714,19 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	d->f16 = c->dtype == CALIB_DTYPE_F16;
 	n_tok = (uint64_t)d->S * d->T;
 	es = d->f16 ? sizeof(uint16_t) : sizeof(float);
-	d->x = malloc(n_tok * dim * es);
-	d->att = malloc(n_tok * wa * es);
-	d->act = malloc(n_tok * wc * es);
 	d->pos = malloc(d->T * sizeof(*d->pos));
 	r = -ENOMEM;
-	if (!d->x || !d->att || !d->act || !d->pos)
+	if (!d->pos)
 		goto out;
+	for (uint32_t k = 0; k < (o->qep > 0 ? 2 : 1); k++) {
+		struct acts *a = k ? &d->ref : &d->q;
+
+		a->b[ACT_X] = malloc(n_tok * dim * es);
+		a->b[ACT_ATT] = malloc(n_tok * wa * es);
+		a->b[ACT_ACT] = malloc(n_tok * wc * es);
+		if (!a->b[ACT_X] || !a->b[ACT_ATT] || !a->b[ACT_ACT])
+			goto out;
+	}
 	/*
 	 * Sample workers only where the forward's threads are BLAS's own: a model with a pool
 	 * or runner sends its products there, and that cannot take two callers at once.
@@ -618,7 +749,9 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 			w->sx = malloc((uint64_t)d->T * dim * sizeof(float));
 			w->sa = malloc((uint64_t)d->T * wa * sizeof(float));
 			w->sc = malloc((uint64_t)d->T * wc * sizeof(float));
-			if (!w->sx || !w->sa || !w->sc)
+			if (o->qep > 0)
+				w->sf = malloc((uint64_t)d->T * wc * sizeof(float));
+			if (!w->sx || !w->sa || !w->sc || (o->qep > 0 && !w->sf))
 				goto out;
 		}
 	}
@@ -626,13 +759,15 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 		d->pos[i] = i;
 	r = kv_cache_init(&d->kv, m, d->n_workers, d->T);
 	for (uint32_t s = 0; r == 0 && s < d->S; s++) {
-		float *xs = win_out(d, d->x, s, dim, d->w[0].sx);
+		float *xs = win_out(d, d->q.b[ACT_X], s, dim, d->w[0].sx);
 
 		r = model_embed(m, tokens + (uint64_t)s * d->T, d->pos, d->T, xs);
 		if (r == 0)
-			r = win_store(d, d->x, s, dim, xs, e);
+			r = win_store(d, d->q.b[ACT_X], s, dim, xs, e);
 	}
-	d->steps_total = (uint64_t)m->cfg.n_layers * STAGES_PER_LAYER * d->S;
+	if (d->ref.b[ACT_X])
+		memcpy(d->ref.b[ACT_X], d->q.b[ACT_X], n_tok * dim * es);
+	d->steps_total = (uint64_t)m->cfg.n_layers * STAGES_PER_LAYER * d->S * (o->qep > 0 ? 2 : 1);
 	out->n_tokens = (uint32_t)n_tok;
 out:
 	free(tokens);
@@ -641,13 +776,17 @@ out:
 
 static void driver_done(struct driver *d)
 {
-	free(d->x);
-	free(d->att);
-	free(d->act);
+	for (uint32_t k = 0; k < ACT_COUNT; k++) {
+		free(d->q.b[k]);
+		free(d->ref.b[k]);
+	}
+	free(d->qep_m);
 	for (uint32_t i = 0; i < CALIB_PARTS; i++) {
 		free(d->w[i].sx);
 		free(d->w[i].sa);
 		free(d->w[i].sc);
+		free(d->w[i].sf);
+		calib_xacc_done(&d->xpart[i]);
 		free(d->w[i].h);
 		free(d->w[i].seq);
 		calib_hacc_done(&d->part[i]);

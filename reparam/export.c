@@ -161,6 +161,7 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.seed", c->seed));
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.tokens", meta->calib_tokens));
 		TRY(gguf_writer_add_str(w, "shiftadd.calib.dtype", dt, strlen(dt)));
+		TRY(gguf_writer_add_f32(w, "shiftadd.calib.qep", (float)meta->run->qep));
 	}
 	TRY(add_tensor_arrays(w, out));
 #undef TRY

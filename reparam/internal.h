@@ -128,6 +128,43 @@ void calib_hacc_finish(struct calib_hacc *h);
 /* Free what calib_hacc_init() allocated; safe after a failed init. */
 void calib_hacc_done(struct calib_hacc *h);
 
+/*
+ * Quantization error propagation (reparam/qep.c). D = 2 (X - X̂) X̂ᵀ / n over the rows added:
+ * X the unquantized model's input of a linear, X̂ the quantized model's (rows [n][width]).
+ */
+struct calib_xacc {
+	uint32_t width;
+	uint64_t n_rows;
+	double *D;   /* [width][width], full */
+	float *tmp;  /* [width][width]: one chunk's product */
+	float *diff; /* [CALIB_HACC_CHUNK][width]: one chunk of X - X̂ */
+};
+
+/* Empty accumulator. Returns 0 or -ENOMEM (then calib_xacc_done()). */
+int calib_xacc_init(struct calib_xacc *a, uint32_t width);
+/* D += (ref - x)^T x for the rows ref[n][width], x[n][width]. Not thread-safe on one @a. */
+void calib_xacc_add(struct calib_xacc *a, const float *ref, const float *x, uint64_t n);
+/* dst->D += src->D (same width, neither finished). */
+void calib_xacc_merge(struct calib_xacc *dst, const struct calib_xacc *src);
+/* Scale the sum to 2 D / n_rows, as calib_hacc_finish() scales H. */
+void calib_xacc_finish(struct calib_xacc *a);
+/* Free what calib_xacc_init() allocated; safe after a failed init. */
+void calib_xacc_done(struct calib_xacc *a);
+
+/*
+ * M[k][k] = D (H + λI)⁻¹ with H's upper triangle (finished, as GPTQ reads it) damped as
+ * GPTQ damps it (@percdamp of the mean diagonal; zero diagonals count as 1). 0, -ENOMEM, or
+ * -EDOM with a message if the damped H is not positive definite.
+ */
+int qep_solve(const double *H, const double *D, uint32_t k, double percdamp, double *M,
+	      struct errbuf *e);
+/*
+ * out[n][k] = W + @strength * W M: the weights whose output on the quantized input best
+ * matches W's on the unquantized one (@strength 1), or part of the way there. @out may not
+ * alias @W. 0 or -ENOMEM.
+ */
+int qep_apply(const float *W, uint32_t n, uint32_t k, const double *M, double strength, float *out);
+
 /* Deterministic generator for the rotation (splitmix64 seeding a xoshiro256** stream). */
 struct rng {
 	uint64_t s[4];

@@ -55,6 +55,10 @@ static const struct opt_spec specs[] = {
 	{ "act-order", 0, NULL, "on", "GPTQ methods: quantize columns by descending H diagonal" },
 	{ "no-act-order", 0, NULL, NULL, "GPTQ methods: natural column order" },
 	{ "percdamp", 0, "F", "0.01", "GPTQ damping, fraction of mean(diag H)" },
+	{ "qep", 0, "A", "0 = off",
+	  "GPTQ methods: error propagation strength in [0, 1]; quantize each linear toward the "
+	  "unquantized model's output rather than its own weights (runs an unquantized copy of "
+	  "each block beside: twice the held activations, ~1.6x the time)" },
 	{ "head", 0, "TYPE", "as the source",
 	  "q5_0: store the LM head as its own Q5_0 tensor (21 MB instead of Q8_0's 30 MB for "
 	  "SmolLM2: decode reads all of it per token); the embedding lookups keep the source's" },
@@ -225,7 +229,13 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		q->layout = (enum qw_layout)l;
 	} else if (!strcmp(n, "percdamp") && !(r = opt_float(n, optarg, &f)))
 		q->percdamp = f;
-	else if (!strcmp(n, "head")) {
+	else if (!strcmp(n, "qep") && !(r = opt_float(n, optarg, &f))) {
+		if (!(f >= 0 && f <= 1)) {
+			fprintf(stderr, "shiftadd convert: --qep takes a strength in [0, 1]\n");
+			return -EINVAL;
+		}
+		o->run.qep = f;
+	} else if (!strcmp(n, "head")) {
 		if (strcmp(optarg, "q5_0")) {
 			fprintf(stderr, "shiftadd convert: unknown --head '%s' (q5_0)\n", optarg);
 			return -EINVAL;
@@ -321,6 +331,10 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 	o->run.q.act_order = reparam_method_needs_hessian(method) && act;
 	if (act_set && act && !reparam_method_needs_hessian(method)) {
 		fprintf(stderr, "shiftadd convert: --act-order needs a GPTQ method\n");
+		return 2;
+	}
+	if (o->run.qep > 0 && !reparam_method_needs_hessian(method)) {
+		fprintf(stderr, "shiftadd convert: --qep needs a GPTQ method\n");
 		return 2;
 	}
 	if (!o->model || !o->out) {
