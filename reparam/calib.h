@@ -90,7 +90,7 @@ struct calib_run {
 	 * weights whose output on the quantized model's input best matches the unquantized
 	 * model's output (strength 1), instead of the unquantized weights themselves (0). Runs
 	 * an unquantized copy of every block beside the quantized one: twice the held
-	 * activations and about 1.6x the forward work.
+	 * activations and about twice the work.
 	 */
 	double qep;
 	calib_bits_fn bits_of;

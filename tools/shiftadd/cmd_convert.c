@@ -58,7 +58,7 @@ static const struct opt_spec specs[] = {
 	{ "qep", 0, "A", "0 = off",
 	  "GPTQ methods: error propagation strength in [0, 1]; quantize each linear toward the "
 	  "unquantized model's output rather than its own weights (runs an unquantized copy of "
-	  "each block beside: twice the held activations, ~1.6x the time)" },
+	  "each block beside: twice the held activations, ~2x the time)" },
 	{ "head", 0, "TYPE", "as the source",
 	  "q5_0: store the LM head as its own Q5_0 tensor (21 MB instead of Q8_0's 30 MB for "
 	  "SmolLM2: decode reads all of it per token); the embedding lookups keep the source's" },
