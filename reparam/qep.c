@@ -88,14 +88,13 @@ int qep_solve(const double *H, const double *D, uint32_t k, double percdamp, dou
 			     M, (lapack_int)k);
 	free(A);
 	if (info != 0)
-		return errbuf_set(e, -EDOM,
-				  "error propagation: Hessian not positive definite (dposv info %d)",
-				  info);
+		return errbuf_set(
+			e, -EDOM,
+			"error propagation: Hessian not positive definite (dposv info %d)", info);
 	return 0;
 }
 
-int qep_apply(const float *W, uint32_t n, uint32_t k, const double *M, double strength,
-	      float *out)
+int qep_apply(const float *W, uint32_t n, uint32_t k, const double *M, double strength, float *out)
 {
 	double *Wd = calloc((size_t)n * k, sizeof(double));
 	double *C = malloc((size_t)n * k * sizeof(double));
