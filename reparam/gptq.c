@@ -33,11 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int gptq_hinv_chol(const double *H, uint32_t k, double percdamp, double *U, bool *dead,
-		   struct errbuf *e)
+void gptq_damped(const double *H, uint32_t k, double percdamp, double *U, bool *dead)
 {
 	double mean = 0, damp;
-	int info;
 
 	/* Row-major upper == column-major lower: LAPACK 'L' in column-major reads our upper. */
 	for (uint32_t i = 0; i < k; i++) {
@@ -52,6 +50,14 @@ int gptq_hinv_chol(const double *H, uint32_t k, double percdamp, double *U, bool
 	damp = percdamp * mean / k;
 	for (uint32_t i = 0; i < k; i++)
 		U[(size_t)i * k + i] += damp;
+}
+
+int gptq_hinv_chol(const double *H, uint32_t k, double percdamp, double *U, bool *dead,
+		   struct errbuf *e)
+{
+	int info;
+
+	gptq_damped(H, k, percdamp, U, dead);
 	info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)k, U, (lapack_int)k);
 	if (info != 0)
 		return errbuf_set(e, -EDOM,

@@ -93,6 +93,13 @@ int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, 
 	     float *out_dense, struct qweight *qw, struct errbuf *e);
 
 /*
+ * @U ([k][k] row-major) = the upper triangle of @H (lower zeroed), zero diagonals set to 1
+ * (dead columns: dead[j] = true if @dead is not NULL) and @percdamp of the mean diagonal
+ * added to it: GPTQ's damped Hessian, as LAPACK's column-major 'L' reads it.
+ */
+void gptq_damped(const double *H, uint32_t k, double percdamp, double *U, bool *dead);
+
+/*
  * Dead columns and damping as GPTQ does them, then U = upper Cholesky factor of H^-1 in @U
  * ([k][k] row-major, strict lower triangle zeroed). @H is read (upper triangle) and not
  * modified; @dead (may be NULL) gets dead[j] = diag(H)[j] == 0. Returns 0, -EDOM, -ENOMEM.

@@ -66,22 +66,12 @@ void calib_xacc_finish(struct calib_xacc *a)
 int qep_solve(const double *H, const double *D, uint32_t k, double percdamp, double *M,
 	      struct errbuf *e)
 {
-	double *A = malloc((size_t)k * k * sizeof(double)), mean = 0, damp;
+	double *A = malloc((size_t)k * k * sizeof(double));
 	int info;
 
 	if (!A)
 		return -ENOMEM;
-	/* H's upper triangle (row-major) is LAPACK's lower (column-major); damped as GPTQ's */
-	for (uint32_t i = 0; i < k; i++) {
-		for (uint32_t j = 0; j < k; j++)
-			A[(size_t)i * k + j] = j >= i ? H[(size_t)i * k + j] : 0;
-		if (A[(size_t)i * k + i] == 0)
-			A[(size_t)i * k + i] = 1;
-		mean += A[(size_t)i * k + i];
-	}
-	damp = percdamp * mean / k;
-	for (uint32_t i = 0; i < k; i++)
-		A[(size_t)i * k + i] += damp;
+	gptq_damped(H, k, percdamp, A, NULL);
 	/* row-major D read column-major is Dᵀ: the solution A⁻¹ Dᵀ read back row-major is D A⁻¹ */
 	memcpy(M, D, (size_t)k * k * sizeof(double));
 	info = LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', (lapack_int)k, (lapack_int)k, A, (lapack_int)k,

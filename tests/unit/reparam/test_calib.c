@@ -164,13 +164,39 @@ static void test_every_linear_quantized_and_model_holds_dequantized(void **state
 	model_free(t->m);
 }
 
+/* Layer 0's q/k/v input h (the attention norm of the embeddings x) of every sample. */
+static void layer0_norm(struct tiny *t, float *x, float *h, uint32_t pos[T])
+{
+	uint32_t dim = t->m->cfg.dim;
+
+	for (uint32_t i = 0; i < T; i++)
+		pos[i] = i;
+	for (uint32_t s = 0; s < S; s++) {
+		assert_int_equal(model_embed(t->m, t->tokens + s * T, pos, T, x + s * T * dim), 0);
+		model_attn_norm(t->m, 0, x + s * T * dim, T, h + s * T * dim);
+	}
+}
+
+/* Layer 0's attention output (o's input) of every sample from h, with the model's q/k/v. */
+static void layer0_attention(struct tiny *t, struct kv_cache *kv, const uint32_t pos[T],
+			     const float *h, float *att)
+{
+	uint32_t seq[T] = { 0 }, dim = t->m->cfg.dim;
+	uint32_t q_dim = t->m->cfg.n_heads * t->m->cfg.head_dim;
+
+	for (uint32_t s = 0; s < S; s++)
+		assert_int_equal(model_attn_core(t->m, kv, 0, seq, pos, T, h + s * T * dim,
+						 att + s * T * q_dim),
+				 0);
+}
+
 static void test_hessians_match_independent_recomputation(void **state)
 {
 	struct tiny *t = *state;
 	const struct model_config *c;
 	struct calib_out out;
 	float *wq, *wo, *x, *h, *att;
-	uint32_t pos[T], seq[T] = { 0 }, q_dim;
+	uint32_t pos[T], q_dim;
 	struct kv_cache kv;
 	double *H;
 
@@ -186,13 +212,7 @@ static void test_hessians_match_independent_recomputation(void **state)
 	h = malloc((size_t)S * T * c->dim * sizeof(float));
 	att = malloc((size_t)S * T * q_dim * sizeof(float));
 	assert_true(x && h && att);
-	for (uint32_t i = 0; i < T; i++)
-		pos[i] = i;
-	for (uint32_t s = 0; s < S; s++) {
-		assert_int_equal(model_embed(t->m, t->tokens + s * T, pos, T, x + s * T * c->dim),
-				 0);
-		model_attn_norm(t->m, 0, x + s * T * c->dim, T, h + s * T * c->dim);
-	}
+	layer0_norm(t, x, h, pos);
 	H = hessian(h, S * T, c->dim);
 	assert_float_equal(
 		output_error(wq, linear_dense_weights(&t->m->layers[0].wq), c->dim, c->dim, H),
@@ -201,10 +221,7 @@ static void test_hessians_match_independent_recomputation(void **state)
 
 	/* layer 0, o: input = attention computed with the quantized q/k/v */
 	assert_int_equal(kv_cache_init(&kv, t->m, 1, T), 0);
-	for (uint32_t s = 0; s < S; s++)
-		assert_int_equal(model_attn_core(t->m, &kv, 0, seq, pos, T, h + s * T * c->dim,
-						 att + s * T * q_dim),
-				 0);
+	layer0_attention(t, &kv, pos, h, att);
 	H = hessian(att, S * T, q_dim);
 	assert_float_equal(
 		output_error(wo, linear_dense_weights(&t->m->layers[0].wo), c->dim, q_dim, H),
@@ -275,7 +292,7 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 	struct calib_out out;
 	struct linear *qkv[3];
 	float *fp[3], *wo, *ws, *x, *h, *att, *att_fp;
-	uint32_t pos[T], seq[T] = { 0 }, q_dim;
+	uint32_t pos[T], q_dim;
 	struct kv_cache kv;
 	double *H, *A, *B, mean = 0, e_plain, e_target;
 
@@ -298,13 +315,7 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 	att = malloc((size_t)S * T * q_dim * sizeof(float));
 	att_fp = malloc((size_t)S * T * q_dim * sizeof(float));
 	assert_true(x && h && att && att_fp);
-	for (uint32_t i = 0; i < T; i++)
-		pos[i] = i;
-	for (uint32_t s = 0; s < S; s++) {
-		assert_int_equal(model_embed(t->m, t->tokens + s * T, pos, T, x + s * T * c->dim),
-				 0);
-		model_attn_norm(t->m, 0, x + s * T * c->dim, T, h + s * T * c->dim);
-	}
+	layer0_norm(t, x, h, pos);
 	H = hessian(h, S * T, c->dim);
 	assert_float_equal(output_error(fp[0], linear_dense_weights(qkv[0]), c->dim, c->dim, H),
 			   out.t[0].res.err_output, 1e-4 * out.t[0].res.err_output);
@@ -312,17 +323,11 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 
 	/* X̂ with the quantized q/k/v the model holds now, X with the original ones */
 	assert_int_equal(kv_cache_init(&kv, t->m, 1, T), 0);
-	for (uint32_t s = 0; s < S; s++)
-		assert_int_equal(model_attn_core(t->m, &kv, 0, seq, pos, T, h + s * T * c->dim,
-						 att + s * T * q_dim),
-				 0);
+	layer0_attention(t, &kv, pos, h, att);
 	for (int i = 0; i < 3; i++)
 		memcpy(linear_dense_weights(qkv[i]), fp[i],
 		       (size_t)qkv[i]->n_out * qkv[i]->n_in * sizeof(float));
-	for (uint32_t s = 0; s < S; s++)
-		assert_int_equal(model_attn_core(t->m, &kv, 0, seq, pos, T, h + s * T * c->dim,
-						 att_fp + s * T * q_dim),
-				 0);
+	layer0_attention(t, &kv, pos, h, att_fp);
 	H = hessian(att, S * T, q_dim);
 	for (uint32_t i = 0; i < q_dim; i++)
 		mean += H[(size_t)i * q_dim + i] / q_dim;
