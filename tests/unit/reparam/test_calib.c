@@ -76,18 +76,26 @@ static float *copy_weights(const struct linear *l)
 	return w;
 }
 
-/* H = 2 X^T X / n from rows x[n][k], in double, full matrix. */
-static double *hessian(const float *x, uint32_t n, uint32_t k)
+/* A = 2 X^T Y / n + lambda I from rows x[n][k], y[n][k], in double (row-major, full). */
+static double *cross(const float *x, const float *y, uint32_t n, uint32_t k, double lambda)
 {
-	double *H = calloc((size_t)k * k, sizeof(double));
+	double *A = calloc((size_t)k * k, sizeof(double));
 
-	assert_non_null(H);
+	assert_non_null(A);
 	for (uint32_t r = 0; r < n; r++)
 		for (uint32_t i = 0; i < k; i++)
 			for (uint32_t j = 0; j < k; j++)
-				H[(size_t)i * k + j] +=
-					2.0 * x[(size_t)r * k + i] * x[(size_t)r * k + j] / n;
-	return H;
+				A[(size_t)i * k + j] +=
+					2.0 * x[(size_t)r * k + i] * y[(size_t)r * k + j] / n;
+	for (uint32_t i = 0; i < k; i++)
+		A[(size_t)i * k + i] += lambda;
+	return A;
+}
+
+/* H = 2 X^T X / n from rows x[n][k], in double, full matrix. */
+static double *hessian(const float *x, uint32_t n, uint32_t k)
+{
+	return cross(x, x, n, k, 0);
 }
 
 static double output_error(const float *W, const float *Q, uint32_t n, uint32_t k, const double *H)
@@ -235,22 +243,6 @@ static void test_hessians_match_independent_recomputation(void **state)
 	free(wo);
 	calib_out_done(&out);
 	model_free(t->m);
-}
-
-/* A = 2 X^T Y / n + lambda I from rows x[n][k], y[n][k], in double (row-major, full). */
-static double *cross(const float *x, const float *y, uint32_t n, uint32_t k, double lambda)
-{
-	double *A = calloc((size_t)k * k, sizeof(double));
-
-	assert_non_null(A);
-	for (uint32_t r = 0; r < n; r++)
-		for (uint32_t i = 0; i < k; i++)
-			for (uint32_t j = 0; j < k; j++)
-				A[(size_t)i * k + j] +=
-					2.0 * x[(size_t)r * k + i] * y[(size_t)r * k + j] / n;
-	for (uint32_t i = 0; i < k; i++)
-		A[(size_t)i * k + i] += lambda;
-	return A;
 }
 
 /* @w[n_out][k] -> W B A^-1 (A symmetric), by LU: A Z = B^T W^T, W* = Z^T. */
