@@ -111,10 +111,12 @@ static double output_error(const float *W, const float *Q, uint32_t n, uint32_t 
 	return tr;
 }
 
+/* @qep: error propagation strength (0 = off). */
 static void run_with(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
-		     const int32_t *tokens, uint32_t ns, uint32_t sl, struct calib_out *out)
+		     const int32_t *tokens, uint32_t ns, uint32_t sl, double qep,
+		     struct calib_out *out)
 {
-	struct calib_run run = { 0 };
+	struct calib_run run = { .qep = qep };
 	struct errbuf e = { { 0 } };
 	int r;
 
@@ -131,7 +133,7 @@ static void run_with(struct tiny *t, enum reparam_method method, enum calib_dtyp
 static void run_dtype(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
 		      struct calib_out *out)
 {
-	run_with(t, method, dtype, t->tokens, S, T, out);
+	run_with(t, method, dtype, t->tokens, S, T, 0, out);
 }
 
 static void run(struct tiny *t, enum reparam_method method, struct calib_out *out)
@@ -279,8 +281,6 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 {
 	struct tiny *t = *state;
 	const struct model_config *c;
-	struct calib_run run = { 0 };
-	struct errbuf e = { { 0 } };
 	struct calib_out out;
 	struct linear *qkv[3];
 	float *fp[3], *wo, *ws, *x, *h, *att, *att_fp;
@@ -295,12 +295,7 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 	for (int i = 0; i < 3; i++)
 		fp[i] = copy_weights(qkv[i]);
 	wo = copy_weights(&t->m->layers[0].wo);
-	reparam_opts_init(&run.q, REPARAM_SHIFTADD_ACC, 3);
-	run.q.rounds = 5;
-	run.qep = 1;
-	run.calib = (struct calib_opts){ .nsamples = S, .seqlen = T, .tokens = t->tokens };
-	if (calib_quantize_model(t->m, &run, &out, &e) < 0)
-		fail_msg("calib_quantize_model: %s", errbuf_str(&e, -1));
+	run_with(t, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F32, t->tokens, S, T, 1, &out);
 
 	x = malloc((size_t)S * T * c->dim * sizeof(float));
 	h = malloc((size_t)S * T * c->dim * sizeof(float));
@@ -489,11 +484,11 @@ static float *eval_logits(const struct model *m)
 }
 
 /* Quantize a fresh copy of the tiny model with @dtype storage; its weights and eval logits. */
-static void f16_case(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
+static void f16_case(struct tiny *t, enum reparam_method method, double qep, enum calib_dtype dtype,
 		     const int32_t *tokens, struct calib_out *out, float *w[14], float **lg)
 {
 	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
-	run_with(t, method, dtype, tokens, F16_S, F16_T, out);
+	run_with(t, method, dtype, tokens, F16_S, F16_T, qep, out);
 	for (uint32_t i = 0; i < 14; i++) {
 		struct linear *ls[7];
 
@@ -522,7 +517,10 @@ static void f16_case(struct tiny *t, enum reparam_method method, enum calib_dtyp
 static void test_f16_storage_lands_next_to_f32(void **state)
 {
 	struct tiny *t = *state;
-	enum reparam_method methods[2] = { REPARAM_GPTQ, REPARAM_SHIFTADD_ACC };
+	/* the third with error propagation, whose reference stream is held in f16 too */
+	enum reparam_method methods[3] = { REPARAM_GPTQ, REPARAM_SHIFTADD_ACC,
+					   REPARAM_SHIFTADD_ACC };
+	double qep[3] = { 0, 0, 0.5 };
 	int32_t tokens[F16_S * F16_T];
 	uint64_t lcg = 12345;
 	float *lfp;
@@ -534,7 +532,7 @@ static void test_f16_storage_lands_next_to_f32(void **state)
 	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
 	lfp = eval_logits(t->m);
 	model_free(t->m);
-	for (uint32_t mi = 0; mi < 2; mi++) {
+	for (uint32_t mi = 0; mi < 3; mi++) {
 		struct calib_out o32, o16;
 		float *w32[14], *w16[14], *l32, *l16, *w0[14];
 		double worst_err = 0, worst_w = 0, d32 = 0, d16 = 0;
@@ -548,8 +546,8 @@ static void test_f16_storage_lands_next_to_f32(void **state)
 			w0[i] = copy_weights(ls[i % 7]);
 		}
 		model_free(t->m);
-		f16_case(t, methods[mi], CALIB_DTYPE_F32, tokens, &o32, w32, &l32);
-		f16_case(t, methods[mi], CALIB_DTYPE_F16, tokens, &o16, w16, &l16);
+		f16_case(t, methods[mi], qep[mi], CALIB_DTYPE_F32, tokens, &o32, w32, &l32);
+		f16_case(t, methods[mi], qep[mi], CALIB_DTYPE_F16, tokens, &o16, w16, &l16);
 		for (uint32_t i = 0; i < 14; i++) {
 			double e32 = o32.t[i].res.rel_err_output, e16 = o16.t[i].res.rel_err_output;
 			size_t n = (size_t)o32.t[i].res.n_rows * o32.t[i].res.n_cols;
@@ -569,9 +567,10 @@ static void test_f16_storage_lands_next_to_f32(void **state)
 		}
 		d32 = sqrt(frob2_diff(l32, lfp, nl));
 		d16 = sqrt(frob2_diff(l16, lfp, nl));
-		printf("calib f16 vs f32, %s: proxy errors within %.2g%%, logits from fp %.4g vs "
+		printf("calib f16 vs f32, %s, qep %g: proxy errors within %.2g%%, logits from fp %.4g vs "
 		       "%.4g, block-0 q/k/v weights %.3g\n",
-		       reparam_method_name(methods[mi]), 100 * worst_err, d16, d32, worst_w);
+		       reparam_method_name(methods[mi]), qep[mi], 100 * worst_err, d16, d32,
+		       worst_w);
 		assert_float_equal(d16, d32, 0.1 * d32);
 		free(l32);
 		free(l16);
