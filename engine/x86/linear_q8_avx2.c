@@ -112,7 +112,8 @@ static inline __attribute__((always_inline)) void tile_dot(const struct q8_weigh
 			for (int t = 0; t < n_tok; t++) {
 				const int16_t *xb = xq + (size_t)t * n_in + (size_t)b * Q8_BLOCK;
 				/* the scale product as a vector multiply: one op, no shuffle */
-				__m256 s = _mm256_mul_ps(dw, _mm256_broadcast_ss(&xd[(size_t)t * nb + b]));
+				__m256 s = _mm256_mul_ps(
+					dw, _mm256_broadcast_ss(&xd[(size_t)t * nb + b]));
 
 				acc[i][t] = _mm256_fmadd_ps(block_dot(w0, w1, xb), s, acc[i][t]);
 			}
