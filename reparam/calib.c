@@ -796,6 +796,20 @@ static void driver_done(struct driver *d)
 	pthread_mutex_destroy(&d->lock);
 }
 
+double calib_default_qep(const struct model *m, const struct calib_run *o)
+{
+	const struct model_config *c = &m->cfg;
+	uint64_t k = c->dim, q_dim = (uint64_t)c->n_heads * c->head_dim;
+
+	if (q_dim > k)
+		k = q_dim;
+	if (c->ffn_dim > k)
+		k = c->ffn_dim;
+	if ((uint64_t)o->calib.nsamples * o->calib.seqlen < CALIB_QEP_MIN_TOKENS_PER_DIM * k)
+		return 0;
+	return reparam_default_qep(o->q.method);
+}
+
 int calib_quantize_model(struct model *m, const struct calib_run *o, struct calib_out *out,
 			 struct errbuf *e)
 {

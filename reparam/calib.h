@@ -118,4 +118,19 @@ int calib_quantize_model(struct model *m, const struct calib_run *o, struct cali
 
 void calib_out_done(struct calib_out *out);
 
+/*
+ * Calibration tokens per input dimension of the widest linear below which the default
+ * error-propagation strength is 0: the correction is fitted from a k x k cross-covariance,
+ * and on SmolLM2 (k up to 1536) 2,048 and 128 calibration tokens made it hurt (+9% PPL at
+ * 4 bits, a broken model at 3) where 32,768 and 262,144 helped.
+ */
+#define CALIB_QEP_MIN_TOKENS_PER_DIM 16
+
+/*
+ * The strength `shiftadd convert` uses unless told: reparam_default_qep() of @o->q.method
+ * when @o->calib asks for at least CALIB_QEP_MIN_TOKENS_PER_DIM tokens per input dimension
+ * of @m's widest linear, else 0.
+ */
+double calib_default_qep(const struct model *m, const struct calib_run *o);
+
 #endif /* REPARAM_CALIB_H */

@@ -81,6 +81,14 @@ void reparam_opts_init(struct reparam_opts *o, enum reparam_method m, uint32_t b
 bool reparam_method_needs_hessian(enum reparam_method m);
 
 /*
+ * Default error-propagation strength (calib_run.qep) of method @m: REPARAM_DEFAULT_QEP for
+ * the deployable shift-add methods it was measured on (shiftadd-acc, shiftadd-rht), 0 for the
+ * rest (the baselines and the paper's acc-sim reference stay as published; lat unmeasured).
+ */
+#define REPARAM_DEFAULT_QEP 0.3
+double reparam_default_qep(enum reparam_method m);
+
+/*
  * Result of one layer. @dense is always filled: it is what the forward pass should use from
  * now on (for BCQ results it is exactly qweight_dequant(&qw)). @has_qweight says @qw holds a
  * BCQ weight the shift-add kernels and the GGUF writer take; uniform methods and acc-sim

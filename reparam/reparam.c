@@ -56,6 +56,16 @@ bool reparam_method_needs_hessian(enum reparam_method m)
 	       m == REPARAM_SHIFTADD_ACC_SIM || m == REPARAM_SHIFTADD_RHT;
 }
 
+/*
+ * bench/results/qep-colgroup-2026-11-23.md and reparam-smollm2-full.md: 0.3 took rht both
+ * 3-bit 34.63 -> 30.92 on the full protocol and acc 3-bit 63.2 -> 50.6 on the light one;
+ * full strength over-fits the calibration set.
+ */
+double reparam_default_qep(enum reparam_method m)
+{
+	return m == REPARAM_SHIFTADD_ACC || m == REPARAM_SHIFTADD_RHT ? REPARAM_DEFAULT_QEP : 0;
+}
+
 static bool is_bcq(enum reparam_method m)
 {
 	return m == REPARAM_BCQ || m == REPARAM_SHIFTADD_LAT || m == REPARAM_SHIFTADD_ACC ||

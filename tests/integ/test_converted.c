@@ -87,6 +87,7 @@ static int convert(const struct conv_case *c, const char *out)
 	r = model_load(MODEL_PATH, &m, &e);
 	if (r < 0)
 		goto out;
+	run.qep = calib_default_qep(m, &run); /* as the CLI: 0 for this little calibration */
 	r = calib_quantize_model(m, &run, &res, &e);
 	if (r == 0) {
 		meta = (struct export_meta){ .run = &run,

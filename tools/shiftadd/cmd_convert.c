@@ -18,6 +18,9 @@
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
 
+/* calib_run.qep before quantize(): --qep was not given, use calib_default_qep() */
+#define QEP_AUTO (-1.0)
+
 static const struct opt_spec specs[] = {
 	{ "model", 'm', "PATH", NULL, "source model: a GGUF file or an HF folder (required)" },
 	{ "out", 'o', "FILE", NULL, "converted GGUF file to write (required; written atomically)" },
@@ -55,10 +58,11 @@ static const struct opt_spec specs[] = {
 	{ "act-order", 0, NULL, "on", "GPTQ methods: quantize columns by descending H diagonal" },
 	{ "no-act-order", 0, NULL, NULL, "GPTQ methods: natural column order" },
 	{ "percdamp", 0, "F", "0.01", "GPTQ damping, fraction of mean(diag H)" },
-	{ "qep", 0, "A", "0 = off",
+	{ "qep", 0, "A",
+	  "0.3 for shiftadd-acc and shiftadd-rht given >= 16 calibration tokens per input dimension, else 0 (off)",
 	  "GPTQ methods: error propagation strength in [0, 1]; quantize each linear toward the "
 	  "unquantized model's output rather than its own weights (runs an unquantized copy of "
-	  "each block beside: twice the held activations, ~2x the time)" },
+	  "each block beside: ~1.75x the peak memory, 1.3-2x the time; --qep 0 for speed)" },
 	{ "head", 0, "TYPE", "as the source",
 	  "q5_0: store the LM head as its own Q5_0 tensor (21 MB instead of Q8_0's 30 MB for "
 	  "SmolLM2: decode reads all of it per token); the embedding lookups keep the source's" },
@@ -321,6 +325,7 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 	}
 	reparam_opts_init(&o->run.q, method, bits);
 	o->run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
+	o->run.qep = QEP_AUTO; /* resolved against the model's widths in quantize() */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
 		int i = opt_index(specs, c);
@@ -404,6 +409,24 @@ static int load(const struct conv_opts *o, struct model **ret_m)
 	return r;
 }
 
+/* --qep not given: calib_default_qep(), said on stderr where the method has a default. */
+static void resolve_qep(const struct model *m, struct calib_run *run)
+{
+	const char *name = reparam_method_name(run->q.method);
+
+	if (run->qep != QEP_AUTO)
+		return;
+	run->qep = calib_default_qep(m, run);
+	if (run->qep > 0)
+		fprintf(stderr, "convert: error propagation %.2g (%s's default; --qep 0 is off)\n",
+			run->qep, name);
+	else if (reparam_default_qep(run->q.method) > 0)
+		fprintf(stderr,
+			"convert: error propagation off: %u x %u calibration tokens, fewer than %u "
+			"per input dimension of the widest linear (--qep A forces it)\n",
+			run->calib.nsamples, run->calib.seqlen, CALIB_QEP_MIN_TOKENS_PER_DIM);
+}
+
 /* One calibration pass over @m, under a progress bar titled @what. */
 static int quantize(struct model *m, struct calib_run *run, const char *what, struct layer_log *ll,
 		    struct calib_out *out, struct errbuf *e)
@@ -411,6 +434,7 @@ static int quantize(struct model *m, struct calib_run *run, const char *what, st
 	struct progress bar;
 	int r;
 
+	resolve_qep(m, run);
 	progress_begin(&bar, stderr, what, "steps", 0);
 	ll->bar = &bar;
 	run->progress = progress_cb;

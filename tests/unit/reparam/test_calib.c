@@ -663,6 +663,37 @@ static void test_calib_dtype_names(void **state)
 	model_free(t->m);
 }
 
+/*
+ * The default strength: on for acc and rht from 16 calibration tokens per input dimension of
+ * the widest linear (the fixture's down projection reads intermediate_size = 160), off below
+ * and for every other method.
+ */
+static void test_default_qep_follows_calibration_size(void **state)
+{
+	static const enum reparam_method off[] = { REPARAM_RTN, REPARAM_GPTQ, REPARAM_BCQ,
+						   REPARAM_SHIFTADD_LAT, REPARAM_SHIFTADD_ACC_SIM };
+	struct tiny *t = *state;
+	struct calib_run run = { 0 };
+
+	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
+	reparam_opts_init(&run.q, REPARAM_SHIFTADD_ACC, 3);
+	run.calib = (struct calib_opts){ .nsamples = 20, .seqlen = 128 }; /* 2560 = 16 x 160 */
+	assert_true(calib_default_qep(t->m, &run) == 0.3);
+	run.q.method = REPARAM_SHIFTADD_RHT;
+	assert_true(calib_default_qep(t->m, &run) == 0.3);
+	run.calib.seqlen = 127;
+	assert_true(calib_default_qep(t->m, &run) == 0);
+	run.calib = (struct calib_opts){ .nsamples = 1, .seqlen = 2559 };
+	assert_true(calib_default_qep(t->m, &run) == 0);
+	run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
+	assert_true(calib_default_qep(t->m, &run) == 0.3);
+	for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
+		run.q.method = off[i];
+		assert_true(calib_default_qep(t->m, &run) == 0);
+	}
+	model_free(t->m);
+}
+
 int test_calib_run(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -675,6 +706,7 @@ int test_calib_run(void)
 		cmocka_unit_test(test_f16_storage_lands_next_to_f32),
 		cmocka_unit_test(test_f16_hessian_is_of_rounded_inputs),
 		cmocka_unit_test(test_calib_dtype_names),
+		cmocka_unit_test(test_default_qep_follows_calibration_size),
 	};
 	return cmocka_run_group_tests_name("reparam/calib", tests, setup, teardown);
 }
