@@ -164,8 +164,9 @@ struct acts {
  * Per-block state. All calibration samples' activations of the current block are held:
  * x (residual stream), att (attention outputs, input of o) and act (activated FFN hidden,
  * input of down), each [nsamples][seqlen][width], as f32 or (calib dtype f16) as IEEE half.
- * With error propagation (calib_run.qep) the unquantized model's are held too (ref): each
- * stage runs first on them with the unquantized weights, then on the quantized model's.
+ * With error propagation (calib_run.qep) the unquantized model's are held too (ref), for the
+ * first S_ref samples: each stage runs first on them with the unquantized weights, then on
+ * the quantized model's.
  * The engine calls take f32: with f16 storage each sample passes through a scratch window of
  * its worker, sx [seqlen][dim], sa [seqlen][max(q_dim, dim)] or sc [seqlen][max(ffn, q_dim,
  * dim)], widened before the call (win_load) and narrowed after it (win_store). With f32
@@ -176,6 +177,7 @@ struct driver {
 	const struct calib_run *o;
 	struct calib_out *out;
 	uint32_t S, T; /* samples, tokens per sample */
+	uint32_t S_ref; /* error propagation: the reference holds samples 0..S_ref-1 (else 0) */
 	bool f16;
 	struct acts q;	 /* the model quantized so far */
 	struct acts ref; /* the unquantized model (error propagation only) */
@@ -460,7 +462,7 @@ static int stage_sample(struct driver *d, struct worker *w, enum stage st, const
 	/* with f16 storage H is of the stored (rounded) values: reload them */
 	hx = win_load(d, a->b[hb], s, hw, hwin);
 	calib_hacc_add(&d->part[s % CALIB_PARTS], hx, d->T);
-	if (d->ref.b[hb])
+	if (d->ref.b[hb] && s < d->S_ref)
 		calib_xacc_add(&d->xpart[s % CALIB_PARTS], win_load(d, d->ref.b[hb], s, hw, w->sf),
 			       hx, d->T);
 	return r;
@@ -471,8 +473,10 @@ static void *stage_main(void *arg)
 	struct stage_job *j = arg;
 	struct driver *d = j->d;
 
-	for (uint32_t i = 0; j->w->ret == 0 && i < d->S; i++) {
-		uint32_t s = j->reverse ? d->S - 1 - i : i;
+	uint32_t n = j->a == &d->ref ? d->S_ref : d->S;
+
+	for (uint32_t i = 0; j->w->ret == 0 && i < n; i++) {
+		uint32_t s = j->reverse ? n - 1 - i : i;
 
 		if (s % CALIB_PARTS % j->d->n_workers != j->w->id)
 			continue;
@@ -718,12 +722,15 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	r = -ENOMEM;
 	if (!d->pos)
 		goto out;
+	if (o->qep > 0)
+		d->S_ref = o->qep_samples && o->qep_samples < d->S ? o->qep_samples : d->S;
 	for (uint32_t k = 0; k < (o->qep > 0 ? 2 : 1); k++) {
 		struct acts *a = k ? &d->ref : &d->q;
+		uint64_t n = k ? (uint64_t)d->S_ref * d->T : n_tok;
 
-		a->b[ACT_X] = malloc(n_tok * dim * es);
-		a->b[ACT_ATT] = malloc(n_tok * wa * es);
-		a->b[ACT_ACT] = malloc(n_tok * wc * es);
+		a->b[ACT_X] = malloc(n * dim * es);
+		a->b[ACT_ATT] = malloc(n * wa * es);
+		a->b[ACT_ACT] = malloc(n * wc * es);
 		if (!a->b[ACT_X] || !a->b[ACT_ATT] || !a->b[ACT_ACT])
 			goto out;
 	}
@@ -766,8 +773,8 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 			r = win_store(d, d->q.b[ACT_X], s, dim, xs, e);
 	}
 	if (d->ref.b[ACT_X])
-		memcpy(d->ref.b[ACT_X], d->q.b[ACT_X], n_tok * dim * es);
-	d->steps_total = (uint64_t)m->cfg.n_layers * STAGES_PER_LAYER * d->S * (o->qep > 0 ? 2 : 1);
+		memcpy(d->ref.b[ACT_X], d->q.b[ACT_X], (uint64_t)d->S_ref * d->T * dim * es);
+	d->steps_total = (uint64_t)m->cfg.n_layers * STAGES_PER_LAYER * (d->S + d->S_ref);
 	out->n_tokens = (uint32_t)n_tok;
 out:
 	free(tokens);
@@ -796,18 +803,31 @@ static void driver_done(struct driver *d)
 	pthread_mutex_destroy(&d->lock);
 }
 
-double calib_default_qep(const struct model *m, const struct calib_run *o)
+/* Input width of @m's widest linear: what the error-propagation fit is k x k of. */
+static uint64_t widest_input(const struct model *m)
 {
 	const struct model_config *c = &m->cfg;
 	uint64_t k = c->dim, q_dim = (uint64_t)c->n_heads * c->head_dim;
 
 	if (q_dim > k)
 		k = q_dim;
-	if (c->ffn_dim > k)
-		k = c->ffn_dim;
-	if ((uint64_t)o->calib.nsamples * o->calib.seqlen < CALIB_QEP_MIN_TOKENS_PER_DIM * k)
+	return c->ffn_dim > k ? c->ffn_dim : k;
+}
+
+double calib_default_qep(const struct model *m, const struct calib_run *o)
+{
+	if ((uint64_t)o->calib.nsamples * o->calib.seqlen <
+	    CALIB_QEP_MIN_TOKENS_PER_DIM * widest_input(m))
 		return 0;
 	return reparam_default_qep(o->q.method);
+}
+
+uint32_t calib_default_qep_samples(const struct model *m, const struct calib_run *o)
+{
+	uint64_t want = CALIB_QEP_FIT_TOKENS_PER_DIM * widest_input(m);
+	uint64_t n = o->calib.seqlen ? (want + o->calib.seqlen - 1) / o->calib.seqlen : 0;
+
+	return n < o->calib.nsamples ? (uint32_t)n : o->calib.nsamples;
 }
 
 int calib_quantize_model(struct model *m, const struct calib_run *o, struct calib_out *out,

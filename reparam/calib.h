@@ -89,10 +89,16 @@ struct calib_run {
 	 * Error propagation strength in [0, 1]; 0 = off. Each linear is quantized toward the
 	 * weights whose output on the quantized model's input best matches the unquantized
 	 * model's output (strength 1), instead of the unquantized weights themselves (0). Runs
-	 * an unquantized copy of every block beside the quantized one: twice the held
-	 * activations and about twice the work.
+	 * an unquantized copy of every block beside the quantized one, on qep_samples samples.
 	 */
 	double qep;
+	/*
+	 * Error propagation: the first qep_samples calibration samples (0 or more than
+	 * calib.nsamples = all) are the ones the unquantized copy runs on and the correction is
+	 * fitted from; the Hessians still come from all. Each costs about what a sample of the
+	 * quantized model does, in work and held activations.
+	 */
+	uint32_t qep_samples;
 	calib_bits_fn bits_of;
 	calib_hessian_fn on_hessian;
 	void *hook_arg;
@@ -133,5 +139,21 @@ void calib_out_done(struct calib_out *out);
  * of @m's widest linear, else 0.
  */
 double calib_default_qep(const struct model *m, const struct calib_run *o);
+
+/*
+ * Calibration tokens per input dimension of the widest linear that the default qep_samples
+ * gives the error-propagation fit: twice the threshold above. On SmolLM2 at 2048 tokens a
+ * sample that is 24 of 128 (the correction at 16 x 2048 already gave the light protocol
+ * nearly the full protocol's relative gain), which takes the unquantized copy's share of a
+ * default conversion from about half to about a sixth.
+ */
+#define CALIB_QEP_FIT_TOKENS_PER_DIM 32
+
+/*
+ * The qep_samples `shiftadd convert` uses unless told: the fewest samples of @o->calib's
+ * seqlen that hold CALIB_QEP_FIT_TOKENS_PER_DIM tokens per input dimension of @m's widest
+ * linear, at most nsamples.
+ */
+uint32_t calib_default_qep_samples(const struct model *m, const struct calib_run *o);
 
 #endif /* REPARAM_CALIB_H */

@@ -20,6 +20,8 @@
 
 /* calib_run.qep before quantize(): --qep was not given, use calib_default_qep() */
 #define QEP_AUTO (-1.0)
+/* calib_run.qep_samples before quantize(): --qep-samples was not given */
+#define QEP_SAMPLES_AUTO UINT32_MAX
 
 static const struct opt_spec specs[] = {
 	{ "model", 'm', "PATH", NULL, "source model: a GGUF file or an HF folder (required)" },
@@ -62,7 +64,11 @@ static const struct opt_spec specs[] = {
 	  "0.3 for shiftadd-acc and shiftadd-rht given >= 16 calibration tokens per input dimension, else 0 (off)",
 	  "GPTQ methods: error propagation strength in [0, 1]; quantize each linear toward the "
 	  "unquantized model's output rather than its own weights (runs an unquantized copy of "
-	  "each block beside: ~1.75x the peak memory, 1.3-2x the time; --qep 0 for speed)" },
+	  "each block beside, see --qep-samples; --qep 0 for speed)" },
+	{ "qep-samples", 0, "N", "enough for 32 tokens per input dimension of the widest linear",
+	  "error propagation: fit the correction on the first N calibration windows, which the "
+	  "unquantized copy runs on (0 = all; each costs about what a quantized window does, "
+	  "in time and memory); the Hessians come from all windows" },
 	{ "head", 0, "TYPE", "as the source",
 	  "q5_0: store the LM head as its own Q5_0 tensor (21 MB instead of Q8_0's 30 MB for "
 	  "SmolLM2: decode reads all of it per token); the embedding lookups keep the source's" },
@@ -239,7 +245,9 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 			return -EINVAL;
 		}
 		o->run.qep = f;
-	} else if (!strcmp(n, "head")) {
+	} else if (!strcmp(n, "qep-samples"))
+		r = opt_u32(n, optarg, &o->run.qep_samples);
+	else if (!strcmp(n, "head")) {
 		if (strcmp(optarg, "q5_0")) {
 			fprintf(stderr, "shiftadd convert: unknown --head '%s' (q5_0)\n", optarg);
 			return -EINVAL;
@@ -325,7 +333,9 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 	}
 	reparam_opts_init(&o->run.q, method, bits);
 	o->run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
-	o->run.qep = QEP_AUTO; /* resolved against the model's widths in quantize() */
+	/* both resolved against the model's widths in quantize() */
+	o->run.qep = QEP_AUTO;
+	o->run.qep_samples = QEP_SAMPLES_AUTO;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
 		int i = opt_index(specs, c);
@@ -409,22 +419,33 @@ static int load(const struct conv_opts *o, struct model **ret_m)
 	return r;
 }
 
-/* --qep not given: calib_default_qep(), said on stderr where the method has a default. */
+/*
+ * --qep and --qep-samples not given: calib_default_qep() and calib_default_qep_samples(),
+ * said on stderr where the method has a default.
+ */
 static void resolve_qep(const struct model *m, struct calib_run *run)
 {
 	const char *name = reparam_method_name(run->q.method);
+	uint32_t ns = run->calib.nsamples;
+	bool auto_qep = run->qep == QEP_AUTO;
+	char why[96] = "";
 
-	if (run->qep != QEP_AUTO)
-		return;
-	run->qep = calib_default_qep(m, run);
-	if (run->qep > 0)
-		fprintf(stderr, "convert: error propagation %.2g (%s's default; --qep 0 is off)\n",
-			run->qep, name);
-	else if (reparam_default_qep(run->q.method) > 0)
+	if (run->qep_samples == QEP_SAMPLES_AUTO)
+		run->qep_samples = calib_default_qep_samples(m, run);
+	if (auto_qep)
+		run->qep = calib_default_qep(m, run);
+	if (run->qep > 0) {
+		uint32_t fit = run->qep_samples && run->qep_samples < ns ? run->qep_samples : ns;
+
+		if (auto_qep)
+			snprintf(why, sizeof(why), " (%s's default; --qep 0 is off)", name);
+		fprintf(stderr, "convert: error propagation %.2g%s, fitted on %u of %u windows\n",
+			run->qep, why, fit, ns);
+	} else if (auto_qep && reparam_default_qep(run->q.method) > 0)
 		fprintf(stderr,
 			"convert: error propagation off: %u x %u calibration tokens, fewer than %u "
 			"per input dimension of the widest linear (--qep A forces it)\n",
-			run->calib.nsamples, run->calib.seqlen, CALIB_QEP_MIN_TOKENS_PER_DIM);
+			ns, run->calib.seqlen, CALIB_QEP_MIN_TOKENS_PER_DIM);
 }
 
 /* One calibration pass over @m, under a progress bar titled @what. */

@@ -111,12 +111,12 @@ static double output_error(const float *W, const float *Q, uint32_t n, uint32_t 
 	return tr;
 }
 
-/* @qep: error propagation strength (0 = off). */
-static void run_with(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
-		     const int32_t *tokens, uint32_t ns, uint32_t sl, double qep,
-		     struct calib_out *out)
+/* @qep: error propagation strength (0 = off), fitted on the first @n_fit samples (0 = all). */
+static void run_fit(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
+		    const int32_t *tokens, uint32_t ns, uint32_t sl, double qep, uint32_t n_fit,
+		    struct calib_out *out)
 {
-	struct calib_run run = { .qep = qep };
+	struct calib_run run = { .qep = qep, .qep_samples = n_fit };
 	struct errbuf e = { { 0 } };
 	int r;
 
@@ -128,6 +128,13 @@ static void run_with(struct tiny *t, enum reparam_method method, enum calib_dtyp
 	r = calib_quantize_model(t->m, &run, out, &e);
 	if (r < 0)
 		fail_msg("calib_quantize_model: %s", errbuf_str(&e, r));
+}
+
+static void run_with(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
+		     const int32_t *tokens, uint32_t ns, uint32_t sl, double qep,
+		     struct calib_out *out)
+{
+	run_fit(t, method, dtype, tokens, ns, sl, qep, 0, out);
 }
 
 static void run_dtype(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
@@ -272,21 +279,22 @@ static float *ridge_target(const float *w, uint32_t n_out, uint32_t k, double *A
 }
 
 /*
- * Error propagation (strength 1): layer 0's q sees the same input in both models, so it is
- * quantized toward its own weights; o sees attention over the quantized q/k/v (X̂) where the
- * unquantized model has it over the original ones (X), and is quantized toward
- * W (X X̂^T + λI) (X̂ X̂^T + λI)^-1 (λ: GPTQ's damping), recomputed here by LU from the rows.
+ * Error propagation (strength 1) fitted on the first @n_fit samples (0 = all): layer 0's q
+ * sees the same input in both models, so it is quantized toward its own weights; o sees
+ * attention over the quantized q/k/v (X̂) where the unquantized model has it over the
+ * original ones (X), and is quantized toward W (Ĥ + λI + D) (Ĥ + λI)^-1 (λ: GPTQ's damping;
+ * Ĥ from all samples' X̂, D = (X - X̂) X̂^T from the fitted ones': with all, the first factor
+ * is X X̂^T + λI), recomputed here by LU from the rows. Returns the error to the target.
  */
-static void test_error_propagation_targets_match_recomputation(void **state)
+static double check_qep_target(struct tiny *t, uint32_t n_fit)
 {
-	struct tiny *t = *state;
 	const struct model_config *c;
 	struct calib_out out;
 	struct linear *qkv[3];
 	float *fp[3], *wo, *ws, *x, *h, *att, *att_fp;
-	uint32_t pos[T], q_dim;
+	uint32_t pos[T], q_dim, fit_rows = (n_fit ? n_fit : S) * T;
 	struct kv_cache kv;
-	double *H, *A, *B, mean = 0, e_plain, e_target;
+	double *H, *A, *B, *Dx, *Dq, mean = 0, e_plain, e_target;
 
 	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
 	c = &t->m->cfg;
@@ -295,7 +303,7 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 	for (int i = 0; i < 3; i++)
 		fp[i] = copy_weights(qkv[i]);
 	wo = copy_weights(&t->m->layers[0].wo);
-	run_with(t, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F32, t->tokens, S, T, 1, &out);
+	run_fit(t, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F32, t->tokens, S, T, 1, n_fit, &out);
 
 	x = malloc((size_t)S * T * c->dim * sizeof(float));
 	h = malloc((size_t)S * T * c->dim * sizeof(float));
@@ -319,12 +327,17 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 	for (uint32_t i = 0; i < q_dim; i++)
 		mean += H[(size_t)i * q_dim + i] / q_dim;
 	A = cross(att, att, S * T, q_dim, 0.01 * mean);
-	B = cross(att_fp, att, S * T, q_dim, 0.01 * mean);
+	Dx = cross(att_fp, att, fit_rows, q_dim, 0);
+	Dq = cross(att, att, fit_rows, q_dim, 0);
+	B = cross(att, att, S * T, q_dim, 0.01 * mean);
+	for (size_t i = 0; i < (size_t)q_dim * q_dim; i++)
+		B[i] += Dx[i] - Dq[i];
 	ws = ridge_target(wo, c->dim, q_dim, A, B);
 	e_target = output_error(ws, linear_dense_weights(&t->m->layers[0].wo), c->dim, q_dim, H);
 	e_plain = output_error(wo, linear_dense_weights(&t->m->layers[0].wo), c->dim, q_dim, H);
-	print_message("# o: error to the propagation target %.6g (driver %.6g), to W %.6g\n",
-		      e_target, out.t[3].res.err_output, e_plain);
+	print_message("# o, fitted on %u of %u samples: error to the propagation target %.6g "
+		      "(driver %.6g), to W %.6g\n",
+		      n_fit ? n_fit : S, S, e_target, out.t[3].res.err_output, e_plain);
 	assert_float_equal(e_target, out.t[3].res.err_output, 1e-4 * out.t[3].res.err_output);
 	/* and the target is not W itself: the check above tells them apart */
 	assert_true(fabs(e_plain - e_target) > 1e-2 * e_target);
@@ -333,6 +346,8 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 		free(fp[i]);
 	free(A);
 	free(B);
+	free(Dx);
+	free(Dq);
 	free(H);
 	free(ws);
 	kv_cache_done(&kv);
@@ -343,6 +358,39 @@ static void test_error_propagation_targets_match_recomputation(void **state)
 	free(wo);
 	calib_out_done(&out);
 	model_free(t->m);
+	return e_target;
+}
+
+static void test_error_propagation_targets_match_recomputation(void **state)
+{
+	check_qep_target(*state, 0);
+}
+
+/*
+ * The first 2 of 3 samples for the fit: the driver's target is the one recomputed from
+ * those, and it is not the all-samples one (also checked against the driver by the
+ * recomputation). S and beyond mean all: the same bits as 0.
+ */
+static void test_error_propagation_fits_on_a_subset(void **state)
+{
+	struct tiny *t = *state;
+	double e_all = check_qep_target(t, 0), e_sub = check_qep_target(t, 2);
+	struct calib_out a, b;
+
+	assert_true(fabs(e_all - e_sub) > 1e-3 * e_all);
+	for (uint32_t n_fit = S; n_fit <= S + 1; n_fit++) {
+		assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
+		run_fit(t, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F32, t->tokens, S, T, 0.5, 0, &a);
+		model_free(t->m);
+		assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
+		run_fit(t, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F32, t->tokens, S, T, 0.5, n_fit, &b);
+		model_free(t->m);
+		assert_int_equal(a.n, b.n);
+		for (uint32_t i = 0; i < a.n; i++)
+			assert_true(a.t[i].res.err_output == b.t[i].res.err_output);
+		calib_out_done(&a);
+		calib_out_done(&b);
+	}
 }
 
 static void test_fp_method_leaves_weights_unchanged(void **state)
@@ -694,12 +742,35 @@ static void test_default_qep_follows_calibration_size(void **state)
 	model_free(t->m);
 }
 
+/*
+ * The default fit: the fewest samples holding 32 tokens per input dimension of the widest
+ * linear (160 here: 5,120 tokens), at most all of them.
+ */
+static void test_default_qep_samples_hold_the_fit_tokens(void **state)
+{
+	struct tiny *t = *state;
+	struct calib_run run = { 0 };
+
+	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
+	reparam_opts_init(&run.q, REPARAM_SHIFTADD_ACC, 3);
+	run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
+	assert_int_equal(calib_default_qep_samples(t->m, &run), 3); /* 6,144 >= 5,120 > 4,096 */
+	run.calib.seqlen = 2560;
+	assert_int_equal(calib_default_qep_samples(t->m, &run), 2);
+	run.calib.seqlen = 2559;
+	assert_int_equal(calib_default_qep_samples(t->m, &run), 3);
+	run.calib = (struct calib_opts){ .nsamples = 20, .seqlen = 128 }; /* needs 40 */
+	assert_int_equal(calib_default_qep_samples(t->m, &run), 20);
+	model_free(t->m);
+}
+
 int test_calib_run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_linear_quantized_and_model_holds_dequantized),
 		cmocka_unit_test(test_hessians_match_independent_recomputation),
 		cmocka_unit_test(test_error_propagation_targets_match_recomputation),
+		cmocka_unit_test(test_error_propagation_fits_on_a_subset),
 		cmocka_unit_test(test_fp_method_leaves_weights_unchanged),
 		cmocka_unit_test(test_result_does_not_depend_on_threads),
 		cmocka_unit_test(test_too_long_calibration_window_is_rejected),
@@ -707,6 +778,7 @@ int test_calib_run(void)
 		cmocka_unit_test(test_f16_hessian_is_of_rounded_inputs),
 		cmocka_unit_test(test_calib_dtype_names),
 		cmocka_unit_test(test_default_qep_follows_calibration_size),
+		cmocka_unit_test(test_default_qep_samples_hold_the_fit_tokens),
 	};
 	return cmocka_run_group_tests_name("reparam/calib", tests, setup, teardown);
 }
