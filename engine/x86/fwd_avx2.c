@@ -325,6 +325,12 @@ static inline __attribute__((always_inline)) void pv_nx32(const float *p0, const
 		__m256 vv[4] = { _mm256_loadu_ps(vr), _mm256_loadu_ps(vr + 8),
 				 _mm256_loadu_ps(vr + 16), _mm256_loadu_ps(vr + 24) };
 
+		/*
+		 * Keep the values in registers: GCC otherwise folds their loads into the FMAs,
+		 * loading each once per row, and the loop becomes load-bound.
+		 */
+		__asm__("" : "+x"(vv[0]), "+x"(vv[1]), "+x"(vv[2]), "+x"(vv[3]));
+
 #pragma GCC unroll 2
 		for (int i = 0; i < n; i++) {
 			__m256 x = _mm256_broadcast_ss(p[i] + j);
