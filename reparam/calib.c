@@ -186,6 +186,13 @@ struct driver {
 	int blas_threads; /* BLAS threads of the caller, restored after each stage */
 	struct calib_hacc part[CALIB_PARTS];
 	struct calib_xacc xpart[CALIB_PARTS]; /* error propagation: D's partial sums */
+	/*
+	 * Error propagation on a subset (S_ref < S): the Hessian's partial sums of samples
+	 * 0..S_ref-1, which the correction is solved with (D and H of the same samples: the
+	 * least-squares target on those); part[] then holds the other samples' until the end of
+	 * the stage, when fpart[0] is added in.
+	 */
+	struct calib_hacc fpart[CALIB_PARTS];
 	double *qep_m;			      /* [k][k]: D H⁻¹ of the group being quantized */
 	/* quantized linears whose weights are installed at the next stage (see next_stage()) */
 	struct linear *pend[3];
@@ -201,6 +208,12 @@ struct driver {
 enum {
 	STAGES_PER_LAYER = 5
 };
+
+/* Error propagation fitted on fewer samples than the Hessian's (see fpart). */
+static bool fit_split(const struct driver *d)
+{
+	return d->S_ref && d->S_ref < d->S;
+}
 
 static void *row_of(const struct driver *d, void *base, uint32_t s, uint32_t width)
 {
@@ -461,7 +474,9 @@ static int stage_sample(struct driver *d, struct worker *w, enum stage st, const
 		return r;
 	/* with f16 storage H is of the stored (rounded) values: reload them */
 	hx = win_load(d, a->b[hb], s, hw, hwin);
-	calib_hacc_add(&d->part[s % CALIB_PARTS], hx, d->T);
+	calib_hacc_add(fit_split(d) && s < d->S_ref ? &d->fpart[s % CALIB_PARTS]
+						     : &d->part[s % CALIB_PARTS],
+		       hx, d->T);
 	if (d->ref.b[hb] && s < d->S_ref)
 		calib_xacc_add(&d->xpart[s % CALIB_PARTS], win_load(d, d->ref.b[hb], s, hw, w->sf),
 			       hx, d->T);
@@ -493,10 +508,13 @@ static int parts_init(struct driver *d, uint32_t width)
 		int r;
 
 		calib_hacc_done(&d->part[p]);
+		calib_hacc_done(&d->fpart[p]);
 		calib_xacc_done(&d->xpart[p]);
 		r = calib_hacc_init(&d->part[p], width);
 		if (r == 0 && d->ref.b[ACT_X])
 			r = calib_xacc_init(&d->xpart[p], width);
+		if (r == 0 && fit_split(d))
+			r = calib_hacc_init(&d->fpart[p], width);
 		if (r < 0)
 			return r;
 	}
@@ -554,7 +572,11 @@ static int run_stage(struct driver *d, enum stage st, const struct acts *a, uint
 		calib_hacc_merge(&d->part[0], &d->part[p]);
 		if (d->ref.b[ACT_X])
 			calib_xacc_merge(&d->xpart[0], &d->xpart[p]);
+		if (fit_split(d))
+			calib_hacc_merge(&d->fpart[0], &d->fpart[p]);
 	}
+	if (r == 0 && width && fit_split(d))
+		calib_hacc_merge(&d->part[0], &d->fpart[0]);
 	return r;
 }
 
@@ -586,14 +608,17 @@ static int quantize_with(struct driver *d, uint32_t li, struct linear **lins, co
 
 	calib_hacc_finish(&d->part[0]);
 	if (d->ref.b[ACT_X]) {
+		const struct calib_hacc *fit = fit_split(d) ? &d->fpart[0] : &d->part[0];
 		struct errbuf le;
 
+		if (fit_split(d))
+			calib_hacc_finish(&d->fpart[0]);
 		calib_xacc_finish(&d->xpart[0]);
 		free(d->qep_m);
 		d->qep_m = malloc((size_t)k * k * sizeof(double));
 		if (!d->qep_m)
 			return -ENOMEM;
-		r = qep_solve(d->part[0].H, d->xpart[0].D, k, d->o->q.percdamp, d->qep_m, &le);
+		r = qep_solve(fit->H, d->xpart[0].D, k, d->o->q.percdamp, d->qep_m, &le);
 		if (r < 0)
 			return errbuf_set(e, r, "blk.%u.%s: %s", li, names[0], errbuf_str(&le, r));
 	}
@@ -797,6 +822,7 @@ static void driver_done(struct driver *d)
 		free(d->w[i].h);
 		free(d->w[i].seq);
 		calib_hacc_done(&d->part[i]);
+		calib_hacc_done(&d->fpart[i]);
 	}
 	free(d->pos);
 	kv_cache_done(&d->kv);

@@ -282,9 +282,9 @@ static float *ridge_target(const float *w, uint32_t n_out, uint32_t k, double *A
  * Error propagation (strength 1) fitted on the first @n_fit samples (0 = all): layer 0's q
  * sees the same input in both models, so it is quantized toward its own weights; o sees
  * attention over the quantized q/k/v (X̂) where the unquantized model has it over the
- * original ones (X), and is quantized toward W (Ĥ + λI + D) (Ĥ + λI)^-1 (λ: GPTQ's damping;
- * Ĥ from all samples' X̂, D = (X - X̂) X̂^T from the fitted ones': with all, the first factor
- * is X X̂^T + λI), recomputed here by LU from the rows. Returns the error to the target.
+ * original ones (X), and is quantized toward W (X X̂^T + λI) (X̂ X̂^T + λI)^-1 over the fitted
+ * samples (λ: GPTQ's damping of their X̂ X̂^T), recomputed here by LU from the rows, while the
+ * GPTQ error is weighted by every sample's Hessian. Returns the error to the target.
  */
 static double check_qep_target(struct tiny *t, uint32_t n_fit)
 {
@@ -294,7 +294,7 @@ static double check_qep_target(struct tiny *t, uint32_t n_fit)
 	float *fp[3], *wo, *ws, *x, *h, *att, *att_fp;
 	uint32_t pos[T], q_dim, fit_rows = (n_fit ? n_fit : S) * T;
 	struct kv_cache kv;
-	double *H, *A, *B, *Dx, *Dq, mean = 0, e_plain, e_target;
+	double *H, *A, *B, mean = 0, e_plain, e_target;
 
 	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
 	c = &t->m->cfg;
@@ -323,16 +323,15 @@ static double check_qep_target(struct tiny *t, uint32_t n_fit)
 		memcpy(linear_dense_weights(qkv[i]), fp[i],
 		       (size_t)qkv[i]->n_out * qkv[i]->n_in * sizeof(float));
 	layer0_attention(t, &kv, pos, h, att_fp);
-	H = hessian(att, S * T, q_dim);
+	/* the target from the fitted samples alone; the error is measured on all of them */
+	H = hessian(att, fit_rows, q_dim);
 	for (uint32_t i = 0; i < q_dim; i++)
 		mean += H[(size_t)i * q_dim + i] / q_dim;
-	A = cross(att, att, S * T, q_dim, 0.01 * mean);
-	Dx = cross(att_fp, att, fit_rows, q_dim, 0);
-	Dq = cross(att, att, fit_rows, q_dim, 0);
-	B = cross(att, att, S * T, q_dim, 0.01 * mean);
-	for (size_t i = 0; i < (size_t)q_dim * q_dim; i++)
-		B[i] += Dx[i] - Dq[i];
+	free(H);
+	A = cross(att, att, fit_rows, q_dim, 0.01 * mean);
+	B = cross(att_fp, att, fit_rows, q_dim, 0.01 * mean);
 	ws = ridge_target(wo, c->dim, q_dim, A, B);
+	H = hessian(att, S * T, q_dim);
 	e_target = output_error(ws, linear_dense_weights(&t->m->layers[0].wo), c->dim, q_dim, H);
 	e_plain = output_error(wo, linear_dense_weights(&t->m->layers[0].wo), c->dim, q_dim, H);
 	print_message("# o, fitted on %u of %u samples: error to the propagation target %.6g "
@@ -346,8 +345,6 @@ static double check_qep_target(struct tiny *t, uint32_t n_fit)
 		free(fp[i]);
 	free(A);
 	free(B);
-	free(Dx);
-	free(Dq);
 	free(H);
 	free(ws);
 	kv_cache_done(&kv);
