@@ -176,7 +176,7 @@ struct driver {
 	struct model *m;
 	const struct calib_run *o;
 	struct calib_out *out;
-	uint32_t S, T; /* samples, tokens per sample */
+	uint32_t S, T;	/* samples, tokens per sample */
 	uint32_t S_ref; /* error propagation: the reference holds samples 0..S_ref-1 (else 0) */
 	bool f16;
 	struct acts q;	 /* the model quantized so far */
@@ -193,7 +193,7 @@ struct driver {
 	 * the stage, when fpart[0] is added in.
 	 */
 	struct calib_hacc fpart[CALIB_PARTS];
-	double *qep_m;			      /* [k][k]: D H⁻¹ of the group being quantized */
+	double *qep_m; /* [k][k]: D H⁻¹ of the group being quantized */
 	/* quantized linears whose weights are installed at the next stage (see next_stage()) */
 	struct linear *pend[3];
 	uint32_t n_pend;
@@ -475,7 +475,7 @@ static int stage_sample(struct driver *d, struct worker *w, enum stage st, const
 	/* with f16 storage H is of the stored (rounded) values: reload them */
 	hx = win_load(d, a->b[hb], s, hw, hwin);
 	calib_hacc_add(fit_split(d) && s < d->S_ref ? &d->fpart[s % CALIB_PARTS]
-						     : &d->part[s % CALIB_PARTS],
+						    : &d->part[s % CALIB_PARTS],
 		       hx, d->T);
 	if (d->ref.b[hb] && s < d->S_ref)
 		calib_xacc_add(&d->xpart[s % CALIB_PARTS], win_load(d, d->ref.b[hb], s, hw, w->sf),
