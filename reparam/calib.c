@@ -848,14 +848,6 @@ double calib_default_qep(const struct model *m, const struct calib_run *o)
 	return reparam_default_qep(o->q.method);
 }
 
-uint32_t calib_default_qep_samples(const struct model *m, const struct calib_run *o)
-{
-	uint64_t want = CALIB_QEP_FIT_TOKENS_PER_DIM * widest_input(m);
-	uint64_t n = o->calib.seqlen ? (want + o->calib.seqlen - 1) / o->calib.seqlen : 0;
-
-	return n < o->calib.nsamples ? (uint32_t)n : o->calib.nsamples;
-}
-
 int calib_quantize_model(struct model *m, const struct calib_run *o, struct calib_out *out,
 			 struct errbuf *e)
 {

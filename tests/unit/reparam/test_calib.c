@@ -739,28 +739,6 @@ static void test_default_qep_follows_calibration_size(void **state)
 	model_free(t->m);
 }
 
-/*
- * The default fit: the fewest samples holding 32 tokens per input dimension of the widest
- * linear (160 here: 5,120 tokens), at most all of them.
- */
-static void test_default_qep_samples_hold_the_fit_tokens(void **state)
-{
-	struct tiny *t = *state;
-	struct calib_run run = { 0 };
-
-	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
-	reparam_opts_init(&run.q, REPARAM_SHIFTADD_ACC, 3);
-	run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
-	assert_int_equal(calib_default_qep_samples(t->m, &run), 3); /* 6,144 >= 5,120 > 4,096 */
-	run.calib.seqlen = 2560;
-	assert_int_equal(calib_default_qep_samples(t->m, &run), 2);
-	run.calib.seqlen = 2559;
-	assert_int_equal(calib_default_qep_samples(t->m, &run), 3);
-	run.calib = (struct calib_opts){ .nsamples = 20, .seqlen = 128 }; /* needs 40 */
-	assert_int_equal(calib_default_qep_samples(t->m, &run), 20);
-	model_free(t->m);
-}
-
 int test_calib_run(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -775,7 +753,6 @@ int test_calib_run(void)
 		cmocka_unit_test(test_f16_hessian_is_of_rounded_inputs),
 		cmocka_unit_test(test_calib_dtype_names),
 		cmocka_unit_test(test_default_qep_follows_calibration_size),
-		cmocka_unit_test(test_default_qep_samples_hold_the_fit_tokens),
 	};
 	return cmocka_run_group_tests_name("reparam/calib", tests, setup, teardown);
 }
