@@ -12,6 +12,15 @@ mkdir -p bench/results
 "$B/bin/bench-kernels" --commit "$commit" --cmd "make bench (bench/run.sh)" \
 	--json "bench/results/kernels-$date.json" --md "bench/results/kernels-$date.md"
 
+# Fused causal attention (prefill and calibration): one head of 2048 tokens, one thread.
+(
+	. bench/lib.sh
+	{
+		header "Fused attention: attend_rows, one head, 2048-token prefill" "$B/bin/bench-attn"
+		"$B/bin/bench-attn"
+	} > "bench/results/attn-$date.md"
+)
+
 # llama.cpp peer (Q4_0/Q3_K/Q2_K/TQ2_0 CPU mul_mat next to our kernels, one run): needs
 # network once (pip download of the llama-cpp-python sdist) and a cmake build under /tmp,
 # so it runs only when asked: `LLAMACPP=1 make bench`.

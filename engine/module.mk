@@ -13,3 +13,6 @@ endif
 # Only the ISA file gets its -m flags (no -march=native: generic code must stay generic).
 $(B)/engine/x86/fwd_avx2.o: ISA_FLAGS := -mavx2 -mfma
 $(B)/engine/x86/linear_q8_avx2.o: ISA_FLAGS := -mavx2 -mfma
+
+# Fused attention timing (bench/attn): attend_rows of a prefill, one head, one thread.
+$(eval $(call add_program,bench-attn,$(B)/bench/attn/bench_attn.o,$(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a,$(ENGINE_LDLIBS)))
