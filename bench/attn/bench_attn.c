@@ -141,8 +141,8 @@ int main(int argc, char **argv)
 		       "\"gflops\": %.2f}\n",
 		       o->name, n, HEAD_DIM, best * 1e3, flops / best / 1e9);
 	else
-		printf("attend_rows (%s): %u tokens, head dim %u: %.3f ms, %.1f GFLOP/s\n",
-		       o->name, n, HEAD_DIM, best * 1e3, flops / best / 1e9);
+		printf("attend_rows (%s): %u tokens, head dim %u: %.3f ms, %.1f GFLOP/s\n", o->name,
+		       n, HEAD_DIM, best * 1e3, flops / best / 1e9);
 	r = 0;
 out:
 	free(q);
