@@ -487,7 +487,6 @@ static void *stage_main(void *arg)
 {
 	struct stage_job *j = arg;
 	struct driver *d = j->d;
-
 	uint32_t n = j->a == &d->ref ? d->S_ref : d->S;
 
 	for (uint32_t i = 0; j->w->ret == 0 && i < n; i++) {
@@ -748,7 +747,7 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	if (!d->pos)
 		goto out;
 	if (o->qep > 0)
-		d->S_ref = o->qep_samples && o->qep_samples < d->S ? o->qep_samples : d->S;
+		d->S_ref = calib_qep_fit_samples(o);
 	for (uint32_t k = 0; k < (o->qep > 0 ? 2 : 1); k++) {
 		struct acts *a = k ? &d->ref : &d->q;
 		uint64_t n = k ? (uint64_t)d->S_ref * d->T : n_tok;
@@ -838,6 +837,13 @@ static uint64_t widest_input(const struct model *m)
 	if (q_dim > k)
 		k = q_dim;
 	return c->ffn_dim > k ? c->ffn_dim : k;
+}
+
+uint32_t calib_qep_fit_samples(const struct calib_run *o)
+{
+	uint32_t n = o->qep_samples, ns = o->calib.nsamples;
+
+	return n && n < ns ? n : ns;
 }
 
 double calib_default_qep(const struct model *m, const struct calib_run *o)

@@ -143,4 +143,7 @@ void calib_out_done(struct calib_out *out);
  */
 double calib_default_qep(const struct model *m, const struct calib_run *o);
 
+/* Samples the error-propagation fit of @o runs on: qep_samples capped at nsamples (0 = all). */
+uint32_t calib_qep_fit_samples(const struct calib_run *o);
+
 #endif /* REPARAM_CALIB_H */

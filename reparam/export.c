@@ -162,12 +162,9 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.tokens", meta->calib_tokens));
 		TRY(gguf_writer_add_str(w, "shiftadd.calib.dtype", dt, strlen(dt)));
 		TRY(gguf_writer_add_f32(w, "shiftadd.calib.qep", (float)meta->run->qep));
-		if (meta->run->qep > 0) {
-			uint32_t n = meta->run->qep_samples;
-
+		if (meta->run->qep > 0)
 			TRY(gguf_writer_add_u32(w, "shiftadd.calib.qep_samples",
-						n && n < c->nsamples ? n : c->nsamples));
-		}
+						calib_qep_fit_samples(meta->run)));
 	}
 	TRY(add_tensor_arrays(w, out));
 #undef TRY

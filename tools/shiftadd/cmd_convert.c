@@ -427,12 +427,10 @@ static void resolve_qep(const struct model *m, struct calib_run *run)
 	if (auto_qep)
 		run->qep = calib_default_qep(m, run);
 	if (run->qep > 0) {
-		uint32_t fit = run->qep_samples && run->qep_samples < ns ? run->qep_samples : ns;
-
 		if (auto_qep)
 			snprintf(why, sizeof(why), " (%s's default; --qep 0 is off)", name);
 		fprintf(stderr, "convert: error propagation %.2g%s, fitted on %u of %u windows\n",
-			run->qep, why, fit, ns);
+			run->qep, why, calib_qep_fit_samples(run), ns);
 	} else if (auto_qep && reparam_default_qep(run->q.method) > 0)
 		fprintf(stderr,
 			"convert: error propagation off: %u x %u calibration tokens, fewer than %u "
