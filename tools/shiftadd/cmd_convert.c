@@ -416,7 +416,10 @@ static int load(const struct conv_opts *o, struct model **ret_m)
 	return r;
 }
 
-/* --qep not given: calib_default_qep(), said on stderr where the method has a default. */
+/*
+ * --qep not given: calib_default_qep(). Says on stderr what error propagation runs with, or
+ * why the method's default is off.
+ */
 static void resolve_qep(const struct model *m, struct calib_run *run)
 {
 	const char *name = reparam_method_name(run->q.method);
