@@ -21,6 +21,23 @@ mkdir -p bench/results
 	} > "bench/results/attn-$date.md"
 )
 
+# Batched decode steps in process (the engine's side of the daemon's batching): 1 and 16
+# sequences at 1 and 2 threads on STEP_MODEL (default the `make run` demo conversion when
+# it exists, else the source GGUF served dense).
+(
+	. bench/lib.sh
+	demo=models/SmolLM2-135M-Instruct.shiftadd-acc-4bit.demo-v2.gguf
+	[ -f "$demo" ] || demo=$MODEL
+	model=${STEP_MODEL:-$demo}
+	{
+		header "Batched decode steps in process, $(basename "$model")" \
+			"$B/bin/bench-step --model $model --seqs 1,4,16 --threads T"
+		echo '```'
+		for t in 1 2; do "$B/bin/bench-step" --model "$model" --seqs 1,4,16 --threads $t; done
+		echo '```'
+	} > "bench/results/step-$date.md"
+)
+
 # llama.cpp peer (Q4_0/Q3_K/Q2_K/TQ2_0 CPU mul_mat next to our kernels, one run): needs
 # network once (pip download of the llama-cpp-python sdist) and a cmake build under /tmp,
 # so it runs only when asked: `LLAMACPP=1 make bench`.

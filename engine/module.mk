@@ -16,3 +16,6 @@ $(B)/engine/x86/linear_q8_avx2.o: ISA_FLAGS := -mavx2 -mfma
 
 # Fused attention timing (bench/attn): attend_rows of a prefill, one head, one thread.
 $(eval $(call add_program,bench-attn,$(B)/bench/attn/bench_attn.o,$(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a,$(ENGINE_LDLIBS)))
+
+# Batched decode steps in process (bench/step): the engine's side of the daemon's batching.
+$(eval $(call add_program,bench-step,$(B)/bench/step/bench_step.o $(B)/tools/shiftadd/load.o,$(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a,$(ENGINE_LDLIBS)))

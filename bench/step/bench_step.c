@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Batched decode step benchmark: what the daemon's scheduler asks of the engine with S
+ * active sequences, in one process, without IPC. Each of S sequences is prefilled with the
+ * same short prompt; then every step feeds one token per sequence through model_forward()
+ * and model_logits() (all S rows, as the daemon's LOGITS_BATCH does) and takes each
+ * sequence's greedy next token. Reports the time per step, tokens/s and the split between
+ * the forward pass and the LM head, for S = 1 beside the batched S so the batching gain is
+ * a ratio measured in one run.
+ */
+#include "common/err.h"
+#include "common/pool.h"
+#include "common/progress.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "tools/shiftadd/load.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SEQS 64
+
+static const char usage[] =
+	"usage: bench-step --model FILE [--seqs LIST] [--threads N] [--steps N] [--repeat R]\n"
+	"                  [--prompt TEXT] [--json]\n"
+	"\n"
+	"Time batched decode steps in process: S sequences advance one token per step through\n"
+	"the forward pass and the LM head, as shiftaddd's scheduler runs them. For each S in\n"
+	"LIST the best of R runs of N steps is reported: ms per step, tokens/s, the LM head's\n"
+	"share, and tokens/s relative to the first S of the list.\n"
+	"\n"
+	"  --model FILE   GGUF model (a converted file runs on the shift-add kernels)\n"
+	"  --seqs LIST    comma-separated sequence counts, 1..64 (default 1,16)\n"
+	"  --threads N    worker threads, the caller included, pinned one per CPU (default 1)\n"
+	"  --steps N      decode steps per run (default 32)\n"
+	"  --repeat R     runs per point, the fastest is reported (default 5)\n"
+	"  --prompt TEXT  prompt of every sequence (default 'Once upon a time')\n"
+	"  --json         one JSON object per point on stdout instead of a table\n"
+	"  -h, --help     show this help\n";
+
+struct opts {
+	const char *model, *prompt;
+	uint32_t seqs[MAX_SEQS], n_points, threads, steps, repeat;
+	int json;
+};
+
+struct point {
+	uint32_t seqs;
+	double step_ms, head_ms, tok_s;
+};
+
+static int parse_u32(const char *name, const char *s, uint32_t lo, uint32_t hi, uint32_t *ret)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		fprintf(stderr, "bench-step: bad --%s '%s' (%u..%u)\n", name, s, lo, hi);
+		return -EINVAL;
+	}
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+static int parse_seqs(const char *s, struct opts *o)
+{
+	char buf[256], *save = NULL;
+
+	if (strlen(s) >= sizeof(buf)) {
+		fprintf(stderr, "bench-step: --seqs list too long\n");
+		return -EINVAL;
+	}
+	strcpy(buf, s);
+	o->n_points = 0;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (o->n_points == MAX_SEQS) {
+			fprintf(stderr, "bench-step: at most %d points\n", MAX_SEQS);
+			return -EINVAL;
+		}
+		if (parse_u32("seqs", t, 1, MAX_SEQS, &o->seqs[o->n_points++]) < 0)
+			return -EINVAL;
+	}
+	if (!o->n_points) {
+		fprintf(stderr, "bench-step: empty --seqs\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Returns 0 to run, 1 after --help, 2 on a usage error. */
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = { { "model", required_argument, NULL, 'm' },
+					    { "seqs", required_argument, NULL, 's' },
+					    { "threads", required_argument, NULL, 't' },
+					    { "steps", required_argument, NULL, 'n' },
+					    { "repeat", required_argument, NULL, 'r' },
+					    { "prompt", required_argument, NULL, 'p' },
+					    { "json", no_argument, NULL, 'j' },
+					    { "help", no_argument, NULL, 'h' },
+					    { NULL, 0, NULL, 0 } };
+	int c, r = 0;
+
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1 && !r) {
+		switch (c) {
+		case 'm':
+			o->model = optarg;
+			break;
+		case 's':
+			r = parse_seqs(optarg, o);
+			break;
+		case 't':
+			r = parse_u32("threads", optarg, 1, 256, &o->threads);
+			break;
+		case 'n':
+			r = parse_u32("steps", optarg, 1, 100000, &o->steps);
+			break;
+		case 'r':
+			r = parse_u32("repeat", optarg, 1, 1000, &o->repeat);
+			break;
+		case 'p':
+			o->prompt = optarg;
+			break;
+		case 'j':
+			o->json = 1;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 1;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (r)
+		return 2;
+	if (optind < argc || !o->model) {
+		fprintf(stderr, "bench-step: %s\n%s",
+			optind < argc ? "unexpected argument" : "--model is required", usage);
+		return 2;
+	}
+	return 0;
+}
+
+struct run {
+	const struct model *m;
+	struct kv_cache kv;
+	int32_t *tokens, *prompt;
+	uint32_t *seq, *pos, n_prompt;
+	float *hidden, *logits;
+};
+
+static int32_t argmax(const float *x, uint32_t n)
+{
+	uint32_t b = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		if (x[i] > x[b])
+			b = i;
+	return (int32_t)b;
+}
+
+/* Prefill every sequence with the prompt (one batch), then time @steps decode steps. */
+static int run_point(struct run *R, uint32_t S, uint32_t steps, struct point *pt)
+{
+	const struct model *m = R->m;
+	uint32_t np = R->n_prompt, V = m->cfg.n_vocab, n = 0;
+	double t_fwd = 0, t_head = 0;
+	int r;
+
+	for (uint32_t s = 0; s < S; s++)
+		for (uint32_t i = 0; i < np; i++, n++) {
+			R->tokens[n] = R->prompt[i];
+			R->seq[n] = s;
+			R->pos[n] = i;
+		}
+	r = model_forward(m, &R->kv, R->tokens, R->seq, R->pos, n, R->hidden);
+	if (r < 0)
+		return r;
+	for (uint32_t s = 0; s < S; s++) {
+		memmove(R->hidden + (size_t)s * m->cfg.dim,
+			R->hidden + ((size_t)s * np + np - 1) * m->cfg.dim,
+			m->cfg.dim * sizeof(float));
+		R->seq[s] = s;
+		R->pos[s] = np;
+	}
+	model_logits(m, R->hidden, S, R->logits);
+	for (uint32_t k = 0; k < steps; k++) {
+		double t0, t1;
+
+		for (uint32_t s = 0; s < S; s++) {
+			R->tokens[s] = argmax(R->logits + (size_t)s * V, V);
+			R->pos[s] = np + k;
+		}
+		t0 = progress_now();
+		r = model_forward(m, &R->kv, R->tokens, R->seq, R->pos, S, R->hidden);
+		if (r < 0)
+			return r;
+		t1 = progress_now();
+		model_logits(m, R->hidden, S, R->logits);
+		t_fwd += t1 - t0;
+		t_head += progress_now() - t1;
+	}
+	pt->seqs = S;
+	pt->step_ms = (t_fwd + t_head) / steps * 1e3;
+	pt->head_ms = t_head / steps * 1e3;
+	pt->tok_s = S / (pt->step_ms / 1e3);
+	return 0;
+}
+
+static int setup(struct run *R, const struct model *m, const struct opts *o, uint32_t max_s,
+		 struct errbuf *e)
+{
+	uint32_t n_tok;
+	size_t n = 0;
+	int r;
+
+	R->m = m;
+	r = tokenizer_encode(m->tok, o->prompt, strlen(o->prompt), false, &R->prompt, &n);
+	if (r < 0 || !n || n > 4096)
+		return errbuf_set(e, r < 0 ? r : -EINVAL,
+				  "cannot tokenize the prompt (1..4096 tokens)");
+	R->n_prompt = (uint32_t)n;
+	if (R->n_prompt + o->steps + 1 > m->cfg.max_ctx)
+		return errbuf_set(e, -EINVAL, "prompt + steps exceed the model's context %u",
+				  m->cfg.max_ctx);
+	n_tok = max_s * R->n_prompt;
+	r = kv_cache_init(&R->kv, m, max_s, R->n_prompt + o->steps + 1);
+	if (r < 0)
+		return errbuf_set(e, r, "cannot allocate the KV cache");
+	R->tokens = malloc(n_tok * sizeof(*R->tokens));
+	R->seq = malloc(n_tok * sizeof(*R->seq));
+	R->pos = malloc(n_tok * sizeof(*R->pos));
+	R->hidden = malloc((size_t)n_tok * m->cfg.dim * sizeof(float));
+	R->logits = malloc((size_t)max_s * m->cfg.n_vocab * sizeof(float));
+	if (!R->tokens || !R->seq || !R->pos || !R->hidden || !R->logits)
+		return errbuf_set(e, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static void teardown(struct run *R)
+{
+	if (R->kv.v || R->kv.k || R->kv.kt_mem)
+		kv_cache_done(&R->kv);
+	free(R->prompt);
+	free(R->tokens);
+	free(R->seq);
+	free(R->pos);
+	free(R->hidden);
+	free(R->logits);
+}
+
+static void report(const struct opts *o, const struct point *pt, const struct point *base)
+{
+	double rel = pt->tok_s / base->tok_s;
+
+	if (o->json) {
+		printf("{\"seqs\": %u, \"threads\": %u, \"steps\": %u, \"step_ms\": %.4f, "
+		       "\"head_ms\": %.4f, \"tokens_per_s\": %.2f, \"vs_first\": %.4f}\n",
+		       pt->seqs, o->threads, o->steps, pt->step_ms, pt->head_ms, pt->tok_s, rel);
+		return;
+	}
+	printf("%6u %8u %10.3f %9.3f %6.1f%% %10.1f %8.2fx\n", pt->seqs, o->threads, pt->step_ms,
+	       pt->head_ms, 100.0 * pt->head_ms / pt->step_ms, pt->tok_s, rel);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .prompt = "Once upon a time",
+			  .seqs = { 1, 16 },
+			  .n_points = 2,
+			  .threads = 1,
+			  .steps = 32,
+			  .repeat = 5 };
+	struct errbuf e = { 0 };
+	struct model *m = NULL;
+	struct pool *pool = NULL;
+	struct run R = { 0 };
+	struct point base = { 0 };
+	uint32_t max_s = 0;
+	int r = parse(argc, argv, &o);
+
+	if (r)
+		return r == 1 ? 0 : r;
+	for (uint32_t i = 0; i < o.n_points; i++)
+		max_s = o.seqs[i] > max_s ? o.seqs[i] : max_s;
+	r = tool_model_load(o.model, LINEAR_BACKEND_SHIFTADD, o.threads, &m, &pool, &e);
+	if (r < 0) {
+		fprintf(stderr, "bench-step: %s: %s\n", o.model, e.msg[0] ? e.msg : strerror(-r));
+		return 1;
+	}
+	if (!m->tok) {
+		r = errbuf_set(&e, -EINVAL, "model '%s' has no tokenizer", o.model);
+		goto fail;
+	}
+	r = setup(&R, m, &o, max_s, &e);
+	if (r < 0)
+		goto fail;
+	if (!o.json)
+		printf("  seqs  threads    step_ms   head_ms   head      tok/s  vs first\n");
+	for (uint32_t i = 0; i < o.n_points; i++) {
+		struct point best = { 0 }, pt;
+
+		for (uint32_t k = 0; k < o.repeat; k++) {
+			r = run_point(&R, o.seqs[i], o.steps, &pt);
+			if (r < 0) {
+				errbuf_set(&e, r, "forward pass failed");
+				goto fail;
+			}
+			if (!k || pt.step_ms < best.step_ms)
+				best = pt;
+		}
+		if (!i)
+			base = best;
+		report(&o, &best, &base);
+	}
+	r = 0;
+	goto out;
+fail:
+	fprintf(stderr, "bench-step: %s\n", e.msg[0] ? e.msg : strerror(-r));
+	r = 1;
+out:
+	teardown(&R);
+	model_free(m);
+	pool_free(pool);
+	return r;
+}
