@@ -18,4 +18,4 @@ $(B)/engine/x86/linear_q8_avx2.o: ISA_FLAGS := -mavx2 -mfma
 $(eval $(call add_program,bench-attn,$(B)/bench/attn/bench_attn.o,$(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a,$(ENGINE_LDLIBS)))
 
 # Batched decode steps in process (bench/step): the engine's side of the daemon's batching.
-$(eval $(call add_program,bench-step,$(B)/bench/step/bench_step.o $(B)/tools/shiftadd/load.o,$(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a,$(ENGINE_LDLIBS)))
+$(eval $(call add_program,bench-step,$(B)/bench/step/bench_step.o $(B)/tools/shiftadd/load.o $(B)/tools/opt.o,$(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a,$(ENGINE_LDLIBS)))

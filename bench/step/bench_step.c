@@ -13,6 +13,7 @@
 #include "common/progress.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "tools/opt.h"
 #include "tools/shiftadd/load.h"
 
 #include <errno.h>
@@ -23,23 +24,27 @@
 
 #define MAX_SEQS 64
 
-static const char usage[] =
-	"usage: bench-step --model FILE [--seqs LIST] [--threads N] [--steps N] [--repeat R]\n"
-	"                  [--prompt TEXT] [--json]\n"
-	"\n"
+static const char usage_line[] =
+	"bench-step --model FILE [--seqs LIST] [--threads N] [--steps N] [--repeat R] [--json]";
+static const char desc[] =
 	"Time batched decode steps in process: S sequences advance one token per step through\n"
 	"the forward pass and the LM head, as shiftaddd's scheduler runs them. For each S in\n"
 	"LIST the best of R runs of N steps is reported: ms per step, tokens/s, the LM head's\n"
-	"share, and tokens/s relative to the first S of the list.\n"
-	"\n"
-	"  --model FILE   GGUF model (a converted file runs on the shift-add kernels)\n"
-	"  --seqs LIST    comma-separated sequence counts, 1..64 (default 1,16)\n"
-	"  --threads N    worker threads, the caller included, pinned one per CPU (default 1)\n"
-	"  --steps N      decode steps per run (default 32)\n"
-	"  --repeat R     runs per point, the fastest is reported (default 5)\n"
-	"  --prompt TEXT  prompt of every sequence (default 'Once upon a time')\n"
-	"  --json         one JSON object per point on stdout instead of a table\n"
-	"  -h, --help     show this help\n";
+	"share, and tokens/s relative to the first S of the list.";
+
+static const struct opt_spec specs[] = {
+	{ "model", 'm', "FILE", NULL,
+	  "GGUF model (a converted file runs on the shift-add kernels; required)" },
+	{ "seqs", 's', "LIST", "1,16", "comma-separated sequence counts, 1..64" },
+	{ "threads", 't', "N", "1",
+	  "worker threads, the caller included, pinned one per CPU (1..256)" },
+	{ "steps", 'n', "N", "32", "decode steps per run (1..100000)" },
+	{ "repeat", 'r', "R", "5", "runs per point, the fastest is reported (1..1000)" },
+	{ "prompt", 'p', "TEXT", "Once upon a time", "prompt of every sequence" },
+	{ "json", 'j', NULL, NULL, "one JSON object per point on stdout instead of a table" },
+	{ "help", 'h', NULL, NULL, "show this help" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
 
 struct opts {
 	const char *model, *prompt;
@@ -95,53 +100,44 @@ static int parse_seqs(const char *s, struct opts *o)
 /* Returns 0 to run, 1 after --help, 2 on a usage error. */
 static int parse(int argc, char **argv, struct opts *o)
 {
-	static const struct option lo[] = { { "model", required_argument, NULL, 'm' },
-					    { "seqs", required_argument, NULL, 's' },
-					    { "threads", required_argument, NULL, 't' },
-					    { "steps", required_argument, NULL, 'n' },
-					    { "repeat", required_argument, NULL, 'r' },
-					    { "prompt", required_argument, NULL, 'p' },
-					    { "json", no_argument, NULL, 'j' },
-					    { "help", no_argument, NULL, 'h' },
-					    { NULL, 0, NULL, 0 } };
+	struct option longopts[OPT_MAX + 1];
+	char shortopts[3 * OPT_MAX + 2];
 	int c, r = 0;
 
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1 && !r) {
-		switch (c) {
-		case 'm':
-			o->model = optarg;
-			break;
-		case 's':
-			r = parse_seqs(optarg, o);
-			break;
-		case 't':
-			r = parse_u32("threads", optarg, 1, 256, &o->threads);
-			break;
-		case 'n':
-			r = parse_u32("steps", optarg, 1, 100000, &o->steps);
-			break;
-		case 'r':
-			r = parse_u32("repeat", optarg, 1, 1000, &o->repeat);
-			break;
-		case 'p':
-			o->prompt = optarg;
-			break;
-		case 'j':
-			o->json = 1;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 1;
-		default:
-			fputs(usage, stderr);
+	opt_build(specs, longopts, shortopts);
+	while (!r && (c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		int i = opt_index(specs, c);
+		const char *name = i >= 0 ? specs[i].name : "";
+
+		if (c == '?' || c == ':' || i < 0) {
+			fprintf(stderr, "bench-step: bad option '%s'\nTry 'bench-step --help'.\n",
+				argv[optind - 1]);
 			return 2;
 		}
+		if (!strcmp(name, "help")) {
+			opt_usage(stdout, usage_line, desc, specs);
+			return 1;
+		}
+		if (!strcmp(name, "model"))
+			o->model = optarg;
+		else if (!strcmp(name, "seqs"))
+			r = parse_seqs(optarg, o);
+		else if (!strcmp(name, "threads"))
+			r = parse_u32(name, optarg, 1, 256, &o->threads);
+		else if (!strcmp(name, "steps"))
+			r = parse_u32(name, optarg, 1, 100000, &o->steps);
+		else if (!strcmp(name, "repeat"))
+			r = parse_u32(name, optarg, 1, 1000, &o->repeat);
+		else if (!strcmp(name, "prompt"))
+			o->prompt = optarg;
+		else if (!strcmp(name, "json"))
+			o->json = 1;
 	}
 	if (r)
 		return 2;
 	if (optind < argc || !o->model) {
-		fprintf(stderr, "bench-step: %s\n%s",
-			optind < argc ? "unexpected argument" : "--model is required", usage);
+		fprintf(stderr, "bench-step: %s\nTry 'bench-step --help'.\n",
+			optind < argc ? "unexpected argument" : "--model is required");
 		return 2;
 	}
 	return 0;
