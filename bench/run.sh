@@ -31,9 +31,9 @@ mkdir -p bench/results
 	model=${STEP_MODEL:-$demo}
 	{
 		header "Batched decode steps in process, $(basename "$model")" \
-			"$B/bin/bench-step --model $model --seqs 1,4,16 --threads T"
+			"$B/bin/bench-step --model $model --seqs 1,4,16 --steps 16 --repeat 3 --threads T"
 		echo '```'
-		for t in 1 2; do "$B/bin/bench-step" --model "$model" --seqs 1,4,16 --threads $t; done
+		for t in 1 2; do "$B/bin/bench-step" --model "$model" --seqs 1,4,16 --steps 16 --repeat 3 --threads $t; done
 		echo '```'
 	} > "bench/results/step-$date.md"
 )
