@@ -57,18 +57,18 @@ struct point {
 	double step_ms, head_ms, tok_s;
 };
 
+/* opt_u32() (tools/opt.h) restricted to [@lo, @hi]. */
 static int parse_u32(const char *name, const char *s, uint32_t lo, uint32_t hi, uint32_t *ret)
 {
-	char *end;
-	unsigned long v;
+	unsigned v;
 
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, "bench-step: bad --%s '%s' (%u..%u)\n", name, s, lo, hi);
+	if (opt_u32(name, s, &v) < 0)
+		return -EINVAL;
+	if (v < lo || v > hi) {
+		fprintf(stderr, "bench-step: --%s %u out of range %u..%u\n", name, v, lo, hi);
 		return -EINVAL;
 	}
-	*ret = (uint32_t)v;
+	*ret = v;
 	return 0;
 }
 
@@ -241,8 +241,7 @@ static int setup(struct run *R, const struct model *m, const struct opts *o, uin
 
 static void teardown(struct run *R)
 {
-	if (R->kv.v || R->kv.k || R->kv.kt_mem)
-		kv_cache_done(&R->kv);
+	kv_cache_done(&R->kv);
 	free(R->prompt);
 	free(R->tokens);
 	free(R->seq);

@@ -268,7 +268,6 @@ AI __m256i two_tabs(const uint8_t *lo, const uint8_t *hi)
 				       _mm_loadu_si128((const __m128i *)hi), 1);
 }
 
-/* One digit plane's lookups of 32 rows summed as described at the top of the file. */
 /*
  * How far ahead of the step being read the one-token lookups prefetch the weight planes (into
  * L1; the first half-tile pass only, the second reads the same lines). A token's pass streams
@@ -279,6 +278,7 @@ AI __m256i two_tabs(const uint8_t *lo, const uint8_t *hi)
  */
 #define PLANES_PREFETCH 2048
 
+/* One digit plane's lookups of 32 rows summed as described at the top of the file. */
 AI void add_bytes(__m256i u, __m256i v, __m256i *aw, __m256i *ah)
 {
 	__m256i s = _mm256_add_epi8(u, v); /* two digits: at most 254 */
