@@ -133,6 +133,7 @@ static void deliver_msg(struct shiftadd_client *c, const Shiftadd__ServerMsg *m)
 		ev.message = f->message ? f->message : "";
 		if (f->usage) {
 			ev.prompt_tokens = f->usage->prompt_tokens;
+			ev.cached_tokens = f->usage->cached_tokens;
 			ev.completion_tokens = f->usage->completion_tokens;
 		}
 		ev.ttft_ns = f->ttft_ns;

@@ -178,6 +178,7 @@ static int op_stats(struct daemon *d, struct reply_buf *b)
 	st->requests_done = ss.requests_done;
 	st->tokens_generated = ss.tokens_generated;
 	st->tokens_prefilled = ss.tokens_prefilled;
+	st->tokens_cached = ss.tokens_cached;
 	st->steps = ss.steps;
 	st->step_busy_ns = d->step_busy_ns;
 	st->n_live = reload_n_live(d);

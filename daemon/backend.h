@@ -75,8 +75,18 @@ struct backend_ops {
 	int (*piece)(struct backend *b, int32_t id, char *buf, size_t cap);
 	/* Reserve an empty KV slot: 0, or -EBUSY when all n_slots are taken. */
 	int (*slot_alloc)(struct backend *b, uint32_t *ret_slot);
-	/* Release @slot at once (its KV content is dropped). */
+	/*
+	 * Release @slot at once. A backend with slot_claim keeps its KV content until the slot
+	 * is claimed or allocated again; otherwise the content is dropped.
+	 */
 	void (*slot_free)(struct backend *b, uint32_t slot);
+	/*
+	 * Optional (NULL: no prompt reuse). Reserve the free @slot keeping the KV of its first
+	 * @keep positions, those of the tokens last stepped in it (the scheduler records which),
+	 * so a prompt that shares them starts at position @keep. 0, -EBUSY (in use) or -EINVAL
+	 * (no such slot, or @keep beyond what it holds).
+	 */
+	int (*slot_claim)(struct backend *b, uint32_t slot, uint32_t keep);
 	/*
 	 * Advance @n sequences (distinct slots) by their tokens, all in one forward pass.
 	 * Returns 0, -EINVAL (pos/slot/token inconsistent: nothing is applied) or another -errno.

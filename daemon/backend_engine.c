@@ -175,10 +175,24 @@ static int engine_slot_alloc(struct backend *b, uint32_t *ret_slot)
 	return -EBUSY;
 }
 
+/* n_past stays: the KV of a freed slot is kept for engine_slot_claim. */
 static void engine_slot_free(struct backend *b, uint32_t slot)
 {
 	if (slot < b->cfg.n_slots)
 		b->used[slot] = false;
+}
+
+static int engine_slot_claim(struct backend *b, uint32_t slot, uint32_t keep)
+{
+	if (slot >= b->cfg.n_slots)
+		return -EINVAL;
+	if (b->used[slot])
+		return -EBUSY;
+	if (keep > b->n_past[slot])
+		return -EINVAL;
+	b->used[slot] = true;
+	b->n_past[slot] = keep;
+	return 0;
 }
 
 /* Everything is checked before anything is applied, as the contract requires. */
@@ -265,5 +279,6 @@ const struct backend_ops backend_engine_ops = {
 	.piece = engine_piece,
 	.slot_alloc = engine_slot_alloc,
 	.slot_free = engine_slot_free,
+	.slot_claim = engine_slot_claim,
 	.step = engine_step,
 };

@@ -2,8 +2,10 @@
 /*
  * The fake backend (contract in daemon/backend.h): a deterministic toy language model with a
  * byte-level tokenizer, so the daemon, protocol, scheduler and client library can be tested
- * end to end without model files. Its KV "cache" is one rolling hash per slot, which makes
- * the sampled (non-greedy) output depend on every token the slot has seen.
+ * end to end without model files. Its KV "cache" is a rolling hash per slot, which makes
+ * the sampled (non-greedy) output depend on every token the slot has seen; the hash after
+ * each position is kept, so that a claimed slot can resume from any position it held, as
+ * real KV rows would.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,11 +19,17 @@
 #define FAKE_EOS     257
 #define FAKE_N_VOCAB 258
 
+/* State after position k (k = 0: empty): the rolling hash and the last token (-1: none). */
+struct fake_pos {
+	uint64_t hash;
+	int32_t last;
+};
+
 struct fake_slot {
 	bool used;
 	uint32_t n_past;
-	int32_t last;
-	uint64_t hash;
+	uint32_t cap;	     /* entries of at */
+	struct fake_pos *at; /* [cap], at[0 .. n_past] valid; NULL until first stepped */
 };
 
 struct backend {
@@ -75,6 +83,8 @@ static void fake_close(struct backend *b)
 {
 	if (!b)
 		return;
+	for (uint32_t i = 0; i < b->cfg.n_slots; i++)
+		free(b->slots[i].at);
 	free(b->slots);
 	free(b);
 }
@@ -119,7 +129,8 @@ static int fake_slot_alloc(struct backend *b, uint32_t *ret_slot)
 {
 	for (uint32_t i = 0; i < b->cfg.n_slots; i++) {
 		if (!b->slots[i].used) {
-			b->slots[i] = (struct fake_slot){ .used = true, .last = -1 };
+			b->slots[i].used = true;
+			b->slots[i].n_past = 0;
 			*ret_slot = i;
 			return 0;
 		}
@@ -133,6 +144,47 @@ static void fake_slot_free(struct backend *b, uint32_t slot)
 		b->slots[slot].used = false;
 }
 
+static int fake_slot_claim(struct backend *b, uint32_t slot, uint32_t keep)
+{
+	struct fake_slot *sl;
+
+	if (slot >= b->cfg.n_slots)
+		return -EINVAL;
+	sl = &b->slots[slot];
+	if (sl->used)
+		return -EBUSY;
+	if (keep > sl->n_past)
+		return -EINVAL;
+	sl->used = true;
+	sl->n_past = keep;
+	return 0;
+}
+
+static struct fake_pos fake_state(const struct fake_slot *sl)
+{
+	return sl->at ? sl->at[sl->n_past] : (struct fake_pos){ 0, -1 };
+}
+
+/* Room for the states after @n_past positions (at most n_ctx + 1 entries). */
+static int fake_reserve(struct fake_slot *sl, uint32_t n_past)
+{
+	uint32_t cap = sl->cap ? sl->cap : 64;
+	struct fake_pos *at;
+
+	if (n_past < sl->cap)
+		return 0;
+	while (cap <= n_past)
+		cap *= 2;
+	at = realloc(sl->at, (size_t)cap * sizeof(*at));
+	if (!at)
+		return -ENOMEM;
+	if (!sl->at)
+		at[0] = (struct fake_pos){ 0, -1 };
+	sl->at = at;
+	sl->cap = cap;
+	return 0;
+}
+
 struct fake_task {
 	struct backend *b;
 	struct backend_seq *seqs;
@@ -142,13 +194,13 @@ static void fill_logits(void *arg, uint32_t i, uint32_t worker)
 {
 	struct fake_task *t = arg;
 	struct backend_seq *s = &t->seqs[i];
-	struct fake_slot *sl = &t->b->slots[s->slot];
-	int32_t peak = greedy_next(sl->last);
+	struct fake_pos st = fake_state(&t->b->slots[s->slot]);
+	int32_t peak = greedy_next(st.last);
 
 	if (!s->want_logits)
 		return;
 	for (uint32_t v = 0; v < FAKE_N_VOCAB; v++) {
-		uint64_t h = mix64(sl->hash ^ mix64(v + 1));
+		uint64_t h = mix64(st.hash ^ mix64(v + 1));
 
 		s->logits[v] = (float)(h >> 40) / (float)(1u << 24) * 4.0f;
 	}
@@ -180,13 +232,17 @@ static int fake_step(struct backend *b, struct backend_seq *seqs, uint32_t n)
 	}
 	if (total > b->cfg.max_batch_tokens)
 		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (fake_reserve(&b->slots[seqs[i].slot], seqs[i].pos + seqs[i].n_tokens) < 0)
+			return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
 		struct fake_slot *sl = &b->slots[seqs[i].slot];
 
-		for (uint32_t k = 0; k < seqs[i].n_tokens; k++)
-			sl->hash = mix64(sl->hash ^ (uint64_t)(seqs[i].tokens[k] + 1));
-		sl->n_past += seqs[i].n_tokens;
-		sl->last = seqs[i].tokens[seqs[i].n_tokens - 1];
+		for (uint32_t k = 0; k < seqs[i].n_tokens; k++, sl->n_past++)
+			sl->at[sl->n_past + 1] = (struct fake_pos){
+				mix64(sl->at[sl->n_past].hash ^ (uint64_t)(seqs[i].tokens[k] + 1)),
+				seqs[i].tokens[k],
+			};
 	}
 	worker_pool_run(b->cfg.pool, n, fill_logits, &task);
 	if (b->cfg.step_delay_us) {
@@ -207,5 +263,6 @@ const struct backend_ops backend_fake_ops = {
 	.piece = fake_piece,
 	.slot_alloc = fake_slot_alloc,
 	.slot_free = fake_slot_free,
+	.slot_claim = fake_slot_claim,
 	.step = fake_step,
 };

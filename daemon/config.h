@@ -42,6 +42,7 @@ struct config {
 	uint32_t n_ctx;
 	uint32_t max_batch_tokens;
 	uint32_t prefill_chunk;
+	uint32_t prompt_cache;
 	/* [workers] */
 	char workers[CONFIG_PATH_MAX]; /* "auto" or a CPU list "0-3,8" */
 	uint32_t max_workers;

@@ -30,6 +30,7 @@ void reload_sched_limits(const struct config *cfg, struct sched_limits *ret)
 	ret->max_stop_bytes = cfg->max_stop_bytes;
 	ret->max_batch_tokens = cfg->max_batch_tokens;
 	ret->prefill_chunk = cfg->prefill_chunk;
+	ret->prompt_cache = cfg->prompt_cache != 0;
 }
 
 int reload_plan_workers(const struct config *cfg, const char *spec, uint32_t max_workers,
@@ -247,6 +248,7 @@ static void retire(struct daemon *d)
 	sched_stats(old->sched, &st);
 	d->st_base.steps += st.steps;
 	d->st_base.tokens_prefilled += st.tokens_prefilled;
+	d->st_base.tokens_cached += st.tokens_cached;
 	d->st_base.tokens_generated += st.tokens_generated;
 	d->st_base.requests_done += st.requests_done;
 	gen_free(old);
@@ -304,6 +306,7 @@ void reload_stats(const struct daemon *d, struct sched_stats *ret)
 	sched_stats(d->sched, ret);
 	ret->steps += d->st_base.steps;
 	ret->tokens_prefilled += d->st_base.tokens_prefilled;
+	ret->tokens_cached += d->st_base.tokens_cached;
 	ret->tokens_generated += d->st_base.tokens_generated;
 	ret->requests_done += d->st_base.requests_done;
 	if (!d->old)
@@ -311,6 +314,7 @@ void reload_stats(const struct daemon *d, struct sched_stats *ret)
 	sched_stats(d->old->sched, &st);
 	ret->steps += st.steps;
 	ret->tokens_prefilled += st.tokens_prefilled;
+	ret->tokens_cached += st.tokens_cached;
 	ret->tokens_generated += st.tokens_generated;
 	ret->requests_done += st.requests_done;
 	ret->n_active += st.n_active;

@@ -28,7 +28,8 @@ struct sched_req {
 
 	int32_t *prompt; /* [n_prompt] */
 	uint32_t n_prompt;
-	uint32_t n_fed; /* tokens in the KV slot */
+	uint32_t n_cached; /* prompt tokens whose KV a reused slot already held */
+	uint32_t n_fed;	   /* tokens in the KV slot */
 	uint32_t slot;
 	bool has_next; /* next_tok sampled, to be fed next step */
 	int32_t next_tok;
@@ -51,6 +52,18 @@ struct sched_req {
 };
 
 TAILQ_HEAD(req_list, sched_req);
+
+/*
+ * What a KV slot holds, for prompt reuse (backend slot_claim): the tokens stepped into it, in
+ * order. It may lag behind the backend (when growing it failed): any prefix of what the slot
+ * holds is still a valid record.
+ */
+struct slot_rec {
+	int32_t *toks; /* [cap] */
+	uint32_t n, cap;
+	uint64_t freed; /* when last released (s->clock), for least-recently-used eviction */
+	bool busy;
+};
 
 struct sched_client {
 	TAILQ_ENTRY(sched_client) link;
@@ -80,6 +93,8 @@ struct sched {
 	struct sched_req **batch;     /* [n_slots] */
 	float *logits;		      /* [n_slots][n_vocab] */
 	struct sampler_cand *scratch; /* [n_vocab] */
+	struct slot_rec *slots;	      /* [n_slots] with prompt reuse, else NULL */
+	uint64_t clock;
 	struct sched_stats st;
 };
 
@@ -111,6 +126,13 @@ int sched_new(const struct backend_ops *ops, struct backend *be, const struct sc
 	s->batch = calloc(s->info.n_slots, sizeof(*s->batch));
 	s->logits = calloc((size_t)s->info.n_slots * s->info.n_vocab, sizeof(*s->logits));
 	s->scratch = calloc(s->info.n_vocab, sizeof(*s->scratch));
+	if (lim->prompt_cache && ops->slot_claim) {
+		s->slots = calloc(s->info.n_slots, sizeof(*s->slots));
+		if (!s->slots) {
+			sched_free(s);
+			return -ENOMEM;
+		}
+	}
 	if (!s->seqs || !s->batch || !s->logits || !s->scratch) {
 		sched_free(s);
 		return -ENOMEM;
@@ -136,6 +158,10 @@ static void req_unqueue(struct sched *s, struct sched_req *r)
 {
 	if (r->state == REQ_ACTIVE) {
 		s->ops->slot_free(s->be, r->slot);
+		if (s->slots) {
+			s->slots[r->slot].busy = false;
+			s->slots[r->slot].freed = ++s->clock;
+		}
 		TAILQ_REMOVE(&s->active, r, q_link);
 		s->n_active--;
 	} else if (r->state == REQ_WAITING) {
@@ -167,6 +193,9 @@ void sched_free(struct sched *s)
 	free(s->batch);
 	free(s->logits);
 	free(s->scratch);
+	for (uint32_t i = 0; s->slots && i < s->info.n_slots; i++)
+		free(s->slots[i].toks);
+	free(s->slots);
 	free(s);
 }
 
@@ -500,6 +529,7 @@ static int emit_final(struct sched_req *r)
 			ids[i] = (uint32_t)r->out[r->n_out_sent + i];
 	}
 	u.prompt_tokens = r->n_prompt;
+	u.cached_tokens = r->n_cached;
 	u.completion_tokens = r->n_out;
 	f.request_id = r->id;
 	f.finish_reason = r->finish;
@@ -556,6 +586,85 @@ static void flush_all(struct sched *s)
 	flush_client(s, c);
 }
 
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t n = *cap ? *cap : 16;
+	void *q;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	q = realloc(*p, n * elem);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+static uint32_t common_prefix(const int32_t *a, uint32_t na, const int32_t *b, uint32_t nb)
+{
+	uint32_t n = na < nb ? na : nb, i = 0;
+
+	while (i < n && a[i] == b[i])
+		i++;
+	return i;
+}
+
+/*
+ * Claim the free slot whose recorded tokens share the longest prefix with @r's prompt (at
+ * most all but its last token, whose logits are needed), the least recently freed among
+ * equals, so that a cold request evicts the oldest record. Sets r->slot and r->n_cached.
+ */
+static int claim_slot(struct sched *s, struct sched_req *r)
+{
+	uint32_t best = UINT32_MAX, keep = 0;
+
+	for (uint32_t i = 0; i < s->info.n_slots; i++) {
+		const struct slot_rec *sr = &s->slots[i];
+		uint32_t k;
+
+		if (sr->busy)
+			continue;
+		k = common_prefix(sr->toks, sr->n, r->prompt, r->n_prompt - 1);
+		if (best == UINT32_MAX || k > keep ||
+		    (k == keep && sr->freed < s->slots[best].freed)) {
+			best = i;
+			keep = k;
+		}
+	}
+	if (best == UINT32_MAX)
+		return -EBUSY;
+	if (s->ops->slot_claim(s->be, best, keep) < 0) {
+		/* the backend disagrees with the record: start the slot afresh */
+		keep = 0;
+		if (s->ops->slot_claim(s->be, best, 0) < 0)
+			return -EBUSY;
+	}
+	s->slots[best].busy = true;
+	s->slots[best].n = keep;
+	r->slot = best;
+	r->n_cached = keep;
+	r->n_fed = keep;
+	s->st.tokens_cached += keep;
+	return 0;
+}
+
+/* Record @q's tokens as what its slot holds (when the record is complete up to them). */
+static void record_tokens(struct sched *s, const struct backend_seq *q)
+{
+	struct slot_rec *sr = &s->slots[q->slot];
+	size_t cap = sr->cap;
+
+	if (sr->n != q->pos ||
+	    grow((void **)&sr->toks, &cap, (size_t)q->pos + q->n_tokens, sizeof(*sr->toks)) < 0)
+		return;
+	sr->cap = (uint32_t)cap;
+	memcpy(sr->toks + q->pos, q->tokens, q->n_tokens * sizeof(*q->tokens));
+	sr->n += q->n_tokens;
+}
+
 /* Free slots go round-robin over clients that have waiting requests. */
 static void admit(struct sched *s)
 {
@@ -569,12 +678,17 @@ static void admit(struct sched *s)
 			break;
 		if (!c)
 			return;
-		if (s->ops->slot_alloc(s->be, &slot) < 0)
-			return;
 		r = TAILQ_FIRST(&c->waiting);
+		if (s->slots) {
+			if (claim_slot(s, r) < 0)
+				return;
+		} else {
+			if (s->ops->slot_alloc(s->be, &slot) < 0)
+				return;
+			r->slot = slot;
+		}
 		TAILQ_REMOVE(&c->waiting, r, q_link);
 		r->state = REQ_ACTIVE;
-		r->slot = slot;
 		TAILQ_INSERT_TAIL(&s->active, r, q_link);
 		s->n_active++;
 		/* This client had its turn. */
@@ -599,23 +713,6 @@ static bool is_stop_id(const struct sched_req *r, int32_t id)
 		if ((int32_t)r->stop_ids[i] == id)
 			return true;
 	return false;
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 16;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	q = realloc(*p, n * elem);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
 }
 
 /* Append a sampled token, then apply the stop rules in the protocol's order. */
@@ -739,6 +836,8 @@ int sched_step(struct sched *s)
 		struct backend_seq *q = &s->seqs[i];
 
 		r = s->batch[i];
+		if (s->slots)
+			record_tokens(s, q);
 		r->n_fed += q->n_tokens;
 		r->has_next = false;
 		if (r->n_fed <= r->n_prompt)

@@ -31,6 +31,7 @@ struct sched_limits {
 	uint32_t max_stop_bytes;
 	uint32_t max_batch_tokens; /* tokens per backend step */
 	uint32_t prefill_chunk;	   /* prompt tokens per sequence per step */
+	bool prompt_cache; /* reuse freed slots' KV for shared prompt prefixes (backend slot_claim) */
 };
 
 /*
@@ -44,6 +45,7 @@ typedef int (*sched_emit_fn)(void *owner, const Shiftadd__ServerMsg *m);
 struct sched_stats {
 	uint64_t steps;
 	uint64_t tokens_prefilled;
+	uint64_t tokens_cached; /* prompt tokens found in a reused slot, not prefilled */
 	uint64_t tokens_generated;
 	uint64_t requests_done;
 	uint32_t n_active;  /* holding a KV slot */

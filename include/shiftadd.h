@@ -88,6 +88,8 @@ struct shiftadd_event {
 	uint32_t completion_tokens;
 	uint64_t ttft_ns;  /* arrival to first token */
 	uint64_t total_ns; /* arrival to the end */
+	uint32_t
+		cached_tokens; /* of prompt_tokens, those whose KV the daemon reused (not recomputed) */
 };
 
 /*

@@ -14,7 +14,7 @@
 struct run {
 	int error;
 	enum shiftadd_finish finish;
-	uint32_t n_prompt, n_gen;
+	uint32_t n_prompt, n_cached, n_gen;
 	uint64_t ttft_ns, total_ns;
 };
 
@@ -28,6 +28,7 @@ static void on_event(const struct shiftadd_event *ev, void *arg)
 		r->error = ev->error;
 		r->finish = ev->finish_reason;
 		r->n_prompt = ev->prompt_tokens;
+		r->n_cached = ev->cached_tokens;
 		r->n_gen = ev->completion_tokens;
 		r->ttft_ns = ev->ttft_ns;
 		r->total_ns = ev->total_ns;
@@ -132,8 +133,9 @@ int main(int argc, char **argv)
 	fflush(stdout); /* the statistics line on stderr comes after the text */
 	if (!quiet && !run.error)
 		fprintf(stderr,
-			"prompt_tokens=%u completion_tokens=%u finish=%d ttft_ms=%.2f total_ms=%.2f\n",
-			run.n_prompt, run.n_gen, (int)run.finish, run.ttft_ns / 1e6,
+			"prompt_tokens=%u cached_tokens=%u completion_tokens=%u finish=%d "
+			"ttft_ms=%.2f total_ms=%.2f\n",
+			run.n_prompt, run.n_cached, run.n_gen, (int)run.finish, run.ttft_ns / 1e6,
 			run.total_ns / 1e6);
 	shiftadd_close(c);
 	return run.error ? 1 : 0;

@@ -205,6 +205,7 @@ void harness_collect_ids(const struct shiftadd_event *ev, void *arg)
 		g->done = true;
 		g->error = ev->error;
 		g->finish = (int)ev->finish_reason;
+		g->cached = ev->cached_tokens;
 	}
 }
 

@@ -65,6 +65,7 @@ struct harness_ids {
 	bool done;
 	int error;
 	int finish;
+	uint32_t cached; /* prompt tokens the daemon reused (the DONE event's cached_tokens) */
 };
 
 /* shiftadd_token_cb that appends into the struct harness_ids @arg. */

@@ -157,9 +157,9 @@ void render_stats_text(FILE *f, const Shiftadd__DaemonStats *s)
 	fprintf(f, "requests:   %llu done, %llu refused, %u live (%u active, %u waiting)\n",
 		(unsigned long long)s->requests_done, (unsigned long long)s->requests_refused,
 		s->n_live, s->n_active, s->n_waiting);
-	fprintf(f, "tokens:     %llu generated, %llu prefilled, %llu steps\n",
+	fprintf(f, "tokens:     %llu generated, %llu prefilled, %llu cached, %llu steps\n",
 		(unsigned long long)s->tokens_generated, (unsigned long long)s->tokens_prefilled,
-		(unsigned long long)s->steps);
+		(unsigned long long)s->tokens_cached, (unsigned long long)s->steps);
 	fprintf(f, "clients:    %u connected, %llu accepted, %llu refused\n", s->n_clients,
 		(unsigned long long)s->clients_accepted, (unsigned long long)s->clients_refused);
 	fprintf(f, "kv cache:   %u of %u slots, %llu of %llu positions (%.1f%%)\n", s->n_active,
@@ -196,6 +196,7 @@ int render_stats_json(FILE *f, const Shiftadd__DaemonStats *s)
 	cJSON_AddNumberToObject(o, "requests_refused", (double)s->requests_refused);
 	cJSON_AddNumberToObject(o, "tokens_generated", (double)s->tokens_generated);
 	cJSON_AddNumberToObject(o, "tokens_prefilled", (double)s->tokens_prefilled);
+	cJSON_AddNumberToObject(o, "tokens_cached", (double)s->tokens_cached);
 	cJSON_AddNumberToObject(o, "steps", (double)s->steps);
 	cJSON_AddNumberToObject(o, "step_busy_ns", (double)s->step_busy_ns);
 	cJSON_AddNumberToObject(o, "cpu_ns", (double)s->cpu_ns);
@@ -236,6 +237,9 @@ void render_stats_prometheus(FILE *f, const Shiftadd__DaemonStats *s)
 	     (double)s->tokens_generated);
 	prom(f, "tokens_prefilled_total", "counter", "Prompt tokens processed.",
 	     (double)s->tokens_prefilled);
+	prom(f, "tokens_cached_total", "counter",
+	     "Prompt tokens taken from reused KV slots instead of prefilled.",
+	     (double)s->tokens_cached);
 	prom(f, "steps_total", "counter", "Scheduler steps (batched forward passes).",
 	     (double)s->steps);
 	prom(f, "step_busy_seconds_total", "counter", "Loop thread time inside scheduler steps.",

@@ -27,7 +27,8 @@ struct rec {
 	size_t text_len[MAX_REQ];
 	uint32_t n_ids[MAX_REQ];
 	int n_token_events[MAX_REQ];
-	int finish[MAX_REQ]; /* 0 until the final */
+	int finish[MAX_REQ];	  /* 0 until the final */
+	uint32_t cached[MAX_REQ]; /* the final's usage.cached_tokens */
 	int status[MAX_REQ];
 	int error[MAX_REQ]; /* Error message status, 0 if none */
 	uint64_t done_order[MAX_REQ];
@@ -65,6 +66,7 @@ static int rec_emit(void *owner, const Shiftadd__ServerMsg *m)
 		r->text_len[id] += m->final->text.len;
 		r->n_ids[id] += (uint32_t)m->final->n_ids;
 		assert_int_equal(m->final->usage->completion_tokens, r->n_ids[id]);
+		r->cached[id] = m->final->usage->cached_tokens;
 		r->finish[id] = m->final->finish_reason;
 		r->status[id] = m->final->status;
 		r->done_order[r->n_done++] = id;
@@ -85,7 +87,8 @@ struct rig {
 	struct sched *s;
 };
 
-static void rig_init(struct rig *g, uint32_t n_slots, uint32_t batch, uint32_t chunk)
+static void rig_init_cache(struct rig *g, uint32_t n_slots, uint32_t batch, uint32_t chunk,
+			   bool prompt_cache)
 {
 	struct backend_config bc = { .n_slots = n_slots, .n_ctx = 256, .max_batch_tokens = batch };
 	struct sched_limits lim = { .max_inflight = 8,
@@ -95,10 +98,16 @@ static void rig_init(struct rig *g, uint32_t n_slots, uint32_t batch, uint32_t c
 				    .max_stop_strings = 4,
 				    .max_stop_bytes = 16,
 				    .max_batch_tokens = batch,
-				    .prefill_chunk = chunk };
+				    .prefill_chunk = chunk,
+				    .prompt_cache = prompt_cache };
 
 	assert_int_equal(backend_fake_ops.open(&bc, &g->be, NULL), 0);
 	assert_int_equal(sched_new(&backend_fake_ops, g->be, &lim, &g->s), 0);
+}
+
+static void rig_init(struct rig *g, uint32_t n_slots, uint32_t batch, uint32_t chunk)
+{
+	rig_init_cache(g, n_slots, batch, chunk, false);
 }
 
 static void rig_done(struct rig *g)
@@ -387,6 +396,70 @@ static void test_garbage_bytes_never_crash_the_decoder(void **state)
 	assert_true(decoded < 20000);
 }
 
+/* A sampled (seeded) request: its tokens depend on the hash of everything its slot holds. */
+static int submit_sampled(struct rig *g, struct sched_client *c, uint64_t id, const char *prompt)
+{
+	Shiftadd__GenerateRequest req = SHIFTADD__GENERATE_REQUEST__INIT;
+	Shiftadd__SamplingParams sp = SHIFTADD__SAMPLING_PARAMS__INIT;
+
+	sp.temperature = 1;
+	sp.seed = 7;
+	req.request_id = id;
+	req.prompt_case = SHIFTADD__GENERATE_REQUEST__PROMPT_TEXT;
+	req.text = (char *)prompt;
+	req.max_tokens = 12;
+	req.sampling = &sp;
+	return sched_submit(g->s, c, &req);
+}
+
+/* Run @prompts one after another (each alone in the scheduler) as requests 1, 2, ... */
+static void run_in_turn(struct rig *g, struct rec *a, const char *const *prompts, int n)
+{
+	struct sched_client *c;
+
+	assert_int_equal(sched_client_add(g->s, a, rec_emit, &c), 0);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(submit_sampled(g, c, (uint64_t)i + 1, prompts[i]), 0);
+		run_until_idle(g, 200);
+		assert_int_equal(a->finish[i + 1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	}
+}
+
+/*
+ * Two slots. 1 takes slot 0, 2 (cold) the unused slot 1; 3 reuses 1's "hello " (6 tokens), 4
+ * 2's "qwerty"; 5 is cold and evicts the least recently freed slot (3's); 6 repeats 4's
+ * prompt (all but its last token reused); 7 finds 3's prefix evicted. Every output equals
+ * the same request's without the cache.
+ */
+static void test_prompt_cache_reuses_prefixes_with_identical_outputs(void **state)
+{
+	static const char *const prompts[] = { "hello world", "qwerty",	 "hello there", "qwerty!",
+					       "zzz top",     "qwerty!", "hello there" };
+	static const uint32_t want_cached[] = { 0, 0, 6, 6, 0, 6, 0 };
+	struct rec with = { 0 }, without = { 0 };
+	struct sched_stats st;
+	struct rig g, h;
+	int n = (int)(sizeof(prompts) / sizeof(prompts[0]));
+
+	rig_init_cache(&g, 2, 64, 4, true);
+	rig_init_cache(&h, 2, 64, 4, false);
+	run_in_turn(&g, &with, prompts, n);
+	run_in_turn(&h, &without, prompts, n);
+	for (int i = 1; i <= n; i++) {
+		assert_int_equal(with.cached[i], want_cached[i - 1]);
+		assert_int_equal(without.cached[i], 0);
+		assert_int_equal(with.text_len[i], without.text_len[i]);
+		assert_memory_equal(with.text[i], without.text[i], without.text_len[i]);
+	}
+	/* the sampled outputs do depend on the prompt, so equal outputs mean equal KV */
+	assert_memory_not_equal(with.text[1], with.text[3], 12);
+	sched_stats(g.s, &st);
+	assert_true(st.tokens_cached == 18);
+	assert_true(st.tokens_prefilled == 11 + 6 + 5 + 1 + 7 + 1 + 11);
+	rig_done(&g);
+	rig_done(&h);
+}
+
 int test_sched_run(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,6 +471,7 @@ int test_sched_run(void)
 		cmocka_unit_test(test_full_ring_pauses_only_that_client),
 		cmocka_unit_test(test_submit_validation),
 		cmocka_unit_test(test_garbage_bytes_never_crash_the_decoder),
+		cmocka_unit_test(test_prompt_cache_reuses_prefixes_with_identical_outputs),
 	};
 
 	return cmocka_run_group_tests_name("daemon/sched", tests, NULL, NULL);
