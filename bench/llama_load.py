@@ -69,7 +69,8 @@ class Point:
             seed = self.next_prompt + 1
             self.next_prompt += 1
         body = json.dumps({"prompt": text, "n_predict": max_tokens, "temperature": 0,
-                           "seed": seed, "stream": True, "cache_prompt": False}).encode()
+                           "seed": seed, "stream": True,
+                           "cache_prompt": bool(self.a.cache_prompt)}).encode()
         t_submit = time.monotonic()
         measured = t_submit >= self.t_measure
         conn.request("POST", "/completion", body, {"Content-Type": "application/json"})
@@ -149,6 +150,8 @@ def main():
     ap.add_argument("-f", "--prompt-file",
                     help="one prompt a line; 'N<TAB>text' also sets its max tokens")
     ap.add_argument("--threads", type=int, default=0, help="recorded as the point's 'workers'")
+    ap.add_argument("--cache-prompt", type=int, choices=(0, 1), default=0,
+                    help="1: let llama-server reuse a slot's KV for a shared prompt prefix")
     ap.add_argument("--timeout", type=float, default=120)
     a = ap.parse_args()
 
@@ -190,7 +193,7 @@ def main():
     out = {"workers": a.threads, "clients": a.clients, "concurrency": 1,
            "in_flight": a.clients, "window_s": window, "requests_ok": len(rec),
            "requests_failed": pt.failed, "tokens": tokens, "tokens_per_s": tok_s,
-           "requests_per_s": req_s,
+           "requests_per_s": req_s, "cache_prompt": a.cache_prompt,
            "mean_tokens_per_request": (sum(r[0] for r in rec) / len(rec)) if rec else 0,
            "ttft_ms": summary([1e3 * r[1] for r in rec if not math.isnan(r[1])]),
            "itl_ms": summary([1e3 * x for r in rec for x in r[3]]),

@@ -18,6 +18,9 @@
 # llama.cpp cannot read, bench/tmp's Q4_0 requantization from bench/llamacpp_e2e.sh, else the
 # Q4_1 file), LLAMA_CTX positions per slot (default 512),
 # LLAMACPP_DIR (bench/llamacpp_lib.sh builds llama-server there, outside the repo).
+# PROMPT_CACHE=1 (default) lets both servers reuse a slot's KV for a prompt prefix a previous
+# request left there (shiftaddd --prompt-cache, llama-server's cache_prompt); 0 prefills every
+# prompt in full on both sides.
 # REPORT=NAME writes bench/results/serve-<backend>-NAME* instead of the date. ROUNDS=N (engine)
 # alternates the whole sweep, ours then llama-server, N times: this VM's speed drifts by 10-20%
 # over minutes, so the ratio of each point is the median of its N same-round ratios.
@@ -55,6 +58,9 @@ engine)
 	;;
 esac
 WORKERS=${WORKERS:-1,2} WARMUP=${WARMUP:-1} PROMPT=${PROMPT:-Once upon a time}
+PROMPT_CACHE=${PROMPT_CACHE:-1}
+args+=(--prompt-cache "$PROMPT_CACHE")
+label="$label, prompt_cache $PROMPT_CACHE"
 measure=(-d "$DURATION")
 [ -n "${REQUESTS:-}" ] && measure=(-n "$REQUESTS")
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -107,7 +113,8 @@ llama_round() {
 				{ tail -20 "$run/llama-server.log" >&2; echo "llama-server did not come up" >&2; exit 1; }
 			echo "round $1/$ROUNDS: llama-server: threads $w, clients $c" >&2
 			python3 bench/llama_load.py --port "$port" -c "$c" "${lmeasure[@]}" -w "$WARMUP" \
-				-m "$MAX_TOKENS" -p "$PROMPT" --threads "$w" >>"$run/llama-r$1.jsonl" ||
+				-m "$MAX_TOKENS" -p "$PROMPT" --threads "$w" \
+				--cache-prompt "$PROMPT_CACHE" >>"$run/llama-r$1.jsonl" ||
 				{ tail -20 "$run/llama-server.log" >&2; exit 1; }
 			kill "$lpid"
 			wait "$lpid" 2>/dev/null || true
@@ -135,7 +142,7 @@ if [ "$LLAMA" = 1 ]; then
 	port=${LLAMA_PORT:-$((20000 + RANDOM % 20000))}
 	lmeasure=(-d "$DURATION")
 	[ -n "${REQUESTS:-}" ] && lmeasure=(-n "$REQUESTS")
-	lcmd="llama-server -m $LLAMA_MODEL -t W -tb W -np C --cont-batching -c C*$ctx -cram 0 --no-webui; bench/llama_load.py -c C ${lmeasure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT'"
+	lcmd="llama-server -m $LLAMA_MODEL -t W -tb W -np C --cont-batching -c C*$ctx -cram 0 --no-webui; bench/llama_load.py -c C ${lmeasure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT' --cache-prompt $PROMPT_CACHE"
 	lversion="$LLAMACPP_VERSION (vendored llama.cpp, CPU, GGML_NATIVE, no OpenMP); $(llamacpp_commit)"
 fi
 for r in $(seq "$ROUNDS"); do
