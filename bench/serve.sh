@@ -12,6 +12,8 @@
 #                           per point: -np = clients, --cont-batching, -t = workers) with
 #                           bench/llama_load.py, and the ratio ours / llama-server
 # DURATION, WARMUP, CLIENTS, WORKERS, MAX_TOKENS, PROMPT override the sweep (defaults below);
+# PROMPT_FILE=F sends F's lines round-robin instead of PROMPT (both servers; e.g.
+# bench/prompts/shared-system.txt: one long system prompt, then a different question a line);
 # REQUESTS=N measures N requests per point instead of a duration (slow backends); RTT=N
 # empty requests (and N plain-socket ping-pongs) for the round trip, SOCKRTT_BYTES their size.
 # LLAMA=0 skips llama-server; LLAMA_MODEL (default MODEL; when MODEL is a shift-add GGUF
@@ -59,6 +61,8 @@ engine)
 esac
 WORKERS=${WORKERS:-1,2} WARMUP=${WARMUP:-1} PROMPT=${PROMPT:-Once upon a time}
 PROMPT_CACHE=${PROMPT_CACHE:-1}
+prompt=(-p "$PROMPT") prompt_text="-p '$PROMPT'"
+if [ -n "${PROMPT_FILE:-}" ]; then prompt=(-f "$PROMPT_FILE") prompt_text="-f $PROMPT_FILE"; fi
 args+=(--prompt-cache "$PROMPT_CACHE")
 label="$label, prompt_cache $PROMPT_CACHE"
 measure=(-d "$DURATION")
@@ -91,7 +95,7 @@ ours_round() {
 	fi
 	echo "round $1/$ROUNDS: shiftaddd" >&2
 	SHIFTADD_COMMIT=$COMMIT "$BIN/shiftadd-bench" -s "$sock" --sweep "clients=$CLIENTS" \
-		--sweep "workers=$WORKERS" "${measure[@]}" -w "$WARMUP" -m "$MAX_TOKENS" -p "$PROMPT" \
+		--sweep "workers=$WORKERS" "${measure[@]}" -w "$WARMUP" -m "$MAX_TOKENS" "${prompt[@]}" \
 		--rtt "$([ "$1" = 1 ] && echo "$RTT" || echo 0)" --label "$label; $CPU, $NCPU CPUs" \
 		-o "$prefix" "${extra[@]}" | tee "$run/table-r$1.txt"
 }
@@ -113,7 +117,7 @@ llama_round() {
 				{ tail -20 "$run/llama-server.log" >&2; echo "llama-server did not come up" >&2; exit 1; }
 			echo "round $1/$ROUNDS: llama-server: threads $w, clients $c" >&2
 			python3 bench/llama_load.py --port "$port" -c "$c" "${lmeasure[@]}" -w "$WARMUP" \
-				-m "$MAX_TOKENS" -p "$PROMPT" --threads "$w" \
+				-m "$MAX_TOKENS" "${prompt[@]}" --threads "$w" \
 				--cache-prompt "$PROMPT_CACHE" >>"$run/llama-r$1.jsonl" ||
 				{ tail -20 "$run/llama-server.log" >&2; exit 1; }
 			kill "$lpid"
@@ -142,7 +146,7 @@ if [ "$LLAMA" = 1 ]; then
 	port=${LLAMA_PORT:-$((20000 + RANDOM % 20000))}
 	lmeasure=(-d "$DURATION")
 	[ -n "${REQUESTS:-}" ] && lmeasure=(-n "$REQUESTS")
-	lcmd="llama-server -m $LLAMA_MODEL -t W -tb W -np C --cont-batching -c C*$ctx -cram 0 --no-webui; bench/llama_load.py -c C ${lmeasure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT' --cache-prompt $PROMPT_CACHE"
+	lcmd="llama-server -m $LLAMA_MODEL -t W -tb W -np C --cont-batching -c C*$ctx -cram 0 --no-webui; bench/llama_load.py -c C ${lmeasure[*]} -w $WARMUP -m $MAX_TOKENS $prompt_text --cache-prompt $PROMPT_CACHE"
 	lversion="$LLAMACPP_VERSION (vendored llama.cpp, CPU, GGML_NATIVE, no OpenMP); $(llamacpp_commit)"
 fi
 for r in $(seq "$ROUNDS"); do
@@ -257,7 +261,7 @@ print("\n".join(md))
 PY
 {
 	header "shiftaddd serving profile ($kind)" \
-		"ROUNDS=$ROUNDS bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS -p '$PROMPT' --rtt $RTT)"
+		"ROUNDS=$ROUNDS bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS $prompt_text --rtt $RTT)"
 	echo "$label. Load average $load_start at the start, $load_end at the end (shared machine:" \
 		"timings are noisy)."
 	echo
