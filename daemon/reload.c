@@ -161,7 +161,7 @@ int reload_swap(struct daemon *d, const char *model, const char *workers, uint32
 	{
 		if (c->state != CLIENT_READY)
 			continue;
-		ret = sched_client_add(s, c, shm_client_emit, &c->sc_old);
+		ret = sched_client_add(s, c, shm_client_emit, c->cred.uid, &c->sc_old);
 		if (ret < 0)
 			goto out_unregister;
 	}

@@ -61,7 +61,8 @@ TAILQ_HEAD(req_list, sched_req);
 struct slot_rec {
 	int32_t *toks; /* [cap] */
 	uint32_t n, cap;
-	uint64_t freed; /* when last released (s->clock), for least-recently-used eviction */
+	uint64_t domain; /* of the client whose request filled it (sched_client_add) */
+	uint64_t freed;	 /* when last released (s->clock), for least-recently-used eviction */
 	bool busy;
 };
 
@@ -69,6 +70,7 @@ struct sched_client {
 	TAILQ_ENTRY(sched_client) link;
 	void *owner;
 	sched_emit_fn emit;
+	uint64_t domain;
 	struct req_list reqs;
 	struct req_list waiting;
 	uint32_t n_live;
@@ -199,7 +201,8 @@ void sched_free(struct sched *s)
 	free(s);
 }
 
-int sched_client_add(struct sched *s, void *owner, sched_emit_fn emit, struct sched_client **ret)
+int sched_client_add(struct sched *s, void *owner, sched_emit_fn emit, uint64_t domain,
+		     struct sched_client **ret)
 {
 	struct sched_client *c = calloc(1, sizeof(*c));
 
@@ -207,6 +210,7 @@ int sched_client_add(struct sched *s, void *owner, sched_emit_fn emit, struct sc
 		return -ENOMEM;
 	c->owner = owner;
 	c->emit = emit;
+	c->domain = domain;
 	TAILQ_INIT(&c->reqs);
 	TAILQ_INIT(&c->waiting);
 	TAILQ_INSERT_TAIL(&s->clients, c, link);
@@ -614,8 +618,9 @@ static uint32_t common_prefix(const int32_t *a, uint32_t na, const int32_t *b, u
 
 /*
  * Claim the free slot whose recorded tokens share the longest prefix with @r's prompt (at
- * most all but its last token, whose logits are needed), the least recently freed among
- * equals, so that a cold request evicts the oldest record. Sets r->slot and r->n_cached.
+ * most all but its last token, whose logits are needed; only records of @r's client's domain
+ * count), the least recently freed among equals, so that a cold request evicts the oldest
+ * record. Sets r->slot and r->n_cached.
  */
 static int claim_slot(struct sched *s, struct sched_req *r)
 {
@@ -627,7 +632,9 @@ static int claim_slot(struct sched *s, struct sched_req *r)
 
 		if (sr->busy)
 			continue;
-		k = common_prefix(sr->toks, sr->n, r->prompt, r->n_prompt - 1);
+		k = sr->domain == r->c->domain
+			    ? common_prefix(sr->toks, sr->n, r->prompt, r->n_prompt - 1)
+			    : 0;
 		if (best == UINT32_MAX || k > keep ||
 		    (k == keep && sr->freed < s->slots[best].freed)) {
 			best = i;
@@ -644,6 +651,7 @@ static int claim_slot(struct sched *s, struct sched_req *r)
 	}
 	s->slots[best].busy = true;
 	s->slots[best].n = keep;
+	s->slots[best].domain = r->c->domain;
 	r->slot = best;
 	r->n_cached = keep;
 	r->n_fed = keep;

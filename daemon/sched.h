@@ -64,8 +64,14 @@ struct sched_client_stats {
 int sched_new(const struct backend_ops *ops, struct backend *be, const struct sched_limits *lim,
 	      struct sched **ret);
 void sched_free(struct sched *s);
-/* Register a client; @owner is borrowed until sched_client_remove(). */
-int sched_client_add(struct sched *s, void *owner, sched_emit_fn emit, struct sched_client **ret);
+/*
+ * Register a client; @owner is borrowed until sched_client_remove(). With the prompt cache a
+ * request reuses only KV that requests of clients with the same @domain left (the daemon
+ * passes the peer's uid): shared across users, the cache would tell one user, through
+ * usage.cached_tokens and timings, how another user's prompts began.
+ */
+int sched_client_add(struct sched *s, void *owner, sched_emit_fn emit, uint64_t domain,
+		     struct sched_client **ret);
 /* Drop all of @c's requests without answering them, free their slots, free @c. */
 void sched_client_remove(struct sched *s, struct sched_client *c);
 /*

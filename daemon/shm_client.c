@@ -163,7 +163,7 @@ int shm_client_hello(struct client *c, size_t len)
 		ctl_sock_send_error(c->sock, SHIFTADD__STATUS__STATUS_INTERNAL, "no memory");
 		goto out;
 	}
-	ret = sched_client_add(c->d->sched, c, shm_client_emit, &c->sc);
+	ret = sched_client_add(c->d->sched, c, shm_client_emit, c->cred.uid, &c->sc);
 	if (ret < 0)
 		goto out;
 	ret = send_welcome(c);

@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cm)
 		shiftadd__control_msg__free_unpacked(cm, NULL);
 	m = shiftadd__client_msg__unpack(NULL, size, data);
-	if (!m || !s || sched_client_add(s, NULL, emit, &c) < 0)
+	if (!m || !s || sched_client_add(s, NULL, emit, 0, &c) < 0)
 		goto out;
 	if (m->msg_case == SHIFTADD__CLIENT_MSG__MSG_GENERATE &&
 	    sched_submit(s, c, m->generate) == 0) {

@@ -143,7 +143,7 @@ static void test_greedy_output_streamed_and_final(void **state)
 	char want[64];
 
 	rig_init(&g, 4, 64, 16);
-	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &c), 0);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, 0, &c), 0);
 	assert_int_equal(submit(&g, c, 1, "hello", 30, true), 0);
 	assert_int_equal(submit(&g, c, 2, "hello", 30, false), 0);
 	assert_int_equal(submit(&g, c, 3, "wow!", 30, true), 0);
@@ -172,7 +172,7 @@ static void test_stop_strings_and_ids(void **state)
 	struct rig g;
 
 	rig_init(&g, 4, 64, 16);
-	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &c), 0);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, 0, &c), 0);
 	req.request_id = 1;
 	req.prompt_case = SHIFTADD__GENERATE_REQUEST__PROMPT_TEXT;
 	req.text = "hello";
@@ -207,8 +207,8 @@ static void test_long_prefill_is_chunked_and_does_not_stall_decode(void **state)
 	memset(prompt, 'q', 40);
 	prompt[40] = 0;
 	rig_init(&g, 4, 5, 4); /* 5 tokens per step, 4 per prefill chunk */
-	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &ca), 0);
-	assert_int_equal(sched_client_add(g.s, &b, rec_emit, &cb), 0);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, 0, &ca), 0);
+	assert_int_equal(sched_client_add(g.s, &b, rec_emit, 0, &cb), 0);
 	assert_int_equal(submit(&g, ca, 1, "a", 50, true), 0);
 	assert_true(sched_step(g.s) == 1); /* a's 1-token prompt */
 	assert_int_equal(a.n_ids[1], 1);
@@ -236,8 +236,8 @@ static void test_slots_round_robin_across_clients(void **state)
 	uint64_t X = (uint64_t)(uintptr_t)&x * 100, Y = (uint64_t)(uintptr_t)&y * 100;
 
 	rig_init(&g, 1, 16, 16); /* one slot: strict turns */
-	assert_int_equal(sched_client_add(g.s, &x, rec_emit, &cx), 0);
-	assert_int_equal(sched_client_add(g.s, &y, rec_emit, &cy), 0);
+	assert_int_equal(sched_client_add(g.s, &x, rec_emit, 0, &cx), 0);
+	assert_int_equal(sched_client_add(g.s, &y, rec_emit, 0, &cy), 0);
 	for (uint64_t i = 1; i <= 4; i++)
 		assert_int_equal(submit(&g, cx, i, "a", 3, true), 0);
 	assert_int_equal(sched_step(g.s), 1); /* x1 admitted */
@@ -262,7 +262,7 @@ static void test_cancel_frees_slot_at_once(void **state)
 	struct rig g;
 
 	rig_init(&g, 1, 16, 16);
-	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &c), 0);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, 0, &c), 0);
 	assert_int_equal(submit(&g, c, 1, "a", 100, true), 0);
 	assert_int_equal(submit(&g, c, 2, "a", 2, true), 0);
 	for (int i = 0; i < 5; i++)
@@ -287,8 +287,8 @@ static void test_full_ring_pauses_only_that_client(void **state)
 	struct rig g;
 
 	rig_init(&g, 4, 16, 16);
-	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &ca), 0);
-	assert_int_equal(sched_client_add(g.s, &b, rec_emit, &cb), 0);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, 0, &ca), 0);
+	assert_int_equal(sched_client_add(g.s, &b, rec_emit, 0, &cb), 0);
 	assert_int_equal(submit(&g, ca, 1, "hello", 20, true), 0);
 	assert_int_equal(submit(&g, cb, 1, "hello", 20, true), 0);
 	for (int i = 0; i < 3; i++)
@@ -322,7 +322,7 @@ static void test_submit_validation(void **state)
 	struct rig g;
 
 	rig_init(&g, 2, 16, 16);
-	assert_int_equal(sched_client_add(g.s, &a, rec_emit, &c), 0);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, 0, &c), 0);
 	req.prompt_case = SHIFTADD__GENERATE_REQUEST__PROMPT_IDS;
 	req.ids = &ids;
 	ids.ids = bad_ids;
@@ -417,7 +417,7 @@ static void run_in_turn(struct rig *g, struct rec *a, const char *const *prompts
 {
 	struct sched_client *c;
 
-	assert_int_equal(sched_client_add(g->s, a, rec_emit, &c), 0);
+	assert_int_equal(sched_client_add(g->s, a, rec_emit, 0, &c), 0);
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(submit_sampled(g, c, (uint64_t)i + 1, prompts[i]), 0);
 		run_until_idle(g, 200);
@@ -460,6 +460,39 @@ static void test_prompt_cache_reuses_prefixes_with_identical_outputs(void **stat
 	rig_done(&h);
 }
 
+/*
+ * Records are per domain (the daemon passes each client's uid): client B of another domain
+ * finds nothing of A's "hello world" for its "hello there", while A's own "hello there" then
+ * reuses "hello " (6 tokens). B's cold request took the never-used slot 1, so A's record in
+ * slot 0 was still there for it.
+ */
+static void test_prompt_cache_is_not_shared_across_domains(void **state)
+{
+	struct rec a = { 0 }, b = { 0 };
+	struct sched_client *ca, *cb;
+	struct rig g;
+
+	rig_init_cache(&g, 2, 64, 4, true);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, 1000, &ca), 0);
+	assert_int_equal(sched_client_add(g.s, &b, rec_emit, 1001, &cb), 0);
+	assert_int_equal(submit_sampled(&g, ca, 1, "hello world"), 0);
+	run_until_idle(&g, 200);
+	assert_int_equal(submit_sampled(&g, cb, 1, "hello there"), 0);
+	run_until_idle(&g, 200);
+	assert_int_equal(submit_sampled(&g, ca, 2, "hello there"), 0);
+	run_until_idle(&g, 200);
+	assert_int_equal(a.finish[1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	assert_int_equal(b.finish[1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	assert_int_equal(a.finish[2], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	assert_int_equal(a.cached[1], 0);
+	assert_int_equal(b.cached[1], 0);
+	assert_int_equal(a.cached[2], 6);
+	/* same prompt, same seed: the same tokens whichever KV they started from */
+	assert_int_equal(a.text_len[2], b.text_len[1]);
+	assert_memory_equal(a.text[2], b.text[1], b.text_len[1]);
+	rig_done(&g);
+}
+
 int test_sched_run(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -472,6 +505,7 @@ int test_sched_run(void)
 		cmocka_unit_test(test_submit_validation),
 		cmocka_unit_test(test_garbage_bytes_never_crash_the_decoder),
 		cmocka_unit_test(test_prompt_cache_reuses_prefixes_with_identical_outputs),
+		cmocka_unit_test(test_prompt_cache_is_not_shared_across_domains),
 	};
 
 	return cmocka_run_group_tests_name("daemon/sched", tests, NULL, NULL);
