@@ -165,7 +165,7 @@ static struct fake_pos fake_state(const struct fake_slot *sl)
 	return sl->at ? sl->at[sl->n_past] : (struct fake_pos){ 0, -1 };
 }
 
-/* Room for the states after @n_past positions (at most n_ctx + 1 entries). */
+/* Room for at[0 .. @n_past] (capacity doubles, so at most twice n_ctx + 1 entries). */
 static int fake_reserve(struct fake_slot *sl, uint32_t n_past)
 {
 	uint32_t cap = sl->cap ? sl->cap : 64;
