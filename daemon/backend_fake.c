@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/grow.h"
 #include "daemon/backend.h"
 #include "daemon/worker.h"
 
@@ -28,7 +29,7 @@ struct fake_pos {
 struct fake_slot {
 	bool used;
 	uint32_t n_past;
-	uint32_t cap;	     /* entries of at */
+	size_t cap;	     /* entries of at */
 	struct fake_pos *at; /* [cap], at[0 .. n_past] valid; NULL until first stepped */
 };
 
@@ -165,23 +166,16 @@ static struct fake_pos fake_state(const struct fake_slot *sl)
 	return sl->at ? sl->at[sl->n_past] : (struct fake_pos){ 0, -1 };
 }
 
-/* Room for at[0 .. @n_past] (capacity doubles, so at most twice n_ctx + 1 entries). */
+/* Room for at[0 .. @n_past]; at[0], the empty state, is set when the array is first made. */
 static int fake_reserve(struct fake_slot *sl, uint32_t n_past)
 {
-	uint32_t cap = sl->cap ? sl->cap : 64;
-	struct fake_pos *at;
+	bool fresh = !sl->at;
+	int ret = array_grow((void **)&sl->at, &sl->cap, (size_t)n_past + 1, sizeof(*sl->at));
 
-	if (n_past < sl->cap)
-		return 0;
-	while (cap <= n_past)
-		cap *= 2;
-	at = realloc(sl->at, (size_t)cap * sizeof(*at));
-	if (!at)
-		return -ENOMEM;
-	if (!sl->at)
-		at[0] = (struct fake_pos){ 0, -1 };
-	sl->at = at;
-	sl->cap = cap;
+	if (ret < 0)
+		return ret;
+	if (fresh)
+		sl->at[0] = (struct fake_pos){ 0, -1 };
 	return 0;
 }
 

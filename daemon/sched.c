@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "common/grow.h"
 #include "engine/sampler.h"
 
 enum req_state {
@@ -60,7 +61,8 @@ TAILQ_HEAD(req_list, sched_req);
  */
 struct slot_rec {
 	int32_t *toks; /* [cap] */
-	uint32_t n, cap;
+	uint32_t n;
+	size_t cap;
 	uint64_t domain; /* of the client whose request filled it (sched_client_add) */
 	uint64_t freed;	 /* when last released (s->clock), for least-recently-used eviction */
 	bool busy;
@@ -590,23 +592,6 @@ static void flush_all(struct sched *s)
 	flush_client(s, c);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 16;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	q = realloc(*p, n * elem);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
-}
-
 static uint32_t common_prefix(const int32_t *a, uint32_t na, const int32_t *b, uint32_t nb)
 {
 	uint32_t n = na < nb ? na : nb, i = 0;
@@ -663,12 +648,10 @@ static int claim_slot(struct sched *s, struct sched_req *r)
 static void record_tokens(struct sched *s, const struct backend_seq *q)
 {
 	struct slot_rec *sr = &s->slots[q->slot];
-	size_t cap = sr->cap;
 
-	if (sr->n != q->pos ||
-	    grow((void **)&sr->toks, &cap, (size_t)q->pos + q->n_tokens, sizeof(*sr->toks)) < 0)
+	if (sr->n != q->pos || array_grow((void **)&sr->toks, &sr->cap,
+					  (size_t)q->pos + q->n_tokens, sizeof(*sr->toks)) < 0)
 		return;
-	sr->cap = (uint32_t)cap;
 	memcpy(sr->toks + q->pos, q->tokens, q->n_tokens * sizeof(*q->tokens));
 	sr->n += q->n_tokens;
 }
@@ -741,8 +724,8 @@ static void take_token(struct sched *s, struct sched_req *r, int32_t tok)
 		return;
 	}
 	n = s->ops->piece(s->be, tok, piece, sizeof(piece));
-	if (n < 0 || grow((void **)&r->out, &cap_out, r->n_out + 1, sizeof(*r->out)) < 0 ||
-	    grow((void **)&r->text, &r->cap_text, r->n_text + (size_t)n, 1) < 0) {
+	if (n < 0 || array_grow((void **)&r->out, &cap_out, r->n_out + 1, sizeof(*r->out)) < 0 ||
+	    array_grow((void **)&r->text, &r->cap_text, r->n_text + (size_t)n, 1) < 0) {
 		finish(s, r, SHIFTADD__FINISH_REASON__FINISH_ERROR,
 		       SHIFTADD__STATUS__STATUS_INTERNAL);
 		return;

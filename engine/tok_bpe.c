@@ -12,6 +12,7 @@
  * Priority: rank of the merge (tokenizer.json / GGUF merges), or, for GGUF SPM models, the
  * score of the concatenated piece (higher first), encoded as an order-preserving uint32.
  */
+#include "common/grow.h"
 #include "engine/tok_internal.h"
 
 #include <stdlib.h>
@@ -36,26 +37,6 @@ void tok_bpe_scratch_done(struct tok_bpe_scratch *s)
 	free(s->heap);
 	free(s->map);
 	memset(s, 0, sizeof(*s));
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 64;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need) {
-		if (n > SIZE_MAX / 2 / elem)
-			return -EOVERFLOW;
-		n *= 2;
-	}
-	q = realloc(*p, n * elem);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
 }
 
 /* Higher float -> smaller key, total order for finite scores. */
@@ -188,7 +169,7 @@ static int map_word(struct tok_bpe_scratch *s, const char *word, size_t len, siz
 	size_t i, o = 0;
 	int ret;
 
-	ret = grow((void **)&s->map, &s->map_cap, len * 2 + 1, 1);
+	ret = array_grow((void **)&s->map, &s->map_cap, len * 2 + 1, 1);
 	if (ret)
 		return ret;
 	for (i = 0; i < len; i++)
@@ -290,10 +271,10 @@ int tok_bpe_word(const struct tokenizer *t, struct tok_bpe_scratch *s, const cha
 	}
 	if (len > UINT32_MAX / 4)
 		return -EOVERFLOW;
-	ret = grow((void **)&s->syms, &s->syms_cap, len, sizeof(*s->syms));
+	ret = array_grow((void **)&s->syms, &s->syms_cap, len, sizeof(*s->syms));
 	if (ret)
 		return ret;
-	ret = grow((void **)&s->heap, &s->heap_cap, 3 * len + 1, sizeof(*s->heap));
+	ret = array_grow((void **)&s->heap, &s->heap_cap, 3 * len + 1, sizeof(*s->heap));
 	if (ret)
 		return ret;
 	ret = init_syms(t, word, len, &n_syms, s);
