@@ -272,7 +272,8 @@ static void rope(const struct model *m, float *v, uint32_t n_heads, const float 
 
 /* cs[n][head_dim]: cos and sin for each token's position, computed once per step rather than
  * once per layer and head. */
-static void rope_tables(const struct model *m, const uint32_t *pos, uint32_t n, float *cs)
+static void rope_tables(const struct model *m, const float *freq, const uint32_t *pos, uint32_t n,
+			float *cs)
 {
 	uint32_t half = m->cfg.head_dim / 2;
 
@@ -280,7 +281,7 @@ static void rope_tables(const struct model *m, const uint32_t *pos, uint32_t n, 
 		float *row = cs + (uint64_t)t * 2 * half;
 
 		for (uint32_t i = 0; i < half; i++) {
-			float ang = (float)pos[t] * m->rope_freq[i];
+			float ang = (float)pos[t] * freq[i];
 
 			row[i] = cosf(ang);
 			row[half + i] = sinf(ang);
@@ -292,20 +293,33 @@ static void rope_tables(const struct model *m, const uint32_t *pos, uint32_t n, 
  * halves the work of a long causal prefill. */
 #define ATT_BLOCK 256
 
+static float model_attn_scale(const struct model_config *c)
+{
+	return c->attn_scale ? c->attn_scale : 1.0f / sqrtf((float)c->head_dim);
+}
+
+/* The first key a query at position @p sees through a window of @win keys (0: none). */
+static uint32_t window_start(uint32_t p, uint32_t win)
+{
+	return win && p + 1 > win ? p + 1 - win : 0;
+}
+
 /*
  * Causal attention through BLAS for @len <= ATT_BLOCK consecutive tokens of sequence @s at
- * positions p0.., whose k/v are already in the cache. q and out are [len][q_dim]; scores is
- * scratch [len][p0 + len].
+ * positions p0.., whose k/v are already in the cache, each seeing its last @win keys (0:
+ * all). q and out are [len][q_dim]; scores is scratch [len][p0 + len].
  */
 static void attend_block(const struct model *m, const struct kv_cache *kv, uint32_t layer,
-			 uint32_t s, uint32_t p0, uint32_t len, const float *q, float *out,
-			 float *scores)
+			 uint32_t s, uint32_t p0, uint32_t len, uint32_t win, const float *q,
+			 float *out, float *scores)
 {
 	const struct model_config *c = &m->cfg;
 	uint32_t hd = c->head_dim, q_dim = c->n_heads * hd, kvd = kv->kv_dim;
-	uint32_t n_keys = p0 + len, group = c->n_heads / c->n_kv_heads;
-	const float *kc = kv_at(kv, kv->k, s, layer), *vc = kv_at(kv, kv->v, s, layer);
-	float scale = 1.0f / sqrtf((float)hd);
+	uint32_t lo0 = window_start(p0, win), n_keys = p0 + len - lo0;
+	uint32_t group = c->n_heads / c->n_kv_heads;
+	const float *kc = kv_at(kv, kv->k, s, layer) + (uint64_t)lo0 * kvd;
+	const float *vc = kv_at(kv, kv->v, s, layer) + (uint64_t)lo0 * kvd;
+	float scale = model_attn_scale(c);
 
 	for (uint32_t h = 0; h < c->n_heads; h++) {
 		uint32_t g = h / group;
@@ -314,9 +328,12 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 			    q + h * hd, q_dim, kc + g * hd, kvd, 0.0f, scores, n_keys);
 		for (uint32_t r = 0; r < len; r++) {
 			float *row = scores + (uint64_t)r * n_keys;
-			uint32_t visible = p0 + r + 1;
+			/* keys [lo, visible) of the block's [lo0, p0 + len), counted from lo0 */
+			uint32_t visible = p0 + r + 1 - lo0;
+			uint32_t lo = window_start(p0 + r, win) - lo0;
 
-			fwd_ops()->softmax(row, visible);
+			memset(row, 0, lo * sizeof(float));
+			fwd_ops()->softmax(row + lo, visible - lo);
 			memset(row + visible, 0, (n_keys - visible) * sizeof(float));
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, n_keys, 1.0f,
@@ -336,7 +353,7 @@ struct att_job {
 	float *out;	 /* [len][q_dim] */
 	float *scratch;	 /* [workers][scratch_floats] */
 	size_t kt_floats, scratch_floats;
-	uint32_t q_dim, kvd, hd, n_heads, group, p0, len, n_blocks;
+	uint32_t q_dim, kvd, hd, n_heads, group, p0, len, n_blocks, win;
 	float scale;
 	atomic_uint next;
 };
@@ -361,6 +378,7 @@ static void att_worker(void *arg, uint32_t w)
 			.hd = j->hd,
 			.rows = j->len - r0 < FWD_ATT_ROWS ? j->len - r0 : FWD_ATT_ROWS,
 			.vis0 = j->p0 + r0 + 1,
+			.win = j->win,
 			.scale = j->scale,
 		};
 
@@ -402,8 +420,8 @@ static void att_bufs_free(struct att_bufs *ab)
 
 /* Fused attention (fwd_ops attend_rows on the packed keys) on all workers. */
 static void attend_fused(const struct model *m, const struct kv_cache *kv, uint32_t layer,
-			 uint32_t s, uint32_t p0, uint32_t len, const float *q, float *out,
-			 const struct att_bufs *ab)
+			 uint32_t s, uint32_t p0, uint32_t len, uint32_t win, const float *q,
+			 float *out, const struct att_bufs *ab)
 {
 	const struct model_config *c = &m->cfg;
 	uint32_t hd = c->head_dim, nw, n_tasks;
@@ -424,7 +442,8 @@ static void attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 		.p0 = p0,
 		.len = len,
 		.n_blocks = (len + FWD_ATT_ROWS - 1) / FWD_ATT_ROWS,
-		.scale = 1.0f / sqrtf((float)hd),
+		.win = win,
+		.scale = model_attn_scale(c),
 	};
 
 	n_tasks = j.n_heads * j.n_blocks;
@@ -438,23 +457,24 @@ static void attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 
 /*
  * Causal attention for @len consecutive tokens of sequence @s at positions p0.., whose k/v
- * are already in the cache. q and out are [len][q_dim]; scores is scratch
- * [min(len, ATT_BLOCK)][p0 + len] for the BLAS path.
+ * are already in the cache, through the layer's sliding window if it has one. q and out are
+ * [len][q_dim]; scores is scratch [min(len, ATT_BLOCK)][p0 + len] for the BLAS path.
  */
 static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_t layer, uint32_t s,
 		       uint32_t p0, uint32_t len, const float *q, float *out, float *scores,
 		       struct att_bufs *ab)
 {
 	uint32_t q_dim = m->cfg.n_heads * m->cfg.head_dim;
+	uint32_t win = model_config_layer_slides(&m->cfg, layer) ? m->cfg.sliding_window : 0;
 
 	if (kv->kt) {
-		attend_fused(m, kv, layer, s, p0, len, q, out, ab);
+		attend_fused(m, kv, layer, s, p0, len, win, q, out, ab);
 		return;
 	}
 	for (uint32_t r0 = 0; r0 < len; r0 += ATT_BLOCK) {
 		uint32_t n = len - r0 < ATT_BLOCK ? len - r0 : ATT_BLOCK;
 
-		attend_block(m, kv, layer, s, p0 + r0, n, q + (uint64_t)r0 * q_dim,
+		attend_block(m, kv, layer, s, p0 + r0, n, win, q + (uint64_t)r0 * q_dim,
 			     out + (uint64_t)r0 * q_dim, scores);
 	}
 }
@@ -462,6 +482,7 @@ static void attend_run(const struct model *m, const struct kv_cache *kv, uint32_
 struct scratch {
 	float *x, *h, *q, *k, *v, *att, *ff1, *ff2, *scores;
 	float *rope_cs;	    /* [n][head_dim] (rope_tables()), LLaMA-style models only */
+	float *rope_cs_swa; /* the same for the sliding layers' RoPE base, if it differs */
 	struct att_bufs ab; /* fused attention */
 };
 
@@ -477,6 +498,7 @@ static void scratch_free(struct scratch *s)
 	free(s->ff2);
 	free(s->scores);
 	free(s->rope_cs);
+	free(s->rope_cs_swa);
 	att_bufs_free(&s->ab);
 }
 
@@ -510,13 +532,18 @@ static int scratch_alloc(struct scratch *s, const struct model *m, const struct 
 	s->scores = malloc(scores * sizeof(float));
 	if (c->arch == ARCH_LLAMA)
 		s->rope_cs = malloc((uint64_t)n * c->head_dim * sizeof(float));
+	if (m->rope_freq_swa)
+		s->rope_cs_swa = malloc((uint64_t)n * c->head_dim * sizeof(float));
 	if (!s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->ff1 || !s->ff2 ||
-	    !s->scores || (c->arch == ARCH_LLAMA && !s->rope_cs)) {
+	    !s->scores || (c->arch == ARCH_LLAMA && !s->rope_cs) ||
+	    (m->rope_freq_swa && !s->rope_cs_swa)) {
 		scratch_free(s);
 		return -ENOMEM;
 	}
 	if (s->rope_cs)
-		rope_tables(m, pos, n, s->rope_cs);
+		rope_tables(m, m->rope_freq, pos, n, s->rope_cs);
+	if (s->rope_cs_swa)
+		rope_tables(m, m->rope_freq_swa, pos, n, s->rope_cs_swa);
 	return 0;
 }
 
@@ -536,6 +563,9 @@ int model_embed(const struct model *m, const int32_t *tokens, const uint32_t *po
 		if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->cfg.n_vocab)
 			return -EINVAL;
 		memcpy(row, m->tok_embd + (uint64_t)tokens[t] * dim, dim * sizeof(float));
+		if (m->cfg.embed_scale != 1.0f)
+			for (uint32_t i = 0; i < dim; i++)
+				row[i] *= m->cfg.embed_scale;
 		if (m->pos_embd) {
 			/* OPT's learned positions start at offset 2 */
 			const float *pe;
@@ -576,7 +606,16 @@ struct rope_ctx {
 	const struct model *m;
 	float *q, *k;
 	const float *cs;
+	const float *q_norm, *k_norm; /* per-head RMSNorm first (Gemma 3), or NULL */
 };
+
+static void head_norms(const struct model *m, float *v, uint32_t n_heads, const float *w)
+{
+	uint32_t hd = m->cfg.head_dim;
+
+	for (uint32_t h = 0; h < n_heads; h++)
+		rms_norm(v + h * hd, v + h * hd, w, hd, m->cfg.norm_eps);
+}
 
 static void rope_part(void *ctx, uint32_t r0, uint32_t r1)
 {
@@ -586,9 +625,14 @@ static void rope_part(void *ctx, uint32_t r0, uint32_t r1)
 
 	for (uint32_t t = r0; t < r1; t++) {
 		const float *cs = c->cs + (uint64_t)t * mc->head_dim;
+		float *q = c->q + (uint64_t)t * q_dim, *k = c->k + (uint64_t)t * kvd;
 
-		rope(c->m, c->q + (uint64_t)t * q_dim, mc->n_heads, cs);
-		rope(c->m, c->k + (uint64_t)t * kvd, mc->n_kv_heads, cs);
+		if (c->q_norm) {
+			head_norms(c->m, q, mc->n_heads, c->q_norm);
+			head_norms(c->m, k, mc->n_kv_heads, c->k_norm);
+		}
+		rope(c->m, q, mc->n_heads, cs);
+		rope(c->m, k, mc->n_kv_heads, cs);
 	}
 }
 
@@ -604,7 +648,15 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 	linear_forward_shared((const struct linear *[]){ &l->wq, &l->wk, &l->wv }, 3, h,
 			      (float *[]){ s->q, s->k, s->v }, n);
 	if (c->arch == ARCH_LLAMA) {
-		struct rope_ctx rc = { .m = m, .q = s->q, .k = s->k, .cs = s->rope_cs };
+		bool swa = s->rope_cs_swa && model_config_layer_slides(c, li);
+		struct rope_ctx rc = {
+			.m = m,
+			.q = s->q,
+			.k = s->k,
+			.cs = swa ? s->rope_cs_swa : s->rope_cs,
+			.q_norm = l->q_norm,
+			.k_norm = l->k_norm,
+		};
 
 		par_rows(m, n, rope_part, &rc);
 	}
@@ -630,18 +682,21 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 	}
 }
 
-struct silu_ctx {
+struct gated_ctx {
 	float *g;
 	const float *u;
 	uint32_t dim;
+	enum ffn_act act;
 };
 
-static void silu_part(void *ctx, uint32_t r0, uint32_t r1)
+static void gated_part(void *ctx, uint32_t r0, uint32_t r1)
 {
-	const struct silu_ctx *c = ctx;
+	const struct gated_ctx *c = ctx;
+	const struct fwd_ops *ops = fwd_ops();
 
-	fwd_ops()->silu_mul(c->g + (uint64_t)r0 * c->dim, c->u + (uint64_t)r0 * c->dim,
-			    (uint64_t)(r1 - r0) * c->dim);
+	(c->act == FFN_ACT_GELU_TANH ? ops->gelu_mul : ops->silu_mul)(c->g + (uint64_t)r0 * c->dim,
+								      c->u + (uint64_t)r0 * c->dim,
+								      (uint64_t)(r1 - r0) * c->dim);
 }
 
 /* Gate/up (OPT: fc1) and the activation: act[n][ffn_dim]; s->ff2 is scratch. */
@@ -659,8 +714,9 @@ static void ffn_core(const struct model *m, uint32_t li, uint32_t n, const float
 	}
 	linear_forward_shared((const struct linear *[]){ &l->w_gate, &l->w_up }, 2, h,
 			      (float *[]){ act, s->ff2 }, n);
-	par_rows(m, n, silu_part,
-		 &(struct silu_ctx){ .g = act, .u = s->ff2, .dim = m->cfg.ffn_dim });
+	par_rows(m, n, gated_part,
+		 &(struct gated_ctx){
+			 .g = act, .u = s->ff2, .dim = m->cfg.ffn_dim, .act = m->cfg.act });
 }
 
 static int check_batch(const struct kv_cache *kv, const uint32_t *seq, const uint32_t *pos,
@@ -697,6 +753,7 @@ static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		memcpy(s->h, x, nd * sizeof(float));
 	attn_core(m, kv, li, seq, pos, n, s->h, s->att, s);
 	linear_forward(&l->wo, s->att, s->h, n);
+	model_attn_out(m, li, s->h, n);
 	add_rows(m, x, s->h, n);
 	if (!pre)
 		norm_rows(m, x, x, l->attn_norm, l->attn_norm_b, n);
@@ -706,6 +763,7 @@ static void layer_run(const struct model *m, struct kv_cache *kv, uint32_t li, c
 		memcpy(s->h, x, nd * sizeof(float));
 	ffn_core(m, li, n, s->h, s->ff1, s);
 	linear_forward(&l->w_down, s->ff1, s->h, n);
+	model_ffn_out(m, li, s->h, n);
 	add_rows(m, x, s->h, n);
 	if (!pre)
 		norm_rows(m, x, x, l->ffn_norm, l->ffn_norm_b, n);
@@ -719,6 +777,18 @@ void model_attn_norm(const struct model *m, uint32_t li, const float *x, uint32_
 void model_ffn_norm(const struct model *m, uint32_t li, const float *x, uint32_t n, float *h)
 {
 	norm_rows(m, h, x, m->layers[li].ffn_norm, m->layers[li].ffn_norm_b, n);
+}
+
+void model_attn_out(const struct model *m, uint32_t li, float *y, uint32_t n)
+{
+	if (m->layers[li].post_attn_norm)
+		norm_rows(m, y, y, m->layers[li].post_attn_norm, NULL, n);
+}
+
+void model_ffn_out(const struct model *m, uint32_t li, float *y, uint32_t n)
+{
+	if (m->layers[li].post_ffn_norm)
+		norm_rows(m, y, y, m->layers[li].post_ffn_norm, NULL, n);
 }
 
 int model_attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,

@@ -31,6 +31,19 @@ static void silu_mul_ref(float *g, const float *u, uint64_t n)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* 0.5 x (1 + tanh(y)) = x / (1 + e^(-2y)) with y = sqrt(2/pi) (x + 0.044715 x^3) */
+#define GELU_K0 1.5957691216057308f /* 2 sqrt(2/pi) */
+#define GELU_K1 0.044715f
+
+static void gelu_mul_ref(float *g, const float *u, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		float x = g[i];
+
+		g[i] = x / (1.0f + expf(-GELU_K0 * (x + GELU_K1 * x * x * x))) * u[i];
+	}
+}
+
 static double logsumexp_ref(const float *x, uint32_t n)
 {
 	double mx = x[0], sum = 0;
@@ -55,6 +68,7 @@ static const struct fwd_ops ops_ref = {
 	.name = "ref",
 	.softmax = softmax_ref,
 	.silu_mul = silu_mul_ref,
+	.gelu_mul = gelu_mul_ref,
 	.logsumexp = logsumexp_ref,
 	.sumsq = sumsq_ref,
 	.attend_rows = NULL, /* attention stays on BLAS */

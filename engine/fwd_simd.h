@@ -21,7 +21,8 @@
 
 /*
  * One block of query rows of one head for causal attention: row r (0 <= r < rows) attends to
- * keys 0 .. vis0 + r - 1, so the block needs vis0 + rows - 1 keys.
+ * keys 0 .. vis0 + r - 1, so the block needs vis0 + rows - 1 keys; with a sliding window
+ * (win > 0) only to the last win of them.
  */
 struct fwd_att_rows {
 	const float *q;	   /* [rows][q_stride]: the head's slice of each row */
@@ -35,8 +36,15 @@ struct fwd_att_rows {
 	uint32_t hd;   /* head dimension, a multiple of 32 */
 	uint32_t rows; /* 1 .. FWD_ATT_ROWS */
 	uint32_t vis0; /* >= 1 */
+	uint32_t win;  /* sliding window in keys, 0 = none */
 	float scale;   /* applied to q.k */
 };
+
+/* The first key row @r of @a attends to. */
+static inline uint32_t fwd_att_first_key(const struct fwd_att_rows *a, uint32_t r)
+{
+	return a->win && a->vis0 + r > a->win ? a->vis0 + r - a->win : 0;
+}
 
 struct fwd_ops {
 	const char *name;
@@ -44,6 +52,8 @@ struct fwd_ops {
 	void (*softmax)(float *x, uint32_t n);
 	/* g[i] = silu(g[i]) * u[i]. */
 	void (*silu_mul)(float *g, const float *u, uint64_t n);
+	/* g[i] = gelu(g[i]) * u[i], GELU's tanh form (as x * sigmoid(2 * sqrt(2/pi) * ...)). */
+	void (*gelu_mul)(float *g, const float *u, uint64_t n);
 	/* log(sum_i exp(x[i])), n >= 1, accumulated in double. */
 	double (*logsumexp)(const float *x, uint32_t n);
 	/* sum_i x[i]^2 in double. */

@@ -46,17 +46,21 @@ struct model_load_opts {
 };
 
 struct model_layer {
-	float *attn_norm;     /* [dim] */
-	float *attn_norm_b;   /* [dim] LayerNorm bias (OPT) or NULL */
-	struct linear wq;     /* [n_heads * head_dim][dim] */
-	struct linear wk;     /* [n_kv_heads * head_dim][dim] */
-	struct linear wv;     /* [n_kv_heads * head_dim][dim] */
-	struct linear wo;     /* [dim][n_heads * head_dim] */
-	float *ffn_norm;      /* [dim] */
-	float *ffn_norm_b;    /* [dim] or NULL */
-	struct linear w_gate; /* LLaMA: [ffn_dim][dim]; unused for OPT */
-	struct linear w_up;   /* LLaMA up_proj / OPT fc1: [ffn_dim][dim] */
-	struct linear w_down; /* LLaMA down_proj / OPT fc2: [dim][ffn_dim] */
+	float *attn_norm;      /* [dim] */
+	float *attn_norm_b;    /* [dim] LayerNorm bias (OPT) or NULL */
+	struct linear wq;      /* [n_heads * head_dim][dim] */
+	struct linear wk;      /* [n_kv_heads * head_dim][dim] */
+	struct linear wv;      /* [n_kv_heads * head_dim][dim] */
+	struct linear wo;      /* [dim][n_heads * head_dim] */
+	float *q_norm;	       /* cfg.qk_norm: [head_dim], shared by the heads; else NULL */
+	float *k_norm;	       /* likewise */
+	float *post_attn_norm; /* cfg.post_norms: [dim] RMSNorm of o's output; else NULL */
+	float *ffn_norm;       /* [dim] */
+	float *ffn_norm_b;     /* [dim] or NULL */
+	struct linear w_gate;  /* LLaMA: [ffn_dim][dim]; unused for OPT */
+	struct linear w_up;    /* LLaMA up_proj / OPT fc1: [ffn_dim][dim] */
+	struct linear w_down;  /* LLaMA down_proj / OPT fc2: [dim][ffn_dim] */
+	float *post_ffn_norm;  /* cfg.post_norms: [dim] RMSNorm of down's output; else NULL */
 };
 
 struct model {
@@ -73,6 +77,7 @@ struct model {
 	float *out_norm_b;	    /* [dim] or NULL */
 	struct linear lm_head;	    /* [n_vocab][dim]; may share tok_embd */
 	float *rope_freq;	    /* [head_dim / 2] inverse frequencies, scaling applied */
+	float *rope_freq_swa;	    /* the sliding layers' (cfg.rope_theta_swa), or NULL */
 
 	/* every buffer above that the model allocated */
 	void **bufs;
@@ -155,7 +160,13 @@ void model_ffn_norm(const struct model *m, uint32_t li, const float *x, uint32_t
 /* att[n][n_heads * head_dim]: q/k/v of h, RoPE, KV-cache write, causal attention. */
 int model_attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,
 		    const uint32_t *pos, uint32_t n, const float *h, float *att);
-/* act[n][ffn_dim]: gate/up of h and the activation (SiLU-gated; OPT: ReLU of fc1). */
+/*
+ * y[n][dim] (the output of o, resp. down) made ready for the residual add: normed in place
+ * when the model has post-norms (Gemma 3), else left as it is.
+ */
+void model_attn_out(const struct model *m, uint32_t li, float *y, uint32_t n);
+void model_ffn_out(const struct model *m, uint32_t li, float *y, uint32_t n);
+/* act[n][ffn_dim]: gate/up of h and the activation (SiLU- or GELU-gated; OPT: ReLU of fc1). */
 int model_ffn_core(const struct model *m, uint32_t li, uint32_t n, const float *h, float *act);
 
 /* Final norm of x[n][dim] into hidden[n][dim] (a copy for post-LN OPT). */

@@ -21,6 +21,7 @@ static void config_defaults(struct model_config *cfg)
 	cfg->bos_id = -1;
 	cfg->eos_id = -1;
 	cfg->rope_factor = 1.0f;
+	cfg->embed_scale = 1.0f;
 }
 
 /* Integer field @key: 0, -ENOENT if absent or null, -EBADMSG if not a uint32. */
@@ -235,6 +236,115 @@ static int parse_llama(const cJSON *root, struct model_config *cfg, bool is_qwen
 	return parse_rope_scaling(root, cfg, e);
 }
 
+/*
+ * Gemma 3's layer_types as a period (see model_config.h): layer i slides unless
+ * (i + 1) % period == 0, period 0 meaning all slide. Lists of another shape are refused.
+ */
+static int gemma3_layer_period(const cJSON *root, struct model_config *cfg, struct errbuf *e)
+{
+	const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types"), *it;
+	uint32_t i = 0, period = 0;
+
+	if (!lt || cJSON_IsNull(lt))
+		return opt_u32(root, "sliding_window_pattern", 6, &cfg->swa_period, e);
+	if (!cJSON_IsArray(lt) || (uint32_t)cJSON_GetArraySize(lt) != cfg->n_layers)
+		return errbuf_set(e, -EBADMSG, "\"layer_types\" is not a list of %u entries",
+				  cfg->n_layers);
+	cJSON_ArrayForEach(it, lt)
+	{
+		bool full = cJSON_IsString(it) && !strcmp(it->valuestring, "full_attention");
+
+		if (!full && !(cJSON_IsString(it) && !strcmp(it->valuestring, "sliding_attention")))
+			return errbuf_set(e, -EBADMSG,
+					  "\"layer_types\"[%u] is not an attention type", i);
+		if (full && !period)
+			period = i + 1;
+		if (full != (period && (i + 1) % period == 0))
+			return errbuf_set(e, -EOPNOTSUPP,
+					  "\"layer_types\" is not a periodic sliding/full pattern");
+		i++;
+	}
+	cfg->swa_period = period;
+	return 0;
+}
+
+/* RoPE bases: transformers 5's per-layer-type "rope_parameters", or 4's two fields. */
+static int gemma3_rope(const cJSON *root, struct model_config *cfg, struct errbuf *e)
+{
+	const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+	const cJSON *full = cJSON_GetObjectItemCaseSensitive(rp, "full_attention");
+	const cJSON *slide = cJSON_GetObjectItemCaseSensitive(rp, "sliding_attention");
+	const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+	int r;
+
+	if ((rs && !cJSON_IsNull(rs)) || (full && !str_is(full, "rope_type", "default")) ||
+	    (slide && !str_is(slide, "rope_type", "default")))
+		return errbuf_set(e, -EOPNOTSUPP, "Gemma 3 RoPE scaling is not supported");
+	if ((r = opt_f32(root, "rope_theta", 1e6f, &cfg->rope_theta, e)) ||
+	    (r = opt_f32(root, "rope_local_base_freq", 1e4f, &cfg->rope_theta_swa, e)))
+		return r;
+	if (cJSON_IsObject(full) &&
+	    (r = opt_f32(full, "rope_theta", cfg->rope_theta, &cfg->rope_theta, e)))
+		return r;
+	if (cJSON_IsObject(slide) &&
+	    (r = opt_f32(slide, "rope_theta", cfg->rope_theta_swa, &cfg->rope_theta_swa, e)))
+		return r;
+	return 0;
+}
+
+static int parse_gemma3(const cJSON *root, struct model_config *cfg, struct errbuf *e)
+{
+	float qscalar = 0;
+	bool bias = false;
+	int r;
+
+	cfg->arch = ARCH_LLAMA;
+	if ((r = need_u32(root, "vocab_size", &cfg->n_vocab, e)) ||
+	    (r = need_u32(root, "hidden_size", &cfg->dim, e)) ||
+	    (r = need_u32(root, "num_hidden_layers", &cfg->n_layers, e)) ||
+	    (r = need_u32(root, "num_attention_heads", &cfg->n_heads, e)) ||
+	    (r = need_u32(root, "intermediate_size", &cfg->ffn_dim, e)) ||
+	    (r = opt_u32(root, "num_key_value_heads", cfg->n_heads, &cfg->n_kv_heads, e)) ||
+	    (r = opt_u32(root, "head_dim", 256, &cfg->head_dim, e)) ||
+	    (r = opt_u32(root, "max_position_embeddings", 131072, &cfg->max_ctx, e)) ||
+	    (r = opt_f32(root, "rms_norm_eps", 1e-6f, &cfg->norm_eps, e)) ||
+	    (r = opt_u32(root, "sliding_window", 4096, &cfg->sliding_window, e)) ||
+	    (r = opt_f32(root, "query_pre_attn_scalar", 256, &qscalar, e)) ||
+	    (r = opt_bool(root, "tie_word_embeddings", true, &cfg->tied_embeddings, e)) ||
+	    (r = opt_bool(root, "attention_bias", false, &bias, e)) ||
+	    (r = token_id(root, "bos_token_id", &cfg->bos_id, e)) ||
+	    (r = token_id(root, "eos_token_id", &cfg->eos_id, e)) ||
+	    (r = gemma3_layer_period(root, cfg, e)) || (r = gemma3_rope(root, cfg, e)))
+		return r;
+	if (bias)
+		return errbuf_set(e, -EOPNOTSUPP, "\"attention_bias\": true is not supported");
+	if (cJSON_GetObjectItemCaseSensitive(root, "hidden_activation") &&
+	    !str_is(root, "hidden_activation", "gelu_pytorch_tanh"))
+		return errbuf_set(e, -EOPNOTSUPP,
+				  "\"hidden_activation\" must be \"gelu_pytorch_tanh\"");
+	if (!opt_bool(root, "use_bidirectional_attention", false, &bias, NULL) && bias)
+		return errbuf_set(e, -EOPNOTSUPP, "bidirectional attention is not supported");
+	for (const char *const *k = (const char *const[]){ "attn_logit_softcapping",
+							   "final_logit_softcapping", NULL };
+	     *k; k++) {
+		const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, *k);
+
+		if (j && !cJSON_IsNull(j))
+			return errbuf_set(e, -EOPNOTSUPP, "\"%s\" is not supported", *k);
+	}
+	if (!(qscalar > 0))
+		return errbuf_set(e, -EBADMSG, "\"query_pre_attn_scalar\" must be positive");
+	cfg->attn_scale = 1.0f / sqrtf(qscalar);
+	cfg->act = FFN_ACT_GELU_TANH;
+	cfg->qk_norm = true;
+	cfg->post_norms = true;
+	cfg->norm_offset = true;
+	cfg->embed_scale = sqrtf((float)cfg->dim);
+	if (cfg->sliding_window >= cfg->max_ctx)
+		cfg->sliding_window = 0;
+	return 0;
+}
+
 static int parse_opt(const cJSON *root, struct model_config *cfg, struct errbuf *e)
 {
 	bool bias = true;
@@ -294,6 +404,8 @@ int model_config_from_hf_json_mem(const char *json, size_t len, struct model_con
 		r = parse_llama(root, cfg, true, e);
 	else if (!strcmp(mt->valuestring, "opt"))
 		r = parse_opt(root, cfg, e);
+	else if (!strcmp(mt->valuestring, "gemma3_text"))
+		r = parse_gemma3(root, cfg, e);
 	else
 		r = errbuf_set(e, -EOPNOTSUPP, "model_type \"%.32s\" not supported",
 			       mt->valuestring);
@@ -381,6 +493,32 @@ static int g_opt_f32(const struct gguf_file *g, const char *arch, const char *su
 	return r;
 }
 
+/*
+ * Gemma 3's extras over the LLaMA layout, as llama.cpp's GGUF conversion stores them (norm
+ * weights with Gemma's "1 +" folded in). The layer pattern and the sliding layers' RoPE base
+ * are not in older files: llama.cpp fixes them at 6 and 10000, as the HF config does.
+ */
+static int gemma3_gguf(const struct gguf_file *g, struct model_config *cfg, struct errbuf *e)
+{
+	int r;
+
+	cfg->act = FFN_ACT_GELU_TANH;
+	cfg->qk_norm = true;
+	cfg->post_norms = true;
+	cfg->embed_scale = sqrtf((float)cfg->dim);
+	cfg->swa_period = 6;
+	cfg->rope_theta_swa = 10000.0f;
+	if ((r = g_opt_u32(g, "gemma3", "attention.sliding_window", &cfg->sliding_window, e)) ==
+		    -EBADMSG ||
+	    (r = g_opt_u32(g, "gemma3", "attention.sliding_window_pattern", &cfg->swa_period, e)) ==
+		    -EBADMSG ||
+	    (r = g_opt_f32(g, "gemma3", "rope.freq_base_swa", &cfg->rope_theta_swa, e)) == -EBADMSG)
+		return r;
+	if (cfg->sliding_window >= cfg->max_ctx)
+		cfg->sliding_window = 0;
+	return 0;
+}
+
 int model_config_from_gguf(const struct gguf_file *g, struct model_config *cfg, struct errbuf *e)
 {
 	const struct gguf_kv *tokens;
@@ -397,7 +535,7 @@ int model_config_from_gguf(const struct gguf_file *g, struct model_config *cfg, 
 		return errbuf_set(e, -EOPNOTSUPP, "architecture not supported");
 	memcpy(arch, s, len);
 	arch[len] = 0;
-	if (strcmp(arch, "llama") && strcmp(arch, "qwen2"))
+	if (strcmp(arch, "llama") && strcmp(arch, "qwen2") && strcmp(arch, "gemma3"))
 		return errbuf_set(e, -EOPNOTSUPP, "architecture \"%s\" not supported", arch);
 	cfg->arch = ARCH_LLAMA;
 	cfg->qkv_bias = !strcmp(arch, "qwen2");
@@ -445,6 +583,8 @@ int model_config_from_gguf(const struct gguf_file *g, struct model_config *cfg, 
 		if (g_opt_f32(g, arch, "rope.scaling.factor", &cfg->rope_factor, e))
 			return errbuf_set(e, -EBADMSG, "linear rope scaling without a factor");
 	}
+	if (!strcmp(arch, "gemma3") && (r = gemma3_gguf(g, cfg, e)) < 0)
+		return r;
 	if (!gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &u) && u <= INT32_MAX)
 		cfg->bos_id = (int32_t)u;
 	if (!gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &u) && u <= INT32_MAX)
@@ -494,6 +634,14 @@ int model_config_validate(const struct model_config *cfg, struct errbuf *e)
 	    (!(cfg->rope_factor > 0) || !isfinite(cfg->rope_factor)))
 		return errbuf_set(e, -EBADMSG, "rope scaling factor %g out of range",
 				  cfg->rope_factor);
+	if (cfg->sliding_window && cfg->rope_theta_swa != 0 &&
+	    (!(cfg->rope_theta_swa > 0) || !isfinite(cfg->rope_theta_swa)))
+		return errbuf_set(e, -EBADMSG, "sliding-window rope base %g out of range",
+				  cfg->rope_theta_swa);
+	if (cfg->attn_scale != 0 && (!(cfg->attn_scale > 0) || !isfinite(cfg->attn_scale)))
+		return errbuf_set(e, -EBADMSG, "attention scale %g out of range", cfg->attn_scale);
+	if (!(cfg->embed_scale > 0) || !isfinite(cfg->embed_scale))
+		return errbuf_set(e, -EBADMSG, "embedding scale %g out of range", cfg->embed_scale);
 	if (cfg->rope_scaling == ROPE_SCALING_LLAMA3 &&
 	    (!(cfg->rope_low_freq_factor > 0) ||
 	     !(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor) || !cfg->rope_orig_ctx))

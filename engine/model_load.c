@@ -35,8 +35,10 @@ struct tensor_names {
 	const char *tok_embd, *pos_embd;
 	const char *attn_norm; /* LayerNorm/RMSNorm names lack the suffix too */
 	const char *q, *k, *v, *o;
+	const char *q_norm, *k_norm, *post_attn_norm; /* Gemma 3 */
 	const char *ffn_norm;
 	const char *gate, *up, *down;
+	const char *post_ffn_norm;
 	const char *out_norm, *lm_head;
 };
 
@@ -47,7 +49,11 @@ static const struct tensor_names gguf_llama_names = {
 	.k = "blk.%u.attn_k",
 	.v = "blk.%u.attn_v",
 	.o = "blk.%u.attn_output",
+	.q_norm = "blk.%u.attn_q_norm",
+	.k_norm = "blk.%u.attn_k_norm",
+	.post_attn_norm = "blk.%u.post_attention_norm",
 	.ffn_norm = "blk.%u.ffn_norm",
+	.post_ffn_norm = "blk.%u.post_ffw_norm",
 	.gate = "blk.%u.ffn_gate",
 	.up = "blk.%u.ffn_up",
 	.down = "blk.%u.ffn_down",
@@ -66,6 +72,25 @@ static const struct tensor_names hf_llama_names = {
 	.gate = "model.layers.%u.mlp.gate_proj",
 	.up = "model.layers.%u.mlp.up_proj",
 	.down = "model.layers.%u.mlp.down_proj",
+	.out_norm = "model.norm",
+	.lm_head = "lm_head.weight",
+};
+
+static const struct tensor_names hf_gemma3_names = {
+	.tok_embd = "model.embed_tokens.weight",
+	.attn_norm = "model.layers.%u.input_layernorm",
+	.q = "model.layers.%u.self_attn.q_proj",
+	.k = "model.layers.%u.self_attn.k_proj",
+	.v = "model.layers.%u.self_attn.v_proj",
+	.o = "model.layers.%u.self_attn.o_proj",
+	.q_norm = "model.layers.%u.self_attn.q_norm",
+	.k_norm = "model.layers.%u.self_attn.k_norm",
+	.post_attn_norm = "model.layers.%u.post_attention_layernorm",
+	.ffn_norm = "model.layers.%u.pre_feedforward_layernorm",
+	.gate = "model.layers.%u.mlp.gate_proj",
+	.up = "model.layers.%u.mlp.up_proj",
+	.down = "model.layers.%u.mlp.down_proj",
+	.post_ffn_norm = "model.layers.%u.post_feedforward_layernorm",
 	.out_norm = "model.norm",
 	.lm_head = "lm_head.weight",
 };
@@ -331,6 +356,37 @@ static int load_norm(struct model *m, const struct source *s, const char *fmt, u
 	return load_named(m, s, fmt, layer, ".bias", 1, m->cfg.dim, false, b, e);
 }
 
+/* Gemma 3's per-head q/k norms and the norms of o's and down's outputs, when it has them. */
+static int load_extra_norms(struct model *m, const struct source *s, const struct tensor_names *nm,
+			    unsigned i, struct errbuf *e)
+{
+	const struct model_config *c = &m->cfg;
+	struct model_layer *l = &m->layers[i];
+	int r = 0;
+
+	if (c->qk_norm) {
+		if (!nm->q_norm)
+			return errbuf_set(e, -EOPNOTSUPP,
+					  "q/k norms are only read from GGUF files");
+		r = load_named(m, s, nm->q_norm, i, ".weight", 1, c->head_dim, false, &l->q_norm,
+			       e);
+		if (r == 0)
+			r = load_named(m, s, nm->k_norm, i, ".weight", 1, c->head_dim, false,
+				       &l->k_norm, e);
+	}
+	if (r == 0 && c->post_norms) {
+		if (!nm->post_attn_norm)
+			return errbuf_set(e, -EOPNOTSUPP,
+					  "post-norms are only read from GGUF files");
+		r = load_named(m, s, nm->post_attn_norm, i, ".weight", 1, c->dim, false,
+			       &l->post_attn_norm, e);
+		if (r == 0)
+			r = load_named(m, s, nm->post_ffn_norm, i, ".weight", 1, c->dim, false,
+				       &l->post_ffn_norm, e);
+	}
+	return r;
+}
+
 static int load_layer(struct model *m, const struct source *s, const struct tensor_names *nm,
 		      unsigned i, struct errbuf *e)
 {
@@ -356,6 +412,9 @@ static int load_layer(struct model *m, const struct source *s, const struct tens
 	r = load_linear(m, s, nm->o, i, c->dim, q_dim, opt, &l->wo, e);
 	if (r < 0)
 		return r;
+	r = load_extra_norms(m, s, nm, i, e);
+	if (r < 0)
+		return r;
 	r = load_norm(m, s, nm->ffn_norm, i, opt, &l->ffn_norm, &l->ffn_norm_b, e);
 	if (r < 0)
 		return r;
@@ -370,8 +429,11 @@ static int load_layer(struct model *m, const struct source *s, const struct tens
 	return load_linear(m, s, nm->down, i, c->dim, c->ffn_dim, opt, &l->w_down, e);
 }
 
-/* Inverse RoPE frequencies with the config's scaling, in f32 as HF computes them. */
-static int init_rope(struct model *m)
+/*
+ * Inverse RoPE frequencies of base @theta with the config's scaling, in f32 as HF computes
+ * them. (Gemma 3's sliding layers use their own base, unscaled; it has no scaling at 270M.)
+ */
+static int rope_freqs(struct model *m, float theta, float **ret)
 {
 	const struct model_config *c = &m->cfg;
 	uint32_t half = c->head_dim / 2;
@@ -383,7 +445,7 @@ static int init_rope(struct model *m)
 	}
 	for (uint32_t i = 0; i < half; i++) {
 		float expo = (float)(2 * i) / (float)c->head_dim;
-		float inv = 1.0f / powf(c->rope_theta, expo);
+		float inv = 1.0f / powf(theta, expo);
 
 		if (c->rope_scaling == ROPE_SCALING_LINEAR) {
 			inv /= c->rope_factor;
@@ -403,8 +465,19 @@ static int init_rope(struct model *m)
 		}
 		f[i] = inv;
 	}
-	m->rope_freq = f;
+	*ret = f;
 	return 0;
+}
+
+static int init_rope(struct model *m)
+{
+	const struct model_config *c = &m->cfg;
+	int r = rope_freqs(m, c->rope_theta, &m->rope_freq);
+
+	if (r == 0 && c->sliding_window && c->rope_theta_swa > 0 &&
+	    c->rope_theta_swa != c->rope_theta)
+		r = rope_freqs(m, c->rope_theta_swa, &m->rope_freq_swa);
+	return r;
 }
 
 /* fwd_run_tasks() as a task runner: threads started per call (no pool in dense mode). */
@@ -459,6 +532,27 @@ static int load_block_head(struct model *m, const struct gguf_tensor *gt, const 
 	return 0;
 }
 
+/* HF Gemma's RMSNorms scale by 1 + w: fold the 1 in, as llama.cpp's GGUF conversion does. */
+static void fold_norm_offsets(struct model *m)
+{
+	const struct model_config *c = &m->cfg;
+
+	for (uint32_t i = 0; i < c->n_layers; i++) {
+		struct model_layer *l = &m->layers[i];
+		float *dims[] = { l->attn_norm, l->ffn_norm, l->post_attn_norm, l->post_ffn_norm };
+		float *heads[] = { l->q_norm, l->k_norm };
+
+		for (size_t k = 0; k < sizeof(dims) / sizeof(dims[0]); k++)
+			for (uint32_t j = 0; dims[k] && j < c->dim; j++)
+				dims[k][j] += 1.0f;
+		for (size_t k = 0; k < sizeof(heads) / sizeof(heads[0]); k++)
+			for (uint32_t j = 0; heads[k] && j < c->head_dim; j++)
+				heads[k][j] += 1.0f;
+	}
+	for (uint32_t j = 0; j < c->dim; j++)
+		m->out_norm[j] += 1.0f;
+}
+
 static int load_weights(struct model *m, const struct source *s, const struct tensor_names *nm,
 			struct errbuf *e)
 {
@@ -487,6 +581,8 @@ static int load_weights(struct model *m, const struct source *s, const struct te
 	r = load_norm(m, s, nm->out_norm, 0, opt, &m->out_norm, &m->out_norm_b, e);
 	if (r < 0)
 		return r;
+	if (c->norm_offset)
+		fold_norm_offsets(m);
 	untied = !c->tied_embeddings && src_lookup(s, nm->lm_head, &t);
 	ht = s->g ? gguf_find_tensor(s->g, untied ? nm->lm_head : nm->tok_embd) : NULL;
 	if (ht && (ht->type == GGML_TYPE_Q8_0 || ht->type == GGML_TYPE_Q5_0)) {
@@ -520,9 +616,9 @@ static int open_gguf(struct model *m, const char *path, struct source *s, struct
 		return r;
 	if (m->cfg.arch != ARCH_LLAMA)
 		return errbuf_set(e, -EOPNOTSUPP, "GGUF architecture not supported");
-	/* llama.cpp permutes LLaMA q/k rows for adjacent-pair RoPE; Qwen2 GGUFs keep HF order;
-	 * files we convert from HF folders say which they hold */
-	m->rope_pairing = m->cfg.qkv_bias ? ROPE_PAIR_HALF : ROPE_PAIR_ADJACENT;
+	/* llama.cpp permutes LLaMA q/k rows for adjacent-pair RoPE; Qwen2 and Gemma 3 GGUFs keep
+	 * HF order; files we convert from HF folders say which they hold */
+	m->rope_pairing = m->cfg.qkv_bias || m->cfg.qk_norm ? ROPE_PAIR_HALF : ROPE_PAIR_ADJACENT;
 	if (gguf_get_str(s->g, "shiftadd.rope_pairing", &tmpl, &tlen) == 0)
 		m->rope_pairing =
 			tlen == 4 && !memcmp(tmpl, "half", 4) ? ROPE_PAIR_HALF : ROPE_PAIR_ADJACENT;
@@ -560,6 +656,15 @@ static int open_hf(struct model *m, const char *dir, struct source *s, struct er
 			return r;
 	}
 	return 0;
+}
+
+static const struct tensor_names *tensor_names_of(const struct model_config *c, bool hf)
+{
+	if (!hf)
+		return &gguf_llama_names;
+	if (c->arch == ARCH_OPT)
+		return &hf_opt_names;
+	return c->qk_norm ? &hf_gemma3_names : &hf_llama_names;
 }
 
 int model_load(const char *path, struct model **ret, struct errbuf *e)
@@ -601,11 +706,7 @@ int model_load_ex(const char *path, const struct model_load_opts *o, struct mode
 		r = errbuf_set(e, -EBADMSG, "RoPE needs an even head_dim (have %u)",
 			       m->cfg.head_dim);
 	else
-		r = load_weights(m, &s,
-				 S_ISDIR(sb.st_mode) ? (m->cfg.arch == ARCH_OPT ? &hf_opt_names
-										: &hf_llama_names)
-						     : &gguf_llama_names,
-				 e);
+		r = load_weights(m, &s, tensor_names_of(&m->cfg, S_ISDIR(sb.st_mode)), e);
 	if (r < 0)
 		goto out_free;
 	gguf_close(s.g);

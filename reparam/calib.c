@@ -384,11 +384,13 @@ static int quantize_linears(struct driver *d, uint32_t li, struct linear **lins,
 	return 0;
 }
 
-/* x[T][dim] += the output projection @l of in[T][n_in] (through w->h). */
-static void add_proj(struct driver *d, struct worker *w, struct linear *l, const float *in,
-		     float *x)
+/* x[T][dim] += the output projection @l of in[T][n_in], post-normed by @post (through w->h). */
+static void add_proj(struct driver *d, struct worker *w, struct linear *l,
+		     void (*post)(const struct model *, uint32_t, float *, uint32_t),
+		     const float *in, float *x)
 {
 	linear_forward(l, in, w->h, d->T);
+	post(d->m, d->li, w->h, d->T);
 	for (uint64_t i = 0; i < (uint64_t)d->T * d->m->cfg.dim; i++)
 		x[i] += w->h[i];
 }
@@ -448,7 +450,7 @@ static int stage_sample(struct driver *d, struct worker *w, enum stage st, const
 		break;
 	case STAGE_FFN_NORM:
 		xs = win_load(d, x, s, dim, w->sx);
-		add_proj(d, w, &l->wo, win_load(d, att, s, q_dim, w->sa), xs);
+		add_proj(d, w, &l->wo, model_attn_out, win_load(d, att, s, q_dim, w->sa), xs);
 		r = win_store(d, x, s, dim, xs, e);
 		/* the FFN input goes where att was: att is not needed any more */
 		out = win_out(d, att, s, dim, w->sa);
@@ -466,7 +468,7 @@ static int stage_sample(struct driver *d, struct worker *w, enum stage st, const
 		break;
 	case STAGE_DOWN:
 		xs = win_load(d, x, s, dim, w->sx);
-		add_proj(d, w, &l->w_down, win_load(d, act, s, ffn, w->sc), xs);
+		add_proj(d, w, &l->w_down, model_ffn_out, win_load(d, act, s, ffn, w->sc), xs);
 		r = win_store(d, x, s, dim, xs, e);
 		break;
 	}

@@ -402,6 +402,10 @@ static int hf_check(const struct model *m, struct errbuf *e)
 		return errbuf_set(e, -EOPNOTSUPP,
 				  "only LLaMA-family HF folders (llama, mistral, qwen2) can be "
 				  "written as GGUF");
+	if (c->qk_norm || c->post_norms || c->act != FFN_ACT_SILU)
+		return errbuf_set(e, -EOPNOTSUPP,
+				  "Gemma 3 HF folders cannot be written as GGUF yet; convert the "
+				  "model's GGUF file instead");
 	if (c->rope_scaling == ROPE_SCALING_LLAMA3)
 		return errbuf_set(e, -EOPNOTSUPP,
 				  "llama3 RoPE scaling has no GGUF metadata the loader reads");

@@ -8,8 +8,9 @@ writes the float32 reference instead (for the side-by-side record in bench/resul
 
 Dev tool only: the C test suite reads the fixtures this writes and never runs Python.
 
-  tools/ref_model.py tiny   -> tests/fixtures/engine/tiny-{llama,qwen2,opt}/{config.json,ref.txt}
+  tools/ref_model.py tiny   -> tests/fixtures/engine/tiny-{llama,qwen2,gemma3,opt}/{config.json,ref.txt}
   tools/ref_model.py smollm -> tests/fixtures/engine/smollm2-logits.txt
+  tools/ref_model.py tiny-NAME  -> that tiny model only
 
 Tiny models get seeded pseudo-random weights from a generator that the C test reimplements
 (splitmix64 per tensor, seeded with FNV-1a of the tensor name), so no weight file is
@@ -103,6 +104,17 @@ TINY = {
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
         max_position_embeddings=128, rms_norm_eps=1e-6, rope_theta=1000000.0,
         tie_word_embeddings=True),
+    # sliding layers around a full one (window 6, so the 17- and 40-token sequences reach past
+    # it), head_dim != hidden / heads, query_pre_attn_scalar != head_dim, GQA
+    "tiny-gemma3": dict(
+        model_type="gemma3_text", vocab_size=256, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+        max_position_embeddings=128, rms_norm_eps=1e-6, sliding_window=6,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        query_pre_attn_scalar=24, hidden_activation="gelu_pytorch_tanh",
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+        tie_word_embeddings=True),
     "tiny-opt": dict(
         model_type="opt", vocab_size=256, hidden_size=64, ffn_dim=128, num_hidden_layers=2,
         num_attention_heads=4, max_position_embeddings=128, word_embed_proj_dim=64,
@@ -182,5 +194,7 @@ if __name__ == "__main__":
     if what in ("tiny", "all"):
         for n, c in TINY.items():
             build_tiny(n, c)
+    elif what in TINY:
+        build_tiny(what, TINY[what])
     if what in ("smollm", "all"):
         build_smollm()

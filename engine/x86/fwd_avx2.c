@@ -234,6 +234,38 @@ static void silu_mul_avx2(float *g, const float *u, uint64_t n)
 				     load_tail(u + i, (uint32_t)(n - i), 0)));
 }
 
+/* gelu_mul_ref's formula, eight lanes: x / (1 + e^(-k0 (x + k1 x^3))) * u */
+static inline __m256 gelu_arg(__m256 x)
+{
+	__m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+
+	return _mm256_mul_ps(C(-1.5957691216057308f), _mm256_fmadd_ps(C(0.044715f), x3, x));
+}
+
+static void gelu_mul_avx2(float *g, const float *u, uint64_t n)
+{
+	uint64_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m256 g0 = _mm256_loadu_ps(g + i), g1 = _mm256_loadu_ps(g + i + 8);
+		__m256 e0 = gelu_arg(g0), e1 = gelu_arg(g1);
+
+		exp8x2(&e0, &e1);
+		e0 = _mm256_div_ps(g0, _mm256_add_ps(C(1.0f), e0));
+		e1 = _mm256_div_ps(g1, _mm256_add_ps(C(1.0f), e1));
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(e0, _mm256_loadu_ps(u + i)));
+		_mm256_storeu_ps(g + i + 8, _mm256_mul_ps(e1, _mm256_loadu_ps(u + i + 8)));
+	}
+	for (; i < n; i += 8) {
+		uint32_t k = n - i < 8 ? (uint32_t)(n - i) : 8;
+		__m256 x = load_tail(g + i, k, 0), e = exp8(gelu_arg(x));
+
+		store_tail(g + i, k,
+			   _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(C(1.0f), e)),
+					 load_tail(u + i, k, 0)));
+	}
+}
+
 static double sumsq_avx2(const float *x, uint32_t n)
 {
 	__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
@@ -355,6 +387,8 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 	uint32_t hd = a->hd, rows = a->rows, rows4 = (rows + 3) & ~3u;
 	uint32_t n_keys = a->vis0 + rows - 1;
 	uint32_t pad = (n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
+	/* the first key any row of the block sees (row 0's window start), chunk-aligned */
+	uint32_t lo0 = fwd_att_first_key(a, 0), c0 = lo0 / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
 	float *qs = a->scratch, *acc = qs + FWD_ATT_ROWS * hd, *s = acc + FWD_ATT_ROWS * hd;
 	float inv[FWD_ATT_ROWS];
 
@@ -364,7 +398,7 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 				r < rows ? a->q[(size_t)r * a->q_stride + d] * a->scale : 0;
 	}
 	/* scores, chunk-major so each packed chunk is reused from L1 by every row group */
-	for (uint32_t c = 0; c < pad; c += FWD_KEY_CHUNK) {
+	for (uint32_t c = c0; c < pad; c += FWD_KEY_CHUNK) {
 		const float *kc = a->kt + (size_t)c * hd;
 
 		for (uint32_t r0 = 0; r0 < rows4; r0 += 4) {
@@ -378,14 +412,17 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 	/* unnormalized: the output rows are scaled by 1 / sum instead, a pass over s fewer */
 	for (uint32_t r = 0; r < rows4; r++) {
 		float *row = s + (size_t)r * pad;
-		uint32_t vis = r < rows ? a->vis0 + r : 0;
+		uint32_t vis = r < rows ? a->vis0 + r : 0,
+			 lo = r < rows ? fwd_att_first_key(a, r) : lo0;
 
 		if (vis)
-			inv[r] = (float)(1.0 / sum_exp(row, vis, max_avx2(row, vis), row));
+			inv[r] = (float)(1.0 / sum_exp(row + lo, vis - lo,
+						       max_avx2(row + lo, vis - lo), row + lo));
+		memset(row + lo0, 0, (lo - lo0) * sizeof(float));
 		memset(row + vis, 0, (pad - vis) * sizeof(float));
 	}
 	memset(acc, 0, (size_t)rows4 * hd * sizeof(float));
-	for (uint32_t j0 = 0; j0 < n_keys; j0 += PV_KEYS) {
+	for (uint32_t j0 = lo0; j0 < n_keys; j0 += PV_KEYS) {
 		for (uint32_t r = 0; r < rows; r += 2) {
 			uint32_t end = a->vis0 + r + 1 < n_keys ? a->vis0 + r + 1 : n_keys;
 			uint32_t j1 = j0 + PV_KEYS < end ? j0 + PV_KEYS : end;
@@ -416,6 +453,7 @@ const struct fwd_ops fwd_ops_avx2 = {
 	.name = "avx2",
 	.softmax = softmax_avx2,
 	.silu_mul = silu_mul_avx2,
+	.gelu_mul = gelu_mul_avx2,
 	.logsumexp = logsumexp_avx2,
 	.sumsq = sumsq_avx2,
 	.attend_rows = attend_rows_avx2,

@@ -10,6 +10,7 @@
 #include "tests/unit/engine/loaders_util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -137,6 +138,33 @@ static void test_qwen2_and_mistral(void **state)
 	assert_int_equal(c.sliding_window, 4096);
 }
 
+/* Gemma 3 270M's config.json in transformers 4's layout (rope_local_base_freq, layer_types). */
+static void test_gemma3(void **state)
+{
+	struct model_config c;
+
+	load("gemma3_270m.json", &c);
+	assert_int_equal(c.arch, ARCH_LLAMA);
+	assert_int_equal(c.n_vocab, 262144);
+	assert_int_equal(c.dim, 640);
+	assert_int_equal(c.head_dim, 256);
+	assert_int_equal(c.n_kv_heads, 1);
+	assert_int_equal(c.act, FFN_ACT_GELU_TANH);
+	assert_true(c.qk_norm && c.post_norms && c.norm_offset && c.tied_embeddings);
+	assert_int_equal(c.sliding_window, 512);
+	assert_int_equal(c.swa_period, 6);
+	assert_true(c.rope_theta == 1e6f && c.rope_theta_swa == 1e4f);
+	assert_true(fabsf(c.attn_scale - 0.0625f) < 1e-7f);
+	assert_true(fabsf(c.embed_scale * c.embed_scale - 640.0f) < 1e-3f);
+	assert_true(model_config_layer_slides(&c, 0));
+	assert_true(model_config_layer_slides(&c, 4));
+	assert_false(model_config_layer_slides(&c, 5));
+	assert_true(model_config_layer_slides(&c, 12));
+	assert_false(model_config_layer_slides(&c, 17));
+	assert_int_equal(c.bos_id, 2);
+	assert_int_equal(c.eos_id, 1);
+}
+
 static void test_opt(void **state)
 {
 	struct model_config c;
@@ -198,6 +226,28 @@ static void test_bad_configs(void **state)
 		  ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8}}",
 		  -EBADMSG },
 		{ "{\"model_type\":\"llama\"," BASE ",\"rope_scaling\":7}", -EBADMSG },
+		{ "{\"model_type\":\"gemma3_text\"," BASE ",\"head_dim\":4}", 0 },
+		{ "{\"model_type\":\"gemma3_text\"," BASE
+		  ",\"head_dim\":4,\"final_logit_softcapping\":30.0}",
+		  -EOPNOTSUPP },
+		{ "{\"model_type\":\"gemma3_text\"," BASE
+		  ",\"head_dim\":4,\"hidden_activation\":\"relu\"}",
+		  -EOPNOTSUPP },
+		{ "{\"model_type\":\"gemma3_text\"," BASE
+		  ",\"head_dim\":4,\"layer_types\":[\"sliding_attention\",\"full_attention\"]}",
+		  -EBADMSG },
+		{ "{\"model_type\":\"gemma3_text\",\"vocab_size\":10,\"hidden_size\":8,\"num_hidden_layers\":3,\"num_attention_heads\":2,\"intermediate_size\":16,\"head_dim\":4,"
+		  "\"layer_types\":[\"sliding_attention\",\"sliding_attention\",\"full_attention\"]}",
+		  0 },
+		{ "{\"model_type\":\"gemma3_text\",\"vocab_size\":10,\"hidden_size\":8,\"num_hidden_layers\":3,\"num_attention_heads\":2,\"intermediate_size\":16,\"head_dim\":4,"
+		  "\"layer_types\":[\"sliding_attention\",\"full_attention\",\"full_attention\"]}",
+		  -EOPNOTSUPP },
+		{ "{\"model_type\":\"gemma3_text\"," BASE
+		  ",\"head_dim\":4,\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"yarn\"}}}",
+		  -EOPNOTSUPP },
+		{ "{\"model_type\":\"gemma3_text\"," BASE
+		  ",\"head_dim\":4,\"query_pre_attn_scalar\":0}",
+		  -EBADMSG },
 		{ "{\"model_type\":\"llama\"," BASE ",\"attention_bias\":true}", -EOPNOTSUPP },
 		{ "{\"model_type\":\"llama\"," BASE ",\"hidden_act\":\"gelu\"}", -EOPNOTSUPP },
 		{ "{\"model_type\":\"llama\"," BASE ",\"eos_token_id\":\"x\"}", -EBADMSG },
@@ -274,6 +324,54 @@ static void test_gguf_real_model(void **state)
 	gguf_close(g);
 }
 
+/* Gemma 3 metadata as llama.cpp writes it; the layer pattern and the sliding base default. */
+static void test_gguf_gemma3(void **state)
+{
+	const char *toks[] = { "<pad>", "<eos>", "<bos>", "a", "b", "c" };
+
+	for (int with_pattern = 0; with_pattern < 2; with_pattern++) {
+		struct gguf_writer *w = gguf_writer_new();
+		struct gguf_file *g = NULL;
+		struct errbuf e = { { 0 } };
+		struct model_config c;
+		void *buf;
+		size_t n;
+
+		gguf_writer_add_str(w, "general.architecture", "gemma3", 6);
+		gguf_writer_add_u32(w, "gemma3.block_count", 18);
+		gguf_writer_add_u32(w, "gemma3.context_length", 32768);
+		gguf_writer_add_u32(w, "gemma3.embedding_length", 640);
+		gguf_writer_add_u32(w, "gemma3.feed_forward_length", 2048);
+		gguf_writer_add_u32(w, "gemma3.attention.head_count", 4);
+		gguf_writer_add_u32(w, "gemma3.attention.head_count_kv", 1);
+		gguf_writer_add_u32(w, "gemma3.attention.key_length", 256);
+		gguf_writer_add_u32(w, "gemma3.attention.sliding_window", 512);
+		gguf_writer_add_f32(w, "gemma3.rope.freq_base", 1e6f);
+		if (with_pattern) {
+			gguf_writer_add_u32(w, "gemma3.attention.sliding_window_pattern", 4);
+			gguf_writer_add_f32(w, "gemma3.rope.freq_base_swa", 5e4f);
+		}
+		gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens", toks, NULL, 6);
+		assert_int_equal(gguf_writer_write_mem(w, &buf, &n), 0);
+		assert_int_equal(gguf_open_mem(buf, n, &g, &e), 0);
+		assert_int_equal(model_config_from_gguf(g, &c, &e), 0);
+		assert_int_equal(model_config_validate(&c, &e), 0);
+		assert_int_equal(c.act, FFN_ACT_GELU_TANH);
+		assert_true(c.qk_norm && c.post_norms && c.tied_embeddings);
+		assert_false(c.norm_offset); /* llama.cpp folds Gemma's 1 + w in */
+		assert_int_equal(c.head_dim, 256);
+		assert_int_equal(c.n_vocab, 6);
+		assert_int_equal(c.sliding_window, 512);
+		assert_int_equal(c.swa_period, with_pattern ? 4 : 6);
+		assert_true(c.rope_theta_swa == (with_pattern ? 5e4f : 1e4f));
+		assert_true(fabsf(c.embed_scale * c.embed_scale - 640.0f) < 1e-3f);
+		assert_true(c.attn_scale == 0); /* head_dim^-1/2 */
+		gguf_close(g);
+		free(buf);
+		gguf_writer_free(w);
+	}
+}
+
 /* qwen2 metadata, no vocab_size (token list length instead), a real output.weight. */
 static void test_gguf_qwen2_and_vocab_from_tokens(void **state)
 {
@@ -322,7 +420,7 @@ static void test_gguf_qwen2_and_vocab_from_tokens(void **state)
 
 	/* unknown architecture and missing keys */
 	w = gguf_writer_new();
-	gguf_writer_add_str(w, "general.architecture", "gemma3", 6);
+	gguf_writer_add_str(w, "general.architecture", "gemma2", 6);
 	assert_int_equal(gguf_writer_write_mem(w, &buf, &n), 0);
 	assert_int_equal(gguf_open_mem(buf, n, &g, &e), 0);
 	assert_int_equal(model_config_from_gguf(g, &c, &e), -EOPNOTSUPP);
@@ -348,11 +446,13 @@ int test_config_run(void)
 		cmocka_unit_test(test_llama3_rope_scaling),
 		cmocka_unit_test(test_linear_rope_and_defaults),
 		cmocka_unit_test(test_qwen2_and_mistral),
+		cmocka_unit_test(test_gemma3),
 		cmocka_unit_test(test_opt),
 		cmocka_unit_test(test_bad_configs),
 		cmocka_unit_test(test_validate_catches_inconsistency),
 		cmocka_unit_test(test_gguf_real_model),
 		cmocka_unit_test(test_gguf_qwen2_and_vocab_from_tokens),
+		cmocka_unit_test(test_gguf_gemma3),
 	};
 	return cmocka_run_group_tests_name("engine/config", tests, NULL, NULL);
 }

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * The dense engine against PyPI transformers (fixtures from tools/ref_model.py): tiny seeded
- * LLaMA (llama3 RoPE scaling, GQA), Qwen2 (qkv bias, tied embeddings) and OPT models loaded
+ * LLaMA (llama3 RoPE scaling, GQA), Qwen2 (qkv bias, tied embeddings), Gemma 3 and OPT models loaded
  * through the safetensors path, and the real SmolLM2 GGUF.
  */
+#include "engine/fwd_simd.h"
 #include "engine/model.h"
 #include "tests/unit/engine/loaders_util.h"
 #include "tests/unit/engine/ref_logits.h"
@@ -153,6 +154,19 @@ static void test_tiny_llama_matches_transformers(void **state)
 static void test_tiny_qwen2_matches_transformers(void **state)
 {
 	check_tiny("tiny-qwen2");
+}
+
+/*
+ * Gemma 3: sliding windows of 6 keys around a full-attention layer, per-head q/k norms,
+ * post-norms, GELU gating, scaled embeddings, HF's 1 + w norms and query_pre_attn_scalar.
+ * Both attention paths: the fused kernel (packed keys) and BLAS (the scalar ops).
+ */
+static void test_tiny_gemma3_matches_transformers(void **state)
+{
+	check_tiny("tiny-gemma3");
+	fwd_ops_select(LUT_ISA_REF);
+	check_tiny("tiny-gemma3");
+	fwd_ops_select(LUT_ISA_AUTO);
 }
 
 static void test_tiny_opt_matches_transformers(void **state)
@@ -307,6 +321,7 @@ int test_model_run(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tiny_llama_matches_transformers),
 		cmocka_unit_test(test_tiny_qwen2_matches_transformers),
+		cmocka_unit_test(test_tiny_gemma3_matches_transformers),
 		cmocka_unit_test(test_tiny_opt_matches_transformers),
 		cmocka_unit_test(test_batched_step_equals_separate_runs),
 		cmocka_unit_test(test_smollm2_matches_transformers),
