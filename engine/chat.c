@@ -51,6 +51,11 @@ int chat_render(const char *tmpl, const char *system, const char *user, char **r
 				ret,
 				"<|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
 				user);
+	} else if (strstr(tmpl, "<start_of_turn>")) {
+		/* Gemma has no system role: the template puts it before the first user text */
+		n = asprintf(ret,
+			     "<start_of_turn>user\n%s%s%s<end_of_turn>\n<start_of_turn>model\n",
+			     system ? system : "", system ? "\n\n" : "", user);
 	} else {
 		return -EOPNOTSUPP;
 	}

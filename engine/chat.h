@@ -4,8 +4,8 @@
 
 /*
  * Chat prompts for the supported instruct models. We do not run Jinja: the template stored in
- * the model is recognised by its markers (ChatML "<|im_start|>", Llama-3 "<|start_header_id|>")
- * and rendered by code; a ChatML template's built-in default system message is taken from the
+ * the model is recognised by its markers (ChatML "<|im_start|>", Llama-3 "<|start_header_id|>",
+ * Gemma "<start_of_turn>") and rendered by code; a ChatML template's built-in default system message is taken from the
  * template text itself.
  */
 

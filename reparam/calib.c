@@ -36,10 +36,12 @@ int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **r
 	int32_t *ids = NULL, *out;
 	size_t len, n_ids;
 	uint64_t rng = o->seed;
+	int32_t bos;
 	int r;
 
 	if (!m->tok)
 		return errbuf_set(e, -EINVAL, "the model has no tokenizer");
+	bos = tokenizer_add_bos(m->tok) ? tokenizer_bos(m->tok) : -1;
 	if (!o->nsamples || o->seqlen < 2)
 		return errbuf_set(e, -EINVAL, "need nsamples >= 1 and seqlen >= 2");
 	r = eval_read_rows_joined(o->text_path, &text, &len);
@@ -63,8 +65,14 @@ int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **r
 	}
 	for (uint32_t s = 0; s < o->nsamples; s++) {
 		uint64_t off = (uint64_t)(sampler_uniform(&rng) * (double)(n_ids - o->seqlen));
+		int32_t *w = out + (uint64_t)s * o->seqlen;
 
-		memcpy(out + (uint64_t)s * o->seqlen, ids + off, o->seqlen * sizeof(*out));
+		if (bos >= 0) {
+			w[0] = bos;
+			memcpy(w + 1, ids + off, (o->seqlen - 1) * sizeof(*out));
+		} else {
+			memcpy(w, ids + off, o->seqlen * sizeof(*out));
+		}
 	}
 	free(ids);
 	*ret_tokens = out;

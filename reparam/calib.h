@@ -49,8 +49,10 @@ struct calib_opts {
 
 /*
  * Tokenize the passages and draw @o->nsamples windows at seeded random offsets into
- * *ret_tokens ([nsamples][seqlen], malloc'ed, caller frees). -EINVAL with a message if the
- * text has fewer than seqlen + 1 tokens, -errno for I/O.
+ * *ret_tokens ([nsamples][seqlen], malloc'ed, caller frees). When the tokenizer asks for a
+ * BOS (add_bos_token: Gemma) each window is BOS and seqlen - 1 text tokens, as the model
+ * sees text at inference. -EINVAL with a message if the text has fewer than seqlen + 1
+ * tokens, -errno for I/O.
  */
 int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **ret_tokens,
 		  struct errbuf *e);

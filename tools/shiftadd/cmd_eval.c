@@ -20,7 +20,8 @@ static const struct opt_spec ppl_specs[] = {
 	  "one row per line; rows are joined with \"\\n\\n\"" },
 	{ "seqlen", 0, "N", "2048, or the model's context if smaller", "tokens per window" },
 	{ "limit-windows", 0, "N", "0 = all", "score only the first N windows" },
-	{ "bos", 0, NULL, NULL, "put BOS before each window (not scored)" },
+	{ "bos", 0, "yes|no|auto", "auto = the tokenizer's add_bos_token (Gemma: yes)",
+	  "put BOS before each window (not scored)" },
 	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products (BLAS and kernels)" },
 	{ "backend", 0, "NAME", "shiftadd",
 	  "dense (dequantize shift-add layers, BLAS) or shiftadd (LUT kernels)" },
@@ -34,7 +35,8 @@ struct ppl_opts {
 	const char *model, *data, *dump;
 	unsigned seqlen, limit, threads;
 	int backend; /* enum linear_backend */
-	bool bos, json;
+	int bos;     /* -1 auto, 0 no, 1 yes */
+	bool json;
 };
 
 static int parse_ppl(int argc, char **argv, struct ppl_opts *o)
@@ -43,7 +45,7 @@ static int parse_ppl(int argc, char **argv, struct ppl_opts *o)
 	char so[3 * OPT_MAX + 2];
 	int c;
 
-	*o = (struct ppl_opts){ .backend = LINEAR_BACKEND_SHIFTADD };
+	*o = (struct ppl_opts){ .backend = LINEAR_BACKEND_SHIFTADD, .bos = -1 };
 	opt_build(ppl_specs, lo, so);
 	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
 		int i = opt_index(ppl_specs, c);
@@ -62,9 +64,14 @@ static int parse_ppl(int argc, char **argv, struct ppl_opts *o)
 			r = opt_u32(n, optarg, &o->seqlen);
 		else if (!strcmp(n, "limit-windows"))
 			r = opt_u32(n, optarg, &o->limit);
-		else if (!strcmp(n, "bos"))
-			o->bos = true;
-		else if (!strcmp(n, "threads"))
+		else if (!strcmp(n, "bos")) {
+			o->bos = tool_bos_parse(optarg);
+			if (o->bos == -EINVAL) {
+				fprintf(stderr, "invalid value for --bos: '%s' (yes, no or auto)\n",
+					optarg);
+				r = -EINVAL;
+			}
+		} else if (!strcmp(n, "threads"))
 			r = opt_u32(n, optarg, &o->threads);
 		else if (!strcmp(n, "backend")) {
 			o->backend = tool_backend_parse(optarg);
@@ -124,6 +131,7 @@ static int run_ppl(const struct ppl_opts *o)
 	char *text = NULL;
 	unsigned seqlen;
 	double t_tok;
+	bool bos;
 	int r;
 
 	r = eval_read_rows_joined(data, &text, &len);
@@ -141,6 +149,7 @@ static int run_ppl(const struct ppl_opts *o)
 		r = -EINVAL;
 		goto out;
 	}
+	bos = o->bos < 0 ? tokenizer_add_bos(m->tok) : o->bos;
 	t_tok = progress_now();
 	r = tokenizer_encode(m->tok, text, len, false, &ids, &n_ids);
 	if (r < 0) {
@@ -153,8 +162,8 @@ static int run_ppl(const struct ppl_opts *o)
 		goto out;
 	}
 	seqlen = o->seqlen ? o->seqlen : 2048;
-	if (seqlen + o->bos > m->cfg.max_ctx)
-		seqlen = m->cfg.max_ctx - o->bos;
+	if (seqlen + bos > m->cfg.max_ctx)
+		seqlen = m->cfg.max_ctx - bos;
 	if (n_ids < seqlen) {
 		fprintf(stderr,
 			"shiftadd eval ppl: text has %zu tokens, fewer than one window of %u\n",
@@ -163,7 +172,7 @@ static int run_ppl(const struct ppl_opts *o)
 		goto out;
 	}
 	progress_begin(&bar, stderr, "ppl", "tok", 0);
-	r = eval_ppl(m, ids, n_ids, seqlen, o->limit, o->bos, progress_cb, &bar, &res);
+	r = eval_ppl(m, ids, n_ids, seqlen, o->limit, bos, progress_cb, &bar, &res);
 	progress_end(&bar);
 	if (r < 0) {
 		fprintf(stderr, "shiftadd eval ppl: %s\n", strerror(-r));
@@ -177,7 +186,7 @@ static int run_ppl(const struct ppl_opts *o)
 		       o->model, tool_backend_name(o->backend), m->n_shiftadd,
 		       pool ? pool_n_threads(pool) : o->threads, res.ppl,
 		       res.nll_sum / res.n_predicted, res.n_windows, res.seqlen,
-		       o->bos ? "true" : "false", (unsigned long long)res.n_predicted, n_ids, t_tok,
+		       bos ? "true" : "false", (unsigned long long)res.n_predicted, n_ids, t_tok,
 		       res.seconds, (double)res.n_windows * seqlen / res.seconds);
 	else
 		printf("ppl %.4f  (%u windows x %u tokens, %llu predicted, %zu text tokens; "

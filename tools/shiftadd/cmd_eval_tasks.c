@@ -17,6 +17,7 @@
 #include "engine/tokenizer.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/cmds.h"
+#include "tools/shiftadd/load.h"
 
 #define DEFAULT_TASKS "arc_easy,arc_challenge,piqa,copa,rte"
 #define MAX_TASKS     64
@@ -73,13 +74,8 @@ static int parse_tasks(int argc, char **argv, struct tasks_opts *o)
 		else if (!strcmp(n, "batch"))
 			r = opt_u32(n, optarg, &o->batch);
 		else if (!strcmp(n, "bos")) {
-			if (!strcmp(optarg, "yes"))
-				o->bos = 1;
-			else if (!strcmp(optarg, "no"))
-				o->bos = 0;
-			else if (!strcmp(optarg, "auto"))
-				o->bos = -1;
-			else {
+			o->bos = tool_bos_parse(optarg);
+			if (o->bos == -EINVAL) {
 				fprintf(stderr, "invalid value for --bos: '%s' (yes, no or auto)\n",
 					optarg);
 				r = -EINVAL;

@@ -23,6 +23,17 @@ int tool_backend_parse(const char *name)
 	return -EINVAL;
 }
 
+int tool_bos_parse(const char *value)
+{
+	if (!strcmp(value, "yes"))
+		return 1;
+	if (!strcmp(value, "no"))
+		return 0;
+	if (!strcmp(value, "auto"))
+		return -1;
+	return -EINVAL;
+}
+
 const char *tool_backend_name(int backend)
 {
 	return backend == LINEAR_BACKEND_SHIFTADD ? "shiftadd" : "dense";

@@ -11,6 +11,9 @@ struct pool;
 /* "dense" or "shiftadd" to enum linear_backend (engine/model.h); -EINVAL otherwise. */
 int tool_backend_parse(const char *name);
 
+/* --bos yes|no|auto as 1, 0, -1 (auto: the tokenizer's add_bos_token), or -EINVAL. */
+int tool_bos_parse(const char *value);
+
 /* The option name of @backend ("dense", "shiftadd"). */
 const char *tool_backend_name(int backend);
 
