@@ -73,7 +73,7 @@ include $(wildcard $(MODULES:%=%/module.mk))
 include $(wildcard tests/*/module.mk)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps test check tsan bench run model fuzz lint format format-check clean \
+.PHONY: all deps test check tsan bench run model model-gemma3 fuzz lint format format-check clean \
 	install uninstall install-check
 
 all: $(PROGRAMS) $(UNIT_TESTS)
@@ -104,6 +104,10 @@ fuzz: $(FUZZERS)
 
 model:
 	@tools/fetch_model.sh
+
+# the second real model (Gemma 3 270M, 253 MB): not needed by the tests or the demo
+model-gemma3:
+	@tools/fetch_model.sh gemma3
 
 run: deps model
 	@$(MAKE) --no-print-directory all
