@@ -123,9 +123,13 @@ struct tokenizer {
 	struct tok_pretok pretok[TOK_MAX_PRETOK];
 	unsigned int n_pretok;
 
-	int32_t *added; /* ids of added tokens, longest text first */
+	/*
+	 * Ids of added tokens by first byte, longest text first within a byte: those starting
+	 * with byte b are added[added_start[b] .. added_start[b + 1]) (Gemma has thousands).
+	 */
+	int32_t *added;
 	uint32_t n_added;
-	uint8_t added_first[256]; /* 1 if some added token starts with this byte */
+	uint32_t added_start[257];
 };
 
 /* The GPT-2 / HF ByteLevel pre-tokenizer regex and the other presets, by name. */

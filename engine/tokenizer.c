@@ -428,7 +428,10 @@ static int cmp_added(const void *pa, const void *pb, void *arg)
 {
 	const struct tokenizer *t = arg;
 	int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+	uint8_t fa = (uint8_t)t->tokens[a].text[0], fb = (uint8_t)t->tokens[b].text[0];
 
+	if (fa != fb)
+		return fa < fb ? -1 : 1;
 	if (t->tokens[a].len != t->tokens[b].len)
 		return t->tokens[a].len > t->tokens[b].len ? -1 : 1;
 	return a < b ? -1 : a > b;
@@ -475,12 +478,15 @@ int tok_finish(struct tokenizer *t, struct errbuf *e)
 	for (id = 0; id < t->n_vocab; id++) {
 		struct tok_token *k = &t->tokens[id];
 
-		if (k->text && k->added && k->len) {
+		if (k->text && k->added && k->len)
 			t->added[t->n_added++] = (int32_t)id;
-			t->added_first[(uint8_t)k->text[0]] = 1;
-		}
 	}
 	qsort_r(t->added, t->n_added, sizeof(*t->added), cmp_added, t);
+	for (uint32_t i = 0, b = 0; b <= 256; b++) {
+		while (i < t->n_added && (uint8_t)t->tokens[t->added[i]].text[0] < b)
+			i++;
+		t->added_start[b] = i;
+	}
 	return 0;
 }
 
@@ -880,12 +886,12 @@ static bool is_word_byte(unsigned char ch)
 static int32_t match_added(const struct tokenizer *t, const char *text, size_t len, size_t pos,
 			   size_t lo, bool parse_special, size_t *ret_start, size_t *ret_end)
 {
-	uint32_t i;
+	uint8_t b = (uint8_t)text[pos];
 
 	/* only at character boundaries: segments handed to PCRE2 must stay valid UTF-8 */
-	if (!t->added_first[(uint8_t)text[pos]] || ((uint8_t)text[pos] & 0xc0) == 0x80)
+	if ((b & 0xc0) == 0x80)
 		return -1;
-	for (i = 0; i < t->n_added; i++) {
+	for (uint32_t i = t->added_start[b]; i < t->added_start[b + 1]; i++) {
 		const struct tok_token *k = &t->tokens[t->added[i]];
 		size_t s = pos, e = pos + k->len;
 
