@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The reparameterization results table (issues 3 and 8): every method on SmolLM2 with one
+# The reparameterization results table (issues 3 and 8): every method on SmolLM2 (or MODEL)
+# with one
 # calibration set, WikiText-2 perplexity and its ratio to fp, bits per weight with scales,
 # conversion wall time and peak memory.
 #
@@ -9,6 +10,8 @@
 #   REUSE=1 REDO="gptq:3" ROWS="gptq:3" bench/reparam.sh  redo a kept row (its file was deleted):
 #                                                         reconverts and replaces the row
 #   NOTE="..."                                            stored as "note" in each new row
+#   MODEL=models/gemma-3-270m-q4_k_m.gguf TAG=gemma3-light ...   another model (its rows are
+#                                                         kept apart from SmolLM2's)
 # bench/results/reparam-$TAG.notes.md, if present, is appended below the table on every render
 # (hand-written caveats survive re-renders).
 set -euo pipefail
@@ -24,15 +27,19 @@ ROWS=${ROWS:-$ALL_ROWS}
 # give the same PPL within 0.03% (bench/results/kernels-e2e-*). BACKEND=shiftadd to check.
 BACKEND=${BACKEND:-dense}
 tag=${TAG:-$DATE}
-dir=bench/tmp/reparam
+case "$MODEL" in
+*SmolLM2-135M*) dir=bench/tmp/reparam name="SmolLM2-135M" ;;
+*) dir=bench/tmp/reparam-$(basename "$MODEL" .gguf) name=$(basename "$MODEL" .gguf) ;;
+esac
 mkdir -p "$dir"
 out=bench/results/reparam-$tag
 rows_json=$dir/rows.jsonl
 # REUSE=1 keeps the rows already measured in $dir (same NSAMPLES/SEQLEN/WINDOWS!) and only
 # runs the missing ones, so a long table can be built over several sittings.
 [ "${REUSE:-0}" = 1 ] && [ -f "$rows_json" ] || : > "$rows_json"
-header "Reparameterization results: SmolLM2-135M on WikiText-2" \
-	"NSAMPLES=$NSAMPLES SEQLEN=$SEQLEN WINDOWS=$WINDOWS bench/reparam.sh" > "$dir/header.md"
+header "Reparameterization results: $name on WikiText-2" \
+	"MODEL=$MODEL NSAMPLES=$NSAMPLES SEQLEN=$SEQLEN WINDOWS=$WINDOWS bench/reparam.sh" \
+	> "$dir/header.md"
 
 # The table from the rows measured so far (rewritten after every row: a long run that is cut
 # off still leaves its finished rows).
