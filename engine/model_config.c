@@ -193,18 +193,27 @@ static int rope_params_theta(const cJSON *root, float *theta, struct errbuf *e)
 	return opt_f32(rp, "rope_theta", *theta, theta, e);
 }
 
+/* The sizes every LLaMA-like config.json (llama, mistral, qwen2, gemma3_text) states alike. */
+static int llama_sizes(const cJSON *root, struct model_config *cfg, struct errbuf *e)
+{
+	int r;
+
+	if ((r = need_u32(root, "vocab_size", &cfg->n_vocab, e)) ||
+	    (r = need_u32(root, "hidden_size", &cfg->dim, e)) ||
+	    (r = need_u32(root, "num_hidden_layers", &cfg->n_layers, e)) ||
+	    (r = need_u32(root, "num_attention_heads", &cfg->n_heads, e)) ||
+	    (r = need_u32(root, "intermediate_size", &cfg->ffn_dim, e)))
+		return r;
+	return opt_u32(root, "num_key_value_heads", cfg->n_heads, &cfg->n_kv_heads, e);
+}
+
 static int parse_llama(const cJSON *root, struct model_config *cfg, bool is_qwen2, struct errbuf *e)
 {
 	bool bias = false;
 	int r;
 
 	cfg->arch = ARCH_LLAMA;
-	if ((r = need_u32(root, "vocab_size", &cfg->n_vocab, e)) ||
-	    (r = need_u32(root, "hidden_size", &cfg->dim, e)) ||
-	    (r = need_u32(root, "num_hidden_layers", &cfg->n_layers, e)) ||
-	    (r = need_u32(root, "num_attention_heads", &cfg->n_heads, e)) ||
-	    (r = need_u32(root, "intermediate_size", &cfg->ffn_dim, e)) ||
-	    (r = opt_u32(root, "num_key_value_heads", cfg->n_heads, &cfg->n_kv_heads, e)) ||
+	if ((r = llama_sizes(root, cfg, e)) ||
 	    (r = opt_u32(root, "max_position_embeddings", 2048, &cfg->max_ctx, e)) ||
 	    (r = opt_f32(root, "rms_norm_eps", 1e-6f, &cfg->norm_eps, e)) ||
 	    (r = opt_f32(root, "rope_theta", 10000.0f, &cfg->rope_theta, e)) ||
@@ -299,12 +308,7 @@ static int parse_gemma3(const cJSON *root, struct model_config *cfg, struct errb
 	int r;
 
 	cfg->arch = ARCH_LLAMA;
-	if ((r = need_u32(root, "vocab_size", &cfg->n_vocab, e)) ||
-	    (r = need_u32(root, "hidden_size", &cfg->dim, e)) ||
-	    (r = need_u32(root, "num_hidden_layers", &cfg->n_layers, e)) ||
-	    (r = need_u32(root, "num_attention_heads", &cfg->n_heads, e)) ||
-	    (r = need_u32(root, "intermediate_size", &cfg->ffn_dim, e)) ||
-	    (r = opt_u32(root, "num_key_value_heads", cfg->n_heads, &cfg->n_kv_heads, e)) ||
+	if ((r = llama_sizes(root, cfg, e)) ||
 	    (r = opt_u32(root, "head_dim", 256, &cfg->head_dim, e)) ||
 	    (r = opt_u32(root, "max_position_embeddings", 131072, &cfg->max_ctx, e)) ||
 	    (r = opt_f32(root, "rms_norm_eps", 1e-6f, &cfg->norm_eps, e)) ||

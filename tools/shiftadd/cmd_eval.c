@@ -64,14 +64,9 @@ static int parse_ppl(int argc, char **argv, struct ppl_opts *o)
 			r = opt_u32(n, optarg, &o->seqlen);
 		else if (!strcmp(n, "limit-windows"))
 			r = opt_u32(n, optarg, &o->limit);
-		else if (!strcmp(n, "bos")) {
-			o->bos = tool_bos_parse(optarg);
-			if (o->bos == -EINVAL) {
-				fprintf(stderr, "invalid value for --bos: '%s' (yes, no or auto)\n",
-					optarg);
-				r = -EINVAL;
-			}
-		} else if (!strcmp(n, "threads"))
+		else if (!strcmp(n, "bos"))
+			r = tool_bos_parse(optarg, &o->bos);
+		else if (!strcmp(n, "threads"))
 			r = opt_u32(n, optarg, &o->threads);
 		else if (!strcmp(n, "backend")) {
 			o->backend = tool_backend_parse(optarg);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,15 +24,19 @@ int tool_backend_parse(const char *name)
 	return -EINVAL;
 }
 
-int tool_bos_parse(const char *value)
+int tool_bos_parse(const char *value, int *ret)
 {
 	if (!strcmp(value, "yes"))
-		return 1;
-	if (!strcmp(value, "no"))
-		return 0;
-	if (!strcmp(value, "auto"))
-		return -1;
-	return -EINVAL;
+		*ret = 1;
+	else if (!strcmp(value, "no"))
+		*ret = 0;
+	else if (!strcmp(value, "auto"))
+		*ret = -1;
+	else {
+		fprintf(stderr, "invalid value for --bos: '%s' (yes, no or auto)\n", value);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 const char *tool_backend_name(int backend)

@@ -11,8 +11,11 @@ struct pool;
 /* "dense" or "shiftadd" to enum linear_backend (engine/model.h); -EINVAL otherwise. */
 int tool_backend_parse(const char *name);
 
-/* --bos yes|no|auto as 1, 0, -1 (auto: the tokenizer's add_bos_token), or -EINVAL. */
-int tool_bos_parse(const char *value);
+/*
+ * --bos yes|no|auto into *ret as 1, 0, -1 (auto: the tokenizer's add_bos_token); anything
+ * else is -EINVAL with a line on stderr.
+ */
+int tool_bos_parse(const char *value, int *ret);
 
 /* The option name of @backend ("dense", "shiftadd"). */
 const char *tool_backend_name(int backend);
