@@ -22,9 +22,10 @@
 
 #include <cmocka.h>
 
-#define FIX "tests/fixtures/engine/tiny-llama/"
-#define S   3
-#define T   24
+#define FIX	   "tests/fixtures/engine/tiny-llama/"
+#define FIX_GEMMA3 "tests/fixtures/engine/tiny-gemma3/"
+#define S	   3
+#define T	   24
 
 struct tiny {
 	char dir[64];
@@ -33,29 +34,29 @@ struct tiny {
 	int32_t tokens[S * T];
 };
 
-static int setup(void **state)
+/* The seeded model of fixture directory @fix written out as an HF folder, or NULL. */
+static struct tiny *tiny_open(const char *fix)
 {
 	struct tiny *t = calloc(1, sizeof(*t));
-	char cmd[256];
+	char cmd[256], path[128];
 
 	if (!t)
-		return -1;
+		return NULL;
 	snprintf(t->dir, sizeof(t->dir), "/tmp/shiftadd-calib-XXXXXX");
-	t->ref = ref_logits_load(FIX "ref.txt");
+	snprintf(path, sizeof(path), "%sref.txt", fix);
+	t->ref = ref_logits_load(path);
 	if (!t->ref || !mkdtemp(t->dir))
-		return -1;
-	snprintf(cmd, sizeof(cmd), "cp " FIX "config.json %s/", t->dir);
+		return NULL;
+	snprintf(cmd, sizeof(cmd), "cp %sconfig.json %s/", fix, t->dir);
 	if (system(cmd) || ref_write_safetensors(t->ref, t->dir))
-		return -1;
+		return NULL;
 	for (uint32_t i = 0; i < S * T; i++)
 		t->tokens[i] = (int32_t)((i * 37 + 11) % 256);
-	*state = t;
-	return 0;
+	return t;
 }
 
-static int teardown(void **state)
+static int tiny_close(struct tiny *t)
 {
-	struct tiny *t = *state;
 	char cmd[128];
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", t->dir);
@@ -64,6 +65,17 @@ static int teardown(void **state)
 	free(t->ref);
 	free(t);
 	return 0;
+}
+
+static int setup(void **state)
+{
+	*state = tiny_open(FIX);
+	return *state ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	return tiny_close(*state);
 }
 
 static float *copy_weights(const struct linear *l)
@@ -252,6 +264,79 @@ static void test_hessians_match_independent_recomputation(void **state)
 	free(wo);
 	calib_out_done(&out);
 	model_free(t->m);
+}
+
+/* RMSNorm of the rows of x[n][dim] in place, in double, with weights w. */
+static void rms_rows(float *x, uint32_t n, uint32_t dim, const float *w, float eps)
+{
+	for (uint32_t r = 0; r < n; r++) {
+		float *row = x + (size_t)r * dim;
+		double ss = 0;
+
+		for (uint32_t i = 0; i < dim; i++)
+			ss += (double)row[i] * row[i];
+		ss = 1.0 / sqrt(ss / dim + eps);
+		for (uint32_t i = 0; i < dim; i++)
+			row[i] = (float)(w[i] * (row[i] * ss));
+	}
+}
+
+/*
+ * Gemma 3 (post-norms): layer 0's gate/up input is the FFN norm of x + post_norm(o(att)),
+ * with o and att both from the quantized weights, so its Hessian only matches when the
+ * driver applies the post-norm to o's output as the forward pass does.
+ */
+static void test_gemma3_ffn_hessian_sees_the_post_norm(void **state)
+{
+	struct tiny *t = tiny_open(FIX_GEMMA3);
+	const struct model_config *c;
+	const struct model_layer *l;
+	struct calib_out out;
+	float *wgate, *x, *h, *att, *y;
+	uint32_t pos[T], q_dim, n = S * T;
+	struct kv_cache kv;
+	double *H;
+
+	assert_non_null(t);
+	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
+	c = &t->m->cfg;
+	l = &t->m->layers[0];
+	assert_true(c->post_norms && l->post_attn_norm);
+	q_dim = c->n_heads * c->head_dim;
+	wgate = copy_weights(&l->w_gate);
+	run(t, REPARAM_SHIFTADD_ACC, &out);
+	assert_int_equal(out.n, 3 * 7);
+
+	x = malloc((size_t)n * c->dim * sizeof(float));
+	h = malloc((size_t)n * c->dim * sizeof(float));
+	y = malloc((size_t)n * c->dim * sizeof(float));
+	att = malloc((size_t)n * q_dim * sizeof(float));
+	assert_true(x && h && y && att);
+	layer0_norm(t, x, h, pos);
+	assert_int_equal(kv_cache_init(&kv, t->m, 1, T), 0);
+	layer0_attention(t, &kv, pos, h, att);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)c->dim, (int)q_dim, 1.0f,
+		    att, (int)q_dim, linear_dense_weights(&l->wo), (int)q_dim, 0.0f, y,
+		    (int)c->dim);
+	rms_rows(y, n, c->dim, l->post_attn_norm, c->norm_eps);
+	for (size_t i = 0; i < (size_t)n * c->dim; i++)
+		x[i] += y[i];
+	memcpy(h, x, (size_t)n * c->dim * sizeof(float));
+	rms_rows(h, n, c->dim, l->ffn_norm, c->norm_eps);
+	H = hessian(h, n, c->dim);
+	assert_float_equal(
+		output_error(wgate, linear_dense_weights(&l->w_gate), c->ffn_dim, c->dim, H),
+		out.t[4].res.err_output, 1e-3 * out.t[4].res.err_output);
+	free(H);
+	kv_cache_done(&kv);
+	free(x);
+	free(h);
+	free(y);
+	free(att);
+	free(wgate);
+	calib_out_done(&out);
+	model_free(t->m);
+	assert_int_equal(tiny_close(t), 0);
 }
 
 /* @w[n_out][k] -> W B A^-1 (A symmetric), by LU: A Z = B^T W^T, W* = Z^T. */
@@ -744,6 +829,7 @@ int test_calib_run(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_linear_quantized_and_model_holds_dequantized),
 		cmocka_unit_test(test_hessians_match_independent_recomputation),
+		cmocka_unit_test(test_gemma3_ffn_hessian_sees_the_post_norm),
 		cmocka_unit_test(test_error_propagation_targets_match_recomputation),
 		cmocka_unit_test(test_error_propagation_fits_on_a_subset),
 		cmocka_unit_test(test_fp_method_leaves_weights_unchanged),
