@@ -198,8 +198,8 @@ f.write(f"- decode: {n_gen} tokens, batch 1, mean of {reps} runs, interleaved (e
         f"per round); llama.cpp `llama-bench -p 0 -n {n_gen} -r 1` (no prompt), ours `shiftadd generate --temp 0` (decode rate after a 6-token "
         "prompt; stops early at EOS, see 'generated' in the JSON)\n")
 f.write(f"- llama.cpp files: `llama-quantize --allow-requantize` of {os.path.basename(source)}; "
-        "K-quants need rows of 256 columns, so on SmolLM2's 576-wide matrices llama-quantize "
-        "falls back to Q4_0 for those tensors: the type mix is listed (Q3_K_S and Q2_K can come "
+        "K-quants need rows of a multiple of 256 columns, so on narrower ones (SmolLM2's 576, "
+        "Gemma 3 270M's 640) llama-quantize falls back to Q4_0 for those tensors: the type mix is listed (Q3_K_S and Q2_K can come "
         "out as the same file)\n")
 f.write("- llama.cpp runs ggml's spinning thread pool: on an oversubscribed machine its "
         "multi-thread figures collapse (threads spin while a preempted peer holds the barrier); "
