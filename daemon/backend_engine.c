@@ -153,31 +153,11 @@ static void engine_info(const struct backend *b, struct backend_info *ret)
 static int engine_tokenize(struct backend *b, const char *text, size_t len, int32_t **ret_ids,
 			   size_t *ret_n)
 {
-	const struct tokenizer *t = b->m->tok;
-	int32_t *ids;
-	size_t n;
-	int r;
-
-	/* clients send chat-formatted prompts, so special tokens in the text count */
-	r = tokenizer_encode(t, text, len, true, &ids, &n);
-	if (r < 0)
-		return r;
-	/* a text starts with BOS where the model's tokenizer asks for one (Gemma) */
-	if (tokenizer_add_bos(t) && tokenizer_bos(t) >= 0) {
-		int32_t *p = realloc(ids, (n + 1) * sizeof(*ids));
-
-		if (!p) {
-			free(ids);
-			return -ENOMEM;
-		}
-		memmove(p + 1, p, n * sizeof(*p));
-		p[0] = tokenizer_bos(t);
-		ids = p;
-		n++;
-	}
-	*ret_ids = ids;
-	*ret_n = n;
-	return 0;
+	/*
+	 * Clients send chat-formatted prompts, so special tokens in the text count; BOS first
+	 * where the model's tokenizer asks for one (Gemma: it answers garbage without).
+	 */
+	return tokenizer_encode_text(b->m->tok, text, len, true, ret_ids, ret_n);
 }
 
 static int engine_piece(struct backend *b, int32_t id, char *buf, size_t cap)

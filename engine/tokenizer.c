@@ -31,6 +31,31 @@ const char tok_re_digits[] = "\\p{N}";
 
 static const char meta_sym[] = "\xe2\x96\x81"; /* U+2581 "▁" */
 
+int tokenizer_encode_text(const struct tokenizer *t, const char *text, size_t len,
+			  bool parse_special, int32_t **ret_ids, size_t *ret_n)
+{
+	int32_t *ids, *p;
+	size_t n;
+	int r;
+
+	r = tokenizer_encode(t, text, len, parse_special, &ids, &n);
+	if (r < 0 || !tokenizer_add_bos(t) || tokenizer_bos(t) < 0) {
+		*ret_ids = r < 0 ? NULL : ids;
+		*ret_n = r < 0 ? 0 : n;
+		return r;
+	}
+	p = realloc(ids, (n + 1) * sizeof(*ids));
+	if (!p) {
+		free(ids);
+		return -ENOMEM;
+	}
+	memmove(p + 1, p, n * sizeof(*p));
+	p[0] = tokenizer_bos(t);
+	*ret_ids = p;
+	*ret_n = n + 1;
+	return 0;
+}
+
 static int check_utf8(const char *text, size_t len);
 
 /* ---- UTF-8 and the GPT-2 byte map ---- */

@@ -59,6 +59,14 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
 		     int32_t **ret_ids, size_t *ret_n);
 
 /*
+ * A whole text as the model sees it at the start of a sequence: tokenizer_encode() with BOS
+ * first when the tokenizer asks for one (add_bos_token: LLaMA-2, Gemma; not SmolLM2).
+ * Same contract and errors as tokenizer_encode().
+ */
+int tokenizer_encode_text(const struct tokenizer *t, const char *text, size_t len,
+			  bool parse_special, int32_t **ret_ids, size_t *ret_n);
+
+/*
  * Bytes of token @id as it appears in decoded text (byte-level mapping undone, "▁" as space,
  * <0xNN> as that byte). Returns the byte count written (may exceed @cap: then truncated), or
  * -EINVAL for an id out of range. Pieces of one character may split a UTF-8 sequence.

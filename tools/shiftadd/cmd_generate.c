@@ -139,8 +139,6 @@ static void json_str(FILE *f, const char *s)
 static int build_prompt(const struct model *m, const struct gen_opts *o, int32_t **ids, size_t *n)
 {
 	char *text = NULL;
-	int32_t *raw, *full;
-	bool bos = tokenizer_add_bos(m->tok) && tokenizer_bos(m->tok) >= 0;
 	int r;
 
 	if (o->chat) {
@@ -151,23 +149,10 @@ static int build_prompt(const struct model *m, const struct gen_opts *o, int32_t
 			return r;
 		}
 	}
-	r = tokenizer_encode(m->tok, text ? text : o->prompt, strlen(text ? text : o->prompt),
-			     o->chat || o->special, &raw, n);
+	r = tokenizer_encode_text(m->tok, text ? text : o->prompt, strlen(text ? text : o->prompt),
+				  o->chat || o->special, ids, n);
 	free(text);
-	if (r < 0)
-		return r;
-	full = malloc((*n + 1) * sizeof(*full));
-	if (!full) {
-		free(raw);
-		return -ENOMEM;
-	}
-	if (bos)
-		full[0] = tokenizer_bos(m->tok);
-	memcpy(full + bos, raw, *n * sizeof(*raw));
-	*n += bos;
-	free(raw);
-	*ids = full;
-	return 0;
+	return r;
 }
 
 static bool is_stop(const struct model *m, int32_t id, int32_t eot)

@@ -272,6 +272,18 @@ static void test_gpt2_wikitext_matches_hf(void **state)
 	assert_int_equal(tokenizer_eos(t), 50256);
 	assert_false(tokenizer_add_bos(t));
 	check_wikitext(t, "gpt2");
+	{
+		/* no add_bos_token: a whole text is encode()'s ids alone */
+		int32_t *a, *b;
+		size_t na, nb;
+
+		assert_int_equal(tokenizer_encode(t, "Hello world", 11, false, &a, &na), 0);
+		assert_int_equal(tokenizer_encode_text(t, "Hello world", 11, false, &b, &nb), 0);
+		assert_int_equal(na, nb);
+		assert_memory_equal(a, b, na * sizeof(*a));
+		free(a);
+		free(b);
+	}
 	tokenizer_free(t);
 }
 
@@ -632,6 +644,19 @@ static void test_spm_gguf_matches_sentencepiece(void **state)
 	assert_int_equal(tokenizer_encode(t, "<s>", 3, true, &ids, &n), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(ids[0], 1);
+	free(ids);
+	/* a whole text gets BOS first, as add_bos_token asks; the rest is encode()'s */
+	assert_int_equal(tokenizer_encode(t, s, strlen(s), false, &ids, &n), 0);
+	{
+		int32_t *full;
+		size_t n_full;
+
+		assert_int_equal(tokenizer_encode_text(t, s, strlen(s), false, &full, &n_full), 0);
+		assert_int_equal(n_full, n + 1);
+		assert_int_equal(full[0], 1);
+		assert_memory_equal(full + 1, ids, n * sizeof(*ids));
+		free(full);
+	}
 	free(ids);
 	/* user-defined (type 4) pieces are matched even without parse_special */
 	assert_int_equal(tokenizer_encode(t, s, strlen(s), false, &ids, &n), 0);
