@@ -70,7 +70,8 @@ static const struct opt_spec specs[] = {
 	  "24 halved the conversion for +2% perplexity" },
 	{ "head", 0, "TYPE", "as the source",
 	  "q5_0: store the LM head as its own Q5_0 tensor (21 MB instead of Q8_0's 30 MB for "
-	  "SmolLM2: decode reads all of it per token); the embedding lookups keep the source's" },
+	  "SmolLM2: decode reads all of it per token; slower on Gemma 3's 262k rows, where the "
+	  "unpacking outweighs the saved reads); the embedding lookups keep the source's" },
 	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products" },
 	{ "json", 0, NULL, NULL, "print the per-layer table as JSON on stdout" },
 	{ "quiet", 'q', NULL, NULL, "no per-layer lines" },
