@@ -500,11 +500,16 @@ static int g_opt_f32(const struct gguf_file *g, const char *arch, const char *su
 /*
  * Gemma 3's extras over the LLaMA layout, as llama.cpp's GGUF conversion stores them (norm
  * weights with Gemma's "1 +" folded in). The layer pattern and the sliding layers' RoPE base
- * are not in older files: llama.cpp fixes them at 6 and 10000, as the HF config does.
+ * are not in older files: llama.cpp fixes them at 6 and 10000, as the HF config does. The
+ * q.k scale is head_dim^-1/2 unless "attention.scale" says otherwise (files we convert from
+ * HF folders write it from query_pre_attn_scalar).
  */
 static int gemma3_gguf(const struct gguf_file *g, struct model_config *cfg, struct errbuf *e)
 {
 	int r;
+
+	if ((r = g_opt_f32(g, "gemma3", "attention.scale", &cfg->attn_scale, e)) == -EBADMSG)
+		return r;
 
 	cfg->act = FFN_ACT_GELU_TANH;
 	cfg->qk_norm = true;

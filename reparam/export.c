@@ -357,6 +357,68 @@ static int add_hf_tensor(struct gguf_writer *w, const struct st_set *st, const s
 	return add_raw(w, t, wname, e);
 }
 
+/*
+ * Gemma 3's extra keys (model_config.c gemma3_gguf() reads them back): the window, the
+ * layer pattern, the sliding layers' RoPE base and the q.k scale.
+ */
+static int add_gemma3_keys(struct gguf_writer *w, const struct model_config *c)
+{
+	int r = gguf_writer_add_u32(w, "gemma3.attention.sliding_window", c->sliding_window);
+
+	if (r == 0)
+		r = gguf_writer_add_u32(w, "gemma3.attention.sliding_window_pattern",
+					c->swa_period);
+	if (r == 0)
+		r = gguf_writer_add_f32(w, "gemma3.rope.freq_base_swa", c->rope_theta_swa);
+	if (r == 0 && c->attn_scale)
+		r = gguf_writer_add_f32(w, "gemma3.attention.scale", c->attn_scale);
+	return r;
+}
+
+/* One f32 vector of the loaded model as GGUF tensor @name (borrowed until the write). */
+static int add_vec(struct gguf_writer *w, const char *name, const float *v, uint32_t n,
+		   struct errbuf *e)
+{
+	uint64_t ne[1] = { n };
+	int r = gguf_writer_add_tensor(w, name, GGML_TYPE_F32, 1, ne, v, (size_t)n * sizeof(*v));
+
+	return r < 0 ? errbuf_set(e, r, "cannot add tensor '%s': %s", name, strerror(-r)) : 0;
+}
+
+/*
+ * HF Gemma's norms in GGUF form: the loader already folded their "1 +" in (as llama.cpp's
+ * conversion does), so they are written from the model, as F32, under Gemma's GGUF names.
+ */
+static int add_folded_norms(struct gguf_writer *w, const struct model *m, struct errbuf *e)
+{
+	const struct model_config *c = &m->cfg;
+	int r = add_vec(w, "output_norm.weight", m->out_norm, c->dim, e);
+
+	for (uint32_t li = 0; r == 0 && li < c->n_layers; li++) {
+		const struct model_layer *l = &m->layers[li];
+		const struct {
+			const char *name;
+			const float *v;
+			uint32_t n;
+		} norms[] = {
+			{ "attn_norm", l->attn_norm, c->dim },
+			{ "attn_q_norm", l->q_norm, c->head_dim },
+			{ "attn_k_norm", l->k_norm, c->head_dim },
+			{ "post_attention_norm", l->post_attn_norm, c->dim },
+			{ "ffn_norm", l->ffn_norm, c->dim },
+			{ "post_ffw_norm", l->post_ffn_norm, c->dim },
+		};
+
+		for (size_t k = 0; r == 0 && k < sizeof(norms) / sizeof(norms[0]); k++) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "blk.%u.%s.weight", li, norms[k].name);
+			r = add_vec(w, name, norms[k].v, norms[k].n, e);
+		}
+	}
+	return r;
+}
+
 /* The <arch>.* hyper-parameters as model_config_from_gguf() reads them back. */
 static int add_hf_arch(struct gguf_writer *w, const struct model_config *c, const char *arch,
 		       const char *name)
@@ -388,6 +450,8 @@ static int add_hf_arch(struct gguf_writer *w, const struct model_config *c, cons
 		TRY(gguf_writer_add_str(w, KEY("rope.scaling.type"), "linear", 6));
 		TRY(gguf_writer_add_f32(w, KEY("rope.scaling.factor"), c->rope_factor));
 	}
+	if (c->qk_norm)
+		TRY(add_gemma3_keys(w, c));
 #undef TRY
 #undef KEY
 	return r;
@@ -397,19 +461,21 @@ static int add_hf_arch(struct gguf_writer *w, const struct model_config *c, cons
 static int hf_check(const struct model *m, struct errbuf *e)
 {
 	const struct model_config *c = &m->cfg;
+	bool gemma3 = c->qk_norm && c->post_norms && c->act == FFN_ACT_GELU_TANH && c->norm_offset;
 
 	if (c->arch != ARCH_LLAMA)
-		return errbuf_set(e, -EOPNOTSUPP,
-				  "only LLaMA-family HF folders (llama, mistral, qwen2) can be "
-				  "written as GGUF");
-	if (c->qk_norm || c->post_norms || c->act != FFN_ACT_SILU)
-		return errbuf_set(e, -EOPNOTSUPP,
-				  "Gemma 3 HF folders cannot be written as GGUF yet; convert the "
-				  "model's GGUF file instead");
+		return errbuf_set(
+			e, -EOPNOTSUPP,
+			"only LLaMA-family HF folders (llama, mistral, qwen2, gemma3_text) "
+			"can be written as GGUF");
+	if (!gemma3 && (c->qk_norm || c->post_norms || c->act != FFN_ACT_SILU))
+		return errbuf_set(e, -EOPNOTSUPP, "this mix of Gemma features has no GGUF form");
+	if (gemma3 && c->rope_scaling != ROPE_SCALING_NONE)
+		return errbuf_set(e, -EOPNOTSUPP, "Gemma 3 RoPE scaling has no GGUF form here");
 	if (c->rope_scaling == ROPE_SCALING_LLAMA3)
 		return errbuf_set(e, -EOPNOTSUPP,
 				  "llama3 RoPE scaling has no GGUF metadata the loader reads");
-	if (c->sliding_window)
+	if (c->sliding_window && !gemma3)
 		return errbuf_set(e, -EOPNOTSUPP,
 				  "sliding-window attention has no GGUF metadata the loader reads");
 	if (m->rope_pairing != ROPE_PAIR_HALF)
@@ -421,7 +487,7 @@ static int add_hf(struct gguf_writer *w, const char *dir, const struct model *m,
 		  const struct calib_out *out, const struct export_meta *meta,
 		  struct st_set **ret_st, void ***bufs, uint32_t *n_bufs, struct errbuf *e)
 {
-	const char *arch = m->cfg.qkv_bias ? "qwen2" : "llama";
+	const char *arch = m->cfg.qkv_bias ? "qwen2" : m->cfg.qk_norm ? "gemma3" : "llama";
 	const char *base = strrchr(dir, '/');
 	struct gguf_file *tg = NULL;
 	void *timg = NULL;
@@ -458,10 +524,15 @@ static int add_hf(struct gguf_writer *w, const char *dir, const struct model *m,
 	for (uint32_t k = 0; r == 0 && k < sizeof(hf_names) / sizeof(hf_names[0]); k++) {
 		const struct hf_name *n = &hf_names[k];
 
+		/* Gemma's norms differ in names and values: written from the model below */
+		if (m->cfg.norm_offset && strstr(n->gguf, "norm"))
+			continue;
 		for (uint32_t li = 0; r == 0 && li < (n->per_layer ? m->cfg.n_layers : 1); li++)
 			r = add_hf_tensor(w, *ret_st, m, out, n, li, meta->head_q5_0, bufs, n_bufs,
 					  e);
 	}
+	if (r == 0 && m->cfg.norm_offset)
+		r = add_folded_norms(w, m, e);
 	if (r == 0 && meta->head_q5_0)
 		r = add_q5_head(w, m, NULL, bufs, n_bufs, e);
 	return r;

@@ -55,6 +55,7 @@ static void sh(const char *fmt, const char *a, const char *b)
 
 struct tiny_cfg {
 	bool qwen2;	  /* qkv bias, tied embeddings */
+	bool gemma3;	  /* gemma3_text: windows, q/k norms, post-norms, tied embeddings */
 	const char *rope; /* extra config.json members, e.g. a rope_scaling object */
 	enum st_dtype dtype;
 };
@@ -127,10 +128,29 @@ enum {
 	LAYERS = 2
 };
 
+/*
+ * Gemma 3 (transformers 4's layout): head_dim 32 != DIM / HEADS, a window of 5 keys in layer 0
+ * (the fixture's windows of EVAL_N tokens reach far past it), a full layer 1, its own q.k
+ * scale and RoPE bases.
+ */
+static void write_gemma3_config(FILE *f)
+{
+	fprintf(f,
+		"{\"model_type\": \"gemma3_text\", \"hidden_size\": %d, \"intermediate_size\": %d, "
+		"\"num_attention_heads\": %d, \"num_key_value_heads\": 2, \"head_dim\": 32, "
+		"\"num_hidden_layers\": %d, \"vocab_size\": %d, \"max_position_embeddings\": 128, "
+		"\"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, "
+		"\"rope_local_base_freq\": 10000.0, \"sliding_window\": 5, "
+		"\"layer_types\": [\"sliding_attention\", \"full_attention\"], "
+		"\"query_pre_attn_scalar\": 24, \"hidden_activation\": \"gelu_pytorch_tanh\", "
+		"\"tie_word_embeddings\": true}\n",
+		DIM, FFN, HEADS, LAYERS, N_VOCAB);
+}
+
 static void write_tiny(const char *dir, const struct tiny_cfg *c, const char *tokenizer)
 {
-	struct st_out o = { .seed = c->qwen2 ? 7 : 3 };
-	uint32_t kv = c->qwen2 ? 1 : 2, hd = DIM / HEADS;
+	struct st_out o = { .seed = c->qwen2 ? 7 : c->gemma3 ? 5 : 3 };
+	uint32_t kv = c->qwen2 ? 1 : 2, hd = c->gemma3 ? 32 : DIM / HEADS;
 	char path[512], name[128];
 	uint64_t hsize;
 	FILE *f;
@@ -138,13 +158,16 @@ static void write_tiny(const char *dir, const struct tiny_cfg *c, const char *to
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	f = fopen(path, "w");
 	assert_non_null(f);
-	fprintf(f,
-		"{\"model_type\": \"%s\", \"hidden_size\": %d, \"intermediate_size\": %d, "
-		"\"num_attention_heads\": %d, \"num_key_value_heads\": %u, "
-		"\"num_hidden_layers\": %d, \"vocab_size\": %d, \"max_position_embeddings\": 128, "
-		"\"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"tie_word_embeddings\": %s%s}\n",
-		c->qwen2 ? "qwen2" : "llama", DIM, FFN, HEADS, kv, LAYERS, N_VOCAB,
-		c->qwen2 ? "true" : "false", c->rope ? c->rope : "");
+	if (c->gemma3)
+		write_gemma3_config(f);
+	else
+		fprintf(f,
+			"{\"model_type\": \"%s\", \"hidden_size\": %d, \"intermediate_size\": %d, "
+			"\"num_attention_heads\": %d, \"num_key_value_heads\": %u, "
+			"\"num_hidden_layers\": %d, \"vocab_size\": %d, \"max_position_embeddings\": 128, "
+			"\"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"tie_word_embeddings\": %s%s}\n",
+			c->qwen2 ? "qwen2" : "llama", DIM, FFN, HEADS, kv, LAYERS, N_VOCAB,
+			c->qwen2 ? "true" : "false", c->rope ? c->rope : "");
 	fclose(f);
 	hdr_add(&o, "{");
 	st_add(&o, c->dtype, "model.embed_tokens.weight", N_VOCAB, DIM, false);
@@ -153,13 +176,21 @@ static void write_tiny(const char *dir, const struct tiny_cfg *c, const char *to
 						    "self_attn.v_proj", "self_attn.o_proj",
 						    "mlp.gate_proj",	"mlp.up_proj",
 						    "mlp.down_proj" };
-		const uint64_t rows[7] = { DIM, kv * hd, kv * hd, DIM, FFN, FFN, DIM };
-		const uint64_t cols[7] = { DIM, DIM, DIM, DIM, DIM, DIM, FFN };
+		const uint64_t rows[7] = { HEADS * hd, kv * hd, kv * hd, DIM, FFN, FFN, DIM };
+		const uint64_t cols[7] = { DIM, DIM, DIM, HEADS * hd, DIM, DIM, FFN };
+		static const char *const gnorms[3] = { "self_attn.q_norm", "self_attn.k_norm",
+						       "pre_feedforward_layernorm" };
+		static const char *const post_ffn = "post_feedforward_layernorm";
 
 		snprintf(name, sizeof(name), "model.layers.%u.input_layernorm.weight", l);
 		st_add(&o, c->dtype, name, 1, DIM, true);
 		snprintf(name, sizeof(name), "model.layers.%u.post_attention_layernorm.weight", l);
 		st_add(&o, c->dtype, name, 1, DIM, true);
+		for (uint32_t i = 0; c->gemma3 && i < 4; i++) {
+			snprintf(name, sizeof(name), "model.layers.%u.%s.weight", l,
+				 i < 3 ? gnorms[i] : post_ffn);
+			st_add(&o, c->dtype, name, 1, i < 2 ? hd : DIM, true);
+		}
 		for (uint32_t i = 0; i < 7; i++) {
 			snprintf(name, sizeof(name), "model.layers.%u.%s.weight", l, lin[i]);
 			st_add(&o, c->dtype, name, rows[i], cols[i], false);
@@ -170,7 +201,7 @@ static void write_tiny(const char *dir, const struct tiny_cfg *c, const char *to
 		}
 	}
 	st_add(&o, c->dtype, "model.norm.weight", 1, DIM, true);
-	if (!c->qwen2)
+	if (!c->qwen2 && !c->gemma3)
 		st_add(&o, c->dtype, "lm_head.weight", N_VOCAB, DIM, false);
 	hdr_add(&o, "}");
 	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
@@ -336,7 +367,7 @@ static void check_fp(struct fx *f, const struct tiny_cfg *c, enum ggml_type want
 	assert_int_equal(model_load(f->dir, &src, &e), 0);
 	assert_int_equal(back->rope_pairing, ROPE_PAIR_HALF);
 	assert_int_equal(back->cfg.n_kv_heads, src->cfg.n_kv_heads);
-	assert_int_equal(back->cfg.tied_embeddings, c->qwen2);
+	assert_int_equal(back->cfg.tied_embeddings, c->qwen2 || c->gemma3);
 	assert_int_equal(back->cfg.qkv_bias, c->qwen2);
 	n = same_ids(src, back, ids);
 	a = logits_of(src, ids, n);
@@ -346,14 +377,20 @@ static void check_fp(struct fx *f, const struct tiny_cfg *c, enum ggml_type want
 	free(b);
 
 	assert_int_equal(gguf_open(f->out, &g, &e), 0);
-	assert_string_equal(kv_str(g, "general.architecture", buf, sizeof(buf)),
-			    c->qwen2 ? "qwen2" : "llama");
+	assert_string_equal(kv_str(g, "general.architecture", buf, sizeof(buf)), c->qwen2 ? "qwen2"
+										 : c->gemma3
+											 ? "gemma3"
+											 : "llama");
 	assert_string_equal(kv_str(g, "tokenizer.ggml.model", buf, sizeof(buf)), "llama");
 	assert_string_equal(kv_str(g, "shiftadd.method", buf, sizeof(buf)), "fp");
 	assert_int_equal(gguf_find_tensor(g, "token_embd.weight")->type, want_type);
-	assert_int_equal(gguf_find_tensor(g, "blk.1.ffn_norm.weight")->type, want_type);
+	/* Gemma's norms are written with their "1 +" folded in, as f32 */
+	assert_int_equal(gguf_find_tensor(g, "blk.1.ffn_norm.weight")->type,
+			 c->gemma3 ? GGML_TYPE_F32 : want_type);
 	assert_int_equal(gguf_find_tensor(g, "blk.0.attn_q.weight")->type, GGML_TYPE_F32);
-	assert_true(!gguf_find_tensor(g, "output.weight") == c->qwen2);
+	assert_true(!gguf_find_tensor(g, "output.weight") == (c->qwen2 || c->gemma3));
+	assert_true(!gguf_find_tensor(g, "blk.1.attn_k_norm.weight") == !c->gemma3);
+	assert_true(!gguf_find_tensor(g, "blk.1.post_ffw_norm.weight") == !c->gemma3);
 	assert_true(!gguf_find_tensor(g, "blk.1.attn_v.bias") == !c->qwen2);
 	gguf_close(g);
 	model_free(src);
@@ -374,14 +411,19 @@ static void test_hf_qwen2_f32_fp_roundtrip(void **state)
 	check_fp(*state, &c, GGML_TYPE_F32);
 }
 
+static void test_hf_gemma3_bf16_fp_roundtrip(void **state)
+{
+	struct tiny_cfg c = { .gemma3 = true, .dtype = ST_BF16 };
+
+	check_fp(*state, &c, GGML_TYPE_BF16);
+}
+
 /*
  * A calibrated method (f16 calibration storage): the file holds the planes and runs as the
  * in-memory quantized model; the metadata records the calibration dtype.
  */
-static void test_hf_calibrated_matches_in_memory_model(void **state)
+static void check_calibrated(struct fx *f, const struct tiny_cfg *c)
 {
-	struct fx *f = *state;
-	struct tiny_cfg c = { .dtype = ST_F16 };
 	struct errbuf e = { { 0 } };
 	struct model *q = NULL, *back = NULL;
 	struct gguf_file *g = NULL;
@@ -391,7 +433,7 @@ static void test_hf_calibrated_matches_in_memory_model(void **state)
 	uint32_t n;
 	int r;
 
-	write_tiny(f->dir, &c, SPM_META);
+	write_tiny(f->dir, c, SPM_META);
 	r = convert(f->dir, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F16, f->out, &q, &e);
 	if (r < 0)
 		fail_msg("convert: %s", errbuf_str(&e, r));
@@ -412,6 +454,21 @@ static void test_hf_calibrated_matches_in_memory_model(void **state)
 	gguf_close(g);
 	model_free(q);
 	model_free(back);
+}
+
+static void test_hf_calibrated_matches_in_memory_model(void **state)
+{
+	struct tiny_cfg c = { .dtype = ST_F16 };
+
+	check_calibrated(*state, &c);
+}
+
+/* Gemma 3: the calibration's post-norms and windows, then the file, give the same logits. */
+static void test_hf_gemma3_calibrated_matches_in_memory_model(void **state)
+{
+	struct tiny_cfg c = { .gemma3 = true, .dtype = ST_F16 };
+
+	check_calibrated(*state, &c);
 }
 
 /*
@@ -737,7 +794,9 @@ int test_export_run(void)
 		cmocka_unit_test(test_export_regexes_are_the_engines),
 		cmocka_unit_test(test_hf_llama_bf16_fp_roundtrip),
 		cmocka_unit_test(test_hf_qwen2_f32_fp_roundtrip),
+		cmocka_unit_test(test_hf_gemma3_bf16_fp_roundtrip),
 		cmocka_unit_test(test_hf_calibrated_matches_in_memory_model),
+		cmocka_unit_test(test_hf_gemma3_calibrated_matches_in_memory_model),
 		cmocka_unit_test(test_hf_q5_0_head_untied),
 		cmocka_unit_test(test_hf_q5_0_head_tied),
 		cmocka_unit_test(test_hf_unsupported_is_refused),
