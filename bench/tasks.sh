@@ -7,7 +7,8 @@
 # Each model's result is kept in bench/tmp/tasks/$TAG/<label>.json (and its --dump-scores lines);
 # a model whose JSON is there already is not run again (delete it to redo), so a long table can
 # be built over several sittings. The table is re-rendered after every model.
-# NOTES=FILE appends a hand-written paragraph below the table on every render.
+# NOTES=FILE appends a hand-written paragraph below the table on every render; MODEL_NAME names
+# the model family in the title (default SmolLM2-135M-Instruct).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -20,7 +21,7 @@ out=bench/results/tasks-$tag
 mkdir -p "$dir"
 export SA
 [ $# -gt 0 ] || { echo "usage: bench/tasks.sh LABEL=MODEL..." >&2; exit 2; }
-header "Zero-shot tasks: SmolLM2-135M-Instruct, first $LIMIT items per task" \
+header "Zero-shot tasks: ${MODEL_NAME:-SmolLM2-135M-Instruct}, first $LIMIT items per task" \
 	"LIMIT=$LIMIT TAG=$tag bench/tasks.sh $(printf "'%s' " "$@")" > "$dir/header.md.new"
 # The header (command, commit, date) is replaced only when this invocation scores a model, so a
 # render-only rerun keeps the provenance of the runs.
