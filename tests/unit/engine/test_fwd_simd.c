@@ -8,6 +8,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -112,84 +113,91 @@ static void test_logsumexp_matches_double(void **state)
 	free(x);
 }
 
-static void test_silu_mul_and_sumsq_match_double(void **state)
-{
-	enum {
-		N = 1003
-	};
-	const struct fwd_ops *ops[2];
-	uint32_t n_ops = host_ops(ops);
-	float g[N], u[N], y[N];
-	uint64_t rng = 3;
+enum {
+	GATED_N = 1003
+};
 
-	for (uint32_t i = 0; i < N; i++) {
-		g[i] = urand(&rng, -20.0f, 20.0f);
+/* Test inputs: g uniform in [lo, hi) with saturating ends, u in [-2, 2). */
+static void gated_inputs(float *g, float *u, float lo, float hi, uint64_t rng)
+{
+	for (uint32_t i = 0; i < GATED_N; i++) {
+		g[i] = urand(&rng, lo, hi);
 		u[i] = urand(&rng, -2.0f, 2.0f);
 	}
-	/* saturated ends: e^-g overflows or vanishes */
+	/* saturated ends: the exponential overflows or vanishes */
 	g[0] = -100.0f;
 	g[1] = 100.0f;
 	g[2] = 0;
-	for (uint32_t o = 0; o < n_ops; o++) {
-		double want_ss = 0;
-
-		memcpy(y, g, sizeof(g));
-		ops[o]->silu_mul(y, u, N);
-		for (uint32_t i = 0; i < N; i++) {
-			double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
-
-			assert_true(isfinite(y[i]));
-			assert_true(fabs(y[i] - want) <= 1e-6 * fabs(want) + 1e-30);
-			want_ss += (double)g[i] * g[i];
-		}
-		for (uint32_t n = 0; n <= N; n += 97)
-			assert_true(ops[o]->sumsq(g, n) >= 0);
-		assert_true(fabs(ops[o]->sumsq(g, N) - want_ss) <= 1e-12 * want_ss);
-	}
 }
 
-/* GELU's tanh form, as transformers' gelu_pytorch_tanh writes it, in double. */
-static void test_gelu_mul_matches_double(void **state)
+/*
+ * Both gated activations are x * sigmoid(a(x)): SiLU a = x; GELU's tanh form (transformers'
+ * gelu_pytorch_tanh, 0.5 x (1 + tanh(y))) a = 2y, y = sqrt(2/pi) (x + 0.044715 x^3), written
+ * this way in double so that nothing cancels at x << 0.
+ */
+static double gated_arg(bool gelu, double x)
 {
-	enum {
-		N = 1003
-	};
+	return gelu ? 2 * sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x) : x;
+}
+
+/*
+ * ops->silu_mul / gelu_mul of every host ISA against double on GATED_N inputs, at every
+ * length up to 40 and some beyond (tails), entries past the length untouched. Tolerance:
+ * relative @tol0, plus @tol_arg per unit of |a(x)| (the f32 rounding of a polynomial
+ * argument carried into the exponential).
+ */
+static void check_gated(bool gelu, float lo, float hi, uint64_t seed, double tol0, double tol_arg)
+{
 	const struct fwd_ops *ops[2];
 	uint32_t n_ops = host_ops(ops);
-	float g[N], u[N], y[N];
-	uint64_t rng = 5;
+	float g[GATED_N], u[GATED_N], y[GATED_N];
 
-	for (uint32_t i = 0; i < N; i++) {
-		g[i] = urand(&rng, -12.0f, 12.0f);
-		u[i] = urand(&rng, -2.0f, 2.0f);
-	}
-	g[0] = -100.0f;
-	g[1] = 100.0f;
-	g[2] = 0;
+	gated_inputs(g, u, lo, hi, seed);
 	for (uint32_t o = 0; o < n_ops; o++) {
-		for (uint32_t n = 1; n <= N; n += n < 40 ? 1 : 481) {
+		for (uint32_t n = 1; n <= GATED_N; n += n < 40 ? 1 : 481) {
 			memcpy(y, g, sizeof(g));
-			ops[o]->gelu_mul(y, u, n);
-			for (uint32_t i = 0; i < N; i++) {
-				/* 0.5 x (1 + tanh y) as x / (1 + e^-2y): no cancellation at x << 0 */
-				double x = g[i],
-				       y2 = 2 * sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
-				double want = x / (1.0 + exp(-y2)) * u[i];
+			(gelu ? ops[o]->gelu_mul : ops[o]->silu_mul)(y, u, n);
+			for (uint32_t i = 0; i < GATED_N; i++) {
+				double a = gated_arg(gelu, g[i]);
+				double want = (double)g[i] / (1.0 + exp(-a)) * u[i];
+				double tol = (tol0 + tol_arg * fabs(a)) * fabs(want) + 1e-30;
 
 				if (i >= n) {
-					assert_true(y[i] == g[i]); /* past n: untouched */
+					assert_true(y[i] == g[i]);
 					continue;
 				}
 				assert_true(isfinite(y[i]));
-				/* the f32 argument of e^-2y carries ~|2y| 2^-24 of rounding */
-				double tol = (2e-6 + 1.2e-7 * fabs(y2)) * fabs(want) + 1e-30;
-
 				if (!(fabs(y[i] - want) <= tol))
-					fail_msg("%s n %u: gelu(%.9g) * %.9g = %.9g, want %.9g",
-						 ops[o]->name, n, g[i], u[i], y[i], want);
+					fail_msg("%s n %u: %s(%.9g) * %.9g = %.9g, want %.9g",
+						 ops[o]->name, n, gelu ? "gelu" : "silu", g[i],
+						 u[i], y[i], want);
 			}
 		}
 	}
+}
+
+static void test_silu_mul_and_sumsq_match_double(void **state)
+{
+	const struct fwd_ops *ops[2];
+	uint32_t n_ops = host_ops(ops);
+	float g[GATED_N], u[GATED_N];
+
+	check_gated(false, -20.0f, 20.0f, 3, 1e-6, 0);
+	gated_inputs(g, u, -20.0f, 20.0f, 3);
+	for (uint32_t o = 0; o < n_ops; o++) {
+		double want_ss = 0;
+
+		for (uint32_t i = 0; i < GATED_N; i++)
+			want_ss += (double)g[i] * g[i];
+		for (uint32_t n = 0; n <= GATED_N; n += 97)
+			assert_true(ops[o]->sumsq(g, n) >= 0);
+		assert_true(fabs(ops[o]->sumsq(g, GATED_N) - want_ss) <= 1e-12 * want_ss);
+	}
+}
+
+static void test_gelu_mul_matches_double(void **state)
+{
+	check_gated(true, -12.0f, 12.0f, 5, 2e-6, 1.2e-7);
 }
 
 static void test_nan_is_not_hidden(void **state)
