@@ -298,12 +298,6 @@ static float model_attn_scale(const struct model_config *c)
 	return c->attn_scale ? c->attn_scale : 1.0f / sqrtf((float)c->head_dim);
 }
 
-/* The first key a query at position @p sees through a window of @win keys (0: none). */
-static uint32_t window_start(uint32_t p, uint32_t win)
-{
-	return win && p + 1 > win ? p + 1 - win : 0;
-}
-
 /*
  * Causal attention through BLAS for @len <= ATT_BLOCK consecutive tokens of sequence @s at
  * positions p0.., whose k/v are already in the cache, each seeing its last @win keys (0:
@@ -315,7 +309,7 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 {
 	const struct model_config *c = &m->cfg;
 	uint32_t hd = c->head_dim, q_dim = c->n_heads * hd, kvd = kv->kv_dim;
-	uint32_t lo0 = window_start(p0, win), n_keys = p0 + len - lo0;
+	uint32_t lo0 = fwd_window_start(p0 + 1, win), n_keys = p0 + len - lo0;
 	uint32_t group = c->n_heads / c->n_kv_heads;
 	const float *kc = kv_at(kv, kv->k, s, layer) + (uint64_t)lo0 * kvd;
 	const float *vc = kv_at(kv, kv->v, s, layer) + (uint64_t)lo0 * kvd;
@@ -330,7 +324,7 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 			float *row = scores + (uint64_t)r * n_keys;
 			/* keys [lo, visible) of the block's [lo0, p0 + len), counted from lo0 */
 			uint32_t visible = p0 + r + 1 - lo0;
-			uint32_t lo = window_start(p0 + r, win) - lo0;
+			uint32_t lo = fwd_window_start(p0 + r + 1, win) - lo0;
 
 			memset(row, 0, lo * sizeof(float));
 			fwd_ops()->softmax(row + lo, visible - lo);

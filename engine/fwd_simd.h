@@ -40,10 +40,16 @@ struct fwd_att_rows {
 	float scale;   /* applied to q.k */
 };
 
+/* The first key a query that sees keys [0, @vis) attends to through a window of @win (0: none). */
+static inline uint32_t fwd_window_start(uint32_t vis, uint32_t win)
+{
+	return win && vis > win ? vis - win : 0;
+}
+
 /* The first key row @r of @a attends to. */
 static inline uint32_t fwd_att_first_key(const struct fwd_att_rows *a, uint32_t r)
 {
-	return a->win && a->vis0 + r > a->win ? a->vis0 + r - a->win : 0;
+	return fwd_window_start(a->vis0 + r, a->win);
 }
 
 struct fwd_ops {

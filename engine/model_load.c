@@ -367,7 +367,7 @@ static int load_extra_norms(struct model *m, const struct source *s, const struc
 	if (c->qk_norm) {
 		if (!nm->q_norm)
 			return errbuf_set(e, -EOPNOTSUPP,
-					  "q/k norms are only read from GGUF files");
+					  "this checkpoint layout names no q/k norm tensors");
 		r = load_named(m, s, nm->q_norm, i, ".weight", 1, c->head_dim, false, &l->q_norm,
 			       e);
 		if (r == 0)
@@ -377,7 +377,7 @@ static int load_extra_norms(struct model *m, const struct source *s, const struc
 	if (r == 0 && c->post_norms) {
 		if (!nm->post_attn_norm)
 			return errbuf_set(e, -EOPNOTSUPP,
-					  "post-norms are only read from GGUF files");
+					  "this checkpoint layout names no post-norm tensors");
 		r = load_named(m, s, nm->post_attn_norm, i, ".weight", 1, c->dim, false,
 			       &l->post_attn_norm, e);
 		if (r == 0)

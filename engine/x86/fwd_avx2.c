@@ -8,6 +8,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 /*
@@ -204,21 +205,35 @@ static double logsumexp_avx2(const float *x, uint32_t n)
 	return log(sum_exp(x, n, mx, NULL)) + mx;
 }
 
-static inline __m256 silu_mul8(__m256 g, __m256 u)
+/*
+ * The negated exponent of a gated activation x * sigmoid(a(x)) = x / (1 + e^-a(x)): SiLU
+ * a = x; GELU's tanh form (gelu_mul_ref's formula) a = k0 (x + k1 x^3).
+ */
+static inline __m256 gate_neg_arg(__m256 x, bool gelu)
 {
-	__m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+	if (!gelu)
+		return _mm256_sub_ps(_mm256_setzero_ps(), x);
+	return _mm256_mul_ps(
+		C(-1.5957691216057308f),
+		_mm256_fmadd_ps(C(0.044715f), _mm256_mul_ps(_mm256_mul_ps(x, x), x), x));
+}
+
+static inline __m256 gated_mul8(__m256 g, __m256 u, bool gelu)
+{
+	__m256 e = exp8(gate_neg_arg(g, gelu));
 
 	return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(C(1.0f), e)), u);
 }
 
-static void silu_mul_avx2(float *g, const float *u, uint64_t n)
+/* g[i] = g[i] / (1 + e^-a(g[i])) * u[i]; two vectors per step so the exps overlap. */
+static inline __attribute__((always_inline)) void gated_mul(float *g, const float *u, uint64_t n,
+							    bool gelu)
 {
 	uint64_t i = 0;
 
 	for (; i + 16 <= n; i += 16) {
 		__m256 g0 = _mm256_loadu_ps(g + i), g1 = _mm256_loadu_ps(g + i + 8);
-		__m256 e0 = _mm256_sub_ps(_mm256_setzero_ps(), g0);
-		__m256 e1 = _mm256_sub_ps(_mm256_setzero_ps(), g1);
+		__m256 e0 = gate_neg_arg(g0, gelu), e1 = gate_neg_arg(g1, gelu);
 
 		exp8x2(&e0, &e1);
 		e0 = _mm256_div_ps(g0, _mm256_add_ps(C(1.0f), e0));
@@ -227,43 +242,22 @@ static void silu_mul_avx2(float *g, const float *u, uint64_t n)
 		_mm256_storeu_ps(g + i + 8, _mm256_mul_ps(e1, _mm256_loadu_ps(u + i + 8)));
 	}
 	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(g + i, silu_mul8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+		_mm256_storeu_ps(g + i,
+				 gated_mul8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i), gelu));
 	if (i < n)
 		store_tail(g + i, (uint32_t)(n - i),
-			   silu_mul8(load_tail(g + i, (uint32_t)(n - i), 0),
-				     load_tail(u + i, (uint32_t)(n - i), 0)));
+			   gated_mul8(load_tail(g + i, (uint32_t)(n - i), 0),
+				      load_tail(u + i, (uint32_t)(n - i), 0), gelu));
 }
 
-/* gelu_mul_ref's formula, eight lanes: x / (1 + e^(-k0 (x + k1 x^3))) * u */
-static inline __m256 gelu_arg(__m256 x)
+static void silu_mul_avx2(float *g, const float *u, uint64_t n)
 {
-	__m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-
-	return _mm256_mul_ps(C(-1.5957691216057308f), _mm256_fmadd_ps(C(0.044715f), x3, x));
+	gated_mul(g, u, n, false);
 }
 
 static void gelu_mul_avx2(float *g, const float *u, uint64_t n)
 {
-	uint64_t i = 0;
-
-	for (; i + 16 <= n; i += 16) {
-		__m256 g0 = _mm256_loadu_ps(g + i), g1 = _mm256_loadu_ps(g + i + 8);
-		__m256 e0 = gelu_arg(g0), e1 = gelu_arg(g1);
-
-		exp8x2(&e0, &e1);
-		e0 = _mm256_div_ps(g0, _mm256_add_ps(C(1.0f), e0));
-		e1 = _mm256_div_ps(g1, _mm256_add_ps(C(1.0f), e1));
-		_mm256_storeu_ps(g + i, _mm256_mul_ps(e0, _mm256_loadu_ps(u + i)));
-		_mm256_storeu_ps(g + i + 8, _mm256_mul_ps(e1, _mm256_loadu_ps(u + i + 8)));
-	}
-	for (; i < n; i += 8) {
-		uint32_t k = n - i < 8 ? (uint32_t)(n - i) : 8;
-		__m256 x = load_tail(g + i, k, 0), e = exp8(gelu_arg(x));
-
-		store_tail(g + i, k,
-			   _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(C(1.0f), e)),
-					 load_tail(u + i, k, 0)));
-	}
+	gated_mul(g, u, n, true);
 }
 
 static double sumsq_avx2(const float *x, uint32_t n)
