@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/lut.h"
 
@@ -79,10 +80,16 @@ static void dense_done(struct linear *l)
 	free(d);
 }
 
+static void dense_to_f32(const struct linear *l, float *dst)
+{
+	memcpy(dst, ((struct dense *)l->impl)->w, (size_t)l->n_out * l->n_in * sizeof(float));
+}
+
 static const struct linear_ops dense_ops = {
 	.name = "dense",
 	.forward = dense_forward,
 	.done = dense_done,
+	.to_f32 = dense_to_f32,
 };
 
 int linear_init_dense_runner(struct linear *l, float *w, uint32_t n_out, uint32_t n_in, int own,
@@ -117,6 +124,14 @@ float *linear_dense_weights(const struct linear *l)
 	if (l->ops != &dense_ops)
 		return NULL;
 	return ((struct dense *)l->impl)->w;
+}
+
+int linear_weights_f32(const struct linear *l, float *dst)
+{
+	if (!l->ops || !l->ops->to_f32)
+		return -EOPNOTSUPP;
+	l->ops->to_f32(l, dst);
+	return 0;
 }
 
 void linear_done(struct linear *l)

@@ -20,6 +20,8 @@ struct linear_ops {
 	void (*forward)(const struct linear *l, const float *x, float *y, uint32_t m);
 	/* Free backend state (not the struct itself). */
 	void (*done)(struct linear *l);
+	/* Optional: W as f32 into dst[n_out][n_in] (see linear_weights_f32()). */
+	void (*to_f32)(const struct linear *l, float *dst);
 };
 
 struct linear {
@@ -133,6 +135,12 @@ int linear_wrap_rht(struct linear *l, const struct linear *inner, const struct s
 /* The f32 weights of a dense linear ([n_out][n_in], writable: the reparameterizer replaces
  * them in place), or NULL for other backends. */
 float *linear_dense_weights(const struct linear *l);
+
+/*
+ * W ([n_out][n_in]) as f32 into @dst: a dense layer's weights, or the values a Q8_0/Q5_0
+ * layer's blocks encode. Returns 0, or -EOPNOTSUPP for a backend that cannot give them.
+ */
+int linear_weights_f32(const struct linear *l, float *dst);
 
 /* Release the backend; safe on a zeroed struct. */
 void linear_done(struct linear *l);

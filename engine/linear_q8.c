@@ -203,16 +203,36 @@ static void q8_done(struct linear *l)
 	free(s);
 }
 
+/* Every block's values times its scale: what the GGUF blocks dequantize to. */
+static void q8_to_f32(const struct linear *l, float *dst)
+{
+	const struct q8_weight *w = &((const struct q8_linear *)l->impl)->w;
+	uint32_t nb = w->n_in / Q8_BLOCK;
+
+	for (uint32_t r = 0; r < w->n_out; r++)
+		for (uint32_t b = 0; b < nb; b++) {
+			uint64_t at = q8_block_index(w, r, b);
+			float *o = dst + (size_t)r * w->n_in + (size_t)b * Q8_BLOCK;
+			int8_t v[Q8_BLOCK];
+
+			q8_block_values(w, at, v);
+			for (uint32_t j = 0; j < Q8_BLOCK; j++)
+				o[j] = w->d[at] * v[j];
+		}
+}
+
 static const struct linear_ops q8_ops = {
 	.name = "q8_0",
 	.forward = q8_forward,
 	.done = q8_done,
+	.to_f32 = q8_to_f32,
 };
 
 static const struct linear_ops q5_ops = {
 	.name = "q5_0",
 	.forward = q8_forward,
 	.done = q8_done,
+	.to_f32 = q8_to_f32,
 };
 
 /*

@@ -585,7 +585,14 @@ static int load_weights(struct model *m, const struct source *s, const struct te
 		fold_norm_offsets(m);
 	untied = !c->tied_embeddings && src_lookup(s, nm->lm_head, &t);
 	ht = s->g ? gguf_find_tensor(s->g, untied ? nm->lm_head : nm->tok_embd) : NULL;
-	if (ht && (ht->type == GGML_TYPE_Q8_0 || ht->type == GGML_TYPE_Q5_0)) {
+	if (s->g && sa_format_present(s->g, SA_HEAD_BASE)) {
+		/* a converted head (`shiftadd convert --head shiftadd`), tied or not */
+		float *w;
+
+		r = load_sa_linear(m, s, SA_HEAD_BASE, c->n_vocab, c->dim, &m->lm_head, &w, e);
+		if (r == 0 && w)
+			r = init_dense(m, &m->lm_head, w, c->n_vocab, c->dim);
+	} else if (ht && (ht->type == GGML_TYPE_Q8_0 || ht->type == GGML_TYPE_Q5_0)) {
 		r = load_block_head(m, ht, untied ? nm->lm_head : nm->tok_embd, untied, e);
 	} else if (untied) {
 		float *w;

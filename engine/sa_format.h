@@ -30,6 +30,12 @@ struct gguf_writer;
 #define SA_FORMAT_VERSION 2
 #define SA_META_LEN	  9
 
+/*
+ * Base name of a converted LM head ([n_vocab][dim]): a tensor of its own, also for a model
+ * whose head is tied to the embedding (which stays for the lookups).
+ */
+#define SA_HEAD_BASE "output"
+
 enum sa_rht_mode {
 	SA_RHT_NONE,
 	SA_RHT_INPUT, /* y = Q (T_in x) */

@@ -11,6 +11,7 @@
 
 #include "engine/eval.h"
 #include "engine/model.h"
+#include "engine/sa_format.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
 #include "reparam/internal.h"
@@ -678,6 +679,70 @@ static int calibrate_layer(struct driver *d, uint32_t li, struct errbuf *e)
 	return r;
 }
 
+/*
+ * The LM head (calib_run.head_bits), after the last block: its input is the final norm of the
+ * quantized model's residual stream, whose Hessian it is quantized against. The model then
+ * computes with the dequantized head, a dense layer of its own (a tied embedding keeps its
+ * weights for the lookups).
+ */
+static int calibrate_head(struct driver *d, struct errbuf *e)
+{
+	struct model *m = d->m;
+	uint32_t dim = m->cfg.dim, V = m->cfg.n_vocab;
+	struct calib_tensor *t = &d->out->t[d->out->n];
+	struct reparam_opts q = d->o->q;
+	struct worker *w = &d->w[0];
+	struct calib_hacc h = { 0 };
+	struct errbuf le;
+	double t0 = progress_now();
+	float *W;
+	int r;
+
+	W = malloc((uint64_t)V * dim * sizeof(float));
+	r = W ? calib_hacc_init(&h, dim) : -ENOMEM;
+	if (r < 0)
+		goto out;
+	r = linear_weights_f32(&m->lm_head, W);
+	if (r < 0) {
+		r = errbuf_set(e, r, "output: the LM head's backend (%s) gives no weights",
+			       m->lm_head.ops->name);
+		goto out;
+	}
+	for (uint32_t s = 0; s < d->S; s++) {
+		model_final_norm(m, win_load(d, d->q.b[ACT_X], s, dim, w->sx), d->T, w->h);
+		calib_hacc_add(&h, w->h, d->T);
+		step(d);
+	}
+	calib_hacc_finish(&h);
+	snprintf(t->name, sizeof(t->name), SA_HEAD_BASE);
+	t->layer = m->cfg.n_layers;
+	q.bits = d->o->head_bits;
+	r = reparam_quantize(&q, W, V, dim, h.H, &t->res, &le);
+	if (r < 0) {
+		r = errbuf_set(e, r, "output: %s", errbuf_str(&le, r));
+		goto out;
+	}
+	t->seconds = progress_now() - t0;
+	d->out->n++;
+	if (!t->res.has_qweight) {
+		r = errbuf_set(e, -EINVAL, "output: %s gives no shift-add weight for the head",
+			       reparam_method_name(q.method));
+		goto out;
+	}
+	linear_done(&m->lm_head);
+	r = linear_init_dense(&m->lm_head, t->res.dense, V, dim, 1);
+	if (r < 0)
+		goto out;
+	t->res.dense = NULL; /* the model owns it now */
+	d->n_done++;
+	if (d->o->on_layer)
+		d->o->on_layer(d->o->on_layer_arg, t, d->n_done, d->n_total);
+out:
+	calib_hacc_done(&h);
+	free(W);
+	return r;
+}
+
 /* Methods without a Hessian: each linear on its own, no forward passes. */
 static int quantize_plain(struct driver *d, struct errbuf *e)
 {
@@ -722,11 +787,14 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	d->m = m;
 	d->o = o;
 	d->out = out;
-	d->n_total = m->cfg.n_layers * (m->cfg.arch == ARCH_OPT ? 6 : 7);
+	d->n_total = m->cfg.n_layers * (m->cfg.arch == ARCH_OPT ? 6 : 7) + (o->head_bits ? 1 : 0);
 	out->t = calloc(d->n_total, sizeof(*out->t));
 	if (!out->t)
 		return -ENOMEM;
 	if (!need_h) {
+		if (o->head_bits)
+			return errbuf_set(e, -EINVAL, "quantizing the LM head needs a method with "
+						      "a Hessian");
 		d->steps_total = d->n_total;
 		return 0;
 	}
@@ -808,7 +876,8 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	}
 	if (d->ref.b[ACT_X])
 		memcpy(d->ref.b[ACT_X], d->q.b[ACT_X], (uint64_t)d->S_ref * d->T * dim * es);
-	d->steps_total = (uint64_t)m->cfg.n_layers * STAGES_PER_LAYER * (d->S + d->S_ref);
+	d->steps_total = (uint64_t)m->cfg.n_layers * STAGES_PER_LAYER * (d->S + d->S_ref) +
+			 (o->head_bits ? d->S : 0);
 	out->n_tokens = (uint32_t)n_tok;
 out:
 	free(tokens);
@@ -877,6 +946,8 @@ int calib_quantize_model(struct model *m, const struct calib_run *o, struct cali
 		r = quantize_plain(&d, e);
 	for (uint32_t li = 0; r == 0 && need_h && li < m->cfg.n_layers; li++)
 		r = calibrate_layer(&d, li, e);
+	if (r == 0 && need_h && o->head_bits)
+		r = calibrate_head(&d, e);
 	driver_done(&d);
 	if (r < 0)
 		calib_out_done(out);

@@ -104,6 +104,13 @@ struct calib_run {
 	 * 30.92, none: 34.63). The default stays all: the gain is worth the time.
 	 */
 	uint32_t qep_samples;
+	/*
+	 * 0: the LM head stays as loaded. Else its bits (1..QW_MAX_BITS): after the last block the
+	 * head is quantized too, with @q's method and options at this width, against the Hessian
+	 * of its input (the final norm of the quantized model's residual stream), without error
+	 * propagation. Needs a method with a Hessian whose result is a BCQ weight.
+	 */
+	uint32_t head_bits;
 	calib_bits_fn bits_of;
 	calib_hessian_fn on_hessian;
 	void *hook_arg;
@@ -116,7 +123,8 @@ struct calib_run {
 };
 
 /*
- * Quantize every linear layer of @m (lm_head and embeddings excepted) with @o->q. The
+ * Quantize every linear layer of @m (embeddings excepted; the LM head only with
+ * @o->head_bits, last, named "output") with @o->q. The
  * model's dense weights are replaced in place by the dequantized results, so @m afterwards
  * is the simulated quantized model. Methods that need no Hessian skip the calibration
  * forward passes. On success @out holds one result per linear (caller frees with

@@ -144,6 +144,10 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 	}
 	if (meta->head_q5_0)
 		TRY(gguf_writer_add_str(w, "shiftadd.head", "q5_0", 4));
+	if (meta->run->head_bits) {
+		TRY(gguf_writer_add_str(w, "shiftadd.head", "shiftadd", 8));
+		TRY(gguf_writer_add_u32(w, "shiftadd.head_bits", meta->run->head_bits));
+	}
 	TRY(gguf_writer_add_str(w, "shiftadd.source", src, strlen(src)));
 	TRY(gguf_writer_add_str(w, "shiftadd.rope_pairing", pair, strlen(pair)));
 	if (q->method == REPARAM_SHIFTADD_RHT) {
@@ -240,13 +244,18 @@ static int add_tensors(struct gguf_writer *w, const struct gguf_file *g, const s
 		       const struct calib_out *out, bool head_q5_0, void ***bufs, uint32_t *n_bufs,
 		       struct errbuf *e)
 {
+	const struct calib_tensor *head = find_out(out, SA_HEAD_BASE ".weight");
+	bool has_head = false;
+	int r;
+
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		const struct gguf_tensor *t = &g->tensors[i];
 		const struct calib_tensor *ct = find_out(out, t->name);
-		int r;
 
 		if (head_q5_0 && !strcmp(t->name, "output.weight"))
 			continue; /* replaced below */
+		if (!strcmp(t->name, "output.weight"))
+			has_head = true; /* an untied head: converted in place if it was */
 		if (!ct)
 			r = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
 						   t->n_bytes);
@@ -255,6 +264,12 @@ static int add_tensors(struct gguf_writer *w, const struct gguf_file *g, const s
 		if (r < 0)
 			return errbuf_set(e, r, "cannot add tensor '%s': %s", t->name,
 					  strerror(-r));
+	}
+	if (head && !has_head) {
+		/* a converted tied head gets a tensor of its own; the embedding stays */
+		r = add_linear(w, head, SA_HEAD_BASE ".weight", bufs, n_bufs);
+		if (r < 0)
+			return errbuf_set(e, r, "cannot add the LM head: %s", strerror(-r));
 	}
 	return head_q5_0 ? add_q5_head(w, m, g, bufs, n_bufs, e) : 0;
 }
@@ -331,6 +346,12 @@ static int add_hf_tensor(struct gguf_writer *w, const struct st_set *st, const s
 
 	snprintf(hf, sizeof(hf), n->hf, li);
 	snprintf(gg, sizeof(gg), n->gguf, li);
+	ct = find_out(out, SA_HEAD_BASE ".weight");
+	if (!strcmp(n->gguf, "output.weight") && ct) {
+		/* a converted head, tied or not: a tensor of its own */
+		r = add_linear(w, ct, n->gguf, bufs, n_bufs);
+		return r < 0 ? errbuf_set(e, r, "cannot add the LM head: %s", strerror(-r)) : 0;
+	}
 	if (!n->linear) {
 		/* an untied lm_head only: tied models reuse the embedding (and a Q5_0 head
 		 * comes after the loop) */

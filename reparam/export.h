@@ -33,7 +33,10 @@ struct export_meta {
  *  - an HF folder: llama.* / qwen2.* hyper-parameters, the tokenizer as tokenizer.ggml.* keys
  *    (proven to give the same ids, see export_tokenizer_hf()), and the embeddings, norms,
  *    biases and an untied lm_head under GGUF names in their source type (F32, F16, BF16).
- * With meta->head_q5_0, "output.weight" is written as Q5_0 (a source one is replaced).
+ * With meta->head_q5_0, "output.weight" is written as Q5_0 (a source one is replaced); a
+ * head converted by the calibration (calib_run.head_bits, @out's "output") is written as
+ * shift-add planes under "output" in place of a source "output.weight", or beside the tied
+ * embedding.
  * The write is atomic (temp file, fsync, rename): on any error @dst is untouched.
  * Returns 0, -EOPNOTSUPP (source neither, or an HF model/tokenizer the GGUF form cannot
  * reproduce), -ERANGE (alpha not APoT-exact) or -errno, with a message in @e.

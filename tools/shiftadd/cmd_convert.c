@@ -21,6 +21,9 @@
 /* calib_run.qep before quantize(): --qep was not given, use calib_default_qep() */
 #define QEP_AUTO (-1.0)
 
+/* --head shiftadd: 4 bits cost SmolLM2 +3.8% and Gemma 3 +2.7% perplexity (3 bits: +14%) */
+#define HEAD_BITS_DEFAULT 4
+
 static const struct opt_spec specs[] = {
 	{ "model", 'm', "PATH", NULL, "source model: a GGUF file or an HF folder (required)" },
 	{ "out", 'o', "FILE", NULL, "converted GGUF file to write (required; written atomically)" },
@@ -69,9 +72,13 @@ static const struct opt_spec specs[] = {
 	  "time and memory); GPTQ still weighs errors with all windows. SmolLM2 at 128 x 2048: "
 	  "24 halved the conversion for +2% perplexity" },
 	{ "head", 0, "TYPE", "as the source",
-	  "q5_0: store the LM head as its own Q5_0 tensor (21 MB instead of Q8_0's 30 MB for "
-	  "SmolLM2: decode reads all of it per token; slower on Gemma 3's 262k rows, where the "
-	  "unpacking outweighs the saved reads); the embedding lookups keep the source's" },
+	  "shiftadd: quantize the LM head too, last, with --method at --head-bits against the "
+	  "Hessian of its input, and run it on the shift-add kernels (decode reads all of it "
+	  "per token: SmolLM2's Q8_0 head is 30 MB, Gemma 3's 170 MB). q5_0: store it as its "
+	  "own Q5_0 tensor (21 MB for SmolLM2; slower on Gemma 3's 262k rows, where the "
+	  "unpacking outweighs the saved reads). Either way the embedding lookups keep the "
+	  "source's" },
+	{ "head-bits", 0, "N", "4", "--head shiftadd: bits per weight of the LM head (2, 3 or 4)" },
 	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products" },
 	{ "json", 0, NULL, NULL, "print the per-layer table as JSON on stdout" },
 	{ "quiet", 'q', NULL, NULL, "no per-layer lines" },
@@ -83,6 +90,7 @@ struct conv_opts {
 	const char *model, *out, *calib;
 	unsigned threads;
 	bool json, quiet, head_q5_0;
+	unsigned head_bits; /* --head-bits as given (0 = not given) */
 	struct calib_run run;
 	/* --bits auto */
 	bool mixed;
@@ -248,18 +256,47 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 	} else if (!strcmp(n, "qep-samples"))
 		r = opt_u32(n, optarg, &o->run.qep_samples);
 	else if (!strcmp(n, "head")) {
-		if (strcmp(optarg, "q5_0")) {
-			fprintf(stderr, "shiftadd convert: unknown --head '%s' (q5_0)\n", optarg);
+		/* the last --head wins */
+		o->head_q5_0 = !strcmp(optarg, "q5_0");
+		o->run.head_bits = !strcmp(optarg, "shiftadd") ? HEAD_BITS_DEFAULT : 0;
+		if (!o->head_q5_0 && !o->run.head_bits) {
+			fprintf(stderr, "shiftadd convert: unknown --head '%s' (shiftadd or q5_0)\n",
+				optarg);
 			return -EINVAL;
 		}
-		o->head_q5_0 = true;
-	} else if (!strcmp(n, "threads"))
+	} else if (!strcmp(n, "head-bits"))
+		r = opt_u32(n, optarg, &o->head_bits); else if (!strcmp(n, "threads"))
 		r = opt_u32(n, optarg, &o->threads);
 	else if (!strcmp(n, "json"))
 		o->json = true;
 	else if (!strcmp(n, "quiet"))
 		o->quiet = true;
 	return r;
+}
+
+/* --head shiftadd needs a shift-add method; --head-bits needs --head shiftadd. */
+static int check_head(struct conv_opts *o)
+{
+	enum reparam_method m = o->run.q.method;
+
+	if (o->head_bits && !o->run.head_bits) {
+		fprintf(stderr, "shiftadd convert: --head-bits needs --head shiftadd\n");
+		return -EINVAL;
+	}
+	if (!o->run.head_bits)
+		return 0;
+	if (o->head_bits)
+		o->run.head_bits = o->head_bits;
+	if (m != REPARAM_SHIFTADD_ACC && m != REPARAM_SHIFTADD_LAT && m != REPARAM_SHIFTADD_RHT) {
+		fprintf(stderr, "shiftadd convert: --head shiftadd needs --method shiftadd-acc, "
+				"shiftadd-lat or shiftadd-rht\n");
+		return -EINVAL;
+	}
+	if (o->run.head_bits < 2 || o->run.head_bits > QW_MAX_BITS) {
+		fprintf(stderr, "shiftadd convert: --head-bits takes 2, 3 or 4\n");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* --bits auto and its options go together. */
@@ -342,6 +379,8 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 			return 2;
 	}
 	o->run.q.act_order = reparam_method_needs_hessian(method) && act;
+	if (check_head(o) < 0)
+		return 2;
 	if (act_set && act && !reparam_method_needs_hessian(method)) {
 		fprintf(stderr, "shiftadd convert: --act-order needs a GPTQ method\n");
 		return 2;
@@ -479,6 +518,7 @@ static int allocate(const struct conv_opts *o, struct mixbits *mb)
 		fprintf(stderr, "convert: errors of %u linears from %s (measured at %u bits)\n",
 			mb->n_layers, o->alloc_load, mb->base_bits);
 	} else {
+		run.head_bits = 0; /* the head keeps its width: nothing to measure */
 		r = mixbits_init(mb, &o->run.q, o->alloc_base, &e);
 		if (r < 0)
 			goto fail;

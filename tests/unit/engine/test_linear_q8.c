@@ -256,6 +256,43 @@ static void test_batch_equals_single_tokens(void **state)
 	assert_int_equal(linear_q8_select_isa(LUT_ISA_AUTO), 0);
 }
 
+/*
+ * linear_weights_f32() gives what the GGUF reader's dequantizer makes of the blocks, for
+ * both formats (an odd row count leaves the last row tile part padding); a dense layer gives
+ * its weights; a backend without weights says so.
+ */
+static void test_weights_f32_are_the_dequantized_blocks(void **state)
+{
+	const uint32_t n = 37, k = 96;
+	float *got = malloc((size_t)n * k * sizeof(float));
+	struct linear l = { 0 };
+
+	assert_non_null(got);
+	test_rng_state = 31;
+	for (size_t fi = 0; fi < sizeof(fmts) / sizeof(fmts[0]); fi++) {
+		const struct fmt *f = &fmts[fi];
+		uint8_t *blocks = make_blocks_of(f, n, k);
+		float *want = dequant_of(f, blocks, n, k);
+
+		assert_int_equal(f->init(&l, blocks, (uint64_t)n * k / 32 * f->bytes, n, k, NULL),
+				 0);
+		memset(got, 0xff, (size_t)n * k * sizeof(float));
+		assert_int_equal(linear_weights_f32(&l, got), 0);
+		assert_memory_equal(got, want, (size_t)n * k * sizeof(float));
+		linear_done(&l);
+		/* the dense backend over the same values */
+		assert_int_equal(linear_init_dense(&l, want, n, k, 0), 0);
+		memset(got, 0xff, (size_t)n * k * sizeof(float));
+		assert_int_equal(linear_weights_f32(&l, got), 0);
+		assert_memory_equal(got, want, (size_t)n * k * sizeof(float));
+		linear_done(&l);
+		free(want);
+		free(blocks);
+	}
+	assert_int_equal(linear_weights_f32(&l, got), -EOPNOTSUPP);
+	free(got);
+}
+
 static void test_rows_go_through_the_callers_runner(void **state)
 {
 	const uint32_t n = 2051, k = 64, m = 2;
@@ -416,6 +453,7 @@ int test_linear_q8_run(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_q8_q5_match_double_product),
 		cmocka_unit_test(test_batch_equals_single_tokens),
+		cmocka_unit_test(test_weights_f32_are_the_dequantized_blocks),
 		cmocka_unit_test(test_rows_go_through_the_callers_runner),
 		cmocka_unit_test(test_rejects_bad_arguments),
 		cmocka_unit_test(test_non_finite_activations_give_nan),

@@ -266,6 +266,68 @@ static void test_hessians_match_independent_recomputation(void **state)
 	model_free(t->m);
 }
 
+/*
+ * calib_run.head_bits: the LM head comes last, named "output", at its own width, quantized
+ * against the Hessian of its input, the final norm of the *quantized* model's residual
+ * stream: the error the driver reports is the one that Hessian, recomputed here by running
+ * the quantized model (all its linears installed) over the samples, gives. The model then
+ * computes with the dequantized head.
+ */
+static void test_head_is_quantized_last_against_its_input(void **state)
+{
+	struct tiny *t = *state;
+	const struct model_config *c;
+	const struct calib_tensor *ht;
+	struct calib_run run = { .head_bits = 4 };
+	struct errbuf e = { { 0 } };
+	uint32_t seq[T] = { 0 }, pos[T];
+	struct calib_out out;
+	struct kv_cache kv;
+	float *w, *hid, *deq;
+	size_t nw;
+	double *H;
+
+	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
+	c = &t->m->cfg;
+	nw = (size_t)c->n_vocab * c->dim;
+	w = malloc(nw * sizeof(float));
+	deq = malloc(nw * sizeof(float));
+	hid = malloc((size_t)S * T * c->dim * sizeof(float));
+	assert_true(w && deq && hid);
+	assert_int_equal(linear_weights_f32(&t->m->lm_head, w), 0);
+	reparam_opts_init(&run.q, REPARAM_SHIFTADD_ACC, 3);
+	run.q.rounds = 5;
+	run.calib = (struct calib_opts){ .nsamples = S, .seqlen = T, .tokens = t->tokens };
+	assert_int_equal(calib_quantize_model(t->m, &run, &out, &e), 0);
+	assert_int_equal(out.n, 2 * 7 + 1);
+	ht = &out.t[out.n - 1];
+	assert_string_equal(ht->name, "output");
+	assert_int_equal(ht->layer, c->n_layers);
+	assert_true(ht->res.has_qweight);
+	assert_int_equal(ht->res.qw.bits, 4);
+	assert_int_equal(ht->res.n_rows, c->n_vocab);
+	qweight_dequant(&ht->res.qw, deq);
+	assert_memory_equal(deq, linear_dense_weights(&t->m->lm_head), nw * sizeof(float));
+
+	for (uint32_t i = 0; i < T; i++)
+		pos[i] = i;
+	assert_int_equal(kv_cache_init(&kv, t->m, 1, T), 0);
+	for (uint32_t s = 0; s < S; s++)
+		assert_int_equal(model_forward(t->m, &kv, t->tokens + s * T, seq, pos, T,
+					       hid + (size_t)s * T * c->dim),
+				 0);
+	kv_cache_done(&kv);
+	H = hessian(hid, S * T, c->dim);
+	assert_float_equal(output_error(w, deq, c->n_vocab, c->dim, H), ht->res.err_output,
+			   1e-4 * ht->res.err_output);
+	free(H);
+	free(hid);
+	free(deq);
+	free(w);
+	calib_out_done(&out);
+	model_free(t->m);
+}
+
 /* RMSNorm of the rows of x[n][dim] in place, in double, with weights w. */
 static void rms_rows(float *x, uint32_t n, uint32_t dim, const float *w, float eps)
 {
@@ -830,6 +892,7 @@ int test_calib_run(void)
 		cmocka_unit_test(test_every_linear_quantized_and_model_holds_dequantized),
 		cmocka_unit_test(test_hessians_match_independent_recomputation),
 		cmocka_unit_test(test_gemma3_ffn_hessian_sees_the_post_norm),
+		cmocka_unit_test(test_head_is_quantized_last_against_its_input),
 		cmocka_unit_test(test_error_propagation_targets_match_recomputation),
 		cmocka_unit_test(test_error_propagation_fits_on_a_subset),
 		cmocka_unit_test(test_fp_method_leaves_weights_unchanged),

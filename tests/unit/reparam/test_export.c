@@ -266,10 +266,12 @@ static uint32_t same_ids(const struct model *a, const struct model *b, int32_t *
 	return (uint32_t)(nx < EVAL_N ? nx : EVAL_N);
 }
 
+/* @head_bits: quantize the LM head too (calib_run.head_bits), 0 = keep it. */
 static int convert_head(const char *dir, enum reparam_method method, enum calib_dtype dt,
-			bool head_q5_0, const char *dst, struct model **ret_m, struct errbuf *e)
+			bool head_q5_0, uint32_t head_bits, const char *dst, struct model **ret_m,
+			struct errbuf *e)
 {
-	struct calib_run run = { 0 };
+	struct calib_run run = { .head_bits = head_bits };
 	struct calib_out out;
 	struct export_meta meta;
 	int32_t tokens[4 * 32];
@@ -299,7 +301,7 @@ static int convert_head(const char *dir, enum reparam_method method, enum calib_
 static int convert(const char *dir, enum reparam_method method, enum calib_dtype dt,
 		   const char *dst, struct model **ret_m, struct errbuf *e)
 {
-	return convert_head(dir, method, dt, false, dst, ret_m, e);
+	return convert_head(dir, method, dt, false, 0, dst, ret_m, e);
 }
 
 struct fx {
@@ -493,7 +495,7 @@ static void check_q5_head(struct fx *f, const struct tiny_cfg *c, enum ggml_type
 	int r;
 
 	write_tiny(f->dir, c, SPM_META);
-	r = convert_head(f->dir, REPARAM_FP, CALIB_DTYPE_F32, true, f->out, &q, &e);
+	r = convert_head(f->dir, REPARAM_FP, CALIB_DTYPE_F32, true, 0, f->out, &q, &e);
 	if (r < 0)
 		fail_msg("convert: %s", errbuf_str(&e, r));
 	src = c->qwen2 ? q->tok_embd : linear_dense_weights(&q->lm_head);
@@ -550,6 +552,112 @@ static void test_hf_q5_0_head_tied(void **state)
 	struct tiny_cfg c = { .qwen2 = true, .dtype = ST_F32 };
 
 	check_q5_head(*state, &c, GGML_TYPE_F32);
+}
+
+/* sqrt(sum (a - b)^2 / sum a^2) over @n values. */
+static double rel_l2(const float *a, const float *b, size_t n)
+{
+	double err2 = 0, ref2 = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		err2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		ref2 += (double)a[i] * a[i];
+	}
+	return sqrt(err2 / ref2);
+}
+
+/*
+ * --head shiftadd: the calibrated head (4 bits) becomes shift-add planes "output" of its own,
+ * tied or not, from an HF folder or from a GGUF file (the folder converted with fp first);
+ * the embedding keeps its source type and no "output.weight" is left. Loaded back, the file
+ * gives the in-memory model's logits: the very bits on the dense path without transforms
+ * (shiftadd-acc), f32 rounding with the head's Hadamard transforms (shiftadd-rht), and on
+ * the shift-add kernels, which take every linear and the head.
+ */
+static void check_sa_head(struct fx *f, const struct tiny_cfg *c, enum reparam_method method,
+			  bool from_gguf)
+{
+	struct model_load_opts kern = { .backend = LINEAR_BACKEND_SHIFTADD };
+	struct errbuf e = { { 0 } };
+	struct model *q = NULL, *back = NULL, *fast = NULL, *fp = NULL;
+	struct gguf_file *g = NULL;
+	char src[160], buf[16];
+	enum ggml_type embd_type = GGML_TYPE_F32;
+	int32_t ids[EVAL_N];
+	float *a, *b, *k;
+	uint32_t n;
+	int r;
+
+	write_tiny(f->dir, c, SPM_META);
+	snprintf(src, sizeof(src), "%s", f->dir);
+	if (from_gguf) {
+		snprintf(src, sizeof(src), "%s.fp.gguf", f->dir);
+		r = convert_head(f->dir, REPARAM_FP, CALIB_DTYPE_F32, false, 0, src, &fp, &e);
+		if (r < 0)
+			fail_msg("convert to fp: %s", errbuf_str(&e, r));
+		model_free(fp);
+		assert_int_equal(gguf_open(src, &g, &e), 0);
+		embd_type = gguf_find_tensor(g, "token_embd.weight")->type;
+		gguf_close(g);
+	}
+	r = convert_head(src, method, CALIB_DTYPE_F32, false, 4, f->out, &q, &e);
+	if (r < 0)
+		fail_msg("convert: %s", errbuf_str(&e, r));
+	assert_int_equal(gguf_open(f->out, &g, &e), 0);
+	assert_string_equal(kv_str(g, "shiftadd.head", buf, sizeof(buf)), "shiftadd");
+	assert_true(sa_format_present(g, "output"));
+	assert_null(gguf_find_tensor(g, "output.weight"));
+	if (from_gguf)
+		assert_int_equal(gguf_find_tensor(g, "token_embd.weight")->type, embd_type);
+	gguf_close(g);
+
+	r = model_load(f->out, &back, &e);
+	if (r == 0)
+		r = model_load_ex(f->out, &kern, &fast, &e);
+	if (r < 0)
+		fail_msg("load back: %s", errbuf_str(&e, r));
+	assert_int_equal(fast->n_shiftadd, 7 * LAYERS + 1);
+	n = same_ids(q, back, ids);
+	a = logits_of(q, ids, n);
+	b = logits_of(back, ids, n);
+	k = logits_of(fast, ids, n);
+	if (method == REPARAM_SHIFTADD_ACC)
+		assert_memory_equal(a, b, (size_t)n * N_VOCAB * sizeof(float));
+	else
+		assert_true(rel_l2(a, b, (size_t)n * N_VOCAB) < 1e-5);
+	print_message("shift-add head (%s, %s): kernels vs in-memory logits %.2e\n",
+		      c->qwen2 ? "tied" : "untied", from_gguf ? "GGUF source" : "HF source",
+		      rel_l2(a, k, (size_t)n * N_VOCAB));
+	assert_true(rel_l2(a, k, (size_t)n * N_VOCAB) < 1e-3);
+	free(a);
+	free(b);
+	free(k);
+	model_free(q);
+	model_free(back);
+	model_free(fast);
+	unlink(src);
+}
+
+static void test_hf_sa_head_untied(void **state)
+{
+	struct tiny_cfg c = { .dtype = ST_BF16 };
+
+	check_sa_head(*state, &c, REPARAM_SHIFTADD_ACC, false);
+}
+
+static void test_hf_sa_head_tied_rht(void **state)
+{
+	struct tiny_cfg c = { .qwen2 = true, .dtype = ST_F32 };
+
+	check_sa_head(*state, &c, REPARAM_SHIFTADD_RHT, false);
+}
+
+static void test_gguf_sa_head_tied_and_untied(void **state)
+{
+	struct tiny_cfg tied = { .qwen2 = true, .dtype = ST_F16 }, untied = { .dtype = ST_F16 };
+
+	check_sa_head(*state, &tied, REPARAM_SHIFTADD_RHT, true);
+	check_sa_head(*state, &untied, REPARAM_SHIFTADD_ACC, true);
 }
 
 /* What the GGUF form cannot carry is refused, and nothing is written. */
@@ -799,6 +907,9 @@ int test_export_run(void)
 		cmocka_unit_test(test_hf_gemma3_calibrated_matches_in_memory_model),
 		cmocka_unit_test(test_hf_q5_0_head_untied),
 		cmocka_unit_test(test_hf_q5_0_head_tied),
+		cmocka_unit_test(test_hf_sa_head_untied),
+		cmocka_unit_test(test_hf_sa_head_tied_rht),
+		cmocka_unit_test(test_gguf_sa_head_tied_and_untied),
 		cmocka_unit_test(test_hf_unsupported_is_refused),
 		cmocka_unit_test(test_byte_level_tokenizers_round_trip),
 	};
