@@ -9,7 +9,8 @@
 #   --windows W     PPL windows (default 4; 0 skips PPL)   --seqlen N   window (default 2048)
 #   --n-gen N       tokens decoded (default 128)           --reps R     repetitions (default 3)
 #   --threads LIST  thread counts (default 1,2)            --types LIST llama.cpp quants
-#                                                          (default Q4_0,Q3_K_S,Q2_K)
+#                                                          (default Q4_0,Q3_K_S,Q2_K; TYPE+head=H
+#                                                          also stores the LM head as H)
 #   --note TEXT     recorded as is (e.g. the convert command of a model); repeatable
 # Environment: MODEL (the requantization source, default the Q4_1 SmolLM2 file), B, JOBS,
 # LLAMACPP_DIR (see bench/llamacpp_lib.sh). Requantized files go to bench/tmp/ (git-ignored)
@@ -30,13 +31,13 @@ while [ $# -gt 0 ]; do
 	--threads) threads=$2; shift ;;
 	--types) types=$2; shift ;;
 	--note) notes+=("$2"); shift ;;
-	-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,18p' "$0"; exit 0 ;;
 	-*) echo "llamacpp_e2e.sh: unknown option '$1'" >&2; exit 2 ;;
 	*) break ;;
 	esac
 	shift
 done
-[ $# -gt 0 ] || { sed -n '2,17p' "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
 for m in "$@" "$MODEL"; do
 	[ -f "$m" ] || { echo "llamacpp_e2e.sh: no such model '$m'" >&2; exit 2; }
 done
@@ -47,11 +48,14 @@ trap 'rm -rf "$tmp"' EXIT
 llamacpp_build llama-quantize llama-bench
 : >"$tmp/quants.jsonl"
 for t in ${types//,/ }; do
-	out="bench/tmp/$(basename "$MODEL" .gguf | sed 's/\.Q4_1$//').$t.gguf"
-	cmd="llama-quantize --allow-requantize $MODEL $out $t"
+	# TYPE+head=H: the embedding and output tensors (the LM head, tied or not) as H too
+	qt=${t%%+*} head=()
+	[ "$t" = "$qt" ] || head=(--token-embedding-type "${t#*+head=}" --output-tensor-type "${t#*+head=}")
+	out="bench/tmp/$(basename "$MODEL" .gguf | sed 's/\.Q4_1$//').${t//[+=]/-}.gguf"
+	cmd="llama-quantize --allow-requantize ${head[*]} $MODEL $out $qt"
 	if [ ! -f "$out" ]; then
 		echo "$cmd" >&2
-		"$LLAMACPP_BIN/llama-quantize" --allow-requantize "$MODEL" "$out.part" "$t" \
+		"$LLAMACPP_BIN/llama-quantize" --allow-requantize "${head[@]}" "$MODEL" "$out.part" "$qt" \
 			>"$tmp/quantize-$t.log" 2>&1 || { cat "$tmp/quantize-$t.log" >&2; exit 1; }
 		mv "$out.part" "$out"
 	fi

@@ -21,7 +21,7 @@ NSAMPLES=${NSAMPLES:-128}
 SEQLEN=${SEQLEN:-2048}
 WINDOWS=${WINDOWS:-0}
 THREADS=${THREADS:-2}
-ALL_ROWS="fp:16 rtn:4 rtn:3 gptq:4 gptq:3 gptq-g128:4 gptq-g128:3 bcq:3 shiftadd-lat:3 shiftadd-lat:2 shiftadd-acc:4 shiftadd-acc:3 shiftadd-acc:2 shiftadd-acc-sim:4 shiftadd-acc-sim:3 shiftadd-acc-sim:2 shiftadd-rht:4 shiftadd-rht:3 shiftadd-rht:2 shiftadd-rht-both:4 shiftadd-rht-both:3 shiftadd-rht-both:2 shiftadd-rht-both-qep:3 shiftadd-rht-both-qep:2 shiftadd-acc-qep:3"
+ALL_ROWS="fp:16 rtn:4 rtn:3 gptq:4 gptq:3 gptq-g128:4 gptq-g128:3 bcq:3 shiftadd-lat:3 shiftadd-lat:2 shiftadd-acc:4 shiftadd-acc:3 shiftadd-acc:2 shiftadd-acc-sim:4 shiftadd-acc-sim:3 shiftadd-acc-sim:2 shiftadd-rht:4 shiftadd-rht:3 shiftadd-rht:2 shiftadd-rht-both:4 shiftadd-rht-both:3 shiftadd-rht-both:2 shiftadd-rht-both-qep:3 shiftadd-rht-both-qep:2 shiftadd-acc-qep:3 shiftadd-rht-both-qep-head4:3"
 ROWS=${ROWS:-$ALL_ROWS}
 # Perplexity runs on the dense dequantized path (BLAS prefill, faster); the shift-add kernels
 # give the same PPL within 0.03% (bench/results/kernels-e2e-*). BACKEND=shiftadd to check.
@@ -83,6 +83,8 @@ for row in $ROWS; do
 	shiftadd-rht-both) method=shiftadd-rht extra=(--rht both --qep 0) ;;
 	shiftadd-acc-qep) method=shiftadd-acc extra=(--qep 0.3) ;;
 	shiftadd-rht-both-qep) method=shiftadd-rht extra=(--rht both --qep 0.3) ;;
+	# the same with the LM head converted too, at 4 bits (bits/weight then counts the head)
+	shiftadd-rht-both-qep-head4) method=shiftadd-rht extra=(--rht both --qep 0.3 --head shiftadd) ;;
 	esac
 	f=$dir/$m-$bits.gguf
 	log=$dir/$m-$bits.convert.log
