@@ -714,6 +714,12 @@ static int calibrate_head(struct driver *d, struct errbuf *e)
 		step(d);
 	}
 	calib_hacc_finish(&h);
+	/* the held activations are done with: their memory goes to the head's quantization */
+	for (uint32_t k = 0; k < ACT_COUNT; k++) {
+		free(d->q.b[k]);
+		free(d->ref.b[k]);
+		d->q.b[k] = d->ref.b[k] = NULL;
+	}
 	snprintf(t->name, sizeof(t->name), SA_HEAD_BASE);
 	t->layer = m->cfg.n_layers;
 	q.bits = d->o->head_bits;

@@ -191,12 +191,13 @@ double rng_normal(struct rng *r);
 int rotate_random_orthogonal(uint32_t k, uint64_t seed, double *Q);
 
 /*
- * shiftadd-rht (reparam/rht.c): transform @Wd (@n x @k, double) and @H (upper triangle) as
+ * shiftadd-rht (reparam/rht.c): transform @Wd (@n x @k, double; used as scratch, its contents
+ * are lost: a second n x k copy of an LM head is gigabytes) and @H (upper triangle) as
  * @o->rht asks, quantize with column-wise APoT BCQ inside GPTQ, fill @r->qw (transformed
  * basis), @r->dense (original basis) and the rht fields. Returns 0, -EINVAL (a dimension the
  * transform rejects, message in @e), -EDOM, -ENOMEM.
  */
-int reparam_rht_run(const struct reparam_opts *o, const double *Wd, uint32_t n, uint32_t k,
+int reparam_rht_run(const struct reparam_opts *o, double *Wd, uint32_t n, uint32_t k,
 		    const double *H, struct reparam_result *r, struct errbuf *e);
 
 /*

@@ -124,14 +124,14 @@ static void transpose_sq(double *A, uint32_t k)
 		}
 }
 
-int reparam_rht_run(const struct reparam_opts *o, const double *Wd, uint32_t n, uint32_t k,
+int reparam_rht_run(const struct reparam_opts *o, double *Wd, uint32_t n, uint32_t k,
 		    const double *H, struct reparam_result *r, struct errbuf *e)
 {
 	bool both = o->rht == REPARAM_RHT_BOTH;
 	size_t nk = (size_t)n * k, kk = (size_t)k * k;
 	struct gptq_cfg gc = gptq_cfg_from_opts(o, GPTQ_BCQ_COL);
 	struct rht tin = { 0 }, tout = { 0 };
-	double *Wr = NULL, *Hr = NULL, *buf = NULL;
+	double *Wr = Wd, *Hr = NULL, *buf = NULL;
 	float *q = NULL;
 	int ret;
 
@@ -146,15 +146,13 @@ int reparam_rht_run(const struct reparam_opts *o, const double *Wd, uint32_t n, 
 	if (ret < 0)
 		goto out_free;
 	ret = -ENOMEM;
-	Wr = malloc(nk * sizeof(double));
 	Hr = malloc(kk * sizeof(double));
 	buf = malloc((n > k ? n : k) * sizeof(double));
 	q = malloc(nk * sizeof(float));
-	if (!Wr || !Hr || !buf || !q)
+	if (!Hr || !buf || !q)
 		goto out_free;
 
-	/* W' = [Λ_S⁻¹ S] W Tᵀ Λ_T⁻¹: rows of W through T, then (both) columns through S */
-	memcpy(Wr, Wd, nk * sizeof(double));
+	/* W' = [Λ_S⁻¹ S] W Tᵀ Λ_T⁻¹ in place: rows of W through T, then (both) columns through S */
 	rows_d(&tin, Wr, n, false, true);
 	if (both)
 		cols_d(&tout, Wr, k, false, true, buf);
@@ -193,7 +191,6 @@ out_free:
 	free(q);
 	free(buf);
 	free(Hr);
-	free(Wr);
 	rht_done(&tout);
 	rht_done(&tin);
 	return ret;
