@@ -139,8 +139,9 @@ uint64_t reparam_storage_bits(const struct reparam_opts *o, uint32_t n, uint32_t
 void reparam_result_done(struct reparam_result *r);
 
 /*
- * Hessian-weighted output error tr((W - Q) H (W - Q)^T) of two @n x @k matrices, H upper
- * triangle read. Returns 0 and sets *@ret_err, or -ENOMEM.
+ * Hessian-weighted output error tr((W - Q) H (W - Q)^T) of two @n x @k matrices (@Q NULL: a
+ * zero matrix, giving tr(W H W^T)), H upper triangle read. Returns 0 and sets *@ret_err, or
+ * -ENOMEM.
  */
 int reparam_output_error(const float *W, const float *Q, uint32_t n, uint32_t k, const double *H,
 			 double *ret_err);

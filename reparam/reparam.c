@@ -109,26 +109,38 @@ void reparam_result_done(struct reparam_result *r)
 	r->has_qweight = false;
 }
 
+/*
+ * Rows per block of reparam_output_error(): two blocks of doubles instead of two n x k copies
+ * (an LM head's would be gigabytes).
+ */
+#define OUTPUT_ERROR_ROWS 1024
+
 int reparam_output_error(const float *W, const float *Q, uint32_t n, uint32_t k, const double *H,
 			 double *ret_err)
 {
-	size_t nk = (size_t)n * k;
+	uint32_t rows = n < OUTPUT_ERROR_ROWS ? n : OUTPUT_ERROR_ROWS;
+	size_t bk = (size_t)rows * k;
 	double *D, *T, s = 0;
 
-	D = calloc(nk ? nk : 1, sizeof(double));
-	T = malloc(nk * sizeof(double));
+	D = malloc((bk ? bk : 1) * sizeof(double));
+	T = malloc((bk ? bk : 1) * sizeof(double));
 	if (!D || !T) {
 		free(D);
 		free(T);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < nk; i++)
-		D[i] = (double)W[i] - (double)Q[i];
-	/* T = D H with H symmetric from its upper triangle; then sum D .* T. */
-	cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (blasint)n, (blasint)k, 1.0, H,
-		    (blasint)k, D, (blasint)k, 0.0, T, (blasint)k);
-	for (size_t i = 0; i < nk; i++)
-		s += D[i] * T[i];
+	for (uint32_t r0 = 0; r0 < n; r0 += rows) {
+		uint32_t m = n - r0 < rows ? n - r0 : rows;
+		size_t off = (size_t)r0 * k, len = (size_t)m * k;
+
+		for (size_t i = 0; i < len; i++)
+			D[i] = (double)W[off + i] - (Q ? (double)Q[off + i] : 0.0);
+		/* T = D H with H symmetric from its upper triangle; then sum D .* T. */
+		cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (blasint)m, (blasint)k, 1.0, H,
+			    (blasint)k, D, (blasint)k, 0.0, T, (blasint)k);
+		for (size_t i = 0; i < len; i++)
+			s += D[i] * T[i];
+	}
 	free(T);
 	free(D);
 	*ret_err = s;
@@ -346,7 +358,6 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 	struct gptq_cfg gc = { 0 };
 	size_t nk = (size_t)n * k;
 	double *Wd = NULL, twht;
-	float *zero = NULL;
 	int rc;
 
 	if (!o || !W || !ret)
@@ -427,26 +438,19 @@ int reparam_quantize(const struct reparam_opts *o, const float *W, uint32_t n, u
 	}
 	r.err_output = r.rel_err_output = NAN;
 	if (H) {
-		zero = calloc(nk, sizeof(float));
-		if (!zero) {
-			rc = -ENOMEM;
-			goto out_fail;
-		}
 		rc = reparam_output_error(W, r.dense, n, k, H, &r.err_output);
 		if (rc == 0)
-			rc = reparam_output_error(W, zero, n, k, H, &twht);
+			rc = reparam_output_error(W, NULL, n, k, H, &twht);
 		if (rc < 0)
 			goto out_fail;
 		if (twht > 0)
 			r.rel_err_output = r.err_output / twht;
 	}
-	free(zero);
 	free(Wd);
 	*ret = r;
 	return 0;
 
 out_fail:
-	free(zero);
 	free(Wd);
 	reparam_result_done(&r);
 	return rc;
