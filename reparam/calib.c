@@ -799,8 +799,9 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 		return -ENOMEM;
 	if (!need_h) {
 		if (o->head_bits)
-			return errbuf_set(e, -EINVAL, "quantizing the LM head needs a method with "
-						      "a Hessian");
+			return errbuf_set(e, -EINVAL,
+					  "quantizing the LM head needs a method with "
+					  "a Hessian");
 		d->steps_total = d->n_total;
 		return 0;
 	}

@@ -77,7 +77,7 @@ static int convert(const struct conv_case *c, const char *out)
 					    .nsamples = 1,
 					    .seqlen = 128,
 					    .dtype = CALIB_DTYPE_F32 },
-				.head_bits = c->head_bits };
+				 .head_bits = c->head_bits };
 	struct calib_out res = { 0 };
 	struct export_meta meta;
 	struct errbuf e = { { 0 } };

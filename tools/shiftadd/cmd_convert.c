@@ -260,12 +260,14 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		o->head_q5_0 = !strcmp(optarg, "q5_0");
 		o->run.head_bits = !strcmp(optarg, "shiftadd") ? HEAD_BITS_DEFAULT : 0;
 		if (!o->head_q5_0 && !o->run.head_bits) {
-			fprintf(stderr, "shiftadd convert: unknown --head '%s' (shiftadd or q5_0)\n",
+			fprintf(stderr,
+				"shiftadd convert: unknown --head '%s' (shiftadd or q5_0)\n",
 				optarg);
 			return -EINVAL;
 		}
 	} else if (!strcmp(n, "head-bits"))
-		r = opt_u32(n, optarg, &o->head_bits); else if (!strcmp(n, "threads"))
+		r = opt_u32(n, optarg, &o->head_bits);
+	else if (!strcmp(n, "threads"))
 		r = opt_u32(n, optarg, &o->threads);
 	else if (!strcmp(n, "json"))
 		o->json = true;
