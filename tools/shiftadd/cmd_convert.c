@@ -74,7 +74,8 @@ static const struct opt_spec specs[] = {
 	{ "head", 0, "TYPE", "as the source",
 	  "shiftadd: quantize the LM head too, last, with --method at --head-bits against the "
 	  "Hessian of its input, and run it on the shift-add kernels (decode reads all of it "
-	  "per token: SmolLM2's Q8_0 head is 30 MB, Gemma 3's 170 MB). q5_0: store it as its "
+	  "per token: SmolLM2's Q8_0 head is 30 MB, Gemma 3's 170 MB; faster for one sequence, "
+	  "slower for several a step, so not for servers). q5_0: store it as its "
 	  "own Q5_0 tensor (21 MB for SmolLM2; slower on Gemma 3's 262k rows, where the "
 	  "unpacking outweighs the saved reads). Either way the embedding lookups keep the "
 	  "source's" },
