@@ -197,11 +197,11 @@ static int add_linear(struct gguf_writer *w, const struct calib_tensor *ct, cons
 
 /*
  * The LM head as a Q5_0 "output.weight" (export_meta.head_q5_0), from the f32 weights the
- * engine loaded: the tied embedding or an untied dense head; a GGUF block head (no f32 copy
- * in @m) is dequantized from @g.
+ * engine loaded: the tied embedding, an untied dense head, or what a block head's backend
+ * dequantizes to (linear_weights_f32()).
  */
-static int add_q5_head(struct gguf_writer *w, const struct model *m, const struct gguf_file *g,
-		       void ***bufs, uint32_t *n_bufs, struct errbuf *e)
+static int add_q5_head(struct gguf_writer *w, const struct model *m, void ***bufs, uint32_t *n_bufs,
+		       struct errbuf *e)
 {
 	const struct model_config *c = &m->cfg;
 	uint64_t n = (uint64_t)c->n_vocab * c->dim, ne[2] = { c->dim, c->n_vocab }, n_bytes;
@@ -215,16 +215,14 @@ static int add_q5_head(struct gguf_writer *w, const struct model *m, const struc
 				  "--head q5_0 needs rows of a multiple of 32 values, not %u",
 				  c->dim);
 	if (!src) {
-		const struct gguf_tensor *t = g ? gguf_find_tensor(g, "output.weight") : NULL;
-		const struct dtype_info *di = t ? dtype_info(t->type) : NULL;
-
-		if (!di || !di->to_f32 || t->n_elems != n)
-			return errbuf_set(e, -EOPNOTSUPP,
-					  "cannot read the LM head to requantize it");
 		tmp = malloc(n * sizeof(float));
 		if (!tmp)
 			return -ENOMEM;
-		di->to_f32(t->data, tmp, n);
+		if (linear_weights_f32(&m->lm_head, tmp) < 0) {
+			free(tmp);
+			return errbuf_set(e, -EOPNOTSUPP,
+					  "cannot read the LM head to requantize it");
+		}
 		src = tmp;
 	}
 	q = malloc(n_bytes);
@@ -271,7 +269,7 @@ static int add_tensors(struct gguf_writer *w, const struct gguf_file *g, const s
 		if (r < 0)
 			return errbuf_set(e, r, "cannot add the LM head: %s", strerror(-r));
 	}
-	return head_q5_0 ? add_q5_head(w, m, g, bufs, n_bufs, e) : 0;
+	return head_q5_0 ? add_q5_head(w, m, bufs, n_bufs, e) : 0;
 }
 
 /* ---- HF folder sources ---- */
@@ -346,8 +344,7 @@ static int add_hf_tensor(struct gguf_writer *w, const struct st_set *st, const s
 
 	snprintf(hf, sizeof(hf), n->hf, li);
 	snprintf(gg, sizeof(gg), n->gguf, li);
-	ct = find_out(out, SA_HEAD_BASE ".weight");
-	if (!strcmp(n->gguf, "output.weight") && ct) {
+	if (!strcmp(n->gguf, "output.weight") && (ct = find_out(out, SA_HEAD_BASE ".weight"))) {
 		/* a converted head, tied or not: a tensor of its own */
 		r = add_linear(w, ct, n->gguf, bufs, n_bufs);
 		return r < 0 ? errbuf_set(e, r, "cannot add the LM head: %s", strerror(-r)) : 0;
@@ -555,7 +552,7 @@ static int add_hf(struct gguf_writer *w, const char *dir, const struct model *m,
 	if (r == 0 && m->cfg.norm_offset)
 		r = add_folded_norms(w, m, e);
 	if (r == 0 && meta->head_q5_0)
-		r = add_q5_head(w, m, NULL, bufs, n_bufs, e);
+		r = add_q5_head(w, m, bufs, n_bufs, e);
 	return r;
 }
 
