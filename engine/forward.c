@@ -15,9 +15,32 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/pool.h"
 #include "engine/fwd_simd.h"
+
+/*
+ * Zeroed memory for a cache array, mapped lazily (pages are committed as positions are
+ * written), with transparent huge pages asked for: a decode step at depth streams the cache,
+ * and 4 KiB pages would cost a TLB miss every 4 KiB. Released with kv_free(p, @bytes).
+ */
+static void *kv_alloc(size_t bytes)
+{
+	void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without THP, 4 KiB pages serve */
+	return p;
+}
+
+static void kv_free(void *p, size_t bytes)
+{
+	if (p)
+		munmap(p, bytes ? bytes : 1);
+}
 
 int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx)
 {
@@ -38,19 +61,20 @@ int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, ui
 				   &n) ||
 	    __builtin_mul_overflow((uint64_t)n_seq * kv->n_layers * kv->n_kv_heads,
 				   kv->kt_head_floats, &n_kt) ||
-	    n_kt > SIZE_MAX / sizeof(float) - 8)
+	    n > SIZE_MAX / sizeof(float) || n_kt > SIZE_MAX / sizeof(float))
 		return -EOVERFLOW;
-	kv->v = malloc(n * sizeof(float));
+	kv->bytes = n * sizeof(float);
+	kv->kt_bytes = n_kt * sizeof(float);
+	kv->v = kv_alloc(kv->bytes);
 	if (ops->attend_rows && kv->head_dim % 32 == 0) {
-		/* calloc: the padding keys of a chunk must be finite (the kernel computes their
-		 * scores before masking them); large blocks come zeroed from the kernel lazily */
-		kv->kt_mem = calloc(n_kt + 8, sizeof(float));
-		kv->kt = (float *)(((uintptr_t)kv->kt_mem + 31) & ~(uintptr_t)31);
+		/* zeroed: the padding keys of a chunk must be finite (the kernel computes their
+		 * scores before masking them) */
+		kv->kt = kv_alloc(kv->kt_bytes);
 		kv->att_ops = ops;
 	} else {
-		kv->k = malloc(n * sizeof(float));
+		kv->k = kv_alloc(kv->bytes);
 	}
-	if (!kv->v || !(kv->k || kv->kt_mem)) {
+	if (!kv->v || !(kv->k || kv->kt)) {
 		kv_cache_done(kv);
 		return -ENOMEM;
 	}
@@ -59,17 +83,20 @@ int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, ui
 
 void kv_cache_done(struct kv_cache *kv)
 {
-	free(kv->k);
-	free(kv->v);
-	free(kv->kt_mem);
+	kv_free(kv->k, kv->bytes);
+	kv_free(kv->v, kv->bytes);
+	kv_free(kv->kt, kv->kt_bytes);
 	kv->k = kv->v = kv->kt = NULL;
-	kv->kt_mem = NULL;
 }
 
-/* [n_ctx][kv_dim] block of layer @l for sequence @s */
-static float *kv_at(const struct kv_cache *kv, float *base, uint32_t s, uint32_t l)
+/*
+ * The [n_ctx][head_dim] block of KV head @g of layer @l for sequence @s: a head's keys or
+ * values are contiguous, so that attention streams only what it reads.
+ */
+static float *kv_at(const struct kv_cache *kv, float *base, uint32_t s, uint32_t l, uint32_t g)
 {
-	return base + ((uint64_t)s * kv->n_layers + l) * kv->n_ctx * kv->kv_dim;
+	return base +
+	       (((uint64_t)s * kv->n_layers + l) * kv->n_kv_heads + g) * kv->n_ctx * kv->head_dim;
 }
 
 /* The packed keys of KV head 0 of layer @l for sequence @s (heads kt_head_floats apart). */
@@ -84,17 +111,17 @@ void kv_cache_copy_prefix(struct kv_cache *kv, uint32_t from, uint32_t to, uint3
 	size_t kt_n = fwd_packed_keys_floats(n, kv->head_dim);
 
 	for (uint32_t l = 0; l < kv->n_layers; l++) {
-		memcpy(kv_at(kv, kv->v, to, l), kv_at(kv, kv->v, from, l),
-		       (size_t)n * kv->kv_dim * sizeof(float));
-		if (!kv->kt) {
-			memcpy(kv_at(kv, kv->k, to, l), kv_at(kv, kv->k, from, l),
-			       (size_t)n * kv->kv_dim * sizeof(float));
-			continue;
+		for (uint32_t g = 0; g < kv->n_kv_heads; g++) {
+			memcpy(kv_at(kv, kv->v, to, l, g), kv_at(kv, kv->v, from, l, g),
+			       (size_t)n * kv->head_dim * sizeof(float));
+			if (!kv->kt)
+				memcpy(kv_at(kv, kv->k, to, l, g), kv_at(kv, kv->k, from, l, g),
+				       (size_t)n * kv->head_dim * sizeof(float));
+			else
+				memcpy(kv_kt_at(kv, to, l) + g * kv->kt_head_floats,
+				       kv_kt_at(kv, from, l) + g * kv->kt_head_floats,
+				       kt_n * sizeof(float));
 		}
-		for (uint32_t g = 0; g < kv->n_kv_heads; g++)
-			memcpy(kv_kt_at(kv, to, l) + g * kv->kt_head_floats,
-			       kv_kt_at(kv, from, l) + g * kv->kt_head_floats,
-			       kt_n * sizeof(float));
 	}
 }
 
@@ -308,18 +335,17 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 			 float *out, float *scores)
 {
 	const struct model_config *c = &m->cfg;
-	uint32_t hd = c->head_dim, q_dim = c->n_heads * hd, kvd = kv->kv_dim;
+	uint32_t hd = c->head_dim, q_dim = c->n_heads * hd;
 	uint32_t lo0 = fwd_window_start(p0 + 1, win), n_keys = p0 + len - lo0;
 	uint32_t group = c->n_heads / c->n_kv_heads;
-	const float *kc = kv_at(kv, kv->k, s, layer) + (uint64_t)lo0 * kvd;
-	const float *vc = kv_at(kv, kv->v, s, layer) + (uint64_t)lo0 * kvd;
 	float scale = model_attn_scale(c);
 
 	for (uint32_t h = 0; h < c->n_heads; h++) {
 		uint32_t g = h / group;
 
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, n_keys, hd, scale,
-			    q + h * hd, q_dim, kc + g * hd, kvd, 0.0f, scores, n_keys);
+			    q + h * hd, q_dim, kv_at(kv, kv->k, s, layer, g) + (uint64_t)lo0 * hd,
+			    hd, 0.0f, scores, n_keys);
 		for (uint32_t r = 0; r < len; r++) {
 			float *row = scores + (uint64_t)r * n_keys;
 			/* keys [lo, visible) of the block's [lo0, p0 + len), counted from lo0 */
@@ -331,7 +357,8 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 			memset(row + visible, 0, (n_keys - visible) * sizeof(float));
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, n_keys, 1.0f,
-			    scores, n_keys, vc + g * hd, kvd, 0.0f, out + h * hd, q_dim);
+			    scores, n_keys, kv_at(kv, kv->v, s, layer, g) + (uint64_t)lo0 * hd, hd,
+			    0.0f, out + h * hd, q_dim);
 	}
 }
 
@@ -343,11 +370,12 @@ struct att_job {
 	const struct fwd_ops *ops;
 	const float *q;	 /* [len][q_dim] */
 	const float *kt; /* [n_kv_heads][kt_floats] packed keys */
-	const float *vc; /* the value cache, [n_ctx][kvd] */
+	const float *vc; /* the values of KV head 0, [n_ctx][hd], heads vc_floats apart */
 	float *out;	 /* [len][q_dim] */
 	float *scratch;	 /* [workers][scratch_floats] */
 	size_t kt_floats, scratch_floats;
-	uint32_t q_dim, kvd, hd, n_heads, group, p0, len, n_blocks, win;
+	size_t vc_floats;
+	uint32_t q_dim, hd, n_heads, group, p0, len, n_blocks, win;
 	float scale;
 	atomic_uint next;
 };
@@ -363,11 +391,11 @@ static void att_worker(void *arg, uint32_t w)
 		struct fwd_att_rows a = {
 			.q = j->q + (size_t)r0 * j->q_dim + h * j->hd,
 			.kt = j->kt + g * j->kt_floats,
-			.v = j->vc + g * j->hd,
+			.v = j->vc + g * j->vc_floats,
 			.out = j->out + (size_t)r0 * j->q_dim + h * j->hd,
 			.scratch = j->scratch + w * j->scratch_floats,
 			.q_stride = j->q_dim,
-			.v_stride = j->kvd,
+			.v_stride = j->hd,
 			.out_stride = j->q_dim,
 			.hd = j->hd,
 			.rows = j->len - r0 < FWD_ATT_ROWS ? j->len - r0 : FWD_ATT_ROWS,
@@ -423,13 +451,13 @@ static void attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 		.ops = kv->att_ops,
 		.q = q,
 		.kt = kv_kt_at(kv, s, layer),
-		.vc = kv_at(kv, kv->v, s, layer),
+		.vc = kv_at(kv, kv->v, s, layer, 0),
+		.vc_floats = (size_t)kv->n_ctx * hd,
 		.out = out,
 		.kt_floats = kv->kt_head_floats,
 		.scratch = ab->work,
 		.scratch_floats = ab->per_worker,
 		.q_dim = c->n_heads * hd,
-		.kvd = kv->kv_dim,
 		.hd = hd,
 		.n_heads = c->n_heads,
 		.group = c->n_heads / c->n_kv_heads,
@@ -447,6 +475,92 @@ static void attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 		fwd_run_tasks(m, nw, att_worker, &j);
 	else
 		att_worker(&j, 0);
+}
+
+/*
+ * The decode rows of a step (tokens whose sequence has no other token in the batch), all
+ * sequences in one hand-off: a task is the query heads of one KV head of one row, or a part
+ * of them when there are fewer (row, KV head) pairs than workers, so that the keys and
+ * values are streamed once per task rather than once per query head.
+ */
+struct dec_job {
+	const struct fwd_ops *ops;
+	const struct model *m;
+	const struct kv_cache *kv;
+	const uint32_t *tok, *seq, *pos; /* tok: the rows' token indices in the batch */
+	const float *q;			 /* [n][q_dim] */
+	float *out;			 /* [n][q_dim] */
+	const struct att_bufs *ab;
+	uint32_t layer, win, n_rows, n_parts, group, q_dim;
+	float scale;
+	atomic_uint next;
+};
+
+static void dec_worker(void *arg, uint32_t w)
+{
+	struct dec_job *j = arg;
+	const struct model_config *c = &j->m->cfg;
+	uint32_t per_row = c->n_kv_heads * j->n_parts, n_tasks = j->n_rows * per_row, t;
+
+	while ((t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < n_tasks) {
+		uint32_t i = j->tok[t / per_row], g = t % per_row / j->n_parts;
+		uint32_t part = t % j->n_parts, s = j->seq[i];
+		uint32_t h0 = g * j->group + j->group * part / j->n_parts;
+		uint32_t h1 = g * j->group + j->group * (part + 1) / j->n_parts;
+		struct fwd_att_rows a = {
+			.q = j->q + (size_t)i * j->q_dim + h0 * c->head_dim,
+			.kt = kv_kt_at(j->kv, s, j->layer) + g * j->kv->kt_head_floats,
+			.v = kv_at(j->kv, j->kv->v, s, j->layer, g),
+			.out = j->out + (size_t)i * j->q_dim + h0 * c->head_dim,
+			.scratch = j->ab->work + w * j->ab->per_worker,
+			.v_stride = c->head_dim,
+			.hd = c->head_dim,
+			.rows = 1,
+			.vis0 = j->pos[i] + 1,
+			.win = j->win,
+			.scale = j->scale,
+		};
+
+		if (h1 > h0)
+			j->ops->attend_heads(&a, h1 - h0);
+	}
+}
+
+static void attend_decode(const struct model *m, const struct kv_cache *kv, uint32_t layer,
+			  const uint32_t *tok, uint32_t n_rows, const uint32_t *seq,
+			  const uint32_t *pos, const float *q, float *out,
+			  const struct att_bufs *ab)
+{
+	const struct model_config *c = &m->cfg;
+	uint32_t pairs = n_rows * c->n_kv_heads, nw, n_tasks;
+	struct dec_job j = {
+		.ops = kv->att_ops,
+		.m = m,
+		.kv = kv,
+		.tok = tok,
+		.seq = seq,
+		.pos = pos,
+		.q = q,
+		.out = out,
+		.ab = ab,
+		.layer = layer,
+		.win = model_config_layer_slides(c, layer) ? c->sliding_window : 0,
+		.n_rows = n_rows,
+		.group = c->n_heads / c->n_kv_heads,
+		.q_dim = c->n_heads * c->head_dim,
+		.scale = model_attn_scale(c),
+	};
+
+	j.n_parts = pairs < ab->n_workers ? (ab->n_workers + pairs - 1) / pairs : 1;
+	if (j.n_parts > j.group)
+		j.n_parts = j.group;
+	n_tasks = pairs * j.n_parts;
+	nw = ab->n_workers < n_tasks ? ab->n_workers : n_tasks;
+	atomic_init(&j.next, 0);
+	if (nw > 1)
+		fwd_run_tasks(m, nw, dec_worker, &j);
+	else
+		dec_worker(&j, 0);
 }
 
 /*
@@ -478,6 +592,7 @@ struct scratch {
 	float *rope_cs;	    /* [n][head_dim] (rope_tables()), LLaMA-style models only */
 	float *rope_cs_swa; /* the same for the sliding layers' RoPE base, if it differs */
 	struct att_bufs ab; /* fused attention */
+	uint32_t *dec;	    /* [n]: the decode rows of the step (attend_all) */
 };
 
 static void scratch_free(struct scratch *s)
@@ -493,6 +608,7 @@ static void scratch_free(struct scratch *s)
 	free(s->scores);
 	free(s->rope_cs);
 	free(s->rope_cs_swa);
+	free(s->dec);
 	att_bufs_free(&s->ab);
 }
 
@@ -524,12 +640,13 @@ static int scratch_alloc(struct scratch *s, const struct model *m, const struct 
 	s->ff1 = malloc((uint64_t)n * c->ffn_dim * sizeof(float));
 	s->ff2 = malloc((uint64_t)n * c->ffn_dim * sizeof(float));
 	s->scores = malloc(scores * sizeof(float));
+	s->dec = malloc((uint64_t)n * sizeof(*s->dec));
 	if (c->arch == ARCH_LLAMA)
 		s->rope_cs = malloc((uint64_t)n * c->head_dim * sizeof(float));
 	if (m->rope_freq_swa)
 		s->rope_cs_swa = malloc((uint64_t)n * c->head_dim * sizeof(float));
 	if (!s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->ff1 || !s->ff2 ||
-	    !s->scores || (c->arch == ARCH_LLAMA && !s->rope_cs) ||
+	    !s->scores || !s->dec || (c->arch == ARCH_LLAMA && !s->rope_cs) ||
 	    (m->rope_freq_swa && !s->rope_cs_swa)) {
 		scratch_free(s);
 		return -ENOMEM;
@@ -630,6 +747,33 @@ static void rope_part(void *ctx, uint32_t r0, uint32_t r1)
 	}
 }
 
+/*
+ * Attention of every run of consecutive positions of one sequence in the batch: the runs of
+ * one token (decode rows) together through attend_decode when the fused kernel has
+ * attend_heads, the others one by one.
+ */
+static void attend_all(const struct model *m, const struct kv_cache *kv, uint32_t li,
+		       const uint32_t *seq, const uint32_t *pos, uint32_t n, float *att,
+		       struct scratch *s)
+{
+	uint32_t q_dim = m->cfg.n_heads * m->cfg.head_dim, n_dec = 0;
+	bool dec = kv->kt && kv->att_ops->attend_heads &&
+		   m->cfg.n_heads / m->cfg.n_kv_heads <= FWD_ATT_ROWS;
+
+	for (uint32_t t0 = 0, t1; t0 < n; t0 = t1) {
+		for (t1 = t0 + 1; t1 < n && seq[t1] == seq[t0] && pos[t1] == pos[t1 - 1] + 1; t1++)
+			;
+		if (dec && t1 - t0 == 1) {
+			s->dec[n_dec++] = t0;
+			continue;
+		}
+		attend_run(m, kv, li, seq[t0], pos[t0], t1 - t0, s->q + (uint64_t)t0 * q_dim,
+			   att + (uint64_t)t0 * q_dim, s->scores, &s->ab);
+	}
+	if (n_dec)
+		attend_decode(m, kv, li, s->dec, n_dec, seq, pos, s->q, att, &s->ab);
+}
+
 /* q, k, v projections, RoPE, KV-cache write and causal attention: att[n][q_dim]. */
 static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,
 		      const uint32_t *pos, uint32_t n, const float *h, float *att,
@@ -637,7 +781,7 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 {
 	const struct model_config *c = &m->cfg;
 	const struct model_layer *l = &m->layers[li];
-	uint32_t q_dim = c->n_heads * c->head_dim, kvd = kv->kv_dim;
+	uint32_t kvd = kv->kv_dim;
 
 	linear_forward_shared((const struct linear *[]){ &l->wq, &l->wk, &l->wv }, 3, h,
 			      (float *[]){ s->q, s->k, s->v }, n);
@@ -662,18 +806,17 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 				fwd_pack_key(kv_kt_at(kv, seq[t], li) + g * kv->kt_head_floats,
 					     kr + g * c->head_dim, pos[t], c->head_dim);
 		} else {
-			memcpy(kv_at(kv, kv->k, seq[t], li) + (uint64_t)pos[t] * kvd, kr,
-			       kvd * sizeof(float));
+			for (uint32_t g = 0; g < c->n_kv_heads; g++)
+				memcpy(kv_at(kv, kv->k, seq[t], li, g) +
+					       (uint64_t)pos[t] * c->head_dim,
+				       kr + g * c->head_dim, c->head_dim * sizeof(float));
 		}
-		memcpy(kv_at(kv, kv->v, seq[t], li) + (uint64_t)pos[t] * kvd,
-		       s->v + (uint64_t)t * kvd, kvd * sizeof(float));
+		for (uint32_t g = 0; g < c->n_kv_heads; g++)
+			memcpy(kv_at(kv, kv->v, seq[t], li, g) + (uint64_t)pos[t] * c->head_dim,
+			       s->v + (uint64_t)t * kvd + g * c->head_dim,
+			       c->head_dim * sizeof(float));
 	}
-	for (uint32_t t0 = 0, t1; t0 < n; t0 = t1) {
-		for (t1 = t0 + 1; t1 < n && seq[t1] == seq[t0] && pos[t1] == pos[t1 - 1] + 1; t1++)
-			;
-		attend_run(m, kv, li, seq[t0], pos[t0], t1 - t0, s->q + (uint64_t)t0 * q_dim,
-			   att + (uint64_t)t0 * q_dim, s->scores, &s->ab);
-	}
+	attend_all(m, kv, li, seq, pos, n, att, s);
 }
 
 struct gated_ctx {

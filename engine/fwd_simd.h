@@ -66,6 +66,13 @@ struct fwd_ops {
 	double (*sumsq)(const float *x, uint32_t n);
 	/* Softmax(q k^T * scale) v for one block of rows; NULL when the ISA has no fused path. */
 	void (*attend_rows)(const struct fwd_att_rows *a);
+	/*
+	 * One row (a->rows = 1) for each of @n_heads <= FWD_ATT_ROWS heads that share a's keys
+	 * and values: head i's query at a->q + i * hd, its output at a->out + i * hd (q_stride
+	 * and out_stride unused). Each head gets the bits attend_rows gives it alone; the keys
+	 * and values are read once for all. NULL where attend_rows is.
+	 */
+	void (*attend_heads)(const struct fwd_att_rows *a, uint32_t n_heads);
 };
 
 /* The ops for @isa (LUT_ISA_AUTO: the host's best); ISAs without a port get the scalar ops. */

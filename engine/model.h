@@ -107,11 +107,12 @@ uint64_t model_weight_bytes(const struct model *m);
 struct fwd_ops;
 
 /*
- * KV cache for @n_seq independent sequences of up to @n_ctx positions each. v is
- * [n_seq][n_layers][n_ctx][kv_dim] f32. The keys are either row-major like v (k) or, on
- * hosts with a fused attention kernel (chosen at kv_cache_init), packed the way that kernel
- * reads them (kt, per sequence, layer and KV head kt_head_floats floats; k is NULL): they
- * are packed once when written, not again at every step.
+ * KV cache for @n_seq independent sequences of up to @n_ctx positions each, f32. v is
+ * [n_seq][n_layers][n_kv_heads][n_ctx][head_dim] (a head's values contiguous). The keys are
+ * either laid out like v (k) or, on hosts with a fused attention kernel (chosen at
+ * kv_cache_init), packed the way that kernel reads them (kt, per sequence, layer and KV head
+ * kt_head_floats floats; k is NULL): they are packed once when written, not again at every
+ * step. The arrays are mapped lazily (memory is committed as positions are written).
  */
 struct kv_cache {
 	uint32_t n_seq;
@@ -120,8 +121,8 @@ struct kv_cache {
 	uint32_t kv_dim;
 	float *k;
 	float *v;
-	float *kt; /* 32-byte aligned, inside kt_mem */
-	void *kt_mem;
+	float *kt;
+	size_t bytes, kt_bytes; /* of k and v, of kt */
 	uint64_t kt_head_floats;
 	uint32_t n_kv_heads;
 	uint32_t head_dim;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Batched decode step benchmark: what the daemon's scheduler asks of the engine with S
- * active sequences, in one process, without IPC. Each of S sequences is prefilled with the
- * same short prompt; then every step feeds one token per sequence through model_forward()
+ * active sequences, in one process, without IPC. Sequence 0 is prefilled once with the
+ * prompt (repeated to --depth tokens), every sequence of a run starts from a copy of that
+ * KV prefix; then every step feeds one token per sequence through model_forward()
  * and model_logits() (all S rows, as the daemon's LOGITS_BATCH does) and takes each
  * sequence's greedy next token. Reports the time per step, tokens/s and the split between
  * the forward pass and the LM head, for S = 1 beside the batched S so the batching gain is
@@ -25,12 +26,14 @@
 #define MAX_SEQS 64
 
 static const char usage_line[] =
-	"bench-step --model FILE [--seqs LIST] [--threads N] [--steps N] [--repeat R] [--json]";
+	"bench-step --model FILE [--seqs LIST] [--threads N] [--steps N] [--repeat R] [--depth D]\n"
+	"           [--json]";
 static const char desc[] =
 	"Time batched decode steps in process: S sequences advance one token per step through\n"
 	"the forward pass and the LM head, as shiftaddd's scheduler runs them. For each S in\n"
 	"LIST the best of R runs of N steps is reported: ms per step, tokens/s, the LM head's\n"
-	"share, and tokens/s relative to the first S of the list.";
+	"share, and tokens/s relative to the first S of the list. --depth D times the steps\n"
+	"after D positions of context, where attention reads D keys and values per layer.";
 
 static const struct opt_spec specs[] = {
 	{ "model", 'm', "FILE", NULL,
@@ -41,6 +44,9 @@ static const struct opt_spec specs[] = {
 	{ "steps", 'n', "N", "32", "decode steps per run (1..100000)" },
 	{ "repeat", 'r', "R", "5", "runs per point, the fastest is reported (1..1000)" },
 	{ "prompt", 'p', "TEXT", "Once upon a time", "prompt of every sequence" },
+	{ "depth", 'd', "D", "0",
+	  "context before the timed steps: the prompt's tokens repeated to D positions "
+	  "(0: the prompt once)" },
 	{ "json", 'j', NULL, NULL, "one JSON object per point on stdout instead of a table" },
 	{ "help", 'h', NULL, NULL, "show this help" },
 	{ NULL, 0, NULL, NULL, NULL },
@@ -48,7 +54,7 @@ static const struct opt_spec specs[] = {
 
 struct opts {
 	const char *model, *prompt;
-	uint32_t seqs[MAX_SEQS], n_points, threads, steps, repeat;
+	uint32_t seqs[MAX_SEQS], n_points, threads, steps, repeat, depth;
 	int json;
 };
 
@@ -130,6 +136,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			r = parse_u32(name, optarg, 1, 1000, &o->repeat);
 		else if (!strcmp(name, "prompt"))
 			o->prompt = optarg;
+		else if (!strcmp(name, "depth"))
+			r = parse_u32(name, optarg, 0, 1u << 20, &o->depth);
 		else if (!strcmp(name, "json"))
 			o->json = 1;
 	}
@@ -146,9 +154,9 @@ static int parse(int argc, char **argv, struct opts *o)
 struct run {
 	const struct model *m;
 	struct kv_cache kv;
-	int32_t *tokens, *prompt;
-	uint32_t *seq, *pos, n_prompt;
-	float *hidden, *logits;
+	int32_t *tokens;
+	uint32_t *seq, *pos, n_ctx0;   /* n_ctx0: positions of the shared prefix */
+	float *hidden, *logits, *last; /* last: the prefix's final hidden state */
 };
 
 static int32_t argmax(const float *x, uint32_t n)
@@ -161,29 +169,19 @@ static int32_t argmax(const float *x, uint32_t n)
 	return (int32_t)b;
 }
 
-/* Prefill every sequence with the prompt (one batch), then time @steps decode steps. */
+/* Start @S sequences from sequence 0's prefix, then time @steps decode steps. */
 static int run_point(struct run *R, uint32_t S, uint32_t steps, struct point *pt)
 {
 	const struct model *m = R->m;
-	uint32_t np = R->n_prompt, V = m->cfg.n_vocab, n = 0;
+	uint32_t np = R->n_ctx0, V = m->cfg.n_vocab, dim = m->cfg.dim;
 	double t_fwd = 0, t_head = 0;
 	int r;
 
-	for (uint32_t s = 0; s < S; s++)
-		for (uint32_t i = 0; i < np; i++, n++) {
-			R->tokens[n] = R->prompt[i];
-			R->seq[n] = s;
-			R->pos[n] = i;
-		}
-	r = model_forward(m, &R->kv, R->tokens, R->seq, R->pos, n, R->hidden);
-	if (r < 0)
-		return r;
 	for (uint32_t s = 0; s < S; s++) {
-		memmove(R->hidden + (size_t)s * m->cfg.dim,
-			R->hidden + ((size_t)s * np + np - 1) * m->cfg.dim,
-			m->cfg.dim * sizeof(float));
+		if (s)
+			kv_cache_copy_prefix(&R->kv, 0, s, np);
+		memcpy(R->hidden + (size_t)s * dim, R->last, dim * sizeof(float));
 		R->seq[s] = s;
-		R->pos[s] = np;
 	}
 	model_logits(m, R->hidden, S, R->logits);
 	for (uint32_t k = 0; k < steps; k++) {
@@ -209,40 +207,77 @@ static int run_point(struct run *R, uint32_t S, uint32_t steps, struct point *pt
 	return 0;
 }
 
+/* Prefill sequence 0 with @toks repeated to R->n_ctx0 positions, in chunks. */
+static int prefill(struct run *R, const int32_t *toks, uint32_t n_toks, float *hidden)
+{
+	const uint32_t chunk = 256;
+	uint32_t dim = R->m->cfg.dim;
+
+	for (uint32_t p0 = 0; p0 < R->n_ctx0; p0 += chunk) {
+		uint32_t n = R->n_ctx0 - p0 < chunk ? R->n_ctx0 - p0 : chunk;
+		int32_t tk[256];
+		uint32_t sq[256], ps[256];
+		int r;
+
+		for (uint32_t i = 0; i < n; i++) {
+			tk[i] = toks[(p0 + i) % n_toks];
+			sq[i] = 0;
+			ps[i] = p0 + i;
+		}
+		r = model_forward(R->m, &R->kv, tk, sq, ps, n, hidden);
+		if (r < 0)
+			return r;
+		memcpy(R->last, hidden + (size_t)(n - 1) * dim, dim * sizeof(float));
+	}
+	return 0;
+}
+
 static int setup(struct run *R, const struct model *m, const struct opts *o, uint32_t max_s,
 		 struct errbuf *e)
 {
-	uint32_t n_tok;
+	int32_t *toks = NULL;
+	float *hidden = NULL;
 	size_t n = 0;
 	int r;
 
 	R->m = m;
-	r = tokenizer_encode(m->tok, o->prompt, strlen(o->prompt), false, &R->prompt, &n);
-	if (r < 0 || !n || n > 4096)
+	r = tokenizer_encode(m->tok, o->prompt, strlen(o->prompt), false, &toks, &n);
+	if (r < 0 || !n || n > 4096) {
+		free(toks);
 		return errbuf_set(e, r < 0 ? r : -EINVAL,
 				  "cannot tokenize the prompt (1..4096 tokens)");
-	R->n_prompt = (uint32_t)n;
-	if (R->n_prompt + o->steps + 1 > m->cfg.max_ctx)
-		return errbuf_set(e, -EINVAL, "prompt + steps exceed the model's context %u",
+	}
+	R->n_ctx0 = o->depth ? o->depth : (uint32_t)n;
+	if ((uint64_t)R->n_ctx0 + o->steps + 1 > m->cfg.max_ctx) {
+		free(toks);
+		return errbuf_set(e, -EINVAL, "depth + steps exceed the model's context %u",
 				  m->cfg.max_ctx);
-	n_tok = max_s * R->n_prompt;
-	r = kv_cache_init(&R->kv, m, max_s, R->n_prompt + o->steps + 1);
-	if (r < 0)
+	}
+	r = kv_cache_init(&R->kv, m, max_s, R->n_ctx0 + o->steps + 1);
+	if (r < 0) {
+		free(toks);
 		return errbuf_set(e, r, "cannot allocate the KV cache");
-	R->tokens = malloc(n_tok * sizeof(*R->tokens));
-	R->seq = malloc(n_tok * sizeof(*R->seq));
-	R->pos = malloc(n_tok * sizeof(*R->pos));
-	R->hidden = malloc((size_t)n_tok * m->cfg.dim * sizeof(float));
+	}
+	R->tokens = malloc(max_s * sizeof(*R->tokens));
+	R->seq = malloc(max_s * sizeof(*R->seq));
+	R->pos = malloc(max_s * sizeof(*R->pos));
+	R->hidden = malloc((size_t)max_s * m->cfg.dim * sizeof(float));
+	R->last = malloc((size_t)m->cfg.dim * sizeof(float));
 	R->logits = malloc((size_t)max_s * m->cfg.n_vocab * sizeof(float));
-	if (!R->tokens || !R->seq || !R->pos || !R->hidden || !R->logits)
-		return errbuf_set(e, -ENOMEM, "out of memory");
-	return 0;
+	hidden = malloc((size_t)256 * m->cfg.dim * sizeof(float));
+	if (!R->tokens || !R->seq || !R->pos || !R->hidden || !R->last || !R->logits || !hidden)
+		r = errbuf_set(e, -ENOMEM, "out of memory");
+	else if ((r = prefill(R, toks, (uint32_t)n, hidden)) < 0)
+		errbuf_set(e, r, "prefill failed");
+	free(hidden);
+	free(toks);
+	return r;
 }
 
 static void teardown(struct run *R)
 {
 	kv_cache_done(&R->kv);
-	free(R->prompt);
+	free(R->last);
 	free(R->tokens);
 	free(R->seq);
 	free(R->pos);
@@ -250,18 +285,21 @@ static void teardown(struct run *R)
 	free(R->logits);
 }
 
-static void report(const struct opts *o, const struct point *pt, const struct point *base)
+static void report(const struct opts *o, uint32_t depth, const struct point *pt,
+		   const struct point *base)
 {
 	double rel = pt->tok_s / base->tok_s;
 
 	if (o->json) {
-		printf("{\"seqs\": %u, \"threads\": %u, \"steps\": %u, \"step_ms\": %.4f, "
-		       "\"head_ms\": %.4f, \"tokens_per_s\": %.2f, \"vs_first\": %.4f}\n",
-		       pt->seqs, o->threads, o->steps, pt->step_ms, pt->head_ms, pt->tok_s, rel);
+		printf("{\"seqs\": %u, \"threads\": %u, \"steps\": %u, \"depth\": %u, "
+		       "\"step_ms\": %.4f, \"head_ms\": %.4f, \"tokens_per_s\": %.2f, "
+		       "\"vs_first\": %.4f}\n",
+		       pt->seqs, o->threads, o->steps, depth, pt->step_ms, pt->head_ms, pt->tok_s,
+		       rel);
 		return;
 	}
-	printf("%6u %8u %10.3f %9.3f %6.1f%% %10.1f %8.2fx\n", pt->seqs, o->threads, pt->step_ms,
-	       pt->head_ms, 100.0 * pt->head_ms / pt->step_ms, pt->tok_s, rel);
+	printf("%6u %8u %7u %10.3f %9.3f %6.1f%% %10.1f %8.2fx\n", pt->seqs, o->threads, depth,
+	       pt->step_ms, pt->head_ms, 100.0 * pt->head_ms / pt->step_ms, pt->tok_s, rel);
 }
 
 int main(int argc, char **argv)
@@ -297,7 +335,7 @@ int main(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	if (!o.json)
-		printf("  seqs  threads    step_ms   head_ms   head      tok/s  vs first\n");
+		printf("  seqs  threads   depth    step_ms   head_ms   head      tok/s  vs first\n");
 	for (uint32_t i = 0; i < o.n_points; i++) {
 		struct point best = { 0 }, pt;
 
@@ -312,7 +350,7 @@ int main(int argc, char **argv)
 		}
 		if (!i)
 			base = best;
-		report(&o, &best, &base);
+		report(&o, R.n_ctx0, &best, &base);
 	}
 	r = 0;
 	goto out;

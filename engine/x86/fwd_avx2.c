@@ -376,8 +376,175 @@ static inline __attribute__((always_inline)) void pv_nx32(const float *p0, const
 /* Keys per step of the P.V sweep: their value rows stay in L1 across all row pairs. */
 #define PV_KEYS 64
 
+/* Value rows the decode path prefetches ahead of the one it reads. */
+#define PV_AHEAD 16
+
+/*
+ * One query row (a decode step) against packed key chunks [c, c1): qk_nx16's sums for
+ * n = 1, key lane by key lane in the same order of d, but four chunks at a time, so that
+ * eight independent FMA chains hide the latency that two chains per row leave exposed.
+ */
+static inline __attribute__((always_inline)) void
+qk_row_pf(const float *q, uint32_t hd, const float *kt, uint32_t c, uint32_t c1, float *s, bool pf)
+{
+	for (; c + 4 * FWD_KEY_CHUNK <= c1; c += 4 * FWD_KEY_CHUNK) {
+		const float *kc = kt + (size_t)c * hd;
+		__m256 a[8];
+
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++)
+			a[i] = _mm256_setzero_ps();
+		for (uint32_t d = 0; d < hd; d++, kc += FWD_KEY_CHUNK) {
+			__m256 x = _mm256_broadcast_ss(q + d);
+
+#pragma GCC unroll 4
+			for (int b = 0; b < 4; b++) {
+				const float *k = kc + (size_t)b * FWD_KEY_CHUNK * hd;
+
+				/* the same line of the next four chunks (a 64-byte line per d) */
+				if (pf)
+					_mm_prefetch((const char *)(k + 4 * FWD_KEY_CHUNK * hd),
+						     _MM_HINT_T0);
+
+				a[2 * b] = _mm256_fmadd_ps(x, _mm256_load_ps(k), a[2 * b]);
+				a[2 * b + 1] =
+					_mm256_fmadd_ps(x, _mm256_load_ps(k + 8), a[2 * b + 1]);
+			}
+		}
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++)
+			_mm256_store_ps(s + c + 8 * i, a[i]);
+	}
+	for (; c < c1; c += FWD_KEY_CHUNK)
+		qk_nx16(q, hd, kt + (size_t)c * hd, s + c, 0, 1);
+}
+
+/* @pf: prefetch ahead, for the first pass over keys that come from memory. */
+static void qk_row(const float *q, uint32_t hd, const float *kt, uint32_t c, uint32_t c1, float *s,
+		   bool pf)
+{
+	if (pf)
+		qk_row_pf(q, hd, kt, c, c1, s, true);
+	else
+		qk_row_pf(q, hd, kt, c, c1, s, false);
+}
+
+/*
+ * o[0..64) += sum_{j0 <= j < j1} p[j] * v[j][0..64) for one row: pv_nx32's per-element order
+ * (j ascending), eight chains instead of four.
+ */
+static inline __attribute__((always_inline)) void pv_row64_pf(const float *p, const float *v,
+							      uint32_t v_stride, uint32_t j0,
+							      uint32_t j1, float *o, bool pf)
+{
+	__m256 a[8];
+
+#pragma GCC unroll 8
+	for (int c = 0; c < 8; c++)
+		a[c] = _mm256_load_ps(o + 8 * c);
+	for (uint32_t j = j0; j < j1; j++) {
+		const float *vr = v + (size_t)j * v_stride;
+		__m256 x = _mm256_broadcast_ss(p + j);
+
+		if (pf) /* the value row PV_AHEAD keys on (four lines) */
+			for (int l = 0; l < 4; l++)
+				_mm_prefetch((const char *)(vr + PV_AHEAD * v_stride) + 64 * l,
+					     _MM_HINT_T0);
+
+#pragma GCC unroll 8
+		for (int c = 0; c < 8; c++)
+			a[c] = _mm256_fmadd_ps(x, _mm256_loadu_ps(vr + 8 * c), a[c]);
+	}
+#pragma GCC unroll 8
+	for (int c = 0; c < 8; c++)
+		_mm256_store_ps(o + 8 * c, a[c]);
+}
+
+static void pv_row64(const float *p, const float *v, uint32_t v_stride, uint32_t j0, uint32_t j1,
+		     float *o, bool pf)
+{
+	if (pf)
+		pv_row64_pf(p, v, v_stride, j0, j1, o, true);
+	else
+		pv_row64_pf(p, v, v_stride, j0, j1, o, false);
+}
+
+/*
+ * Output dims [h, h + 64) (or the last 32) of one row over keys [j0, j1), into @acc; @pf as
+ * for qk_row.
+ */
+static void pv_row(const float *p, const float *v, uint32_t v_stride, uint32_t hd, uint32_t j0,
+		   uint32_t j1, float *acc, bool pf)
+{
+	uint32_t h = 0;
+
+	for (; h + 64 <= hd; h += 64)
+		pv_row64(p, v + h, v_stride, j0, j1, acc + h, pf);
+	if (h < hd)
+		pv_nx32(p, p, v + h, v_stride, j0, j1, acc + h, acc + h, 1);
+}
+
+/* Keys per block of the decode path: a block's keys (then values) stay in L2 for all heads. */
+static uint32_t head_block_keys(uint32_t hd)
+{
+	uint32_t kb = (64u << 10) / (hd * (uint32_t)sizeof(float));
+
+	return kb < 64 ? 64 : kb / 64 * 64;
+}
+
+/*
+ * One query row of each of @n_heads heads that share the keys and values of @a (a decode step
+ * under grouped-query attention): head i's row at a->q + i * hd, its output at a->out + i *
+ * hd. Every head's values are those attend_rows gives for it with rows = 1 (a row's result
+ * does not depend on the block it is computed in: the daemon's chunked prefill and a
+ * whole-prompt prefill must agree), but the keys and values are streamed once, block by
+ * block, for all the heads instead of once per head, and there are no padding rows.
+ */
+static void attend_heads_avx2(const struct fwd_att_rows *a, uint32_t n_heads)
+{
+	uint32_t hd = a->hd, n_keys = a->vis0, kb = head_block_keys(hd);
+	uint32_t pad = (n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
+	uint32_t lo = fwd_att_first_key(a, 0), c0 = lo / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
+	float *qs = a->scratch, *acc = qs + FWD_ATT_ROWS * hd, *s = acc + FWD_ATT_ROWS * hd;
+	float inv[FWD_ATT_ROWS];
+
+	for (uint32_t i = 0; i < n_heads; i++)
+		for (uint32_t d = 0; d < hd; d++)
+			qs[i * hd + d] = a->q[(size_t)i * hd + d] * a->scale;
+	for (uint32_t c = c0; c < pad; c += kb) {
+		uint32_t c1 = pad - c < kb ? pad : c + kb;
+
+		for (uint32_t i = 0; i < n_heads; i++)
+			qk_row(qs + i * hd, hd, a->kt, c, c1, s + (size_t)i * pad, !i);
+	}
+	for (uint32_t i = 0; i < n_heads; i++) {
+		float *row = s + (size_t)i * pad;
+
+		inv[i] = (float)(1.0 / sum_exp(row + lo, n_keys - lo,
+					       max_avx2(row + lo, n_keys - lo), row + lo));
+	}
+	memset(acc, 0, (size_t)n_heads * hd * sizeof(float));
+	for (uint32_t j = lo; j < n_keys; j += kb) {
+		uint32_t j1 = n_keys - j < kb ? n_keys : j + kb;
+
+		for (uint32_t i = 0; i < n_heads; i++)
+			pv_row(s + (size_t)i * pad, a->v, a->v_stride, hd, j, j1, acc + i * hd, !i);
+	}
+	for (uint32_t i = 0; i < n_heads; i++) {
+		__m256 k = _mm256_set1_ps(inv[i]);
+
+		for (uint32_t d = 0; d < hd; d += 8)
+			_mm256_storeu_ps(a->out + (size_t)i * hd + d,
+					 _mm256_mul_ps(_mm256_load_ps(acc + i * hd + d), k));
+	}
+}
+
 static void attend_rows_avx2(const struct fwd_att_rows *a)
 {
+	if (a->rows == 1) {
+		attend_heads_avx2(a, 1);
+		return;
+	}
 	uint32_t hd = a->hd, rows = a->rows, rows4 = (rows + 3) & ~3u;
 	uint32_t n_keys = a->vis0 + rows - 1;
 	uint32_t pad = (n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
@@ -451,4 +618,5 @@ const struct fwd_ops fwd_ops_avx2 = {
 	.logsumexp = logsumexp_avx2,
 	.sumsq = sumsq_avx2,
 	.attend_rows = attend_rows_avx2,
+	.attend_heads = attend_heads_avx2,
 };

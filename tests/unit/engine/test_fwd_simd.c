@@ -336,6 +336,100 @@ static void test_attend_rows_matches_double(void **state)
 	}
 }
 
+/*
+ * A query row gives the same bits whether it is computed in a block of rows (prefill), alone
+ * (a decode step, which has its own code path) or beside the other heads of its KV head
+ * (attend_heads): the daemon prefills in chunks and generate prefills whole prompts, and
+ * their greedy ids must agree.
+ */
+static void test_attend_row_alone_equals_row_in_block(void **state)
+{
+	static const struct {
+		uint32_t hd, rows, vis0, win;
+	} cases[] = {
+		{ 64, 32, 1, 0 },    { 64, 32, 70, 0 }, { 64, 7, 1000, 0 },
+		{ 32, 20, 90, 0 },   { 96, 9, 129, 0 }, { 256, 32, 600, 512 },
+		{ 64, 32, 300, 17 }, { 64, 3, 63, 64 }, { 128, 13, 40, 0 },
+	};
+	const struct fwd_ops *o = fwd_ops_of(LUT_ISA_AVX2);
+	uint64_t rng = 9;
+
+	(void)state;
+	if (!o->attend_rows) {
+		printf("attend_rows: no fused kernel on this host, skipped\n");
+		return;
+	}
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		uint32_t hd = cases[c].hd, rows = cases[c].rows, vis0 = cases[c].vis0;
+		uint32_t n = vis0 + rows - 1, stride = hd + 5;
+		float *q = malloc((size_t)rows * stride * sizeof(float));
+		float *k = malloc((size_t)n * stride * sizeof(float));
+		float *v = malloc((size_t)n * stride * sizeof(float));
+		float *blk = malloc((size_t)rows * hd * sizeof(float));
+		float *one = malloc((size_t)rows * hd * sizeof(float));
+		float *kt = aligned_alloc(32, fwd_packed_keys_floats(n, hd) * sizeof(float));
+		float *scr = aligned_alloc(32, fwd_att_scratch_floats(hd, n) * sizeof(float));
+		struct fwd_att_rows a = {
+			.q = q,
+			.kt = kt,
+			.v = v,
+			.out = blk,
+			.scratch = scr,
+			.q_stride = stride,
+			.v_stride = stride,
+			.out_stride = hd,
+			.hd = hd,
+			.rows = rows,
+			.vis0 = vis0,
+			.win = cases[c].win,
+			.scale = 1.0f / sqrtf((float)hd),
+		};
+
+		assert_true(q && k && v && blk && one && kt && scr);
+		for (size_t i = 0; i < (size_t)rows * stride; i++)
+			q[i] = urand(&rng, -3.0f, 3.0f);
+		for (size_t i = 0; i < (size_t)n * stride; i++) {
+			k[i] = urand(&rng, -3.0f, 3.0f);
+			v[i] = urand(&rng, -1.0f, 1.0f);
+		}
+		fwd_pack_keys(kt, k, stride, n, hd);
+		o->attend_rows(&a);
+		a.rows = 1;
+		for (uint32_t r = 0; r < rows; r++) {
+			a.q = q + (size_t)r * stride;
+			a.out = one + (size_t)r * hd;
+			a.vis0 = vis0 + r;
+			o->attend_rows(&a);
+		}
+		if (memcmp(blk, one, (size_t)rows * hd * sizeof(float)))
+			fail_msg("hd %u rows %u vis0 %u win %u: a row alone differs", hd, rows,
+				 vis0, cases[c].win);
+		/* the rows as heads of one KV head, all at the last position (a decode step) */
+		for (uint32_t r = 0; r < rows; r++)
+			memcpy(blk + (size_t)r * hd, q + (size_t)r * stride, hd * sizeof(float));
+		a.vis0 = n;
+		for (uint32_t r = 0; r < rows; r++) {
+			a.q = blk + (size_t)r * hd;
+			a.out = one + (size_t)r * hd;
+			o->attend_rows(&a);
+		}
+		memcpy(q, blk, (size_t)rows * hd * sizeof(float));
+		a.q = q;
+		a.out = blk;
+		o->attend_heads(&a, rows);
+		if (memcmp(blk, one, (size_t)rows * hd * sizeof(float)))
+			fail_msg("hd %u heads %u keys %u win %u: heads together differ", hd, rows,
+				 n, cases[c].win);
+		free(q);
+		free(k);
+		free(v);
+		free(blk);
+		free(one);
+		free(kt);
+		free(scr);
+	}
+}
+
 static double max_diff(const float *a, const float *b, size_t n)
 {
 	double d = 0;
@@ -478,6 +572,7 @@ int test_fwd_simd_run(void)
 		cmocka_unit_test(test_gelu_mul_matches_double),
 		cmocka_unit_test(test_nan_is_not_hidden),
 		cmocka_unit_test(test_attend_rows_matches_double),
+		cmocka_unit_test(test_attend_row_alone_equals_row_in_block),
 		cmocka_unit_test(test_fused_attention_matches_blas_path),
 		cmocka_unit_test(test_eval_ppl_matches_brute_force),
 	};
