@@ -42,9 +42,32 @@ static void kv_free(void *p, size_t bytes)
 		munmap(p, bytes ? bytes : 1);
 }
 
+int kv_type_parse(const char *s, enum kv_type *ret)
+{
+	if (!strcmp(s, "f32"))
+		*ret = KV_F32;
+	else if (!strcmp(s, "f16"))
+		*ret = KV_F16;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *kv_type_name(enum kv_type t)
+{
+	return t == KV_F16 ? "f16" : "f32";
+}
+
 int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx)
 {
+	return kv_cache_init_type(kv, m, n_seq, n_ctx, KV_F32);
+}
+
+int kv_cache_init_type(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx,
+		       enum kv_type type)
+{
 	const struct fwd_ops *ops = fwd_ops();
+	bool fused = ops->attend_rows && m->cfg.head_dim % 32 == 0;
 	uint64_t n, n_kt;
 
 	memset(kv, 0, sizeof(*kv));
@@ -63,10 +86,13 @@ int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, ui
 				   kv->kt_head_floats, &n_kt) ||
 	    n > SIZE_MAX / sizeof(float) || n_kt > SIZE_MAX / sizeof(float))
 		return -EOVERFLOW;
-	kv->bytes = n * sizeof(float);
-	kv->kt_bytes = n_kt * sizeof(float);
+	/* f16 needs the fused kernel (the BLAS path multiplies f32) and F16C to widen it */
+	kv->f16 = type == KV_F16 && fused && __builtin_cpu_supports("f16c");
+	kv->elt = kv->f16 ? sizeof(uint16_t) : sizeof(float);
+	kv->bytes = n * kv->elt;
+	kv->kt_bytes = n_kt * kv->elt;
 	kv->v = kv_alloc(kv->bytes);
-	if (ops->attend_rows && kv->head_dim % 32 == 0) {
+	if (fused) {
 		/* zeroed: the padding keys of a chunk must be finite (the kernel computes their
 		 * scores before masking them) */
 		kv->kt = kv_alloc(kv->kt_bytes);
@@ -93,16 +119,17 @@ void kv_cache_done(struct kv_cache *kv)
  * The [n_ctx][head_dim] block of KV head @g of layer @l for sequence @s: a head's keys or
  * values are contiguous, so that attention streams only what it reads.
  */
-static float *kv_at(const struct kv_cache *kv, float *base, uint32_t s, uint32_t l, uint32_t g)
+static void *kv_at(const struct kv_cache *kv, void *base, uint32_t s, uint32_t l, uint32_t g)
 {
-	return base +
-	       (((uint64_t)s * kv->n_layers + l) * kv->n_kv_heads + g) * kv->n_ctx * kv->head_dim;
+	return (char *)base + (((uint64_t)s * kv->n_layers + l) * kv->n_kv_heads + g) * kv->n_ctx *
+				      kv->head_dim * kv->elt;
 }
 
-/* The packed keys of KV head 0 of layer @l for sequence @s (heads kt_head_floats apart). */
-static float *kv_kt_at(const struct kv_cache *kv, uint32_t s, uint32_t l)
+/* The packed keys of KV head @g of layer @l for sequence @s. */
+static void *kv_kt_at(const struct kv_cache *kv, uint32_t s, uint32_t l, uint32_t g)
 {
-	return kv->kt + ((uint64_t)s * kv->n_layers + l) * kv->n_kv_heads * kv->kt_head_floats;
+	return (char *)kv->kt + (((uint64_t)s * kv->n_layers + l) * kv->n_kv_heads + g) *
+					kv->kt_head_floats * kv->elt;
 }
 
 void kv_cache_copy_prefix(struct kv_cache *kv, uint32_t from, uint32_t to, uint32_t n)
@@ -113,14 +140,13 @@ void kv_cache_copy_prefix(struct kv_cache *kv, uint32_t from, uint32_t to, uint3
 	for (uint32_t l = 0; l < kv->n_layers; l++) {
 		for (uint32_t g = 0; g < kv->n_kv_heads; g++) {
 			memcpy(kv_at(kv, kv->v, to, l, g), kv_at(kv, kv->v, from, l, g),
-			       (size_t)n * kv->head_dim * sizeof(float));
+			       (size_t)n * kv->head_dim * kv->elt);
 			if (!kv->kt)
 				memcpy(kv_at(kv, kv->k, to, l, g), kv_at(kv, kv->k, from, l, g),
-				       (size_t)n * kv->head_dim * sizeof(float));
+				       (size_t)n * kv->head_dim * kv->elt);
 			else
-				memcpy(kv_kt_at(kv, to, l) + g * kv->kt_head_floats,
-				       kv_kt_at(kv, from, l) + g * kv->kt_head_floats,
-				       kt_n * sizeof(float));
+				memcpy(kv_kt_at(kv, to, l, g), kv_kt_at(kv, from, l, g),
+				       kt_n * kv->elt);
 		}
 	}
 }
@@ -344,8 +370,9 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 		uint32_t g = h / group;
 
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, n_keys, hd, scale,
-			    q + h * hd, q_dim, kv_at(kv, kv->k, s, layer, g) + (uint64_t)lo0 * hd,
-			    hd, 0.0f, scores, n_keys);
+			    q + h * hd, q_dim,
+			    (const float *)kv_at(kv, kv->k, s, layer, g) + (uint64_t)lo0 * hd, hd,
+			    0.0f, scores, n_keys);
 		for (uint32_t r = 0; r < len; r++) {
 			float *row = scores + (uint64_t)r * n_keys;
 			/* keys [lo, visible) of the block's [lo0, p0 + len), counted from lo0 */
@@ -357,7 +384,8 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 			memset(row + visible, 0, (n_keys - visible) * sizeof(float));
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, n_keys, 1.0f,
-			    scores, n_keys, kv_at(kv, kv->v, s, layer, g) + (uint64_t)lo0 * hd, hd,
+			    scores, n_keys,
+			    (const float *)kv_at(kv, kv->v, s, layer, g) + (uint64_t)lo0 * hd, hd,
 			    0.0f, out + h * hd, q_dim);
 	}
 }
@@ -368,14 +396,12 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
  */
 struct att_job {
 	const struct fwd_ops *ops;
-	const float *q;	 /* [len][q_dim] */
-	const float *kt; /* [n_kv_heads][kt_floats] packed keys */
-	const float *vc; /* the values of KV head 0, [n_ctx][hd], heads vc_floats apart */
-	float *out;	 /* [len][q_dim] */
-	float *scratch;	 /* [workers][scratch_floats] */
-	size_t kt_floats, scratch_floats;
-	size_t vc_floats;
-	uint32_t q_dim, hd, n_heads, group, p0, len, n_blocks, win;
+	const struct kv_cache *kv;
+	const float *q; /* [len][q_dim] */
+	float *out;	/* [len][q_dim] */
+	float *scratch; /* [workers][scratch_floats] */
+	size_t scratch_floats;
+	uint32_t s, layer, q_dim, hd, n_heads, group, p0, len, n_blocks, win;
 	float scale;
 	atomic_uint next;
 };
@@ -390,8 +416,9 @@ static void att_worker(void *arg, uint32_t w)
 		uint32_t r0 = b * FWD_ATT_ROWS, g = h / j->group;
 		struct fwd_att_rows a = {
 			.q = j->q + (size_t)r0 * j->q_dim + h * j->hd,
-			.kt = j->kt + g * j->kt_floats,
-			.v = j->vc + g * j->vc_floats,
+			.kt = kv_kt_at(j->kv, j->s, j->layer, g),
+			.v = kv_at(j->kv, j->kv->v, j->s, j->layer, g),
+			.f16 = j->kv->f16,
 			.out = j->out + (size_t)r0 * j->q_dim + h * j->hd,
 			.scratch = j->scratch + w * j->scratch_floats,
 			.q_stride = j->q_dim,
@@ -450,11 +477,10 @@ static void attend_fused(const struct model *m, const struct kv_cache *kv, uint3
 	struct att_job j = {
 		.ops = kv->att_ops,
 		.q = q,
-		.kt = kv_kt_at(kv, s, layer),
-		.vc = kv_at(kv, kv->v, s, layer, 0),
-		.vc_floats = (size_t)kv->n_ctx * hd,
+		.kv = kv,
+		.s = s,
+		.layer = layer,
 		.out = out,
-		.kt_floats = kv->kt_head_floats,
 		.scratch = ab->work,
 		.scratch_floats = ab->per_worker,
 		.q_dim = c->n_heads * hd,
@@ -509,8 +535,9 @@ static void dec_worker(void *arg, uint32_t w)
 		uint32_t h1 = g * j->group + j->group * (part + 1) / j->n_parts;
 		struct fwd_att_rows a = {
 			.q = j->q + (size_t)i * j->q_dim + h0 * c->head_dim,
-			.kt = kv_kt_at(j->kv, s, j->layer) + g * j->kv->kt_head_floats,
+			.kt = kv_kt_at(j->kv, s, j->layer, g),
 			.v = kv_at(j->kv, j->kv->v, s, j->layer, g),
+			.f16 = j->kv->f16,
 			.out = j->out + (size_t)i * j->q_dim + h0 * c->head_dim,
 			.scratch = j->ab->work + w * j->ab->per_worker,
 			.v_stride = c->head_dim,
@@ -801,20 +828,19 @@ static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, c
 	for (uint32_t t = 0; t < n; t++) {
 		const float *kr = s->k + (uint64_t)t * kvd;
 
-		if (kv->kt) {
-			for (uint32_t g = 0; g < c->n_kv_heads; g++)
-				fwd_pack_key(kv_kt_at(kv, seq[t], li) + g * kv->kt_head_floats,
-					     kr + g * c->head_dim, pos[t], c->head_dim);
-		} else {
-			for (uint32_t g = 0; g < c->n_kv_heads; g++)
-				memcpy(kv_at(kv, kv->k, seq[t], li, g) +
-					       (uint64_t)pos[t] * c->head_dim,
+		for (uint32_t g = 0; g < c->n_kv_heads; g++) {
+			const float *vr = s->v + (uint64_t)t * kvd + g * c->head_dim;
+			size_t at = (size_t)pos[t] * c->head_dim * kv->elt;
+
+			if (kv->kt)
+				fwd_pack_key(kv_kt_at(kv, seq[t], li, g), kr + g * c->head_dim,
+					     pos[t], c->head_dim, kv->f16);
+			else
+				memcpy((char *)kv_at(kv, kv->k, seq[t], li, g) + at,
 				       kr + g * c->head_dim, c->head_dim * sizeof(float));
+			fwd_kv_store((char *)kv_at(kv, kv->v, seq[t], li, g) + at, vr, c->head_dim,
+				     kv->f16);
 		}
-		for (uint32_t g = 0; g < c->n_kv_heads; g++)
-			memcpy(kv_at(kv, kv->v, seq[t], li, g) + (uint64_t)pos[t] * c->head_dim,
-			       s->v + (uint64_t)t * kvd + g * c->head_dim,
-			       c->head_dim * sizeof(float));
 	}
 	attend_all(m, kv, li, seq, pos, n, att, s);
 }

@@ -4,6 +4,7 @@
  * hosts without AVX2), key packing for the fused attention, and the choice of ISA.
  */
 #include "engine/fwd_simd.h"
+#include "engine/dtype.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -109,25 +110,55 @@ size_t fwd_packed_keys_floats(uint32_t n_keys, uint32_t hd)
 	return n_chunks * FWD_KEY_CHUNK * hd;
 }
 
-void fwd_pack_key(float *kt, const float *k, uint32_t pos, uint32_t hd)
+/*
+ * f16 of @f for the cache: rounded to nearest even, saturated to +-65504 (an overflow would
+ * turn into infinities and NaN scores; NaN stays NaN).
+ */
+static uint16_t kv_half(float f)
 {
-	float *dst = kt + (size_t)pos / FWD_KEY_CHUNK * FWD_KEY_CHUNK * hd + pos % FWD_KEY_CHUNK;
+	const float hmax = 65504.0f;
 
-	for (uint32_t d = 0; d < hd; d++)
-		dst[(size_t)d * FWD_KEY_CHUNK] = k[d];
+	return dtype_f32_to_f16(f > hmax ? hmax : f < -hmax ? -hmax : f);
 }
 
-void fwd_pack_keys(float *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd)
+void fwd_kv_store(void *dst, const float *src, uint32_t n, bool f16)
+{
+	if (!f16) {
+		memcpy(dst, src, n * sizeof(float));
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		((uint16_t *)dst)[i] = kv_half(src[i]);
+}
+
+void fwd_pack_key(void *kt, const float *k, uint32_t pos, uint32_t hd, bool f16)
+{
+	size_t at = (size_t)pos / FWD_KEY_CHUNK * FWD_KEY_CHUNK * hd + pos % FWD_KEY_CHUNK;
+
+	for (uint32_t d = 0; d < hd; d++, at += FWD_KEY_CHUNK) {
+		if (f16)
+			((uint16_t *)kt)[at] = kv_half(k[d]);
+		else
+			((float *)kt)[at] = k[d];
+	}
+}
+
+void fwd_pack_keys(void *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd,
+		   bool f16)
 {
 	size_t n_pad = fwd_packed_keys_floats(n_keys, hd) / hd;
 
 	for (uint32_t j = 0; j < n_keys; j++)
-		fwd_pack_key(kt, k + (size_t)j * k_stride, j, hd);
+		fwd_pack_key(kt, k + (size_t)j * k_stride, j, hd, f16);
 	for (size_t j = n_keys; j < n_pad; j++) {
-		float *dst = kt + (n_pad - FWD_KEY_CHUNK) * hd + j % FWD_KEY_CHUNK;
+		size_t at = (n_pad - FWD_KEY_CHUNK) * hd + j % FWD_KEY_CHUNK;
 
-		for (uint32_t d = 0; d < hd; d++)
-			dst[(size_t)d * FWD_KEY_CHUNK] = 0;
+		for (uint32_t d = 0; d < hd; d++, at += FWD_KEY_CHUNK) {
+			if (f16)
+				((uint16_t *)kt)[at] = 0;
+			else
+				((float *)kt)[at] = 0;
+		}
 	}
 }
 

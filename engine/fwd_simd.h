@@ -10,6 +10,7 @@
  * Internal to the engine.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,8 +27,9 @@
  */
 struct fwd_att_rows {
 	const float *q;	   /* [rows][q_stride]: the head's slice of each row */
-	const float *kt;   /* the head's keys as fwd_pack_keys() lays them out */
-	const float *v;	   /* [n_keys][v_stride]: the head's slice of each value row */
+	const void *kt;	   /* the head's keys as fwd_pack_keys() lays them out, f32 or f16 */
+	const void *v;	   /* [n_keys][v_stride]: the head's slice of each value row, as kt */
+	bool f16;	   /* kt and v hold f16 (IEEE binary16), else f32 */
 	float *out;	   /* [rows][out_stride] */
 	float *scratch;	   /* fwd_att_scratch_floats(hd, n_keys) floats, 32-byte aligned */
 	uint32_t q_stride; /* strides in floats */
@@ -89,12 +91,17 @@ size_t fwd_packed_keys_floats(uint32_t n_keys, uint32_t hd);
 
 /*
  * Pack @n_keys keys (k[j * k_stride + d], d < hd) into chunks of FWD_KEY_CHUNK keys, each
- * [hd][FWD_KEY_CHUNK] (key index fastest), zero-padded: the layout attend_rows reads.
+ * [hd][FWD_KEY_CHUNK] (key index fastest), zero-padded: the layout attend_rows reads, as f32
+ * or (@f16) as f16 rounded to nearest even and saturated to the finite range.
  */
-void fwd_pack_keys(float *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd);
+void fwd_pack_keys(void *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd,
+		   bool f16);
 
-/* Store key @pos (@hd floats at @k) into packed keys @kt, the layout fwd_pack_keys() makes. */
-void fwd_pack_key(float *kt, const float *k, uint32_t pos, uint32_t hd);
+/* Store key @pos (@hd floats at @k) into packed keys @kt, as fwd_pack_keys() does. */
+void fwd_pack_key(void *kt, const float *k, uint32_t pos, uint32_t hd, bool f16);
+
+/* dst[0..n) = src[0..n) as f32, or (@f16) as fwd_pack_keys() rounds to f16. */
+void fwd_kv_store(void *dst, const float *src, uint32_t n, bool f16);
 
 /* Scratch floats one attend_rows call needs for blocks of up to @n_keys keys. */
 size_t fwd_att_scratch_floats(uint32_t hd, uint32_t n_keys);

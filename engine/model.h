@@ -107,29 +107,48 @@ uint64_t model_weight_bytes(const struct model *m);
 struct fwd_ops;
 
 /*
- * KV cache for @n_seq independent sequences of up to @n_ctx positions each, f32. v is
+ * KV cache for @n_seq independent sequences of up to @n_ctx positions each, f32 or f16. v is
  * [n_seq][n_layers][n_kv_heads][n_ctx][head_dim] (a head's values contiguous). The keys are
  * either laid out like v (k) or, on hosts with a fused attention kernel (chosen at
  * kv_cache_init), packed the way that kernel reads them (kt, per sequence, layer and KV head
- * kt_head_floats floats; k is NULL): they are packed once when written, not again at every
+ * kt_head_floats elements; k is NULL): they are packed once when written, not again at every
  * step. The arrays are mapped lazily (memory is committed as positions are written).
  */
+enum kv_type {
+	KV_F32,
+	KV_F16, /* half the memory and traffic; keys and values rounded to f16 when written */
+};
+
 struct kv_cache {
 	uint32_t n_seq;
 	uint32_t n_ctx;
 	uint32_t n_layers;
 	uint32_t kv_dim;
-	float *k;
-	float *v;
-	float *kt;
-	size_t bytes, kt_bytes; /* of k and v, of kt */
-	uint64_t kt_head_floats;
+	void *k;
+	void *v;
+	void *kt;
+	size_t bytes, kt_bytes;	 /* of k and v, of kt */
+	uint64_t kt_head_floats; /* elements per KV head's packed keys */
 	uint32_t n_kv_heads;
 	uint32_t head_dim;
+	bool f16;		       /* elements are f16 (else f32) */
+	uint32_t elt;		       /* bytes per element */
 	const struct fwd_ops *att_ops; /* the fused kernel kt is laid out for, or NULL */
 };
 
+/* "f32" or "f16" to @ret; -EINVAL for anything else. */
+int kv_type_parse(const char *s, enum kv_type *ret);
+/* The name kv_type_parse() takes: "f32" or "f16". */
+const char *kv_type_name(enum kv_type t);
+
+/* An f32 cache: kv_cache_init_type(..., KV_F32). */
 int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx);
+/*
+ * A cache of @type. KV_F16 is honoured only where the fused attention kernel runs (AVX2 with
+ * F16C), else the cache is f32: kv->f16 says which. -EINVAL, -EOVERFLOW or -ENOMEM.
+ */
+int kv_cache_init_type(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx,
+		       enum kv_type type);
 void kv_cache_done(struct kv_cache *kv);
 
 /* Copy positions [0, @n) of every layer of sequence @from to sequence @to (all in range). */

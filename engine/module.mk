@@ -11,7 +11,7 @@ $(eval $(call add_unit_test,engine))
 endif
 
 # Only the ISA file gets its -m flags (no -march=native: generic code must stay generic).
-$(B)/engine/x86/fwd_avx2.o: ISA_FLAGS := -mavx2 -mfma
+$(B)/engine/x86/fwd_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 $(B)/engine/x86/linear_q8_avx2.o: ISA_FLAGS := -mavx2 -mfma
 
 # Fused attention timing (bench/attn): attend_rows of a prefill, one head, one thread.

@@ -128,7 +128,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench-attn: out of memory\n");
 		goto out;
 	}
-	fwd_pack_keys(kt, k, HEAD_DIM, n, HEAD_DIM);
+	fwd_pack_keys(kt, k, HEAD_DIM, n, HEAD_DIM, false);
 	for (uint32_t i = 0; i < n; i++)
 		flops += 4.0 * HEAD_DIM * (i + 1);
 	for (uint32_t i = 0; i < rep; i++) {

@@ -27,7 +27,7 @@
 
 static const char usage_line[] =
 	"bench-step --model FILE [--seqs LIST] [--threads N] [--steps N] [--repeat R] [--depth D]\n"
-	"           [--json]";
+	"           [--kv-type T] [--json]";
 static const char desc[] =
 	"Time batched decode steps in process: S sequences advance one token per step through\n"
 	"the forward pass and the LM head, as shiftaddd's scheduler runs them. For each S in\n"
@@ -44,6 +44,8 @@ static const struct opt_spec specs[] = {
 	{ "steps", 'n', "N", "32", "decode steps per run (1..100000)" },
 	{ "repeat", 'r', "R", "5", "runs per point, the fastest is reported (1..1000)" },
 	{ "prompt", 'p', "TEXT", "Once upon a time", "prompt of every sequence" },
+	{ "kv-type", 'k', "T", "f16",
+	  "KV cache elements: f16 or f32 (f16 needs the fused attention kernel, else f32)" },
 	{ "depth", 'd', "D", "0",
 	  "context before the timed steps: the prompt's tokens repeated to D positions "
 	  "(0: the prompt once)" },
@@ -54,6 +56,7 @@ static const struct opt_spec specs[] = {
 
 struct opts {
 	const char *model, *prompt;
+	enum kv_type kv_type;
 	uint32_t seqs[MAX_SEQS], n_points, threads, steps, repeat, depth;
 	int json;
 };
@@ -136,7 +139,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			r = parse_u32(name, optarg, 1, 1000, &o->repeat);
 		else if (!strcmp(name, "prompt"))
 			o->prompt = optarg;
-		else if (!strcmp(name, "depth"))
+		else if (!strcmp(name, "kv-type") && kv_type_parse(optarg, &o->kv_type) < 0) {
+			fprintf(stderr, "bench-step: --kv-type must be f16 or f32\n");
+			r = -EINVAL;
+		} else if (!strcmp(name, "depth"))
 			r = parse_u32(name, optarg, 0, 1u << 20, &o->depth);
 		else if (!strcmp(name, "json"))
 			o->json = 1;
@@ -253,7 +259,7 @@ static int setup(struct run *R, const struct model *m, const struct opts *o, uin
 		return errbuf_set(e, -EINVAL, "depth + steps exceed the model's context %u",
 				  m->cfg.max_ctx);
 	}
-	r = kv_cache_init(&R->kv, m, max_s, R->n_ctx0 + o->steps + 1);
+	r = kv_cache_init_type(&R->kv, m, max_s, R->n_ctx0 + o->steps + 1, o->kv_type);
 	if (r < 0) {
 		free(toks);
 		return errbuf_set(e, r, "cannot allocate the KV cache");
@@ -285,17 +291,17 @@ static void teardown(struct run *R)
 	free(R->logits);
 }
 
-static void report(const struct opts *o, uint32_t depth, const struct point *pt,
+static void report(const struct opts *o, uint32_t depth, const char *kv, const struct point *pt,
 		   const struct point *base)
 {
 	double rel = pt->tok_s / base->tok_s;
 
 	if (o->json) {
 		printf("{\"seqs\": %u, \"threads\": %u, \"steps\": %u, \"depth\": %u, "
-		       "\"step_ms\": %.4f, \"head_ms\": %.4f, \"tokens_per_s\": %.2f, "
-		       "\"vs_first\": %.4f}\n",
-		       pt->seqs, o->threads, o->steps, depth, pt->step_ms, pt->head_ms, pt->tok_s,
-		       rel);
+		       "\"kv_type\": \"%s\", \"step_ms\": %.4f, \"head_ms\": %.4f, "
+		       "\"tokens_per_s\": %.2f, \"vs_first\": %.4f}\n",
+		       pt->seqs, o->threads, o->steps, depth, kv, pt->step_ms, pt->head_ms,
+		       pt->tok_s, rel);
 		return;
 	}
 	printf("%6u %8u %7u %10.3f %9.3f %6.1f%% %10.1f %8.2fx\n", pt->seqs, o->threads, depth,
@@ -305,6 +311,7 @@ static void report(const struct opts *o, uint32_t depth, const struct point *pt,
 int main(int argc, char **argv)
 {
 	struct opts o = { .prompt = "Once upon a time",
+			  .kv_type = KV_F16,
 			  .seqs = { 1, 16 },
 			  .n_points = 2,
 			  .threads = 1,
@@ -335,6 +342,8 @@ int main(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	if (!o.json)
+		printf("KV cache: %s\n", kv_type_name(R.kv.f16 ? KV_F16 : KV_F32));
+	if (!o.json)
 		printf("  seqs  threads   depth    step_ms   head_ms   head      tok/s  vs first\n");
 	for (uint32_t i = 0; i < o.n_points; i++) {
 		struct point best = { 0 }, pt;
@@ -350,7 +359,7 @@ int main(int argc, char **argv)
 		}
 		if (!i)
 			base = best;
-		report(&o, R.n_ctx0, &best, &base);
+		report(&o, R.n_ctx0, kv_type_name(R.kv.f16 ? KV_F16 : KV_F32), &best, &base);
 	}
 	r = 0;
 	goto out;

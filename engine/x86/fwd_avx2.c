@@ -281,12 +281,34 @@ static double sumsq_avx2(const float *x, uint32_t n)
 }
 
 /*
+ * The attention kernels read keys and values as f32 or as f16 (struct fwd_att_rows.f16);
+ * each is written once with @h, a compile-time constant at every always-inlined use, so that
+ * both kinds get their own loops. f16 is widened exactly (vcvtph2ps), so the arithmetic
+ * after the load is the same for both.
+ */
+#define AI static inline __attribute__((always_inline))
+
+/* Eight keys or values from element @i of @p. */
+AI __m256 ld8(const void *p, size_t i, bool h)
+{
+	if (h)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+	return _mm256_loadu_ps((const float *)p + i);
+}
+
+/* Element @i of @p as an address (keys and values are f32 or f16). */
+AI const void *at(const void *p, size_t i, bool h)
+{
+	return h ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
+}
+
+/*
  * s[r][0..16) = q[r] . keys of one packed chunk, for @n (1..4) rows of q ([n][hd]): each key
  * vector is loaded once for the rows, two accumulators per row hide the FMA latency. A
  * row's sums are the same whatever @n is (decode steps compute one row, not four).
  */
-static inline __attribute__((always_inline)) void
-qk_nx16(const float *q, uint32_t hd, const float *kc, float *s, uint32_t s_stride, int n)
+AI void qk_nx16(const float *q, uint32_t hd, const void *kc, float *s, uint32_t s_stride, int n,
+		bool h)
 {
 	__m256 a0[4], a1[4];
 
@@ -294,8 +316,8 @@ qk_nx16(const float *q, uint32_t hd, const float *kc, float *s, uint32_t s_strid
 	for (int r = 0; r < n; r++)
 		a0[r] = a1[r] = _mm256_setzero_ps();
 	for (uint32_t d = 0; d < hd; d++) {
-		__m256 k0 = _mm256_load_ps(kc + d * FWD_KEY_CHUNK);
-		__m256 k1 = _mm256_load_ps(kc + d * FWD_KEY_CHUNK + 8);
+		__m256 k0 = ld8(kc, (size_t)d * FWD_KEY_CHUNK, h);
+		__m256 k1 = ld8(kc, (size_t)d * FWD_KEY_CHUNK + 8, h);
 
 #pragma GCC unroll 4
 		for (int r = 0; r < n; r++) {
@@ -312,30 +334,28 @@ qk_nx16(const float *q, uint32_t hd, const float *kc, float *s, uint32_t s_strid
 	}
 }
 
-static void qk_rows(const float *q, uint32_t hd, const float *kc, float *s, uint32_t s_stride,
-		    uint32_t n)
+AI void qk_rows(const float *q, uint32_t hd, const void *kc, float *s, uint32_t s_stride,
+		uint32_t n, bool h)
 {
 	switch (n) {
 	case 1:
-		qk_nx16(q, hd, kc, s, s_stride, 1);
+		qk_nx16(q, hd, kc, s, s_stride, 1, h);
 		break;
 	case 2:
-		qk_nx16(q, hd, kc, s, s_stride, 2);
+		qk_nx16(q, hd, kc, s, s_stride, 2, h);
 		break;
 	case 3:
-		qk_nx16(q, hd, kc, s, s_stride, 3);
+		qk_nx16(q, hd, kc, s, s_stride, 3, h);
 		break;
 	default:
-		qk_nx16(q, hd, kc, s, s_stride, 4);
+		qk_nx16(q, hd, kc, s, s_stride, 4, h);
 		break;
 	}
 }
 
 /* o[i][0..32) += sum_{j0 <= j < j1} p[i][j] * v[j][0..32) for @n (1 or 2) rows. */
-static inline __attribute__((always_inline)) void pv_nx32(const float *p0, const float *p1,
-							  const float *v, uint32_t v_stride,
-							  uint32_t j0, uint32_t j1, float *o0,
-							  float *o1, int n)
+AI void pv_nx32(const float *p0, const float *p1, const void *v, uint32_t v_stride, uint32_t j0,
+		uint32_t j1, float *o0, float *o1, int n, bool h)
 {
 	const float *p[2] = { p0, p1 };
 	float *o[2] = { o0, o1 };
@@ -347,9 +367,9 @@ static inline __attribute__((always_inline)) void pv_nx32(const float *p0, const
 		for (int c = 0; c < 4; c++)
 			a[i][c] = _mm256_load_ps(o[i] + 8 * c);
 	for (uint32_t j = j0; j < j1; j++) {
-		const float *vr = v + (size_t)j * v_stride;
-		__m256 vv[4] = { _mm256_loadu_ps(vr), _mm256_loadu_ps(vr + 8),
-				 _mm256_loadu_ps(vr + 16), _mm256_loadu_ps(vr + 24) };
+		size_t vr = (size_t)j * v_stride;
+		__m256 vv[4] = { ld8(v, vr, h), ld8(v, vr + 8, h), ld8(v, vr + 16, h),
+				 ld8(v, vr + 24, h) };
 
 		/*
 		 * Keep the values in registers: GCC otherwise folds their loads into the FMAs,
@@ -376,19 +396,16 @@ static inline __attribute__((always_inline)) void pv_nx32(const float *p0, const
 /* Keys per step of the P.V sweep: their value rows stay in L1 across all row pairs. */
 #define PV_KEYS 64
 
-/* Value rows the decode path prefetches ahead of the one it reads. */
-#define PV_AHEAD 16
-
 /*
  * One query row (a decode step) against packed key chunks [c, c1): qk_nx16's sums for
  * n = 1, key lane by key lane in the same order of d, but four chunks at a time, so that
  * eight independent FMA chains hide the latency that two chains per row leave exposed.
  */
-static inline __attribute__((always_inline)) void
-qk_row_pf(const float *q, uint32_t hd, const float *kt, uint32_t c, uint32_t c1, float *s, bool pf)
+AI void qk_row(const float *q, uint32_t hd, const void *kt, uint32_t c, uint32_t c1, float *s,
+	       bool h)
 {
 	for (; c + 4 * FWD_KEY_CHUNK <= c1; c += 4 * FWD_KEY_CHUNK) {
-		const float *kc = kt + (size_t)c * hd;
+		size_t kc = (size_t)c * hd;
 		__m256 a[8];
 
 #pragma GCC unroll 8
@@ -399,16 +416,10 @@ qk_row_pf(const float *q, uint32_t hd, const float *kt, uint32_t c, uint32_t c1,
 
 #pragma GCC unroll 4
 			for (int b = 0; b < 4; b++) {
-				const float *k = kc + (size_t)b * FWD_KEY_CHUNK * hd;
+				size_t k = kc + (size_t)b * FWD_KEY_CHUNK * hd;
 
-				/* the same line of the next four chunks (a 64-byte line per d) */
-				if (pf)
-					_mm_prefetch((const char *)(k + 4 * FWD_KEY_CHUNK * hd),
-						     _MM_HINT_T0);
-
-				a[2 * b] = _mm256_fmadd_ps(x, _mm256_load_ps(k), a[2 * b]);
-				a[2 * b + 1] =
-					_mm256_fmadd_ps(x, _mm256_load_ps(k + 8), a[2 * b + 1]);
+				a[2 * b] = _mm256_fmadd_ps(x, ld8(kt, k, h), a[2 * b]);
+				a[2 * b + 1] = _mm256_fmadd_ps(x, ld8(kt, k + 8, h), a[2 * b + 1]);
 			}
 		}
 #pragma GCC unroll 8
@@ -416,26 +427,15 @@ qk_row_pf(const float *q, uint32_t hd, const float *kt, uint32_t c, uint32_t c1,
 			_mm256_store_ps(s + c + 8 * i, a[i]);
 	}
 	for (; c < c1; c += FWD_KEY_CHUNK)
-		qk_nx16(q, hd, kt + (size_t)c * hd, s + c, 0, 1);
-}
-
-/* @pf: prefetch ahead, for the first pass over keys that come from memory. */
-static void qk_row(const float *q, uint32_t hd, const float *kt, uint32_t c, uint32_t c1, float *s,
-		   bool pf)
-{
-	if (pf)
-		qk_row_pf(q, hd, kt, c, c1, s, true);
-	else
-		qk_row_pf(q, hd, kt, c, c1, s, false);
+		qk_nx16(q, hd, at(kt, (size_t)c * hd, h), s + c, 0, 1, h);
 }
 
 /*
  * o[0..64) += sum_{j0 <= j < j1} p[j] * v[j][0..64) for one row: pv_nx32's per-element order
  * (j ascending), eight chains instead of four.
  */
-static inline __attribute__((always_inline)) void pv_row64_pf(const float *p, const float *v,
-							      uint32_t v_stride, uint32_t j0,
-							      uint32_t j1, float *o, bool pf)
+AI void pv_row64(const float *p, const void *v, uint32_t v_stride, uint32_t j0, uint32_t j1,
+		 float *o, bool h)
 {
 	__m256 a[8];
 
@@ -443,45 +443,28 @@ static inline __attribute__((always_inline)) void pv_row64_pf(const float *p, co
 	for (int c = 0; c < 8; c++)
 		a[c] = _mm256_load_ps(o + 8 * c);
 	for (uint32_t j = j0; j < j1; j++) {
-		const float *vr = v + (size_t)j * v_stride;
+		size_t vr = (size_t)j * v_stride;
 		__m256 x = _mm256_broadcast_ss(p + j);
-
-		if (pf) /* the value row PV_AHEAD keys on (four lines) */
-			for (int l = 0; l < 4; l++)
-				_mm_prefetch((const char *)(vr + PV_AHEAD * v_stride) + 64 * l,
-					     _MM_HINT_T0);
 
 #pragma GCC unroll 8
 		for (int c = 0; c < 8; c++)
-			a[c] = _mm256_fmadd_ps(x, _mm256_loadu_ps(vr + 8 * c), a[c]);
+			a[c] = _mm256_fmadd_ps(x, ld8(v, vr + 8 * c, h), a[c]);
 	}
 #pragma GCC unroll 8
 	for (int c = 0; c < 8; c++)
 		_mm256_store_ps(o + 8 * c, a[c]);
 }
 
-static void pv_row64(const float *p, const float *v, uint32_t v_stride, uint32_t j0, uint32_t j1,
-		     float *o, bool pf)
+/* Output dims [d, d + 64) (or the last 32) of one row over keys [j0, j1), into @acc. */
+AI void pv_row(const float *p, const void *v, uint32_t v_stride, uint32_t hd, uint32_t j0,
+	       uint32_t j1, float *acc, bool h)
 {
-	if (pf)
-		pv_row64_pf(p, v, v_stride, j0, j1, o, true);
-	else
-		pv_row64_pf(p, v, v_stride, j0, j1, o, false);
-}
+	uint32_t d = 0;
 
-/*
- * Output dims [h, h + 64) (or the last 32) of one row over keys [j0, j1), into @acc; @pf as
- * for qk_row.
- */
-static void pv_row(const float *p, const float *v, uint32_t v_stride, uint32_t hd, uint32_t j0,
-		   uint32_t j1, float *acc, bool pf)
-{
-	uint32_t h = 0;
-
-	for (; h + 64 <= hd; h += 64)
-		pv_row64(p, v + h, v_stride, j0, j1, acc + h, pf);
-	if (h < hd)
-		pv_nx32(p, p, v + h, v_stride, j0, j1, acc + h, acc + h, 1);
+	for (; d + 64 <= hd; d += 64)
+		pv_row64(p, at(v, d, h), v_stride, j0, j1, acc + d, h);
+	if (d < hd)
+		pv_nx32(p, p, at(v, d, h), v_stride, j0, j1, acc + d, acc + d, 1, h);
 }
 
 /* Keys per block of the decode path: a block's keys (then values) stay in L2 for all heads. */
@@ -500,7 +483,7 @@ static uint32_t head_block_keys(uint32_t hd)
  * whole-prompt prefill must agree), but the keys and values are streamed once, block by
  * block, for all the heads instead of once per head, and there are no padding rows.
  */
-static void attend_heads_avx2(const struct fwd_att_rows *a, uint32_t n_heads)
+AI void attend_heads(const struct fwd_att_rows *a, uint32_t n_heads, bool h)
 {
 	uint32_t hd = a->hd, n_keys = a->vis0, kb = head_block_keys(hd);
 	uint32_t pad = (n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
@@ -511,12 +494,15 @@ static void attend_heads_avx2(const struct fwd_att_rows *a, uint32_t n_heads)
 	for (uint32_t i = 0; i < n_heads; i++)
 		for (uint32_t d = 0; d < hd; d++)
 			qs[i * hd + d] = a->q[(size_t)i * hd + d] * a->scale;
-	for (uint32_t c = c0; c < pad; c += kb) {
-		uint32_t c1 = pad - c < kb ? pad : c + kb;
-
-		for (uint32_t i = 0; i < n_heads; i++)
-			qk_row(qs + i * hd, hd, a->kt, c, c1, s + (size_t)i * pad, !i);
-	}
+	/* one head: four chunks at a time; several: each key chunk loaded once for four */
+	if (n_heads == 1)
+		qk_row(qs, hd, a->kt, c0, pad, s, h);
+	else
+		for (uint32_t c = c0; c < pad; c += FWD_KEY_CHUNK)
+			for (uint32_t i = 0; i < n_heads; i += 4)
+				qk_rows(qs + i * hd, hd, at(a->kt, (size_t)c * hd, h),
+					s + (size_t)i * pad + c, pad,
+					n_heads - i < 4 ? n_heads - i : 4, h);
 	for (uint32_t i = 0; i < n_heads; i++) {
 		float *row = s + (size_t)i * pad;
 
@@ -524,11 +510,28 @@ static void attend_heads_avx2(const struct fwd_att_rows *a, uint32_t n_heads)
 					       max_avx2(row + lo, n_keys - lo), row + lo));
 	}
 	memset(acc, 0, (size_t)n_heads * hd * sizeof(float));
+	/* one head: 64 dims at a time; several: each value vector loaded once for two heads */
 	for (uint32_t j = lo; j < n_keys; j += kb) {
 		uint32_t j1 = n_keys - j < kb ? n_keys : j + kb;
 
-		for (uint32_t i = 0; i < n_heads; i++)
-			pv_row(s + (size_t)i * pad, a->v, a->v_stride, hd, j, j1, acc + i * hd, !i);
+		if (n_heads == 1) {
+			pv_row(s, a->v, a->v_stride, hd, j, j1, acc, h);
+			continue;
+		}
+		for (uint32_t i = 0; i < n_heads; i += 2) {
+			const float *p0 = s + (size_t)i * pad, *p1 = p0 + pad;
+
+			for (uint32_t d = 0; d < hd; d += 32) {
+				float *o0 = acc + i * hd + d, *o1 = o0 + hd;
+
+				if (i + 1 < n_heads)
+					pv_nx32(p0, p1, at(a->v, d, h), a->v_stride, j, j1, o0, o1,
+						2, h);
+				else
+					pv_nx32(p0, p1, at(a->v, d, h), a->v_stride, j, j1, o0, o1,
+						1, h);
+			}
+		}
 	}
 	for (uint32_t i = 0; i < n_heads; i++) {
 		__m256 k = _mm256_set1_ps(inv[i]);
@@ -539,12 +542,8 @@ static void attend_heads_avx2(const struct fwd_att_rows *a, uint32_t n_heads)
 	}
 }
 
-static void attend_rows_avx2(const struct fwd_att_rows *a)
+AI void attend_rows(const struct fwd_att_rows *a, bool h)
 {
-	if (a->rows == 1) {
-		attend_heads_avx2(a, 1);
-		return;
-	}
 	uint32_t hd = a->hd, rows = a->rows, rows4 = (rows + 3) & ~3u;
 	uint32_t n_keys = a->vis0 + rows - 1;
 	uint32_t pad = (n_keys + FWD_KEY_CHUNK - 1) / FWD_KEY_CHUNK * FWD_KEY_CHUNK;
@@ -553,6 +552,10 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 	float *qs = a->scratch, *acc = qs + FWD_ATT_ROWS * hd, *s = acc + FWD_ATT_ROWS * hd;
 	float inv[FWD_ATT_ROWS];
 
+	if (rows == 1) {
+		attend_heads(a, 1, h);
+		return;
+	}
 	for (uint32_t r = 0; r < rows4; r++) {
 		for (uint32_t d = 0; d < hd; d++)
 			qs[r * hd + d] =
@@ -560,14 +563,14 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 	}
 	/* scores, chunk-major so each packed chunk is reused from L1 by every row group */
 	for (uint32_t c = c0; c < pad; c += FWD_KEY_CHUNK) {
-		const float *kc = a->kt + (size_t)c * hd;
+		const void *kc = at(a->kt, (size_t)c * hd, h);
 
 		for (uint32_t r0 = 0; r0 < rows4; r0 += 4) {
 			uint32_t last = r0 + 3 < rows ? r0 + 3 : rows - 1;
 
 			if (c < a->vis0 + last)
 				qk_rows(qs + r0 * hd, hd, kc, s + (size_t)r0 * pad + c, pad,
-					last + 1 - r0);
+					last + 1 - r0, h);
 		}
 	}
 	/* unnormalized: the output rows are scaled by 1 / sum instead, a pass over s fewer */
@@ -590,14 +593,15 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 
 			if (j0 >= end)
 				continue;
-			for (uint32_t h = 0; h < hd; h += 32) {
+			for (uint32_t d = 0; d < hd; d += 32) {
 				const float *p0 = s + (size_t)r * pad, *p1 = p0 + pad;
-				float *o0 = acc + r * hd + h, *o1 = o0 + hd;
+				float *o0 = acc + r * hd + d, *o1 = o0 + hd;
+				const void *v = at(a->v, d, h);
 
 				if (r + 1 < rows)
-					pv_nx32(p0, p1, a->v + h, a->v_stride, j0, j1, o0, o1, 2);
+					pv_nx32(p0, p1, v, a->v_stride, j0, j1, o0, o1, 2, h);
 				else
-					pv_nx32(p0, p1, a->v + h, a->v_stride, j0, j1, o0, o1, 1);
+					pv_nx32(p0, p1, v, a->v_stride, j0, j1, o0, o1, 1, h);
 			}
 		}
 	}
@@ -608,6 +612,22 @@ static void attend_rows_avx2(const struct fwd_att_rows *a)
 			_mm256_storeu_ps(a->out + (size_t)r * a->out_stride + d,
 					 _mm256_mul_ps(_mm256_load_ps(acc + r * hd + d), k));
 	}
+}
+
+static void attend_rows_avx2(const struct fwd_att_rows *a)
+{
+	if (a->f16)
+		attend_rows(a, true);
+	else
+		attend_rows(a, false);
+}
+
+static void attend_heads_avx2(const struct fwd_att_rows *a, uint32_t n_heads)
+{
+	if (a->f16)
+		attend_heads(a, n_heads, true);
+	else
+		attend_heads(a, n_heads, false);
 }
 
 const struct fwd_ops fwd_ops_avx2 = {

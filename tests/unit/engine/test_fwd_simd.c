@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "common/pool.h"
+#include "engine/dtype.h"
 #include "engine/eval.h"
 #include "engine/model.h"
 
@@ -220,8 +221,12 @@ static void test_nan_is_not_hidden(void **state)
 	}
 }
 
-/* Causal attention of one block of rows, in double, straight from the definition. */
-static void attend_ref(const struct fwd_att_rows *a, const float *k, uint32_t k_stride, double *out)
+/*
+ * Causal attention of one block of rows, in double, straight from the definition, on the
+ * keys @k and values @v (both @k_stride floats a row) as the kernel sees them.
+ */
+static void attend_ref(const struct fwd_att_rows *a, const float *k, const float *v,
+		       uint32_t k_stride, double *out)
 {
 	uint32_t n = a->vis0 + a->rows - 1;
 	double *s = malloc(n * sizeof(double));
@@ -247,13 +252,35 @@ static void attend_ref(const struct fwd_att_rows *a, const float *k, uint32_t k_
 			double acc = 0;
 
 			for (uint32_t j = lo; j < vis; j++)
-				acc += s[j] / sum * a->v[(size_t)j * a->v_stride + d];
+				acc += s[j] / sum * v[(size_t)j * k_stride + d];
 			out[(size_t)r * a->hd + d] = acc;
 		}
 	}
 	free(s);
 }
 
+/*
+ * The values as the kernel reads them, from @n floats @v: a copy, or (@f16) their f16
+ * halves; with @f16, @k and @v are rounded to what the kernel sees (f16 widens exactly).
+ */
+static void *kernel_values(float *k, float *v, size_t n, bool f16)
+{
+	void *out = malloc(n * (f16 ? sizeof(uint16_t) : sizeof(float)));
+
+	assert_non_null(out);
+	if (!f16) {
+		memcpy(out, v, n * sizeof(float));
+		return out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		k[i] = dtype_f16_to_f32(dtype_f32_to_f16(k[i]));
+		((uint16_t *)out)[i] = dtype_f32_to_f16(v[i]);
+		v[i] = dtype_f16_to_f32(((uint16_t *)out)[i]);
+	}
+	return out;
+}
+
+/* The fused kernel against attend_ref, with f32 and with f16 keys and values. */
 static void test_attend_rows_matches_double(void **state)
 {
 	/* win: sliding windows (Gemma 3: 512 keys, hd 256) inside and across key chunks */
@@ -273,7 +300,9 @@ static void test_attend_rows_matches_double(void **state)
 		printf("attend_rows: no fused kernel on this host, skipped\n");
 		return;
 	}
-	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+	for (size_t cf = 0; cf < 2 * sizeof(cases) / sizeof(cases[0]); cf++) {
+		size_t c = cf / 2;
+		bool f16 = cf % 2;
 		uint32_t hd = cases[c].hd, rows = cases[c].rows, vis0 = cases[c].vis0;
 		uint32_t n = vis0 + rows - 1, stride = hd + 3; /* odd strides: unaligned rows */
 		float *q = malloc((size_t)rows * stride * sizeof(float));
@@ -283,10 +312,11 @@ static void test_attend_rows_matches_double(void **state)
 		float *kt = aligned_alloc(32, fwd_packed_keys_floats(n, hd) * sizeof(float));
 		float *scr = aligned_alloc(32, fwd_att_scratch_floats(hd, n) * sizeof(float));
 		double *want = malloc((size_t)rows * hd * sizeof(double)), worst = 0;
+		void *vk;
 		struct fwd_att_rows a = {
 			.q = q,
 			.kt = kt,
-			.v = v,
+			.f16 = f16,
 			.out = out,
 			.scratch = scr,
 			.q_stride = stride,
@@ -306,11 +336,12 @@ static void test_attend_rows_matches_double(void **state)
 			k[i] = urand(&rng, -3.0f, 3.0f);
 			v[i] = urand(&rng, -1.0f, 1.0f);
 		}
+		a.v = vk = kernel_values(k, v, (size_t)n * stride, f16);
 		for (size_t i = 0; i < (size_t)rows * stride; i++)
 			out[i] = 12345.0f;
-		fwd_pack_keys(kt, k, stride, n, hd);
+		fwd_pack_keys(kt, k, stride, n, hd, f16);
 		o->attend_rows(&a);
-		attend_ref(&a, k, stride, want);
+		attend_ref(&a, k, v, stride, want);
 		for (uint32_t r = 0; r < rows; r++) {
 			for (uint32_t d = 0; d < hd; d++) {
 				double e = fabs(out[(size_t)r * stride + d] -
@@ -324,11 +355,12 @@ static void test_attend_rows_matches_double(void **state)
 		}
 		/* f32 dot products of hd terms: the rounding grows with hd */
 		if (worst >= 2e-6 * (hd > 64 ? hd / 64 : 1))
-			fail_msg("hd %u rows %u vis0 %u win %u: error %g", hd, rows, vis0,
-				 cases[c].win, worst);
+			fail_msg("hd %u rows %u vis0 %u win %u f16 %d: error %g", hd, rows, vis0,
+				 cases[c].win, f16, worst);
 		free(q);
 		free(k);
 		free(v);
+		free(vk);
 		free(out);
 		free(kt);
 		free(scr);
@@ -359,7 +391,9 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 		printf("attend_rows: no fused kernel on this host, skipped\n");
 		return;
 	}
-	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+	for (size_t cf = 0; cf < 2 * sizeof(cases) / sizeof(cases[0]); cf++) {
+		size_t c = cf / 2;
+		bool f16 = cf % 2;
 		uint32_t hd = cases[c].hd, rows = cases[c].rows, vis0 = cases[c].vis0;
 		uint32_t n = vis0 + rows - 1, stride = hd + 5;
 		float *q = malloc((size_t)rows * stride * sizeof(float));
@@ -369,10 +403,11 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 		float *one = malloc((size_t)rows * hd * sizeof(float));
 		float *kt = aligned_alloc(32, fwd_packed_keys_floats(n, hd) * sizeof(float));
 		float *scr = aligned_alloc(32, fwd_att_scratch_floats(hd, n) * sizeof(float));
+		void *vk;
 		struct fwd_att_rows a = {
 			.q = q,
 			.kt = kt,
-			.v = v,
+			.f16 = f16,
 			.out = blk,
 			.scratch = scr,
 			.q_stride = stride,
@@ -392,7 +427,8 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 			k[i] = urand(&rng, -3.0f, 3.0f);
 			v[i] = urand(&rng, -1.0f, 1.0f);
 		}
-		fwd_pack_keys(kt, k, stride, n, hd);
+		a.v = vk = kernel_values(k, v, (size_t)n * stride, f16);
+		fwd_pack_keys(kt, k, stride, n, hd, f16);
 		o->attend_rows(&a);
 		a.rows = 1;
 		for (uint32_t r = 0; r < rows; r++) {
@@ -402,8 +438,8 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 			o->attend_rows(&a);
 		}
 		if (memcmp(blk, one, (size_t)rows * hd * sizeof(float)))
-			fail_msg("hd %u rows %u vis0 %u win %u: a row alone differs", hd, rows,
-				 vis0, cases[c].win);
+			fail_msg("hd %u rows %u vis0 %u win %u f16 %d: a row alone differs", hd,
+				 rows, vis0, cases[c].win, f16);
 		/* the rows as heads of one KV head, all at the last position (a decode step) */
 		for (uint32_t r = 0; r < rows; r++)
 			memcpy(blk + (size_t)r * hd, q + (size_t)r * stride, hd * sizeof(float));
@@ -418,11 +454,12 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 		a.out = blk;
 		o->attend_heads(&a, rows);
 		if (memcmp(blk, one, (size_t)rows * hd * sizeof(float)))
-			fail_msg("hd %u heads %u keys %u win %u: heads together differ", hd, rows,
-				 n, cases[c].win);
+			fail_msg("hd %u heads %u keys %u win %u f16 %d: heads together differ", hd,
+				 rows, n, cases[c].win, f16);
 		free(q);
 		free(k);
 		free(v);
+		free(vk);
 		free(blk);
 		free(one);
 		free(kt);
