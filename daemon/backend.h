@@ -41,6 +41,7 @@ struct backend_config {
 	struct worker_pool *pool;	   /* pinned workers, or NULL: run on the caller */
 	const struct placement *placement; /* NUMA plan for weight buffers, or NULL */
 	uint32_t step_delay_us;		   /* fake backend: simulated compute per step */
+	bool kv_f16;			   /* engine: f16 KV cache where the host runs it */
 };
 
 struct backend_info {
@@ -50,6 +51,8 @@ struct backend_info {
 	int32_t bos_id; /* used as the prompt when a request's prompt is empty; -1 if none */
 	uint32_t n_ctx;
 	uint32_t n_slots;
+	const char *kv_type; /* "f16" or "f32", NULL without a KV cache (fake) */
+	uint64_t kv_bytes;   /* the KV cache's address space (committed as it is written) */
 };
 
 /* One sequence of a step. */

@@ -110,7 +110,8 @@ static int engine_open(const struct backend_config *cfg, struct backend **ret, s
 			       b->m->cfg.max_ctx);
 		goto fail;
 	}
-	r = kv_cache_init(&b->kv, b->m, cfg->n_slots, cfg->n_ctx);
+	r = kv_cache_init_type(&b->kv, b->m, cfg->n_slots, cfg->n_ctx,
+			       cfg->kv_f16 ? KV_F16 : KV_F32);
 	if (r < 0) {
 		errbuf_set(e, r, "cannot allocate the KV cache (%u slots x %u positions)",
 			   cfg->n_slots, cfg->n_ctx);
@@ -148,6 +149,8 @@ static void engine_info(const struct backend *b, struct backend_info *ret)
 	ret->bos_id = tokenizer_bos(b->m->tok);
 	ret->n_ctx = b->cfg.n_ctx;
 	ret->n_slots = b->cfg.n_slots;
+	ret->kv_type = b->kv.f16 ? "f16" : "f32";
+	ret->kv_bytes = (uint64_t)b->kv.bytes + (b->kv.k ? b->kv.bytes : b->kv.kt_bytes);
 }
 
 static int engine_tokenize(struct backend *b, const char *text, size_t len, int32_t **ret_ids,

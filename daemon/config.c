@@ -69,6 +69,7 @@ static const struct opt opts[] = {
 	U32("model", n_ctx, 16, 1048576, "2048", "positions per sequence"),
 	U32("model", max_batch_tokens, 1, 1048576, "512", "tokens per scheduler step"),
 	U32("model", prefill_chunk, 1, 1048576, "128", "prompt tokens per sequence per step"),
+	STR("model", kv_type, "f16", "KV cache elements: f16 (half the memory and attention traffic of f32; needs AVX2 with F16C, else the cache is f32) or f32"),
 	U32("model", prompt_cache, 0, 1, "1", "1: a new request reuses a freed slot's KV for the prompt prefix it shares (only KV left by clients of the same uid); 0: every prompt is prefilled in full"),
 	STR("workers", workers, "auto", "worker CPUs: auto (one per physical core) or a list like 0-3,8"),
 	U32("workers", max_workers, 0, 4096, "0", "cap on the worker count (0: none)"),
@@ -364,6 +365,8 @@ int config_validate(const struct config *c, struct errbuf *e)
 	if (log_level_parse(c->log_level) < 0)
 		return errbuf_set(e, -EINVAL, "log_level: '%s' is not err, warn, info or debug",
 				  c->log_level);
+	if (strcmp(c->kv_type, "f16") && strcmp(c->kv_type, "f32"))
+		return errbuf_set(e, -EINVAL, "kv_type: '%s' is not f16 or f32", c->kv_type);
 	if (numa_policy_parse(c->numa_policy) < 0)
 		return errbuf_set(e, -EINVAL,
 				  "numa_policy: '%s' is not auto, replicate, interleave or local",

@@ -43,6 +43,7 @@ struct config {
 	uint32_t max_batch_tokens;
 	uint32_t prefill_chunk;
 	uint32_t prompt_cache;
+	char kv_type[8]; /* "f16" or "f32" */
 	/* [workers] */
 	char workers[CONFIG_PATH_MAX]; /* "auto" or a CPU list "0-3,8" */
 	uint32_t max_workers;

@@ -34,6 +34,7 @@ static int setup_model(struct daemon *d)
 	bc.pool = d->pool;
 	bc.placement = &d->placement;
 	bc.step_delay_us = d->cfg.step_delay_us;
+	bc.kv_f16 = !strcmp(d->cfg.kv_type, "f16");
 	ret = d->bops->open(&bc, &d->be, &e);
 	if (ret < 0)
 		return log_errno(ret, "cannot open backend '%s' model '%s': %s", d->cfg.backend,
@@ -43,9 +44,11 @@ static int setup_model(struct daemon *d)
 	ret = sched_new(d->bops, d->be, &lim, &d->sched);
 	if (ret < 0)
 		return log_errno(ret, "cannot create scheduler");
-	log_info("model ready backend=%s model=\"%s\" n_vocab=%u n_slots=%u n_ctx=%u",
+	log_info("model ready backend=%s model=\"%s\" n_vocab=%u n_slots=%u n_ctx=%u kv_type=%s "
+		 "kv_mib=%.1f",
 		 d->bops->name, d->binfo.model_name, d->binfo.n_vocab, d->binfo.n_slots,
-		 d->binfo.n_ctx);
+		 d->binfo.n_ctx, d->binfo.kv_type ? d->binfo.kv_type : "none",
+		 (double)d->binfo.kv_bytes / (1 << 20));
 	return 0;
 }
 

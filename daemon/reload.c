@@ -146,6 +146,7 @@ int reload_swap(struct daemon *d, const char *model, const char *workers, uint32
 	bc.pool = pool;
 	bc.placement = pl ? pl : reload_placement(d);
 	bc.step_delay_us = d->cfg.step_delay_us;
+	bc.kv_f16 = !strcmp(d->cfg.kv_type, "f16");
 	ret = d->bops->open(&bc, &be, e);
 	if (ret < 0) {
 		if (!e->msg[0])

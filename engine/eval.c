@@ -130,7 +130,8 @@ out:
 }
 
 int eval_ppl(const struct model *m, const int32_t *ids, size_t n_ids, uint32_t seqlen,
-	     uint32_t limit_windows, bool bos, progress_fn cb, void *cb_arg, struct ppl_result *ret)
+	     uint32_t limit_windows, bool bos, enum kv_type kv_t, progress_fn cb, void *cb_arg,
+	     struct ppl_result *ret)
 {
 	uint32_t n_win, n_tok = seqlen + (bos ? 1 : 0);
 	int32_t *win = NULL;
@@ -146,7 +147,7 @@ int eval_ppl(const struct model *m, const int32_t *ids, size_t n_ids, uint32_t s
 	n_win = n_ids / seqlen;
 	if (limit_windows && limit_windows < n_win)
 		n_win = limit_windows;
-	r = kv_cache_init(&kv, m, 1, n_tok);
+	r = kv_cache_init_type(&kv, m, 1, n_tok, kv_t);
 	if (r < 0)
 		return r;
 	memset(ret, 0, sizeof(*ret));

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/progress.h"
+#include "engine/model.h"
 
 struct model;
 
@@ -29,11 +30,12 @@ struct ppl_result {
 /*
  * Perplexity over non-overlapping windows of @seqlen tokens of @ids (the last partial window
  * is dropped), each window a fresh sequence; with @bos, the model's BOS is put in front of
- * each window and not scored. @limit_windows = 0 means all. Progress is reported in tokens.
- * Returns 0, -EINVAL (no full window, seqlen < 2), -ENOMEM.
+ * each window and not scored. @limit_windows = 0 means all. The KV cache is of @kv (as
+ * kv_cache_init_type takes it). Progress is reported in tokens. Returns 0, -EINVAL (no full
+ * window, seqlen < 2), -ENOMEM.
  */
 int eval_ppl(const struct model *m, const int32_t *ids, size_t n_ids, uint32_t seqlen,
-	     uint32_t limit_windows, bool bos, progress_fn cb, void *cb_arg,
+	     uint32_t limit_windows, bool bos, enum kv_type kv, progress_fn cb, void *cb_arg,
 	     struct ppl_result *ret);
 
 /* -log softmax(logits)[target]; the exponentials are summed in double precision. */

@@ -169,7 +169,8 @@ static double ppl_of(const char *path, enum linear_backend be, uint32_t *n_shift
 	*n_shiftadd = m->n_shiftadd;
 	*n_layers = m->cfg.n_layers;
 	ids = wiki_tokens(m);
-	if (ids && eval_ppl(m, ids, PPL_TOKENS + 1, PPL_TOKENS, 1, false, NULL, NULL, &res) == 0)
+	if (ids &&
+	    eval_ppl(m, ids, PPL_TOKENS + 1, PPL_TOKENS, 1, false, KV_F32, NULL, NULL, &res) == 0)
 		ppl = res.ppl;
 	free(ids);
 	model_free(m);

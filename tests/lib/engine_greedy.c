@@ -55,7 +55,7 @@ int engine_greedy(const struct model *m, const char *prompt, uint32_t n_new,
 		r = -ENOMEM;
 		goto out_ids;
 	}
-	r = kv_cache_init(&kv, m, 1, (uint32_t)n_prompt + n_new);
+	r = kv_cache_init_type(&kv, m, 1, (uint32_t)n_prompt + n_new, KV_F16);
 	if (r < 0)
 		goto out_logits;
 	r = model_forward_seq(m, &kv, 0, ids, (uint32_t)n_prompt, 0, logits);

@@ -24,8 +24,8 @@ struct engine_greedy {
 
 /*
  * Greedy continuation of @prompt (tokenized with special tokens parsed and no BOS, as
- * shiftaddd does) for up to @n_new (<= ENGINE_GREEDY_MAX) tokens, stopping at EOS. Ties go to
- * the lowest id. Returns 0, -EINVAL, -ENOMEM or the engine's error.
+ * shiftaddd does) for up to @n_new (<= ENGINE_GREEDY_MAX) tokens, stopping at EOS, with the KV
+ * cache shiftaddd has by default (f16 where the host runs it). Ties go to the lowest id. Returns 0, -EINVAL, -ENOMEM or the engine's error.
  */
 int engine_greedy(const struct model *m, const char *prompt, uint32_t n_new,
 		  struct engine_greedy *ret);

@@ -25,6 +25,9 @@ static const struct opt_spec ppl_specs[] = {
 	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products (BLAS and kernels)" },
 	{ "backend", 0, "NAME", "shiftadd",
 	  "dense (dequantize shift-add layers, BLAS) or shiftadd (LUT kernels)" },
+	{ "kv-type", 0, "T", "f32",
+	  "KV cache elements: f32 (exact, the protocol) or f16 (what shiftaddd and generate use "
+	  "by default)" },
 	{ "dump-ids", 0, "FILE", NULL, "also write the token ids (one per line) to FILE" },
 	{ "json", 0, NULL, NULL, "print the result as one JSON object" },
 	{ "help", 'h', NULL, NULL, "show this help" },
@@ -36,6 +39,7 @@ struct ppl_opts {
 	unsigned seqlen, limit, threads;
 	int backend; /* enum linear_backend */
 	int bos;     /* -1 auto, 0 no, 1 yes */
+	enum kv_type kv_type;
 	bool json;
 };
 
@@ -73,6 +77,13 @@ static int parse_ppl(int argc, char **argv, struct ppl_opts *o)
 			if (o->backend < 0) {
 				fprintf(stderr,
 					"shiftadd eval ppl: --backend must be dense or shiftadd, not '%s'\n",
+					optarg);
+				return 2;
+			}
+		} else if (!strcmp(n, "kv-type")) {
+			if (kv_type_parse(optarg, &o->kv_type) < 0) {
+				fprintf(stderr,
+					"shiftadd eval ppl: --kv-type must be f16 or f32, not '%s'\n",
 					optarg);
 				return 2;
 			}
@@ -167,7 +178,7 @@ static int run_ppl(const struct ppl_opts *o)
 		goto out;
 	}
 	progress_begin(&bar, stderr, "ppl", "tok", 0);
-	r = eval_ppl(m, ids, n_ids, seqlen, o->limit, bos, progress_cb, &bar, &res);
+	r = eval_ppl(m, ids, n_ids, seqlen, o->limit, bos, o->kv_type, progress_cb, &bar, &res);
 	progress_end(&bar);
 	if (r < 0) {
 		fprintf(stderr, "shiftadd eval ppl: %s\n", strerror(-r));
@@ -177,12 +188,14 @@ static int run_ppl(const struct ppl_opts *o)
 		printf("{\"model\": \"%s\", \"backend\": \"%s\", \"shiftadd_layers\": %u, "
 		       "\"threads\": %u, \"ppl\": %.6f, \"nll_mean\": %.8f, \"windows\": %u, "
 		       "\"seqlen\": %u, \"bos\": %s, \"predicted_tokens\": %llu, \"text_tokens\": %zu, "
-		       "\"tokenize_s\": %.3f, \"eval_s\": %.3f, \"tok_per_s\": %.2f}\n",
+		       "\"tokenize_s\": %.3f, \"eval_s\": %.3f, \"tok_per_s\": %.2f, "
+		       "\"kv_type\": \"%s\"}\n",
 		       o->model, tool_backend_name(o->backend), m->n_shiftadd,
 		       pool ? pool_n_threads(pool) : o->threads, res.ppl,
 		       res.nll_sum / res.n_predicted, res.n_windows, res.seqlen,
 		       bos ? "true" : "false", (unsigned long long)res.n_predicted, n_ids, t_tok,
-		       res.seconds, (double)res.n_windows * seqlen / res.seconds);
+		       res.seconds, (double)res.n_windows * seqlen / res.seconds,
+		       kv_type_name(o->kv_type));
 	else
 		printf("ppl %.4f  (%u windows x %u tokens, %llu predicted, %zu text tokens; "
 		       "%.1f tok/s, %.1f s; %u shift-add layers on the kernels)\n",

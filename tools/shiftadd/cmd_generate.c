@@ -28,6 +28,9 @@ static const struct opt_spec specs[] = {
 	{ "threads", 'j', "N", "all CPUs", "threads for the matrix products (BLAS and kernels)" },
 	{ "backend", 0, "NAME", "shiftadd",
 	  "dense (dequantize shift-add layers, BLAS) or shiftadd (LUT kernels)" },
+	{ "kv-type", 0, "T", "f16",
+	  "KV cache elements: f16 (half the memory and attention traffic; needs AVX2 with F16C, "
+	  "else f32) or f32" },
 	{ "special", 0, NULL, NULL, "recognise special tokens (<|im_start|>...) in --prompt" },
 	{ "json", 0, NULL, NULL, "print one JSON object with the text and timings at the end" },
 	{ "help", 'h', NULL, NULL, "show this help" },
@@ -39,6 +42,7 @@ struct gen_opts {
 	bool chat, special, json;
 	unsigned n_predict, top_k, threads;
 	int backend; /* enum linear_backend */
+	enum kv_type kv_type;
 	float temp, top_p;
 	unsigned long long seed;
 };
@@ -50,6 +54,7 @@ static int parse(int argc, char **argv, struct gen_opts *o)
 	int c;
 
 	*o = (struct gen_opts){ .backend = LINEAR_BACKEND_SHIFTADD,
+				.kv_type = KV_F16,
 				.n_predict = 128,
 				.temp = 0.7f,
 				.top_k = 50,
@@ -89,6 +94,13 @@ static int parse(int argc, char **argv, struct gen_opts *o)
 			if (o->backend < 0) {
 				fprintf(stderr,
 					"shiftadd generate: --backend must be dense or shiftadd, not '%s'\n",
+					optarg);
+				return 2;
+			}
+		} else if (!strcmp(n, "kv-type")) {
+			if (kv_type_parse(optarg, &o->kv_type) < 0) {
+				fprintf(stderr,
+					"shiftadd generate: --kv-type must be f16 or f32, not '%s'\n",
 					optarg);
 				return 2;
 			}
@@ -206,7 +218,7 @@ static int run(const struct gen_opts *o)
 	if (eot < 0 && o->chat)
 		eot = tokenizer_find(m->tok, "<|eot_id|>");
 	logits = malloc(m->cfg.n_vocab * sizeof(float));
-	r = !logits || !out ? -ENOMEM : kv_cache_init(&kv, m, 1, n_ctx);
+	r = !logits || !out ? -ENOMEM : kv_cache_init_type(&kv, m, 1, n_ctx, o->kv_type);
 	if (r == 0 && !(cand = malloc(m->cfg.n_vocab * sizeof(*cand))))
 		r = -ENOMEM;
 	if (r < 0)
@@ -254,10 +266,10 @@ static int run(const struct gen_opts *o)
 		json_str(stdout, out);
 		printf(", \"prompt_tokens\": %zu, \"generated_tokens\": %u, \"load_s\": %.3f, "
 		       "\"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, \"backend\": \"%s\", "
-		       "\"shiftadd_layers\": %u}\n",
+		       "\"shiftadd_layers\": %u, \"kv_type\": \"%s\"}\n",
 		       n_prompt, n_gen, t_load - t0, n_prompt / (t_prefill - t_load),
 		       n_gen > 1 ? (n_gen - 1) / (t_end - t_prefill) : 0.0,
-		       tool_backend_name(o->backend), m->n_shiftadd);
+		       tool_backend_name(o->backend), m->n_shiftadd, kv.f16 ? "f16" : "f32");
 	} else {
 		printf("\n");
 		fprintf(stderr,

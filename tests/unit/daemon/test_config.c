@@ -102,6 +102,13 @@ static void test_config_validate_cross_fields(void **state)
 	config_defaults(&c);
 	strcpy(c.numa_policy, "sideways");
 	assert_int_equal(config_validate(&c, NULL), -EINVAL);
+	config_defaults(&c);
+	assert_string_equal(c.kv_type, "f16");
+	assert_int_equal(config_validate(&c, NULL), 0);
+	strcpy(c.kv_type, "f32");
+	assert_int_equal(config_validate(&c, NULL), 0);
+	strcpy(c.kv_type, "q8");
+	assert_int_equal(config_validate(&c, NULL), -EINVAL);
 }
 
 static void test_cpu_list(void **state)

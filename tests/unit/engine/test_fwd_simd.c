@@ -546,6 +546,58 @@ static void test_fused_attention_matches_blas_path(void **state)
 }
 
 /*
+ * An f16 cache on the real model: half the bytes of the f32 one, and hidden states within
+ * f16's rounding of the f32 cache's. (A decode row equals its prefill row in the kernel:
+ * test_attend_row_alone_equals_row_in_block; here BLAS would differ between the two.)
+ */
+static void test_f16_cache_tracks_f32(void **state)
+{
+	enum {
+		N = 300
+	};
+	struct model *m = NULL;
+	struct kv_cache kv[2];
+	int32_t tok[N];
+	uint32_t seq[N], pos[N];
+	float *h[2];
+	size_t nh;
+	double d, mx = 0;
+
+	(void)state;
+	if (!fwd_ops_of(LUT_ISA_AUTO)->attend_rows || !__builtin_cpu_supports("f16c")) {
+		printf("f16 cache: no fused kernel with F16C on this host, skipped\n");
+		return;
+	}
+	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		tok[i] = (int32_t)(17 + (i * 7919u) % 40000u);
+		seq[i] = 0;
+		pos[i] = i;
+	}
+	nh = (size_t)N * m->cfg.dim;
+	for (int k = 0; k < 2; k++) {
+		h[k] = malloc(nh * sizeof(float));
+		assert_non_null(h[k]);
+		assert_int_equal(kv_cache_init_type(&kv[k], m, 1, N, k ? KV_F16 : KV_F32), 0);
+		assert_true(kv[k].f16 == (k > 0));
+	}
+	assert_true(kv[1].bytes * 2 == kv[0].bytes && kv[1].kt_bytes * 2 == kv[0].kt_bytes);
+	assert_int_equal(model_forward(m, &kv[0], tok, seq, pos, N, h[0]), 0);
+	assert_int_equal(model_forward(m, &kv[1], tok, seq, pos, N, h[1]), 0);
+	for (size_t i = 0; i < nh; i++)
+		mx = fabs(h[0][i]) > mx ? fabs(h[0][i]) : mx;
+	d = max_diff(h[0], h[1], nh);
+	printf("smollm2: %u-token prefill, f16 vs f32 cache: max |diff| %.3g of max |h| %.3g\n", N,
+	       d, mx);
+	assert_true(d > 0 && d < 1e-3 * mx);
+	for (int k = 0; k < 2; k++) {
+		kv_cache_done(&kv[k]);
+		free(h[k]);
+	}
+	model_free(m);
+}
+
+/*
  * eval_ppl (logits in chunks, per-token NLLs split over the workers) against one forward per
  * window and the NLLs summed here in double from the full logits.
  */
@@ -589,7 +641,7 @@ static void test_eval_ppl_matches_brute_force(void **state)
 		}
 	}
 	want = exp(nll / (WIN * (SEQ - 1)));
-	assert_int_equal(eval_ppl(m, ids, SEQ * WIN, SEQ, 0, false, NULL, NULL, &res), 0);
+	assert_int_equal(eval_ppl(m, ids, SEQ * WIN, SEQ, 0, false, KV_F32, NULL, NULL, &res), 0);
 	printf("smollm2: ppl of %u windows of %u: %.7f, brute force %.7f\n", WIN, SEQ, res.ppl,
 	       want);
 	assert_int_equal(res.n_windows, WIN);
@@ -611,6 +663,7 @@ int test_fwd_simd_run(void)
 		cmocka_unit_test(test_attend_rows_matches_double),
 		cmocka_unit_test(test_attend_row_alone_equals_row_in_block),
 		cmocka_unit_test(test_fused_attention_matches_blas_path),
+		cmocka_unit_test(test_f16_cache_tracks_f32),
 		cmocka_unit_test(test_eval_ppl_matches_brute_force),
 	};
 
