@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "common/pool.h"
 #include "engine/fwd_simd.h"
@@ -40,6 +43,18 @@ static void kv_free(void *p, size_t bytes)
 {
 	if (p)
 		munmap(p, bytes ? bytes : 1);
+}
+
+bool kv_f16_supported(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	unsigned a, b, c, d;
+
+	/* F16C (CPUID.1:ECX bit 29) widens the f16 elements; the fused kernel needs AVX2 */
+	return fwd_ops()->attend_rows && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+#else
+	return false;
+#endif
 }
 
 int kv_type_parse(const char *s, enum kv_type *ret)
@@ -87,7 +102,7 @@ int kv_cache_init_type(struct kv_cache *kv, const struct model *m, uint32_t n_se
 	    n > SIZE_MAX / sizeof(float) || n_kt > SIZE_MAX / sizeof(float))
 		return -EOVERFLOW;
 	/* f16 needs the fused kernel (the BLAS path multiplies f32) and F16C to widen it */
-	kv->f16 = type == KV_F16 && fused && __builtin_cpu_supports("f16c");
+	kv->f16 = type == KV_F16 && fused && kv_f16_supported();
 	kv->elt = kv->f16 ? sizeof(uint16_t) : sizeof(float);
 	kv->bytes = n * kv->elt;
 	kv->kt_bytes = n_kt * kv->elt;

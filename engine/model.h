@@ -141,6 +141,9 @@ int kv_type_parse(const char *s, enum kv_type *ret);
 /* The name kv_type_parse() takes: "f32" or "f16". */
 const char *kv_type_name(enum kv_type t);
 
+/* Whether an f16 cache is possible here (the fused attention kernel and F16C). */
+bool kv_f16_supported(void);
+
 /* An f32 cache: kv_cache_init_type(..., KV_F32). */
 int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx);
 /*
