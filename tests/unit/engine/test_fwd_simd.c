@@ -280,6 +280,65 @@ static void *kernel_values(float *k, float *v, size_t n, bool f16)
 	return out;
 }
 
+/*
+ * A random attention problem: @rows query rows at positions vis0.., their keys and values
+ * (rows @stride floats apart, f16-rounded with @f16), the packed keys and the scratch, and
+ * a->... set for attend_rows except out and out_stride.
+ */
+struct att_case {
+	float *q, *k, *v, *kt, *scr;
+	void *vk; /* the values as the kernel reads them */
+	uint32_t n, stride;
+	struct fwd_att_rows a;
+};
+
+static void att_case_init(struct att_case *t, uint32_t hd, uint32_t rows, uint32_t vis0,
+			  uint32_t win, uint32_t stride, bool f16, uint64_t *rng)
+{
+	uint32_t n = vis0 + rows - 1;
+
+	t->n = n;
+	t->stride = stride;
+	t->q = malloc((size_t)rows * stride * sizeof(float));
+	t->k = malloc((size_t)n * stride * sizeof(float));
+	t->v = malloc((size_t)n * stride * sizeof(float));
+	t->kt = aligned_alloc(32, fwd_packed_keys_floats(n, hd) * sizeof(float));
+	t->scr = aligned_alloc(32, fwd_att_scratch_floats(hd, n) * sizeof(float));
+	assert_true(t->q && t->k && t->v && t->kt && t->scr);
+	for (size_t i = 0; i < (size_t)rows * stride; i++)
+		t->q[i] = urand(rng, -3.0f, 3.0f);
+	for (size_t i = 0; i < (size_t)n * stride; i++) {
+		t->k[i] = urand(rng, -3.0f, 3.0f);
+		t->v[i] = urand(rng, -1.0f, 1.0f);
+	}
+	t->vk = kernel_values(t->k, t->v, (size_t)n * stride, f16);
+	fwd_pack_keys(t->kt, t->k, stride, n, hd, f16);
+	t->a = (struct fwd_att_rows){
+		.q = t->q,
+		.kt = t->kt,
+		.v = t->vk,
+		.f16 = f16,
+		.scratch = t->scr,
+		.q_stride = stride,
+		.v_stride = stride,
+		.hd = hd,
+		.rows = rows,
+		.vis0 = vis0,
+		.win = win,
+		.scale = 1.0f / sqrtf((float)hd),
+	};
+}
+
+static void att_case_free(struct att_case *t)
+{
+	free(t->q);
+	free(t->k);
+	free(t->v);
+	free(t->kt);
+	free(t->scr);
+	free(t->vk);
+}
+
 /* The fused kernel against attend_ref, with f32 and with f16 keys and values. */
 static void test_attend_rows_matches_double(void **state)
 {
@@ -304,44 +363,19 @@ static void test_attend_rows_matches_double(void **state)
 		size_t c = cf / 2;
 		bool f16 = cf % 2;
 		uint32_t hd = cases[c].hd, rows = cases[c].rows, vis0 = cases[c].vis0;
-		uint32_t n = vis0 + rows - 1, stride = hd + 3; /* odd strides: unaligned rows */
-		float *q = malloc((size_t)rows * stride * sizeof(float));
-		float *k = malloc((size_t)n * stride * sizeof(float));
-		float *v = malloc((size_t)n * stride * sizeof(float));
+		uint32_t stride = hd + 3; /* odd strides: unaligned rows */
 		float *out = malloc((size_t)rows * stride * sizeof(float));
-		float *kt = aligned_alloc(32, fwd_packed_keys_floats(n, hd) * sizeof(float));
-		float *scr = aligned_alloc(32, fwd_att_scratch_floats(hd, n) * sizeof(float));
 		double *want = malloc((size_t)rows * hd * sizeof(double)), worst = 0;
-		void *vk;
-		struct fwd_att_rows a = {
-			.q = q,
-			.kt = kt,
-			.f16 = f16,
-			.out = out,
-			.scratch = scr,
-			.q_stride = stride,
-			.v_stride = stride,
-			.out_stride = stride,
-			.hd = hd,
-			.rows = rows,
-			.vis0 = vis0,
-			.win = cases[c].win,
-			.scale = 1.0f / sqrtf((float)hd),
-		};
+		struct att_case t;
 
-		assert_true(q && k && v && out && kt && scr && want);
-		for (size_t i = 0; i < (size_t)rows * stride; i++)
-			q[i] = urand(&rng, -3.0f, 3.0f);
-		for (size_t i = 0; i < (size_t)n * stride; i++) {
-			k[i] = urand(&rng, -3.0f, 3.0f);
-			v[i] = urand(&rng, -1.0f, 1.0f);
-		}
-		a.v = vk = kernel_values(k, v, (size_t)n * stride, f16);
+		assert_true(out && want);
+		att_case_init(&t, hd, rows, vis0, cases[c].win, stride, f16, &rng);
+		t.a.out = out;
+		t.a.out_stride = stride;
 		for (size_t i = 0; i < (size_t)rows * stride; i++)
 			out[i] = 12345.0f;
-		fwd_pack_keys(kt, k, stride, n, hd, f16);
-		o->attend_rows(&a);
-		attend_ref(&a, k, v, stride, want);
+		o->attend_rows(&t.a);
+		attend_ref(&t.a, t.k, t.v, stride, want);
 		for (uint32_t r = 0; r < rows; r++) {
 			for (uint32_t d = 0; d < hd; d++) {
 				double e = fabs(out[(size_t)r * stride + d] -
@@ -357,13 +391,8 @@ static void test_attend_rows_matches_double(void **state)
 		if (worst >= 2e-6 * (hd > 64 ? hd / 64 : 1))
 			fail_msg("hd %u rows %u vis0 %u win %u f16 %d: error %g", hd, rows, vis0,
 				 cases[c].win, f16, worst);
-		free(q);
-		free(k);
-		free(v);
-		free(vk);
+		att_case_free(&t);
 		free(out);
-		free(kt);
-		free(scr);
 		free(want);
 	}
 }
@@ -395,44 +424,21 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 		size_t c = cf / 2;
 		bool f16 = cf % 2;
 		uint32_t hd = cases[c].hd, rows = cases[c].rows, vis0 = cases[c].vis0;
-		uint32_t n = vis0 + rows - 1, stride = hd + 5;
-		float *q = malloc((size_t)rows * stride * sizeof(float));
-		float *k = malloc((size_t)n * stride * sizeof(float));
-		float *v = malloc((size_t)n * stride * sizeof(float));
+		uint32_t n = vis0 + rows - 1;
 		float *blk = malloc((size_t)rows * hd * sizeof(float));
 		float *one = malloc((size_t)rows * hd * sizeof(float));
-		float *kt = aligned_alloc(32, fwd_packed_keys_floats(n, hd) * sizeof(float));
-		float *scr = aligned_alloc(32, fwd_att_scratch_floats(hd, n) * sizeof(float));
-		void *vk;
-		struct fwd_att_rows a = {
-			.q = q,
-			.kt = kt,
-			.f16 = f16,
-			.out = blk,
-			.scratch = scr,
-			.q_stride = stride,
-			.v_stride = stride,
-			.out_stride = hd,
-			.hd = hd,
-			.rows = rows,
-			.vis0 = vis0,
-			.win = cases[c].win,
-			.scale = 1.0f / sqrtf((float)hd),
-		};
+		struct att_case t;
+		struct fwd_att_rows a;
 
-		assert_true(q && k && v && blk && one && kt && scr);
-		for (size_t i = 0; i < (size_t)rows * stride; i++)
-			q[i] = urand(&rng, -3.0f, 3.0f);
-		for (size_t i = 0; i < (size_t)n * stride; i++) {
-			k[i] = urand(&rng, -3.0f, 3.0f);
-			v[i] = urand(&rng, -1.0f, 1.0f);
-		}
-		a.v = vk = kernel_values(k, v, (size_t)n * stride, f16);
-		fwd_pack_keys(kt, k, stride, n, hd, f16);
+		assert_true(blk && one);
+		att_case_init(&t, hd, rows, vis0, cases[c].win, hd + 5, f16, &rng);
+		a = t.a;
+		a.out = blk;
+		a.out_stride = hd;
 		o->attend_rows(&a);
 		a.rows = 1;
 		for (uint32_t r = 0; r < rows; r++) {
-			a.q = q + (size_t)r * stride;
+			a.q = t.q + (size_t)r * t.stride;
 			a.out = one + (size_t)r * hd;
 			a.vis0 = vis0 + r;
 			o->attend_rows(&a);
@@ -442,28 +448,24 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 				 rows, vis0, cases[c].win, f16);
 		/* the rows as heads of one KV head, all at the last position (a decode step) */
 		for (uint32_t r = 0; r < rows; r++)
-			memcpy(blk + (size_t)r * hd, q + (size_t)r * stride, hd * sizeof(float));
+			memcpy(blk + (size_t)r * hd, t.q + (size_t)r * t.stride,
+			       hd * sizeof(float));
 		a.vis0 = n;
 		for (uint32_t r = 0; r < rows; r++) {
 			a.q = blk + (size_t)r * hd;
 			a.out = one + (size_t)r * hd;
 			o->attend_rows(&a);
 		}
-		memcpy(q, blk, (size_t)rows * hd * sizeof(float));
-		a.q = q;
+		memcpy(t.q, blk, (size_t)rows * hd * sizeof(float));
+		a.q = t.q;
 		a.out = blk;
 		o->attend_heads(&a, rows);
 		if (memcmp(blk, one, (size_t)rows * hd * sizeof(float)))
 			fail_msg("hd %u heads %u keys %u win %u f16 %d: heads together differ", hd,
 				 rows, n, cases[c].win, f16);
-		free(q);
-		free(k);
-		free(v);
-		free(vk);
+		att_case_free(&t);
 		free(blk);
 		free(one);
-		free(kt);
-		free(scr);
 	}
 }
 
