@@ -35,6 +35,13 @@ mkdir -p bench/results
 		echo '```'
 		for t in 1 2; do "$B/bin/bench-step" --model "$model" --seqs 1,4,16 --steps 16 --repeat 3 --threads $t; done
 		echo '```'
+		echo
+		echo "At 2000 positions of context, f32 and f16 KV cache (1 thread):"
+		echo '```'
+		for kv in f32 f16; do
+			"$B/bin/bench-step" --model "$model" --seqs 1,16 --steps 16 --repeat 3 --depth 2000 --kv-type $kv
+		done
+		echo '```'
 	} > "bench/results/step-$date.md"
 )
 
@@ -43,6 +50,8 @@ mkdir -p bench/results
 # so it runs only when asked: `LLAMACPP=1 make bench`.
 if [ "${LLAMACPP:-0}" = 1 ]; then
 	bench/llamacpp.sh
+	demo=models/SmolLM2-135M-Instruct.shiftadd-acc-4bit.demo-v2.gguf
+	[ -f "$demo" ] && bench/depth.sh --type Q4_0 "$demo"
 fi
 
 # Serving: shiftaddd + shiftadd-bench sweeps (fake backend: daemon and IPC cost, empty-request
