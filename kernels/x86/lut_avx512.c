@@ -96,8 +96,15 @@ AI void fold(__m512i awl, __m512i ahl, __m512i awh, __m512i ahh, __m512i bias, _
 	}
 }
 
+/*
+ * How far ahead of the step being read the first token's pass prefetches the weight planes
+ * (lut_avx2.c's PLANES_PREFETCH; the planes stream from memory once per call and a chunk's
+ * steps are 64-byte lines too short a run for the hardware prefetcher).
+ */
+#define PLANES_PREFETCH 2048
+
 AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, bool uniform,
-	      int32_t cexp, float *a)
+	      bool pf, int32_t cexp, float *a)
 {
 	const __m512i nib = _mm512_set1_epi8(0x0f);
 	__m512i awl = _mm512_setzero_si512(), ahl = awl, awh = awl, ahh = awl;
@@ -110,6 +117,8 @@ AI void chunk(const uint8_t *wp, const uint8_t *const tp[4], uint32_t n_steps, b
 		__m512i nh = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib);
 		__m512i g0l, g0h, g1l, g1h;
 
+		if (pf)
+			_mm_prefetch((const char *)wp + PLANES_PREFETCH, _MM_HINT_T0);
 		if (uniform) {
 			g0l = bcast_tab(tp[0] + off);
 			g0h = bcast_tab(tp[0] + off + 16);
@@ -174,10 +183,15 @@ void lut_tiles_avx512(const struct lut_weight *w, uint32_t h0, uint32_t h1, uint
 
 				for (int l = 0; l < 4; l++)
 					tp[l] = toks[j].tab + lanes[l].tab_off + tab_off;
-				if (uniform)
-					chunk(wp, tp, n_steps, true, toks[j].cexp[c], a);
+				/* the first token's pass brings the planes in for the others */
+				if (uniform && !j)
+					chunk(wp, tp, n_steps, true, true, toks[j].cexp[c], a);
+				else if (uniform)
+					chunk(wp, tp, n_steps, true, false, toks[j].cexp[c], a);
+				else if (!j)
+					chunk(wp, tp, n_steps, false, true, toks[j].cexp[c], a);
 				else
-					chunk(wp, tp, n_steps, false, toks[j].cexp[c], a);
+					chunk(wp, tp, n_steps, false, false, toks[j].cexp[c], a);
 			}
 			wp += chunk_w;
 			tab_off += chunk_w;
