@@ -149,7 +149,7 @@ static void engine_info(const struct backend *b, struct backend_info *ret)
 	ret->bos_id = tokenizer_bos(b->m->tok);
 	ret->n_ctx = b->cfg.n_ctx;
 	ret->n_slots = b->cfg.n_slots;
-	ret->kv_type = b->kv.f16 ? "f16" : "f32";
+	ret->kv_type = kv_cache_type_name(&b->kv);
 	ret->kv_bytes = (uint64_t)b->kv.bytes + (b->kv.k ? b->kv.bytes : b->kv.kt_bytes);
 }
 

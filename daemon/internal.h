@@ -210,6 +210,9 @@ bool admin_peer_allowed(const struct config *cfg, const struct ucred *cred);
 /* reload.c: model generations (hot reload) */
 /* The scheduler limits from @cfg. */
 void reload_sched_limits(const struct config *cfg, struct sched_limits *ret);
+/* The backend's settings from @cfg, for @model ("" = none), @pool and @pl. */
+void reload_backend_config(const struct config *cfg, const char *model, struct worker_pool *pool,
+			   const struct placement *pl, struct backend_config *ret);
 /*
  * Plan workers for @spec ("auto" or a CPU list) capped at @max_workers (0: none) and start
  * them. On success fills @ret_pl (placement_done() it) and *ret_pool. Logs failures.

@@ -27,14 +27,7 @@ static int setup_model(struct daemon *d)
 	d->bops = backend_find(d->cfg.backend);
 	if (!d->bops)
 		return log_errno(-EINVAL, "unknown backend '%s'", d->cfg.backend);
-	bc.model_path = d->cfg.model[0] ? d->cfg.model : NULL;
-	bc.n_slots = d->cfg.n_slots;
-	bc.n_ctx = d->cfg.n_ctx;
-	bc.max_batch_tokens = d->cfg.max_batch_tokens;
-	bc.pool = d->pool;
-	bc.placement = &d->placement;
-	bc.step_delay_us = d->cfg.step_delay_us;
-	bc.kv_f16 = !strcmp(d->cfg.kv_type, "f16");
+	reload_backend_config(&d->cfg, d->cfg.model, d->pool, &d->placement, &bc);
 	ret = d->bops->open(&bc, &d->be, &e);
 	if (ret < 0)
 		return log_errno(ret, "cannot open backend '%s' model '%s': %s", d->cfg.backend,

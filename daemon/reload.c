@@ -33,6 +33,20 @@ void reload_sched_limits(const struct config *cfg, struct sched_limits *ret)
 	ret->prompt_cache = cfg->prompt_cache != 0;
 }
 
+void reload_backend_config(const struct config *cfg, const char *model, struct worker_pool *pool,
+			   const struct placement *pl, struct backend_config *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->model_path = model[0] ? model : NULL;
+	ret->n_slots = cfg->n_slots;
+	ret->n_ctx = cfg->n_ctx;
+	ret->max_batch_tokens = cfg->max_batch_tokens;
+	ret->pool = pool;
+	ret->placement = pl;
+	ret->step_delay_us = cfg->step_delay_us;
+	ret->kv_f16 = !strcmp(cfg->kv_type, "f16");
+}
+
 int reload_plan_workers(const struct config *cfg, const char *spec, uint32_t max_workers,
 			struct placement *ret_pl, struct worker_pool **ret_pool)
 {
@@ -139,14 +153,7 @@ int reload_swap(struct daemon *d, const char *model, const char *workers, uint32
 			goto out_free_old;
 		}
 	}
-	bc.model_path = path[0] ? path : NULL;
-	bc.n_slots = d->cfg.n_slots;
-	bc.n_ctx = d->cfg.n_ctx;
-	bc.max_batch_tokens = d->cfg.max_batch_tokens;
-	bc.pool = pool;
-	bc.placement = pl ? pl : reload_placement(d);
-	bc.step_delay_us = d->cfg.step_delay_us;
-	bc.kv_f16 = !strcmp(d->cfg.kv_type, "f16");
+	reload_backend_config(&d->cfg, path, pool, pl ? pl : reload_placement(d), &bc);
 	ret = d->bops->open(&bc, &be, e);
 	if (ret < 0) {
 		if (!e->msg[0])

@@ -141,6 +141,12 @@ int kv_type_parse(const char *s, enum kv_type *ret);
 /* The name kv_type_parse() takes: "f32" or "f16". */
 const char *kv_type_name(enum kv_type t);
 
+/* The name of the element type @kv actually has ("f16" or "f32"). */
+static inline const char *kv_cache_type_name(const struct kv_cache *kv)
+{
+	return kv_type_name(kv->f16 ? KV_F16 : KV_F32);
+}
+
 /* Whether an f16 cache is possible here (the fused attention kernel and F16C). */
 bool kv_f16_supported(void);
 

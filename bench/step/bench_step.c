@@ -342,7 +342,7 @@ int main(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	if (!o.json)
-		printf("KV cache: %s\n", kv_type_name(R.kv.f16 ? KV_F16 : KV_F32));
+		printf("KV cache: %s\n", kv_cache_type_name(&R.kv));
 	if (!o.json)
 		printf("  seqs  threads   depth    step_ms   head_ms   head      tok/s  vs first\n");
 	for (uint32_t i = 0; i < o.n_points; i++) {
@@ -359,7 +359,7 @@ int main(int argc, char **argv)
 		}
 		if (!i)
 			base = best;
-		report(&o, R.n_ctx0, kv_type_name(R.kv.f16 ? KV_F16 : KV_F32), &best, &base);
+		report(&o, R.n_ctx0, kv_cache_type_name(&R.kv), &best, &base);
 	}
 	r = 0;
 	goto out;

@@ -467,7 +467,7 @@ AI void pv_row(const float *p, const void *v, uint32_t v_stride, uint32_t hd, ui
 		pv_nx32(p, p, at(v, d, h), v_stride, j0, j1, acc + d, acc + d, 1, h);
 }
 
-/* Keys per block of the decode path: a block's keys (then values) stay in L2 for all heads. */
+/* Keys per block of the decode path's P.V: a block's values stay in L2 for all its heads. */
 static uint32_t head_block_keys(uint32_t hd)
 {
 	uint32_t kb = (64u << 10) / (hd * (uint32_t)sizeof(float));

@@ -39,7 +39,7 @@ struct ppl_opts {
 	unsigned seqlen, limit, threads;
 	int backend; /* enum linear_backend */
 	int bos;     /* -1 auto, 0 no, 1 yes */
-	enum kv_type kv_type;
+	int kv_type; /* enum kv_type */
 	bool json;
 };
 
@@ -81,12 +81,8 @@ static int parse_ppl(int argc, char **argv, struct ppl_opts *o)
 				return 2;
 			}
 		} else if (!strcmp(n, "kv-type")) {
-			if (kv_type_parse(optarg, &o->kv_type) < 0) {
-				fprintf(stderr,
-					"shiftadd eval ppl: --kv-type must be f16 or f32, not '%s'\n",
-					optarg);
+			if (tool_kv_type_parse("shiftadd eval ppl", optarg, &o->kv_type) < 0)
 				return 2;
-			}
 		} else if (!strcmp(n, "dump-ids"))
 			o->dump = optarg;
 		else if (!strcmp(n, "json"))
@@ -178,7 +174,8 @@ static int run_ppl(const struct ppl_opts *o)
 		goto out;
 	}
 	progress_begin(&bar, stderr, "ppl", "tok", 0);
-	r = eval_ppl(m, ids, n_ids, seqlen, o->limit, bos, o->kv_type, progress_cb, &bar, &res);
+	r = eval_ppl(m, ids, n_ids, seqlen, o->limit, bos, (enum kv_type)o->kv_type, progress_cb,
+		     &bar, &res);
 	progress_end(&bar);
 	if (r < 0) {
 		fprintf(stderr, "shiftadd eval ppl: %s\n", strerror(-r));

@@ -42,7 +42,7 @@ struct gen_opts {
 	bool chat, special, json;
 	unsigned n_predict, top_k, threads;
 	int backend; /* enum linear_backend */
-	enum kv_type kv_type;
+	int kv_type; /* enum kv_type */
 	float temp, top_p;
 	unsigned long long seed;
 };
@@ -98,12 +98,8 @@ static int parse(int argc, char **argv, struct gen_opts *o)
 				return 2;
 			}
 		} else if (!strcmp(n, "kv-type")) {
-			if (kv_type_parse(optarg, &o->kv_type) < 0) {
-				fprintf(stderr,
-					"shiftadd generate: --kv-type must be f16 or f32, not '%s'\n",
-					optarg);
+			if (tool_kv_type_parse("shiftadd generate", optarg, &o->kv_type) < 0)
 				return 2;
-			}
 		} else if (!strcmp(n, "special"))
 			o->special = true;
 		else if (!strcmp(n, "json"))
@@ -218,7 +214,8 @@ static int run(const struct gen_opts *o)
 	if (eot < 0 && o->chat)
 		eot = tokenizer_find(m->tok, "<|eot_id|>");
 	logits = malloc(m->cfg.n_vocab * sizeof(float));
-	r = !logits || !out ? -ENOMEM : kv_cache_init_type(&kv, m, 1, n_ctx, o->kv_type);
+	r = !logits || !out ? -ENOMEM
+			    : kv_cache_init_type(&kv, m, 1, n_ctx, (enum kv_type)o->kv_type);
 	if (r == 0 && !(cand = malloc(m->cfg.n_vocab * sizeof(*cand))))
 		r = -ENOMEM;
 	if (r < 0)
@@ -269,7 +266,7 @@ static int run(const struct gen_opts *o)
 		       "\"shiftadd_layers\": %u, \"kv_type\": \"%s\"}\n",
 		       n_prompt, n_gen, t_load - t0, n_prompt / (t_prefill - t_load),
 		       n_gen > 1 ? (n_gen - 1) / (t_end - t_prefill) : 0.0,
-		       tool_backend_name(o->backend), m->n_shiftadd, kv.f16 ? "f16" : "f32");
+		       tool_backend_name(o->backend), m->n_shiftadd, kv_cache_type_name(&kv));
 	} else {
 		printf("\n");
 		fprintf(stderr,

@@ -12,6 +12,18 @@
 #include "common/pool.h"
 #include "engine/model.h"
 
+int tool_kv_type_parse(const char *cmd, const char *value, int *ret)
+{
+	enum kv_type t;
+
+	if (kv_type_parse(value, &t) < 0) {
+		fprintf(stderr, "%s: --kv-type must be f16 or f32, not '%s'\n", cmd, value);
+		return -EINVAL;
+	}
+	*ret = (int)t;
+	return 0;
+}
+
 /* Pools up to this size are pinned one thread per CPU (see pin_cpus). */
 #define TOOL_MAX_PIN 256
 

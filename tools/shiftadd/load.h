@@ -17,6 +17,12 @@ int tool_backend_parse(const char *name);
  */
 int tool_bos_parse(const char *value, int *ret);
 
+/*
+ * --kv-type f16|f32 into *ret (enum kv_type, engine/model.h); anything else is -EINVAL with a
+ * line on stderr naming @cmd.
+ */
+int tool_kv_type_parse(const char *cmd, const char *value, int *ret);
+
 /* The option name of @backend ("dense", "shiftadd"). */
 const char *tool_backend_name(int backend);
 
