@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/gemm_bf16.h"
 #include "kernels/lut.h"
 
 struct dense {
 	float *w;
 	int own;
+	bool bf16; /* linear_dense_set_bf16() */
 	struct lut_runner runner; /* run == NULL: one BLAS call on the calling thread */
 };
 
@@ -60,6 +62,10 @@ static void dense_forward(const struct linear *l, const float *x, float *y, uint
 	struct dense_job j = { .l = l, .x = x, .y = y, .m = m };
 	uint32_t n;
 
+	/* one call: its results do not depend on tiles (kernels/gemm_bf16.h) */
+	if (d->bf16 && m > 1 &&
+	    gemm_bf16_nt(m, l->n_out, l->n_in, x, l->n_in, d->w, l->n_in, y, l->n_out) == 0)
+		return;
 	j.rows = m == 1 ? DENSE_GEMV_ROWS : DENSE_ROWS;
 	j.n_row_tiles = (l->n_out + j.rows - 1) / j.rows;
 	n = (m + DENSE_TOKENS - 1) / DENSE_TOKENS * j.n_row_tiles;
@@ -117,6 +123,18 @@ int linear_init_dense_runner(struct linear *l, float *w, uint32_t n_out, uint32_
 int linear_init_dense(struct linear *l, float *w, uint32_t n_out, uint32_t n_in, int own)
 {
 	return linear_init_dense_runner(l, w, n_out, n_in, own, NULL);
+}
+
+int linear_dense_set_bf16(struct linear *l, bool on)
+{
+	struct dense *d = l->impl;
+
+	if (l->ops != &dense_ops || d->runner.run)
+		return -EINVAL;
+	if (on && !gemm_bf16_supported())
+		return -EOPNOTSUPP;
+	d->bf16 = on;
+	return 0;
 }
 
 float *linear_dense_weights(const struct linear *l)

@@ -2,6 +2,7 @@
 #ifndef ENGINE_LINEAR_H
 #define ENGINE_LINEAR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kernels/lut.h"
@@ -72,6 +73,14 @@ struct lut_runner;
  */
 int linear_init_dense_runner(struct linear *l, float *w, uint32_t n_out, uint32_t n_in, int own,
 			     const struct lut_runner *runner);
+
+/*
+ * With @on, the forwards of dense linear @l over more than one token compute with bf16
+ * products (kernels/gemm_bf16.h: inputs and weights rounded to bf16, sums in f32), twice
+ * the f32 rate: for the reparameterizer's calibration passes, never inference. Returns 0,
+ * -EINVAL (not dense, or dense with a runner) or -EOPNOTSUPP (host without AVX512_BF16).
+ */
+int linear_dense_set_bf16(struct linear *l, bool on);
 
 struct qweight;
 struct pool;

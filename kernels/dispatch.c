@@ -70,6 +70,7 @@ static uint64_t xgetbv0(void)
 }
 
 static bool host_has[LUT_ISA_COUNT];
+static bool host_bf16; /* AVX512_BF16 (kernels/gemm_bf16.h), with the AVX-512 state */
 static enum lut_isa auto_isa;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
@@ -90,6 +91,8 @@ static void probe(void)
 			/* F (16) and BW (30); opmask, ZMM_Hi256 and Hi16_ZMM state enabled */
 			avx512 = avx2 && (b & (1u << 16)) && (b & (1u << 30)) &&
 				 (xcr0 & 0xe6) == 0xe6;
+			__cpuid_count(7, 1, a, b, c, d);
+			host_bf16 = avx512 && (a & (1u << 5));
 		}
 	}
 	host_has[LUT_ISA_AVX2] = avx2;
@@ -108,6 +111,12 @@ bool lut_isa_supported(enum lut_isa isa)
 	if (isa == LUT_ISA_AUTO)
 		return true;
 	return (unsigned)isa < LUT_ISA_COUNT && host_has[isa];
+}
+
+bool kernels_host_bf16(void)
+{
+	pthread_once(&probe_once, probe);
+	return host_bf16;
 }
 
 enum lut_isa lut_isa_auto(void)

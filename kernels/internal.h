@@ -254,4 +254,13 @@ void rht_small_avx2(const uint8_t *hq, uint32_t m, uint32_t p_log2, float *x);
 /* x[j] ^= sign[j] (sign-bit flips), j < n. */
 void rht_signs_ref(const uint32_t *sign, float *x, uint32_t n);
 
+/*
+ * bf16 products for the offline optimizer (kernels/gemm_bf16.h): whether the host has them
+ * (dispatch.c's probe), and the AVX-512 products behind gemm_bf16_nt/tn, whose arguments the
+ * caller has checked. @a_kc/@b_kc: k is the fast index of A / B (else the row index is).
+ */
+bool kernels_host_bf16(void);
+int gemm_bf16_avx512(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t lda, bool a_kc,
+		     const float *b, size_t ldb, bool b_kc, float *c, size_t ldc, bool upper);
+
 #endif /* KERNELS_INTERNAL_H */

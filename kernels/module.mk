@@ -1,7 +1,7 @@
 # kernels: shift-add LUT kernels; depend on nothing of ours.
 kernels_SRCS := $(wildcard kernels/*.c) kernels/x86/lut_avx2.c kernels/x86/lut_batch_avx2.c \
 		kernels/x86/lut_avx512.c \
-		kernels/x86/rht_avx2.c kernels/x86/rht_avx512.c
+		kernels/x86/rht_avx2.c kernels/x86/rht_avx512.c kernels/x86/gemm_bf16_avx512.c
 $(eval $(call add_lib,kernels))
 
 # Each ISA file alone gets its -m flags (no -march=native: generic code must stay generic).
@@ -10,6 +10,7 @@ $(B)/kernels/x86/lut_batch_avx2.o: ISA_FLAGS := -mavx2
 $(B)/kernels/x86/lut_avx512.o: ISA_FLAGS := -mavx2 -mavx512f -mavx512bw
 $(B)/kernels/x86/rht_avx2.o: ISA_FLAGS := -mavx2
 $(B)/kernels/x86/rht_avx512.o: ISA_FLAGS := -mavx2 -mavx512f
+$(B)/kernels/x86/gemm_bf16_avx512.o: ISA_FLAGS := -mavx2 -mavx512f -mavx512bw -mavx512bf16
 
 kernels_TEST_EXTRA := tests/lib/rand_data.c
 kernels_TEST_LIBS := $(B)/libkernels.a $(B)/libcommon.a

@@ -14,6 +14,7 @@
 #include "engine/sa_format.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
+#include "kernels/gemm_bf16.h"
 #include "reparam/internal.h"
 
 int calib_dtype_parse(const char *s)
@@ -28,6 +29,20 @@ int calib_dtype_parse(const char *s)
 const char *calib_dtype_name(enum calib_dtype d)
 {
 	return d == CALIB_DTYPE_F32 ? "f32" : d == CALIB_DTYPE_F16 ? "f16" : "?";
+}
+
+int calib_math_parse(const char *s)
+{
+	if (s && !strcmp(s, "f32"))
+		return CALIB_MATH_F32;
+	if (s && !strcmp(s, "bf16"))
+		return CALIB_MATH_BF16;
+	return -EINVAL;
+}
+
+const char *calib_math_name(enum calib_math m)
+{
+	return m == CALIB_MATH_F32 ? "f32" : m == CALIB_MATH_BF16 ? "bf16" : "?";
 }
 
 int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **ret_tokens,
@@ -80,10 +95,11 @@ int calib_windows(const struct model *m, const struct calib_opts *o, int32_t **r
 	return 0;
 }
 
-int calib_hacc_init(struct calib_hacc *h, uint32_t width)
+int calib_hacc_init(struct calib_hacc *h, uint32_t width, bool bf16)
 {
 	memset(h, 0, sizeof(*h));
 	h->width = width;
+	h->bf16 = bf16;
 	h->chunk = CALIB_HACC_CHUNK;
 	h->H = calloc((uint64_t)width * width, sizeof(double));
 	h->tmp = malloc((uint64_t)width * width * sizeof(float));
@@ -105,8 +121,10 @@ void calib_hacc_add(struct calib_hacc *h, const float *x, uint64_t n)
 	for (uint64_t r0 = 0; r0 < n; r0 += h->chunk) {
 		uint32_t m = n - r0 < h->chunk ? (uint32_t)(n - r0) : h->chunk;
 
-		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, w, m, 1.0f, x + r0 * w, w, 0.0f,
-			    h->tmp, w);
+		if (!h->bf16 || gemm_bf16_tn(w, w, m, x + r0 * w, w, x + r0 * w, w, h->tmp, w,
+					     true) < 0)
+			cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, w, m, 1.0f, x + r0 * w,
+				    w, 0.0f, h->tmp, w);
 		for (uint32_t i = 0; i < w; i++) {
 			double *Hi = h->H + (uint64_t)i * w;
 			const float *Ti = h->tmp + (uint64_t)i * w;
@@ -188,6 +206,7 @@ struct driver {
 	uint32_t S, T;	/* samples, tokens per sample */
 	uint32_t S_ref; /* error propagation: the reference holds samples 0..S_ref-1 (else 0) */
 	bool f16;
+	bool bf16; /* calib_opts.math: the model's dense linears were switched to bf16 */
 	struct acts q;	 /* the model quantized so far */
 	struct acts ref; /* the unquantized model (error propagation only) */
 	struct worker w[CALIB_PARTS];
@@ -520,11 +539,11 @@ static int parts_init(struct driver *d, uint32_t width)
 		calib_hacc_done(&d->part[p]);
 		calib_hacc_done(&d->fpart[p]);
 		calib_xacc_done(&d->xpart[p]);
-		r = calib_hacc_init(&d->part[p], width);
+		r = calib_hacc_init(&d->part[p], width, d->bf16);
 		if (r == 0 && d->ref.b[ACT_X])
-			r = calib_xacc_init(&d->xpart[p], width);
+			r = calib_xacc_init(&d->xpart[p], width, d->bf16);
 		if (r == 0 && fit_split(d))
-			r = calib_hacc_init(&d->fpart[p], width);
+			r = calib_hacc_init(&d->fpart[p], width, d->bf16);
 		if (r < 0)
 			return r;
 	}
@@ -699,7 +718,7 @@ static int calibrate_head(struct driver *d, struct errbuf *e)
 	int r;
 
 	W = malloc((uint64_t)V * dim * sizeof(float));
-	r = W ? calib_hacc_init(&h, dim) : -ENOMEM;
+	r = W ? calib_hacc_init(&h, dim, d->bf16) : -ENOMEM;
 	if (r < 0)
 		goto out;
 	r = linear_weights_f32(&m->lm_head, W);
@@ -775,6 +794,30 @@ static int quantize_plain(struct driver *d, struct errbuf *e)
 	return 0;
 }
 
+/*
+ * Every dense linear of the blocks to bf16 products (calib_opts.math) or, with !@on, back to
+ * f32. Returns 0 or linear_dense_set_bf16()'s error.
+ */
+static int set_math(struct model *m, bool on)
+{
+	for (uint32_t li = 0; li < m->cfg.n_layers; li++) {
+		struct model_layer *l = &m->layers[li];
+		struct linear *lins[7] = { &l->wq,     &l->wk,   &l->wv,  &l->wo,
+					   &l->w_gate, &l->w_up, &l->w_down };
+
+		for (uint32_t i = 0; i < 7; i++) {
+			int r;
+
+			if (!linear_dense_weights(lins[i]))
+				continue; /* absent (OPT's gate) */
+			r = linear_dense_set_bf16(lins[i], on);
+			if (r < 0 && on)
+				return r;
+		}
+	}
+	return 0;
+}
+
 static int driver_init(struct driver *d, struct model *m, const struct calib_run *o,
 		       struct calib_out *out, bool need_h, struct errbuf *e)
 {
@@ -807,6 +850,21 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	}
 	if ((unsigned)c->dtype >= CALIB_DTYPE_COUNT)
 		return errbuf_set(e, -EINVAL, "unknown calibration dtype %d", (int)c->dtype);
+	if ((unsigned)c->math >= CALIB_MATH_COUNT)
+		return errbuf_set(e, -EINVAL, "unknown calibration math %d", (int)c->math);
+	if (c->math == CALIB_MATH_BF16) {
+		r = set_math(m, true);
+		if (r < 0)
+			set_math(m, false);
+		if (r < 0)
+			return errbuf_set(e, r,
+					  r == -EOPNOTSUPP
+						  ? "bf16 calibration math needs AVX512_BF16, "
+						    "which this CPU lacks; use f32"
+						  : "bf16 calibration math needs dense linears "
+						    "without a task runner");
+		d->bf16 = true;
+	}
 	if (m->cfg.arch == ARCH_OPT && !m->cfg.opt_pre_ln)
 		return errbuf_set(e, -EOPNOTSUPP, "calibration needs a pre-LN model");
 	if (c->seqlen > m->cfg.max_ctx)
@@ -893,6 +951,8 @@ out:
 
 static void driver_done(struct driver *d)
 {
+	if (d->bf16)
+		set_math(d->m, false);
 	for (uint32_t k = 0; k < ACT_COUNT; k++) {
 		free(d->q.b[k]);
 		free(d->ref.b[k]);

@@ -37,12 +37,31 @@ int calib_dtype_parse(const char *s);
 /* The name calib_dtype_parse() accepts; "?" for out-of-range values. */
 const char *calib_dtype_name(enum calib_dtype d);
 
+/*
+ * The arithmetic of the calibration passes' matrix products: the block forwards' linears, the
+ * Hessians and the error-propagation products. bf16 (kernels/gemm_bf16.h) rounds their
+ * inputs to bf16 and sums in f32 at twice the f32 rate, on hosts with AVX512_BF16; the
+ * attention, the Hessians' double sums across chunks and the quantizer (GPTQ, BCQ) are the
+ * same either way.
+ */
+enum calib_math {
+	CALIB_MATH_F32,
+	CALIB_MATH_BF16,
+	CALIB_MATH_COUNT,
+};
+
+/* "f32" / "bf16" -> the math, or -EINVAL for anything else. */
+int calib_math_parse(const char *s);
+/* The name calib_math_parse() accepts; "?" for out-of-range values. */
+const char *calib_math_name(enum calib_math m);
+
 struct calib_opts {
 	const char *text_path;	/* one passage per line; passages joined with "\n\n" */
 	uint32_t nsamples;	/* windows (default 128) */
 	uint32_t seqlen;	/* tokens per window (default 2048) */
 	uint64_t seed;		/* window offsets (default 0) */
 	enum calib_dtype dtype; /* storage of the held block inputs (default f32) */
+	enum calib_math math;	/* the passes' products (default f32; bf16 needs the host's) */
 	/* if set: use these [nsamples][seqlen] token ids instead of reading text_path */
 	const int32_t *tokens;
 };

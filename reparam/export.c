@@ -157,7 +157,7 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 	}
 	if (needs_h) {
 		const char *cf = meta->calib_file ? meta->calib_file : "";
-		const char *dt = calib_dtype_name(c->dtype);
+		const char *dt = calib_dtype_name(c->dtype), *mt = calib_math_name(c->math);
 
 		TRY(gguf_writer_add_str(w, "shiftadd.calib.file", cf, strlen(cf)));
 		TRY(gguf_writer_add_u32(w, "shiftadd.calib.nsamples", c->nsamples));
@@ -165,6 +165,7 @@ static int add_meta(struct gguf_writer *w, const struct model *m, const struct c
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.seed", c->seed));
 		TRY(gguf_writer_add_u64(w, "shiftadd.calib.tokens", meta->calib_tokens));
 		TRY(gguf_writer_add_str(w, "shiftadd.calib.dtype", dt, strlen(dt)));
+		TRY(gguf_writer_add_str(w, "shiftadd.calib.math", mt, strlen(mt)));
 		TRY(gguf_writer_add_f32(w, "shiftadd.calib.qep", (float)meta->run->qep));
 		if (meta->run->qep > 0)
 			TRY(gguf_writer_add_u32(w, "shiftadd.calib.qep_samples",

@@ -120,12 +120,16 @@ struct calib_hacc {
 	uint32_t width;
 	uint32_t chunk;	 /* rows per f32 product (CALIB_HACC_CHUNK; tests may change it) */
 	uint64_t n_rows; /* rows added so far */
+	bool bf16;	 /* chunk products in bf16 (kernels/gemm_bf16.h), else BLAS f32 */
 	double *H;	 /* [width][width], upper triangle (the rest is not written) */
 	float *tmp;	 /* [width][width]: one chunk's product */
 };
 
-/* Empty accumulator for inputs of @width. Returns 0 or -ENOMEM (then calib_hacc_done()). */
-int calib_hacc_init(struct calib_hacc *h, uint32_t width);
+/*
+ * Empty accumulator for inputs of @width, whose chunk products are bf16 ones with @bf16 (the
+ * caller checked gemm_bf16_supported()). Returns 0 or -ENOMEM (then calib_hacc_done()).
+ */
+int calib_hacc_init(struct calib_hacc *h, uint32_t width, bool bf16);
 /* H += x^T x for the rows x[n][width]. Uses BLAS's threads; not thread-safe on one @h. */
 void calib_hacc_add(struct calib_hacc *h, const float *x, uint64_t n);
 /* Add @src's rows into @dst (same width, neither finished): dst->H += src->H. */
@@ -142,13 +146,15 @@ void calib_hacc_done(struct calib_hacc *h);
 struct calib_xacc {
 	uint32_t width;
 	uint64_t n_rows;
+	bool bf16;   /* as calib_hacc's */
 	double *D;   /* [width][width], full */
 	float *tmp;  /* [width][width]: one chunk's product */
 	float *diff; /* [CALIB_HACC_CHUNK][width]: one chunk of X - X̂ */
 };
 
-/* Empty accumulator. Returns 0 or -ENOMEM (then calib_xacc_done()). */
-int calib_xacc_init(struct calib_xacc *a, uint32_t width);
+/* Empty accumulator (@bf16 as calib_hacc_init()'s). Returns 0 or -ENOMEM (then
+ * calib_xacc_done()). */
+int calib_xacc_init(struct calib_xacc *a, uint32_t width, bool bf16);
 /* D += (ref - x)^T x for the rows ref[n][width], x[n][width]. Not thread-safe on one @a. */
 void calib_xacc_add(struct calib_xacc *a, const float *ref, const float *x, uint64_t n);
 /* dst->D += src->D (same width, neither finished). */

@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/gemm_bf16.h"
 #include "reparam/internal.h"
 
-int calib_xacc_init(struct calib_xacc *a, uint32_t width)
+int calib_xacc_init(struct calib_xacc *a, uint32_t width, bool bf16)
 {
 	memset(a, 0, sizeof(*a));
 	a->width = width;
+	a->bf16 = bf16;
 	a->D = calloc((uint64_t)width * width, sizeof(double));
 	a->tmp = malloc((uint64_t)width * width * sizeof(float));
 	a->diff = malloc((uint64_t)CALIB_HACC_CHUNK * width * sizeof(float));
@@ -43,8 +45,9 @@ void calib_xacc_add(struct calib_xacc *a, const float *ref, const float *x, uint
 		/* the difference first, in f32: D is small next to X X̂ᵀ, so no cancellation */
 		for (uint64_t i = 0; i < (uint64_t)m * w; i++)
 			a->diff[i] = xr[i] - xq[i];
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, m, 1.0f, a->diff, w, xq,
-			    w, 0.0f, a->tmp, w);
+		if (!a->bf16 || gemm_bf16_tn(w, w, m, a->diff, w, xq, w, a->tmp, w, false) < 0)
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, m, 1.0f,
+				    a->diff, w, xq, w, 0.0f, a->tmp, w);
 		for (uint64_t i = 0; i < (uint64_t)w * w; i++)
 			a->D[i] += a->tmp[i];
 	}

@@ -11,6 +11,7 @@
 
 #include "common/progress.h"
 #include "engine/model.h"
+#include "kernels/gemm_bf16.h"
 #include "reparam/calib.h"
 #include "reparam/export.h"
 #include "reparam/mixbits.h"
@@ -55,6 +56,10 @@ static const struct opt_spec specs[] = {
 	{ "seed", 0, "S", "0", "seed of the calibration window offsets (and acc-sim rotation)" },
 	{ "calib-dtype", 0, "T", "f32",
 	  "f32 | f16: how the block inputs of all samples are held (f16 halves that memory)" },
+	{ "calib-math", 0, "M", "bf16 where the CPU has AVX512_BF16, else f32",
+	  "f32 | bf16: the calibration passes' matrix products (block forwards, Hessians, "
+	  "error propagation). bf16 rounds their inputs to bf16 and sums in f32, about twice "
+	  "as fast; the quantizer itself runs in double either way" },
 	{ "rounds", 0, "N", "50", "BCQ alternating refinement rounds" },
 	{ "apot", 0, "N", "3", "signed powers of two per scaling factor" },
 	{ "group", 'g', "G", "0 = per row", "uniform methods: columns per scale" },
@@ -90,6 +95,7 @@ static const struct opt_spec specs[] = {
 struct conv_opts {
 	const char *model, *out, *calib;
 	unsigned threads;
+	int math; /* --calib-math, -1 = not given */
 	bool json, quiet, head_q5_0;
 	unsigned head_bits; /* --head-bits as given (0 = not given) */
 	struct calib_run run;
@@ -179,6 +185,22 @@ static int parse_calib_dtype(const char *s, struct calib_opts *c)
 	return 0;
 }
 
+/* --calib-math; -1 in *@m until given (then parse() picks the host's best) */
+static int parse_calib_math(const char *s, int *m)
+{
+	*m = calib_math_parse(s);
+	if (*m < 0) {
+		fprintf(stderr, "shiftadd convert: unknown --calib-math '%s' (f32 or bf16)\n", s);
+		return -EINVAL;
+	}
+	if (*m == CALIB_MATH_BF16 && !gemm_bf16_supported()) {
+		fprintf(stderr, "shiftadd convert: --calib-math bf16 needs a CPU with AVX512_BF16; "
+				"this one lacks it (use f32)\n");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
 static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set)
 {
 	struct reparam_opts *q = &o->run.q;
@@ -218,6 +240,8 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		c->seed = q->seed = v;
 	else if (!strcmp(n, "calib-dtype"))
 		r = parse_calib_dtype(optarg, c);
+	else if (!strcmp(n, "calib-math"))
+		r = parse_calib_math(optarg, &o->math);
 	else if (!strcmp(n, "rounds") && !(r = opt_u32(n, optarg, &u)))
 		q->rounds = u;
 	else if (!strcmp(n, "apot") && !(r = opt_u32(n, optarg, &u)))
@@ -374,6 +398,7 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 	reparam_opts_init(&o->run.q, method, bits);
 	o->run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
 	o->run.qep = QEP_AUTO; /* resolved against the model's widths in quantize() */
+	o->math = -1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
 		int i = opt_index(specs, c);
@@ -382,6 +407,9 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 			return 2;
 	}
 	o->run.q.act_order = reparam_method_needs_hessian(method) && act;
+	if (o->math < 0)
+		o->math = gemm_bf16_supported() ? CALIB_MATH_BF16 : CALIB_MATH_F32;
+	o->run.calib.math = (enum calib_math)o->math;
 	if (check_head(o) < 0)
 		return 2;
 	if (act_set && act && !reparam_method_needs_hessian(method)) {
@@ -627,10 +655,13 @@ static int run(struct conv_opts *o)
 		fprintf(stderr, "convert: pass 2 of 2: %s at the chosen widths, %u layers\n",
 			reparam_method_name(o->run.q.method), m->cfg.n_layers);
 	else
-		fprintf(stderr, "convert: %s, %s %u-bit, %u layers%s\n", o->model,
+		fprintf(stderr, "convert: %s, %s %u-bit, %u layers%s%s\n", o->model,
 			reparam_method_name(o->run.q.method), o->run.q.bits, m->cfg.n_layers,
-			reparam_method_needs_hessian(o->run.q.method) ? ""
-								      : " (no calibration needed)");
+			reparam_method_needs_hessian(o->run.q.method) ? ", calibration products in "
+								      : " (no calibration needed)",
+			reparam_method_needs_hessian(o->run.q.method)
+				? calib_math_name(o->run.calib.math)
+				: "");
 	o->run.on_layer = on_layer;
 	o->run.on_layer_arg = &ll;
 	r = quantize(m, &o->run, "convert", &ll, &out, &e);

@@ -7,6 +7,7 @@
  */
 #include "engine/dtype.h"
 #include "engine/model.h"
+#include "kernels/gemm_bf16.h"
 #include "reparam/calib.h"
 #include "tests/unit/engine/ref_logits.h"
 
@@ -123,10 +124,18 @@ static double output_error(const float *W, const float *Q, uint32_t n, uint32_t 
 	return tr;
 }
 
+/* How a calibration holds its activations and computes its products. */
+struct prec {
+	enum calib_dtype dtype;
+	enum calib_math math;
+};
+
+static const struct prec F32 = { CALIB_DTYPE_F32, CALIB_MATH_F32 };
+
 /* @qep: error propagation strength (0 = off), fitted on the first @n_fit samples (0 = all). */
-static void run_fit(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
-		    const int32_t *tokens, uint32_t ns, uint32_t sl, double qep, uint32_t n_fit,
-		    struct calib_out *out)
+static void run_prec(struct tiny *t, enum reparam_method method, struct prec p,
+		     const int32_t *tokens, uint32_t ns, uint32_t sl, double qep, uint32_t n_fit,
+		     struct calib_out *out)
 {
 	struct calib_run run = { .qep = qep, .qep_samples = n_fit };
 	struct errbuf e = { { 0 } };
@@ -135,7 +144,7 @@ static void run_fit(struct tiny *t, enum reparam_method method, enum calib_dtype
 	reparam_opts_init(&run.q, method, 3);
 	run.q.rounds = 5;
 	run.calib = (struct calib_opts){
-		.nsamples = ns, .seqlen = sl, .tokens = tokens, .dtype = dtype
+		.nsamples = ns, .seqlen = sl, .tokens = tokens, .dtype = p.dtype, .math = p.math
 	};
 	r = calib_quantize_model(t->m, &run, out, &e);
 	if (r < 0)
@@ -146,7 +155,7 @@ static void run_with(struct tiny *t, enum reparam_method method, enum calib_dtyp
 		     const int32_t *tokens, uint32_t ns, uint32_t sl, double qep,
 		     struct calib_out *out)
 {
-	run_fit(t, method, dtype, tokens, ns, sl, qep, 0, out);
+	run_prec(t, method, (struct prec){ dtype, CALIB_MATH_F32 }, tokens, ns, sl, qep, 0, out);
 }
 
 static void run_dtype(struct tiny *t, enum reparam_method method, enum calib_dtype dtype,
@@ -450,7 +459,7 @@ static double check_qep_target(struct tiny *t, uint32_t n_fit)
 	for (int i = 0; i < 3; i++)
 		fp[i] = copy_weights(qkv[i]);
 	wo = copy_weights(&t->m->layers[0].wo);
-	run_fit(t, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F32, t->tokens, S, T, 1, n_fit, &out);
+	run_prec(t, REPARAM_SHIFTADD_ACC, F32, t->tokens, S, T, 1, n_fit, &out);
 
 	x = malloc((size_t)S * T * c->dim * sizeof(float));
 	h = malloc((size_t)S * T * c->dim * sizeof(float));
@@ -524,10 +533,10 @@ static void test_error_propagation_fits_on_a_subset(void **state)
 	assert_true(fabs(e_all - e_sub) > 1e-3 * e_all);
 	for (uint32_t n_fit = S; n_fit <= S + 1; n_fit++) {
 		assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
-		run_fit(t, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F32, t->tokens, S, T, 0.5, 0, &a);
+		run_prec(t, REPARAM_SHIFTADD_ACC, F32, t->tokens, S, T, 0.5, 0, &a);
 		model_free(t->m);
 		assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
-		run_fit(t, REPARAM_SHIFTADD_ACC, CALIB_DTYPE_F32, t->tokens, S, T, 0.5, n_fit, &b);
+		run_prec(t, REPARAM_SHIFTADD_ACC, F32, t->tokens, S, T, 0.5, n_fit, &b);
 		model_free(t->m);
 		assert_int_equal(a.n, b.n);
 		for (uint32_t i = 0; i < a.n; i++)
@@ -675,12 +684,12 @@ static float *eval_logits(const struct model *m)
 	return lg;
 }
 
-/* Quantize a fresh copy of the tiny model with @dtype storage; its weights and eval logits. */
-static void f16_case(struct tiny *t, enum reparam_method method, double qep, enum calib_dtype dtype,
-		     const int32_t *tokens, struct calib_out *out, float *w[14], float **lg)
+/* Quantize a fresh copy of the tiny model with @p; its weights and eval logits. */
+static void prec_case(struct tiny *t, enum reparam_method method, double qep, struct prec p,
+		      const int32_t *tokens, struct calib_out *out, float *w[14], float **lg)
 {
 	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
-	run_with(t, method, dtype, tokens, F16_S, F16_T, qep, out);
+	run_prec(t, method, p, tokens, F16_S, F16_T, qep, 0, out);
 	for (uint32_t i = 0; i < 14; i++) {
 		struct linear *ls[7];
 
@@ -693,22 +702,23 @@ static void f16_case(struct tiny *t, enum reparam_method method, double qep, enu
 
 /*
  * f16 storage perturbs each held activation by at most 2^-11 relative (one rounding; the
- * engine still computes in f32 and H is still summed in double). The quantizers are discrete
- * and feed every rounding decision back into the columns after it, so such a perturbation can
- * flip codes and send GPTQ/BCQ to a different, equally good solution: elementwise the weights
- * of the two runs may differ by as much as either differs from the original (measured up to
- * ~1.2x for shiftadd-acc), so "close" is asserted where it is meaningful:
- *  - per linear, the proxy output error tr(dW H dW^T) / tr(W H W^T) of the f16 run is within
- *    10% of the f32 run's (measured within 5% on 768 calibration tokens);
+ * engine still computes in f32 and H is still summed in double); bf16 products round every
+ * input of the linears, Hessians and error-propagation products by up to 2^-9 (sums in f32).
+ * The quantizers are discrete and feed every rounding decision back into the columns after
+ * it, so such a perturbation can flip codes and send GPTQ/BCQ to a different, equally good
+ * solution: elementwise the weights of the two runs may differ by as much as either differs
+ * from the original (measured up to ~1.2x for shiftadd-acc), so "close" is asserted where it
+ * is meaningful:
+ *  - per linear, the proxy output error tr(dW H dW^T) / tr(W H W^T) of the variant is within
+ *    10% of the f32 run's (measured within 5% for f16 on 768 calibration tokens);
  *  - the quantized models' logits on a held-out sequence are as far from the unquantized
- *    model's: | ||L16 - Lfp|| - ||L32 - Lfp|| | <= 10% ||L32 - Lfp|| (measured < 3%);
+ *    model's: | ||Lv - Lfp|| - ||L32 - Lfp|| | <= 10% ||L32 - Lfp|| (measured < 3%);
  *  - the first linears (q/k/v of block 0) see inputs that went through one rounding only, and
- *    for GPTQ (no alternating refinement) their weights stay close: ||W16 - W32|| <= 0.1
- *    ||W32 - W||.
+ *    for GPTQ (no alternating refinement) their weights stay close: ||Wv - W32|| <= 0.1
+ *    ||W32 - W||; and some linear's weights differ (else the variant did not run).
  */
-static void test_f16_storage_lands_next_to_f32(void **state)
+static void check_lands_next_to_f32(struct tiny *t, struct prec v, const char *name)
 {
-	struct tiny *t = *state;
 	/* the third with error propagation, whose reference stream is held in f16 too */
 	enum reparam_method methods[3] = { REPARAM_GPTQ, REPARAM_SHIFTADD_ACC,
 					   REPARAM_SHIFTADD_ACC };
@@ -725,9 +735,9 @@ static void test_f16_storage_lands_next_to_f32(void **state)
 	lfp = eval_logits(t->m);
 	model_free(t->m);
 	for (uint32_t mi = 0; mi < 3; mi++) {
-		struct calib_out o32, o16;
-		float *w32[14], *w16[14], *l32, *l16, *w0[14];
-		double worst_err = 0, worst_w = 0, d32 = 0, d16 = 0;
+		struct calib_out o32, ov;
+		float *w32[14], *wv[14], *l32, *lv, *w0[14];
+		double worst_err = 0, worst_w = 0, any_w = 0, d32 = 0, dv = 0;
 		size_t nl = (size_t)EVAL_T * 256;
 
 		assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
@@ -738,38 +748,55 @@ static void test_f16_storage_lands_next_to_f32(void **state)
 			w0[i] = copy_weights(ls[i % 7]);
 		}
 		model_free(t->m);
-		f16_case(t, methods[mi], qep[mi], CALIB_DTYPE_F32, tokens, &o32, w32, &l32);
-		f16_case(t, methods[mi], qep[mi], CALIB_DTYPE_F16, tokens, &o16, w16, &l16);
+		prec_case(t, methods[mi], qep[mi], F32, tokens, &o32, w32, &l32);
+		prec_case(t, methods[mi], qep[mi], v, tokens, &ov, wv, &lv);
 		for (uint32_t i = 0; i < 14; i++) {
-			double e32 = o32.t[i].res.rel_err_output, e16 = o16.t[i].res.rel_err_output;
+			double e32 = o32.t[i].res.rel_err_output, ev = ov.t[i].res.rel_err_output;
 			size_t n = (size_t)o32.t[i].res.n_rows * o32.t[i].res.n_cols;
 			double rw =
-				sqrt(frob2_diff(w16[i], w32[i], n) / frob2_diff(w32[i], w0[i], n));
+				sqrt(frob2_diff(wv[i], w32[i], n) / frob2_diff(w32[i], w0[i], n));
 
-			worst_err = fabs(e16 - e32) / e32 > worst_err ? fabs(e16 - e32) / e32
-								      : worst_err;
-			assert_float_equal(e16, e32, 0.1 * e32);
+			worst_err = fabs(ev - e32) / e32 > worst_err ? fabs(ev - e32) / e32
+								    : worst_err;
+			assert_float_equal(ev, e32, 0.1 * e32);
+			any_w = rw > any_w ? rw : any_w;
 			if (i < 3 && methods[mi] == REPARAM_GPTQ) {
 				worst_w = rw > worst_w ? rw : worst_w;
 				assert_true(rw <= 0.1);
 			}
 			free(w0[i]);
 			free(w32[i]);
-			free(w16[i]);
+			free(wv[i]);
 		}
+		assert_true(any_w > 0);
 		d32 = sqrt(frob2_diff(l32, lfp, nl));
-		d16 = sqrt(frob2_diff(l16, lfp, nl));
-		printf("calib f16 vs f32, %s, qep %g: proxy errors within %.2g%%, logits from fp %.4g vs "
-		       "%.4g, block-0 q/k/v weights %.3g\n",
-		       reparam_method_name(methods[mi]), qep[mi], 100 * worst_err, d16, d32,
+		dv = sqrt(frob2_diff(lv, lfp, nl));
+		printf("calib %s vs f32, %s, qep %g: proxy errors within %.2g%%, logits from fp %.4g "
+		       "vs %.4g, block-0 q/k/v weights %.3g\n",
+		       name, reparam_method_name(methods[mi]), qep[mi], 100 * worst_err, dv, d32,
 		       worst_w);
-		assert_float_equal(d16, d32, 0.1 * d32);
+		assert_float_equal(dv, d32, 0.1 * d32);
 		free(l32);
-		free(l16);
+		free(lv);
 		calib_out_done(&o32);
-		calib_out_done(&o16);
+		calib_out_done(&ov);
 	}
 	free(lfp);
+}
+
+static void test_f16_storage_lands_next_to_f32(void **state)
+{
+	check_lands_next_to_f32(*state, (struct prec){ CALIB_DTYPE_F16, CALIB_MATH_F32 }, "f16");
+}
+
+static void test_bf16_math_lands_next_to_f32(void **state)
+{
+	if (!gemm_bf16_supported()) {
+		print_message("bf16 calibration math: NOT RUN (host lacks AVX512_BF16)\n");
+		return;
+	}
+	check_lands_next_to_f32(*state, (struct prec){ CALIB_DTYPE_F32, CALIB_MATH_BF16 },
+				"bf16 math");
 }
 
 /*
@@ -852,6 +879,22 @@ static void test_calib_dtype_names(void **state)
 	};
 	assert_int_equal(calib_quantize_model(t->m, &run, &out, &e), -EINVAL);
 	assert_non_null(strstr(e.msg, "dtype"));
+	/* the same for the products' math; bf16 on a host without it is refused too */
+	assert_int_equal(calib_math_parse("f32"), CALIB_MATH_F32);
+	assert_int_equal(calib_math_parse("bf16"), CALIB_MATH_BF16);
+	assert_int_equal(calib_math_parse("f16"), -EINVAL);
+	assert_int_equal(calib_math_parse(NULL), -EINVAL);
+	assert_string_equal(calib_math_name(CALIB_MATH_BF16), "bf16");
+	assert_string_equal(calib_math_name(CALIB_MATH_COUNT), "?");
+	run.calib.dtype = CALIB_DTYPE_F32;
+	run.calib.math = (enum calib_math)5;
+	assert_int_equal(calib_quantize_model(t->m, &run, &out, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "math"));
+	if (!gemm_bf16_supported()) {
+		run.calib.math = CALIB_MATH_BF16;
+		assert_int_equal(calib_quantize_model(t->m, &run, &out, &e), -EOPNOTSUPP);
+		assert_non_null(strstr(e.msg, "AVX512_BF16"));
+	}
 	model_free(t->m);
 }
 
@@ -899,6 +942,7 @@ int test_calib_run(void)
 		cmocka_unit_test(test_result_does_not_depend_on_threads),
 		cmocka_unit_test(test_too_long_calibration_window_is_rejected),
 		cmocka_unit_test(test_f16_storage_lands_next_to_f32),
+		cmocka_unit_test(test_bf16_math_lands_next_to_f32),
 		cmocka_unit_test(test_f16_hessian_is_of_rounded_inputs),
 		cmocka_unit_test(test_calib_dtype_names),
 		cmocka_unit_test(test_default_qep_follows_calibration_size),

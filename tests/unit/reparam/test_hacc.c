@@ -78,7 +78,7 @@ static double run_case(uint64_t n, uint32_t w, uint32_t chunk, uint64_t piece)
 	double *ref = reference(x, n, w), err;
 	struct calib_hacc h;
 
-	assert_int_equal(calib_hacc_init(&h, w), 0);
+	assert_int_equal(calib_hacc_init(&h, w, false), 0);
 	assert_int_equal(h.chunk, CALIB_HACC_CHUNK);
 	if (chunk)
 		h.chunk = chunk;
@@ -122,8 +122,8 @@ static void test_merge_of_parts_is_the_whole(void **state)
 	struct calib_hacc h[2];
 
 	(void)state;
-	assert_int_equal(calib_hacc_init(&h[0], w), 0);
-	assert_int_equal(calib_hacc_init(&h[1], w), 0);
+	assert_int_equal(calib_hacc_init(&h[0], w, false), 0);
+	assert_int_equal(calib_hacc_init(&h[1], w, false), 0);
 	for (uint64_t r0 = 0; r0 < n; r0 += piece)
 		calib_hacc_add(&h[r0 / piece % 2], x + r0 * w, piece);
 	calib_hacc_merge(&h[0], &h[1]);
@@ -144,7 +144,7 @@ static void test_done_after_failed_or_no_init_is_safe(void **state)
 
 	(void)state;
 	calib_hacc_done(&h);
-	assert_int_equal(calib_hacc_init(&h, 1), 0);
+	assert_int_equal(calib_hacc_init(&h, 1, false), 0);
 	calib_hacc_done(&h);
 	calib_hacc_done(&h);
 }
@@ -192,8 +192,8 @@ static void test_cross_accumulator_matches_double_reference(void **state)
 	struct calib_xacc a[2];
 
 	(void)state;
-	assert_int_equal(calib_xacc_init(&a[0], w), 0);
-	assert_int_equal(calib_xacc_init(&a[1], w), 0);
+	assert_int_equal(calib_xacc_init(&a[0], w, false), 0);
+	assert_int_equal(calib_xacc_init(&a[1], w, false), 0);
 	for (uint64_t r0 = 0; r0 < n; r0 += piece)
 		calib_xacc_add(&a[r0 / piece % 2], ref + r0 * w, x + r0 * w,
 			       n - r0 < piece ? n - r0 : piece);
@@ -247,8 +247,8 @@ static void test_error_propagation_solves_least_squares(void **state)
 	rng_seed(&r, 13);
 	for (uint32_t i = 0; i < nout * w; i++)
 		W[i] = (float)rng_normal(&r);
-	assert_int_equal(calib_hacc_init(&h, w), 0);
-	assert_int_equal(calib_xacc_init(&a, w), 0);
+	assert_int_equal(calib_hacc_init(&h, w, false), 0);
+	assert_int_equal(calib_xacc_init(&a, w, false), 0);
 	calib_hacc_add(&h, x, n);
 	calib_xacc_add(&a, ref, x, n);
 	calib_hacc_finish(&h);
