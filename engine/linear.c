@@ -12,7 +12,7 @@
 struct dense {
 	float *w;
 	int own;
-	bool bf16; /* linear_dense_set_bf16() */
+	bool bf16;		  /* linear_dense_set_bf16() */
 	struct lut_runner runner; /* run == NULL: one BLAS call on the calling thread */
 };
 

@@ -121,8 +121,8 @@ void calib_hacc_add(struct calib_hacc *h, const float *x, uint64_t n)
 	for (uint64_t r0 = 0; r0 < n; r0 += h->chunk) {
 		uint32_t m = n - r0 < h->chunk ? (uint32_t)(n - r0) : h->chunk;
 
-		if (!h->bf16 || gemm_bf16_tn(w, w, m, x + r0 * w, w, x + r0 * w, w, h->tmp, w,
-					     true) < 0)
+		if (!h->bf16 ||
+		    gemm_bf16_tn(w, w, m, x + r0 * w, w, x + r0 * w, w, h->tmp, w, true) < 0)
 			cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, w, m, 1.0f, x + r0 * w,
 				    w, 0.0f, h->tmp, w);
 		for (uint32_t i = 0; i < w; i++) {
@@ -206,7 +206,7 @@ struct driver {
 	uint32_t S, T;	/* samples, tokens per sample */
 	uint32_t S_ref; /* error propagation: the reference holds samples 0..S_ref-1 (else 0) */
 	bool f16;
-	bool bf16; /* calib_opts.math: the model's dense linears were switched to bf16 */
+	bool bf16;	 /* calib_opts.math: the model's dense linears were switched to bf16 */
 	struct acts q;	 /* the model quantized so far */
 	struct acts ref; /* the unquantized model (error propagation only) */
 	struct worker w[CALIB_PARTS];
@@ -802,7 +802,7 @@ static int set_math(struct model *m, bool on)
 {
 	for (uint32_t li = 0; li < m->cfg.n_layers; li++) {
 		struct model_layer *l = &m->layers[li];
-		struct linear *lins[7] = { &l->wq,     &l->wk,   &l->wv,  &l->wo,
+		struct linear *lins[7] = { &l->wq,     &l->wk,	 &l->wv,    &l->wo,
 					   &l->w_gate, &l->w_up, &l->w_down };
 
 		for (uint32_t i = 0; i < 7; i++) {

@@ -46,8 +46,8 @@ void calib_xacc_add(struct calib_xacc *a, const float *ref, const float *x, uint
 		for (uint64_t i = 0; i < (uint64_t)m * w; i++)
 			a->diff[i] = xr[i] - xq[i];
 		if (!a->bf16 || gemm_bf16_tn(w, w, m, a->diff, w, xq, w, a->tmp, w, false) < 0)
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, m, 1.0f,
-				    a->diff, w, xq, w, 0.0f, a->tmp, w);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, m, 1.0f, a->diff,
+				    w, xq, w, 0.0f, a->tmp, w);
 		for (uint64_t i = 0; i < (uint64_t)w * w; i++)
 			a->D[i] += a->tmp[i];
 	}

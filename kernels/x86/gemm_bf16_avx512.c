@@ -78,9 +78,9 @@ static inline __mmask16 mask16(uint32_t n)
 /* Pairs of 16 lanes, interleaved: (lo[i], hi[i]) as dword i. */
 static inline __m512i pairs16(__m512 lo, __m512 hi)
 {
-	const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25,
-					     9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2,
-					     17, 1, 16, 0);
+	const __m512i idx =
+		_mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
+				 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
 
 	return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
@@ -139,8 +139,8 @@ static void pack_rc(uint32_t *dst, uint32_t R, const float *src, size_t ld, uint
 	}
 }
 
-static void pack(uint32_t *dst, uint32_t R, const float *src, size_t ld, bool kc_fast,
-		 uint32_t rv, uint32_t kc)
+static void pack(uint32_t *dst, uint32_t R, const float *src, size_t ld, bool kc_fast, uint32_t rv,
+		 uint32_t kc)
 {
 	if (kc_fast)
 		pack_kc(dst, R, src, ld, rv, kc);

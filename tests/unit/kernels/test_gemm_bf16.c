@@ -48,8 +48,8 @@ struct shape {
 
 /* Edges of every block size: 12 x 32 tiles, k-blocks of 256 (odd k too), 1024 columns. */
 static const struct shape shapes[] = {
-	{ 1, 1, 1 }, { 13, 37, 67 }, { 12, 32, 256 }, { 150, 70, 600 }, { 25, 1100, 41 },
-	{ 200, 64, 513 },
+	{ 1, 1, 1 },	  { 13, 37, 67 },   { 12, 32, 256 },
+	{ 150, 70, 600 }, { 25, 1100, 41 }, { 200, 64, 513 },
 };
 
 #define N_SHAPES (sizeof(shapes) / sizeof(shapes[0]))
@@ -69,8 +69,7 @@ static float *random_matrix(size_t n)
  * drift by about u sqrt(k) per step of a random walk: the bound is u k times the products'
  * root sum of squares; a rounding that is not to nearest (truncation, say) misses it by ~100x.
  */
-static void check_entry(float c, const float *a, size_t as, const float *b, size_t bs,
-			uint32_t k)
+static void check_entry(float c, const float *a, size_t as, const float *b, size_t bs, uint32_t k)
 {
 	double ref = 0, ss = 0;
 

@@ -756,8 +756,8 @@ static void check_lands_next_to_f32(struct tiny *t, struct prec v, const char *n
 			double rw =
 				sqrt(frob2_diff(wv[i], w32[i], n) / frob2_diff(w32[i], w0[i], n));
 
-			worst_err = fabs(ev - e32) / e32 > worst_err ? fabs(ev - e32) / e32
-								    : worst_err;
+			worst_err =
+				fabs(ev - e32) / e32 > worst_err ? fabs(ev - e32) / e32 : worst_err;
 			assert_float_equal(ev, e32, 0.1 * e32);
 			any_w = rw > any_w ? rw : any_w;
 			if (i < 3 && methods[mi] == REPARAM_GPTQ) {
