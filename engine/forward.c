@@ -22,7 +22,6 @@
 
 #include "common/pool.h"
 #include "engine/fwd_simd.h"
-#include "kernels/gemm_bf16.h"
 
 /*
  * Zeroed memory for a cache array, mapped lazily (pages are committed as positions are
@@ -79,11 +78,11 @@ int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, ui
 	return kv_cache_init_type(kv, m, n_seq, n_ctx, KV_F32);
 }
 
-/* @fused: keys packed for the fused attention kernel, else the BLAS layout */
-static int kv_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx,
-		   enum kv_type type, bool fused)
+int kv_cache_init_type(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx,
+		       enum kv_type type)
 {
 	const struct fwd_ops *ops = fwd_ops();
+	bool fused = ops->attend_rows && m->cfg.head_dim % 32 == 0;
 	uint64_t n, n_kt;
 
 	memset(kv, 0, sizeof(*kv));
@@ -121,25 +120,6 @@ static int kv_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, u
 		return -ENOMEM;
 	}
 	return 0;
-}
-
-int kv_cache_init_type(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx,
-		       enum kv_type type)
-{
-	return kv_init(kv, m, n_seq, n_ctx, type,
-		       fwd_ops()->attend_rows && m->cfg.head_dim % 32 == 0);
-}
-
-int kv_cache_init_bf16_math(struct kv_cache *kv, const struct model *m, uint32_t n_seq,
-			    uint32_t n_ctx)
-{
-	int r;
-
-	if (!gemm_bf16_supported())
-		return -EOPNOTSUPP;
-	r = kv_init(kv, m, n_seq, n_ctx, KV_F32, false);
-	kv->bf16_math = r == 0;
-	return r;
 }
 
 void kv_cache_done(struct kv_cache *kv)
@@ -403,15 +383,11 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 
 	for (uint32_t h = 0; h < c->n_heads; h++) {
 		uint32_t g = h / group;
-		const float *K = (const float *)kv_at(kv, kv->k, s, layer, g) + (uint64_t)lo0 * hd;
-		const float *V = (const float *)kv_at(kv, kv->v, s, layer, g) + (uint64_t)lo0 * hd;
-		/* bf16 products leave the scale to the softmax's rows (gemm_bf16 has no alpha) */
-		bool bf16 = kv->bf16_math && gemm_bf16_nt(len, n_keys, hd, q + h * hd, q_dim, K, hd,
-							  scores, n_keys) == 0;
 
-		if (!bf16)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, n_keys, hd, scale,
-				    q + h * hd, q_dim, K, hd, 0.0f, scores, n_keys);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, n_keys, hd, scale,
+			    q + h * hd, q_dim,
+			    (const float *)kv_at(kv, kv->k, s, layer, g) + (uint64_t)lo0 * hd, hd,
+			    0.0f, scores, n_keys);
 		for (uint32_t r = 0; r < len; r++) {
 			float *row = scores + (uint64_t)r * n_keys;
 			/* keys [lo, visible) of the block's [lo0, p0 + len), counted from lo0 */
@@ -419,15 +395,13 @@ static void attend_block(const struct model *m, const struct kv_cache *kv, uint3
 			uint32_t lo = fwd_window_start(p0 + r + 1, win) - lo0;
 
 			memset(row, 0, lo * sizeof(float));
-			for (uint32_t i = lo; bf16 && i < visible; i++)
-				row[i] *= scale;
 			fwd_ops()->softmax(row + lo, visible - lo);
 			memset(row + visible, 0, (n_keys - visible) * sizeof(float));
 		}
-		if (!bf16 ||
-		    gemm_bf16_nn(len, hd, n_keys, scores, n_keys, V, hd, out + h * hd, q_dim) < 0)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, n_keys,
-				    1.0f, scores, n_keys, V, hd, 0.0f, out + h * hd, q_dim);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, n_keys, 1.0f,
+			    scores, n_keys,
+			    (const float *)kv_at(kv, kv->v, s, layer, g) + (uint64_t)lo0 * hd, hd,
+			    0.0f, out + h * hd, q_dim);
 	}
 }
 

@@ -132,7 +132,6 @@ struct kv_cache {
 	uint32_t n_kv_heads;
 	uint32_t head_dim;
 	bool f16;		       /* elements are f16 (else f32) */
-	bool bf16_math;		       /* kv_cache_init_bf16_math() */
 	uint32_t elt;		       /* bytes per element */
 	const struct fwd_ops *att_ops; /* the fused kernel kt is laid out for, or NULL */
 };
@@ -153,14 +152,6 @@ bool kv_f16_supported(void);
 
 /* An f32 cache: kv_cache_init_type(..., KV_F32). */
 int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx);
-/*
- * An f32 cache whose attention runs as bf16 products (kernels/gemm_bf16.h: inputs rounded to
- * bf16, sums in f32, twice the f32 rate), in blocks of query rows: for the reparameterizer's
- * calibration passes over long windows, never inference. -EOPNOTSUPP on a host without
- * AVX512_BF16, else as kv_cache_init().
- */
-int kv_cache_init_bf16_math(struct kv_cache *kv, const struct model *m, uint32_t n_seq,
-			    uint32_t n_ctx);
 /*
  * A cache of @type. KV_F16 is honoured only where the fused attention kernel runs (AVX2 with
  * F16C), else the cache is f32: kv->f16 says which. -EINVAL, -EOVERFLOW or -ENOMEM.

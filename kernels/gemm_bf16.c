@@ -35,16 +35,6 @@ int gemm_bf16_nt(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t lda,
 	return gemm_bf16_avx512(m, n, k, a, lda, true, b, ldb, true, c, ldc, false);
 }
 
-int gemm_bf16_nn(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t lda, const float *b,
-		 size_t ldb, float *c, size_t ldc)
-{
-	if (!kernels_host_bf16())
-		return -EOPNOTSUPP;
-	if (lda < k || ldb < n || ldc < n)
-		return -EINVAL;
-	return gemm_bf16_avx512(m, n, k, a, lda, true, b, ldb, false, c, ldc, false);
-}
-
 int gemm_bf16_tn(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t lda, const float *b,
 		 size_t ldb, float *c, size_t ldc, bool upper)
 {

@@ -27,17 +27,9 @@ bool gemm_bf16_supported(void);
 /*
  * C[i][j] = sum_k A[i][k] * B[j][k] for i < m, j < n (A: [m][lda], B: [n][ldb], C: [m][ldc];
  * the shape of x Wᵀ, a linear layer's forward over m tokens). C is overwritten.
- * Returns 0, -EOPNOTSUPP without gemm_bf16_supported(), -EINVAL (a leading dimension
- * shorter than its row) or -ENOMEM.
+ * Returns 0, -EOPNOTSUPP without gemm_bf16_supported(), or -ENOMEM.
  */
 int gemm_bf16_nt(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t lda, const float *b,
-		 size_t ldb, float *c, size_t ldc);
-
-/*
- * C[i][j] = sum_k A[i][k] * B[k][j] for i < m, j < n (A: [m][lda], B: [k][ldb], C: [m][ldc];
- * attention's P V). C is overwritten. Returns 0, -EOPNOTSUPP, -EINVAL or -ENOMEM.
- */
-int gemm_bf16_nn(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t lda, const float *b,
 		 size_t ldb, float *c, size_t ldc);
 
 /*

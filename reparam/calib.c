@@ -931,8 +931,7 @@ static int driver_init(struct driver *d, struct model *m, const struct calib_run
 	}
 	for (uint32_t i = 0; i < d->T; i++)
 		d->pos[i] = i;
-	r = d->bf16 ? kv_cache_init_bf16_math(&d->kv, m, d->n_workers, d->T)
-		    : kv_cache_init(&d->kv, m, d->n_workers, d->T);
+	r = kv_cache_init(&d->kv, m, d->n_workers, d->T);
 	for (uint32_t s = 0; r == 0 && s < d->S; s++) {
 		float *xs = win_out(d, d->q.b[ACT_X], s, dim, d->w[0].sx);
 

@@ -5,7 +5,6 @@
  */
 #include "engine/fwd_simd.h"
 
-#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +21,6 @@
 #include "engine/dtype.h"
 #include "engine/eval.h"
 #include "engine/model.h"
-#include "kernels/gemm_bf16.h"
 
 #define SMOLLM2 "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -602,61 +600,6 @@ static void test_f16_cache_tracks_f32(void **state)
 }
 
 /*
- * A cache whose attention runs as bf16 products (calibration only) on the real model: the
- * hidden states are not the f32 cache's bits, and within bf16's rounding (2^-9 relative on
- * each of q, k, the probabilities and v) of them.
- */
-static void test_bf16_math_attention_tracks_f32(void **state)
-{
-	enum {
-		N = 300
-	};
-	struct model *m = NULL;
-	struct kv_cache kv[2];
-	int32_t tok[N];
-	uint32_t seq[N], pos[N];
-	float *h[2];
-	size_t nh;
-	double d, mx = 0;
-
-	(void)state;
-	assert_int_equal(model_load(SMOLLM2, &m, NULL), 0);
-	if (!gemm_bf16_supported()) {
-		assert_int_equal(kv_cache_init_bf16_math(&kv[1], m, 1, N), -EOPNOTSUPP);
-		print_message("bf16 attention: NOT RUN (host lacks AVX512_BF16)\n");
-		model_free(m);
-		return;
-	}
-	for (uint32_t i = 0; i < N; i++) {
-		tok[i] = (int32_t)(17 + (i * 7919u) % 40000u);
-		seq[i] = 0;
-		pos[i] = i;
-	}
-	nh = (size_t)N * m->cfg.dim;
-	for (int k = 0; k < 2; k++) {
-		h[k] = malloc(nh * sizeof(float));
-		assert_non_null(h[k]);
-	}
-	assert_int_equal(kv_cache_init(&kv[0], m, 1, N), 0);
-	assert_int_equal(kv_cache_init_bf16_math(&kv[1], m, 1, N), 0);
-	assert_true(kv[1].bf16_math && !kv[0].bf16_math && !kv[1].f16 && kv[1].k);
-	assert_int_equal(model_forward(m, &kv[0], tok, seq, pos, N, h[0]), 0);
-	assert_int_equal(model_forward(m, &kv[1], tok, seq, pos, N, h[1]), 0);
-	for (size_t i = 0; i < nh; i++)
-		mx = fabs(h[0][i]) > mx ? fabs(h[0][i]) : mx;
-	d = max_diff(h[0], h[1], nh);
-	printf("smollm2: %u-token prefill, bf16 vs f32 attention products: max |diff| %.3g of "
-	       "max |h| %.3g\n",
-	       N, d, mx);
-	assert_true(d > 0 && d < 1e-2 * mx);
-	for (int k = 0; k < 2; k++) {
-		kv_cache_done(&kv[k]);
-		free(h[k]);
-	}
-	model_free(m);
-}
-
-/*
  * eval_ppl (logits in chunks, per-token NLLs split over the workers) against one forward per
  * window and the NLLs summed here in double from the full logits.
  */
@@ -723,7 +666,6 @@ int test_fwd_simd_run(void)
 		cmocka_unit_test(test_attend_row_alone_equals_row_in_block),
 		cmocka_unit_test(test_fused_attention_matches_blas_path),
 		cmocka_unit_test(test_f16_cache_tracks_f32),
-		cmocka_unit_test(test_bf16_math_attention_tracks_f32),
 		cmocka_unit_test(test_eval_ppl_matches_brute_force),
 	};
 

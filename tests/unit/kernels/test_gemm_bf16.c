@@ -118,34 +118,6 @@ static void test_nt_matches_double(void **state)
 	}
 }
 
-/* P V: A's k contiguous, B's rows along k. */
-static void test_nn_matches_double(void **state)
-{
-	(void)state;
-	if (!host_runs("gemm_bf16_nn"))
-		return;
-	test_rng_state = 14;
-	for (uint32_t s = 0; s < N_SHAPES; s++) {
-		const struct shape *sh = &shapes[s];
-		size_t lda = sh->k + 2, ldb = sh->n + 3, ldc = sh->n + 1;
-		float *a = random_matrix(sh->m * lda), *b = random_matrix(sh->k * ldb);
-		float *c = malloc(sh->m * ldc * sizeof(float));
-
-		assert_non_null(c);
-		for (size_t i = 0; i < sh->m * ldc; i++)
-			c[i] = CANARY;
-		assert_int_equal(gemm_bf16_nn(sh->m, sh->n, sh->k, a, lda, b, ldb, c, ldc), 0);
-		for (uint32_t i = 0; i < sh->m; i++) {
-			for (uint32_t j = 0; j < sh->n; j++)
-				check_entry(c[i * ldc + j], a + i * lda, 1, b + j, ldb, sh->k);
-			assert_true(c[i * ldc + sh->n] == CANARY);
-		}
-		free(a);
-		free(b);
-		free(c);
-	}
-}
-
 /* Xᵀ Y with rows per token, full and (X = Y) upper. */
 static void test_tn_matches_double(void **state)
 {
@@ -216,12 +188,10 @@ static void test_bad_arguments(void **state)
 	if (!gemm_bf16_supported()) {
 		assert_int_equal(gemm_bf16_nt(2, 2, 2, a, 2, a, 2, c, 2), -EOPNOTSUPP);
 		assert_int_equal(gemm_bf16_tn(2, 2, 2, a, 2, a, 2, c, 2, true), -EOPNOTSUPP);
-		assert_int_equal(gemm_bf16_nn(2, 2, 2, a, 2, a, 2, c, 2), -EOPNOTSUPP);
 		return;
 	}
 	assert_int_equal(gemm_bf16_nt(2, 2, 4, a, 3, a, 4, c, 2), -EINVAL);
 	assert_int_equal(gemm_bf16_nt(2, 4, 2, a, 2, a, 2, c, 3), -EINVAL);
-	assert_int_equal(gemm_bf16_nn(2, 4, 2, a, 2, a, 3, c, 4), -EINVAL);
 	assert_int_equal(gemm_bf16_tn(2, 3, 2, a, 2, a, 3, c, 3, true), -EINVAL);
 	assert_int_equal(gemm_bf16_tn(4, 2, 2, a, 3, a, 2, c, 2, false), -EINVAL);
 }
@@ -231,7 +201,6 @@ int test_gemm_bf16_run(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_to_nearest_even),
 		cmocka_unit_test(test_nt_matches_double),
-		cmocka_unit_test(test_nn_matches_double),
 		cmocka_unit_test(test_tn_matches_double),
 		cmocka_unit_test(test_result_independent_of_offsets),
 		cmocka_unit_test(test_bad_arguments),
