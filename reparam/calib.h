@@ -40,9 +40,10 @@ const char *calib_dtype_name(enum calib_dtype d);
 /*
  * The arithmetic of the calibration passes' matrix products: the block forwards' linears, the
  * Hessians and the error-propagation products. bf16 (kernels/gemm_bf16.h) rounds their
- * inputs to bf16 and sums in f32 at twice the f32 rate, on hosts with AVX512_BF16; the
- * attention, the Hessians' double sums across chunks and the quantizer (GPTQ, BCQ) are the
- * same either way.
+ * inputs to bf16 and sums in f32 at twice the f32 rate, on hosts with AVX512_BF16. The
+ * attention stays f32 (its f32 kernel is as fast as bf16 products there, measured, and a
+ * logit's bf16 error is relative to |q| |k|, large at attention sinks); so do the Hessians'
+ * double sums across chunks and the quantizer (GPTQ, BCQ).
  */
 enum calib_math {
 	CALIB_MATH_F32,
