@@ -85,34 +85,68 @@ static inline __m512i pairs16(__m512 lo, __m512 hi)
 	return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
+/* In place: r[i] lane j <- r[j] lane i, for 16 x 16 dwords. */
+static inline void transpose16(__m512i r[16])
+{
+	__m512i t[16], u[16];
+
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	/* u[4g + c], 128-bit lane L: rows 4g..4g+3 of column 4L + c */
+	for (int g = 0; g < 16; g += 4) {
+		u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+		u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+		u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+		u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+	}
+	for (int c = 0; c < 4; c++) {
+		__m512i x0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44);
+		__m512i x1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
+		__m512i y0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+		__m512i y1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
+
+		r[c] = _mm512_shuffle_i32x4(x0, y0, 0x88);
+		r[4 + c] = _mm512_shuffle_i32x4(x0, y0, 0xdd);
+		r[8 + c] = _mm512_shuffle_i32x4(x1, y1, 0x88);
+		r[12 + c] = _mm512_shuffle_i32x4(x1, y1, 0xdd);
+	}
+}
+
 /*
  * A strip of @R rows (r < @rv valid) x @kc columns of a matrix whose k is contiguous
- * (element (r, kk) at src[r * ld + kk]) into dst[pair][R].
+ * (element (r, kk) at src[r * ld + kk]) into dst[pair][R]: 16 rows x 16 pairs at a time,
+ * each row's 32 floats converted to 16 pairs, then transposed.
  */
 static void pack_kc(uint32_t *dst, uint32_t R, const float *src, size_t ld, uint32_t rv,
 		    uint32_t kc)
 {
-	uint32_t kp = (kc + 1) / 2;
-	uint32_t row[KP] __attribute__((aligned(64)));
+	for (uint32_t r0 = 0; r0 < R; r0 += 16) {
+		__mmask16 sm = mask16(R - r0);
 
-	for (uint32_t r = 0; r < R; r++) {
-		const float *s = src + (size_t)r * ld;
-
-		if (r >= rv) {
-			for (uint32_t p = 0; p < kp; p++)
-				dst[(size_t)p * R + r] = 0;
-			continue;
-		}
 		for (uint32_t k0 = 0; k0 < kc; k0 += 32) {
-			uint32_t n = kc - k0 < 32 ? kc - k0 : 32;
-			__m512 lo = _mm512_maskz_loadu_ps(mask16(n), s + k0);
-			__m512 hi = _mm512_maskz_loadu_ps(mask16(n > 16 ? n - 16 : 0), s + k0 + 16);
+			uint32_t n = kc - k0 < 32 ? kc - k0 : 32, np = (n + 1) / 2;
+			__mmask16 m0 = mask16(n), m1 = mask16(n > 16 ? n - 16 : 0);
+			__m512i v[16];
 
-			/* consecutive k are already the pairs: plain conversion, in order */
-			_mm512_store_si512(row + k0 / 2, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+			for (uint32_t i = 0; i < 16; i++) {
+				const float *s = src + (size_t)(r0 + i) * ld + k0;
+
+				if (r0 + i >= rv) {
+					v[i] = _mm512_setzero_si512();
+					continue;
+				}
+				/* consecutive k are already the pairs: plain conversion, in order */
+				v[i] = (__m512i)_mm512_cvtne2ps_pbh(
+					_mm512_maskz_loadu_ps(m1, s + 16),
+					_mm512_maskz_loadu_ps(m0, s));
+			}
+			transpose16(v);
+			for (uint32_t q = 0; q < np; q++)
+				_mm512_mask_storeu_epi32(dst + (size_t)(k0 / 2 + q) * R + r0, sm,
+							 v[q]);
 		}
-		for (uint32_t p = 0; p < kp; p++)
-			dst[(size_t)p * R + r] = row[p];
 	}
 }
 
