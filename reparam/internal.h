@@ -130,7 +130,8 @@ struct calib_hacc {
  * caller checked gemm_bf16_supported()). Returns 0 or -ENOMEM (then calib_hacc_done()).
  */
 int calib_hacc_init(struct calib_hacc *h, uint32_t width, bool bf16);
-/* H += x^T x for the rows x[n][width]. Uses BLAS's threads; not thread-safe on one @h. */
+/* H += x^T x for the rows x[n][width]. f32 uses BLAS's threads, bf16 the calling thread; not
+ * thread-safe on one @h. */
 void calib_hacc_add(struct calib_hacc *h, const float *x, uint64_t n);
 /* Add @src's rows into @dst (same width, neither finished): dst->H += src->H. */
 void calib_hacc_merge(struct calib_hacc *dst, const struct calib_hacc *src);
