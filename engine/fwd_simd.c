@@ -79,6 +79,8 @@ const struct fwd_ops *fwd_ops_of(enum lut_isa isa)
 {
 	if (isa == LUT_ISA_AUTO)
 		isa = lut_isa_auto();
+	if (isa == LUT_ISA_AVX512 && lut_isa_supported(LUT_ISA_AVX512))
+		return &fwd_ops_avx512;
 	/* AVX-512 hosts run AVX2 as well */
 	if ((isa == LUT_ISA_AVX2 || isa == LUT_ISA_AVX512) && lut_isa_supported(LUT_ISA_AVX2))
 		return &fwd_ops_avx2;

@@ -5,7 +5,8 @@
 /*
  * The forward pass's elementwise math (softmax, SiLU, log-sum-exp, sums of squares) and its
  * fused attention rows, once per ISA: engine/fwd_simd.c holds the scalar versions (the
- * reference and fallback), engine/x86/fwd_avx2.c the AVX2+FMA ones. The ISA is the one the
+ * reference and fallback), engine/x86/fwd_avx2.c the AVX2+FMA ones, engine/x86/fwd_avx512.c
+ * the AVX-512 prefill attention. The ISA is the one the
  * shift-add kernels pick (kernels/lut.h lut_isa_auto(), SHIFTADD_ISA=ref forces scalar).
  * Internal to the engine.
  */
@@ -106,7 +107,7 @@ void fwd_kv_store(void *dst, const float *src, uint32_t n, bool f16);
 /* Scratch floats one attend_rows call needs for blocks of up to @n_keys keys. */
 size_t fwd_att_scratch_floats(uint32_t hd, uint32_t n_keys);
 
-extern const struct fwd_ops fwd_ops_avx2;
+extern const struct fwd_ops fwd_ops_avx2, fwd_ops_avx512;
 
 struct model;
 

@@ -1,5 +1,6 @@
 # engine: model I/O (GGUF, safetensors, config), tokenizers, the forward pass, evaluation.
-engine_SRCS := $(wildcard engine/*.c) engine/x86/fwd_avx2.c engine/x86/linear_q8_avx2.c
+engine_SRCS := $(wildcard engine/*.c) engine/x86/fwd_avx2.c engine/x86/fwd_avx512.c \
+	engine/x86/linear_q8_avx2.c
 $(eval $(call add_lib,engine))
 
 ENGINE_LDLIBS := -lopenblas -lpcre2-8 -lcjson -lm
@@ -12,6 +13,7 @@ endif
 
 # Only the ISA file gets its -m flags (no -march=native: generic code must stay generic).
 $(B)/engine/x86/fwd_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+$(B)/engine/x86/fwd_avx512.o: ISA_FLAGS := -mavx2 -mfma -mf16c -mavx512f
 $(B)/engine/x86/linear_q8_avx2.o: ISA_FLAGS := -mavx2 -mfma
 
 # Fused attention timing (bench/attn): attend_rows of a prefill, one head, one thread.

@@ -11,7 +11,7 @@
  * optimizer's calibration passes (reparam/calib.c): twice the f32 FMA rate on the hosts that
  * have it. Inputs are f32; each element is rounded to bf16 (nearest even) on the way in, the
  * products of two bf16 are exact in f32 and are summed in f32, in pairs of consecutive k,
- * k-blocks of GEMM_BF16_KC in order. The result depends only on the shapes, not on where the
+ * k-blocks in order (blocks of one even size of at most GEMM_BF16_KC, fixed by k). The result depends only on the shapes, not on where the
  * caller's rows start or on the machine's thread count. Never used at inference: the deployed
  * model's kernels are multiplication-free (kernels/lut.h).
  *
@@ -19,7 +19,8 @@
  * packing buffers, freed when it exits).
  */
 
-#define GEMM_BF16_KC 256 /* k per block: the partial sums are f32 within a block, f32 across */
+/* The most k per block: a block's partial sums are f32, summed in f32 across blocks. */
+#define GEMM_BF16_KC 320
 
 /* Whether this host (CPU and OS vector state) runs the bf16 products. */
 bool gemm_bf16_supported(void);

@@ -5,6 +5,7 @@
  * both.
  */
 #include "engine/fwd_simd.h"
+#include "engine/x86/fwd_x86.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -542,6 +543,25 @@ AI void attend_heads(const struct fwd_att_rows *a, uint32_t n_heads, bool h)
 	}
 }
 
+/* The scores of a block to unnormalized probabilities (engine/x86/fwd_x86.h). */
+void fwd_avx2_att_exp(const struct fwd_att_rows *a, float *s, uint32_t pad, uint32_t n_rows,
+		      float *inv)
+{
+	uint32_t lo0 = fwd_att_first_key(a, 0);
+
+	for (uint32_t r = 0; r < n_rows; r++) {
+		float *row = s + (size_t)r * pad;
+		uint32_t vis = r < a->rows ? a->vis0 + r : 0,
+			 lo = r < a->rows ? fwd_att_first_key(a, r) : lo0;
+
+		if (vis)
+			inv[r] = (float)(1.0 / sum_exp(row + lo, vis - lo,
+						       max_avx2(row + lo, vis - lo), row + lo));
+		memset(row + lo0, 0, (lo - lo0) * sizeof(float));
+		memset(row + vis, 0, (pad - vis) * sizeof(float));
+	}
+}
+
 AI void attend_rows(const struct fwd_att_rows *a, bool h)
 {
 	uint32_t hd = a->hd, rows = a->rows, rows4 = (rows + 3) & ~3u;
@@ -573,18 +593,7 @@ AI void attend_rows(const struct fwd_att_rows *a, bool h)
 					last + 1 - r0, h);
 		}
 	}
-	/* unnormalized: the output rows are scaled by 1 / sum instead, a pass over s fewer */
-	for (uint32_t r = 0; r < rows4; r++) {
-		float *row = s + (size_t)r * pad;
-		uint32_t vis = r < rows ? a->vis0 + r : 0,
-			 lo = r < rows ? fwd_att_first_key(a, r) : lo0;
-
-		if (vis)
-			inv[r] = (float)(1.0 / sum_exp(row + lo, vis - lo,
-						       max_avx2(row + lo, vis - lo), row + lo));
-		memset(row + lo0, 0, (lo - lo0) * sizeof(float));
-		memset(row + vis, 0, (pad - vis) * sizeof(float));
-	}
+	fwd_avx2_att_exp(a, s, pad, rows4, inv);
 	memset(acc, 0, (size_t)rows4 * hd * sizeof(float));
 	for (uint32_t j0 = lo0; j0 < n_keys; j0 += PV_KEYS) {
 		for (uint32_t r = 0; r < rows; r += 2) {
@@ -638,5 +647,16 @@ const struct fwd_ops fwd_ops_avx2 = {
 	.logsumexp = logsumexp_avx2,
 	.sumsq = sumsq_avx2,
 	.attend_rows = attend_rows_avx2,
+	.attend_heads = attend_heads_avx2,
+};
+
+const struct fwd_ops fwd_ops_avx512 = {
+	.name = "avx512",
+	.softmax = softmax_avx2,
+	.silu_mul = silu_mul_avx2,
+	.gelu_mul = gelu_mul_avx2,
+	.logsumexp = logsumexp_avx2,
+	.sumsq = sumsq_avx2,
+	.attend_rows = fwd_avx512_attend_rows,
 	.attend_heads = attend_heads_avx2,
 };

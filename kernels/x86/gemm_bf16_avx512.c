@@ -21,9 +21,9 @@
 #define KC GEMM_BF16_KC
 #define KP (KC / 2)
 #define MC (12 * MR)
-#define NC 1024
+#define NC 1536 /* gate/up's width: their A is packed once */
 
-_Static_assert(KC % 32 == 0, "KC: whole 16-float vectors of pairs");
+_Static_assert(KC % 2 == 0, "KC: whole pairs");
 
 /* Per-thread packing buffers: allocated on first use, freed when the thread exits. */
 struct bufs {
@@ -223,6 +223,18 @@ static void kernel(uint32_t kp, const uint32_t *a, const uint32_t *b, float *c, 
 	}
 }
 
+/*
+ * The k-block size for depth @k: blocks of at most KC, of one even size (the last shorter). With
+ * k = 576 that is two blocks of 288 rather than 256 + 256 + 64, whose thin last block would
+ * load and store all of C for an eighth of the products.
+ */
+static uint32_t k_block(uint32_t k)
+{
+	uint32_t nb = (k + KC - 1) / KC, kb = (k + nb - 1) / nb;
+
+	return (kb + 1) & ~1u;
+}
+
 static inline const float *at(const float *p, size_t ld, bool kc_fast, uint32_t r, uint32_t kk)
 {
 	return kc_fast ? p + (size_t)r * ld + kk : p + (size_t)kk * ld + r;
@@ -242,10 +254,10 @@ int gemm_bf16_avx512(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t 
 		return 0;
 	}
 	for (uint32_t jc = 0; jc < n; jc += NC) {
-		uint32_t nc = n - jc < NC ? n - jc : NC;
+		uint32_t nc = n - jc < NC ? n - jc : NC, kb = k_block(k);
 
-		for (uint32_t pc = 0; pc < k; pc += KC) {
-			uint32_t kc = k - pc < KC ? k - pc : KC, kp = (kc + 1) / 2;
+		for (uint32_t pc = 0; pc < k; pc += kb) {
+			uint32_t kc = k - pc < kb ? k - pc : kb, kp = (kc + 1) / 2;
 
 			for (uint32_t jr = 0; jr < nc; jr += NR)
 				pack(buf->b + (size_t)jr * kp, NR, at(b, ldb, b_kc, jc + jr, pc),

@@ -42,6 +42,21 @@ static uint32_t host_ops(const struct fwd_ops **ops)
 	return n;
 }
 
+/*
+ * The ISAs with a fused attention kernel: AVX2, and AVX-512 whose prefill blocks are its own
+ * and whose single rows are AVX2's (so a test of rows against blocks crosses the two).
+ */
+static uint32_t fused_ops(const struct fwd_ops **ops)
+{
+	uint32_t n = 0;
+
+	if (lut_isa_supported(LUT_ISA_AVX2))
+		ops[n++] = fwd_ops_of(LUT_ISA_AVX2);
+	if (lut_isa_supported(LUT_ISA_AVX512))
+		ops[n++] = fwd_ops_of(LUT_ISA_AVX512);
+	return n;
+}
+
 static void test_softmax_matches_double(void **state)
 {
 	static const uint32_t lens[] = { 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100, 2048 };
@@ -351,16 +366,20 @@ static void test_attend_rows_matches_double(void **state)
 		{ 32, 32, 64, 0 },     { 64, 2, 1000, 0 },    { 64, 32, 300, 17 },
 		{ 64, 5, 3, 2 },       { 64, 31, 17, 40 },    { 64, 32, 1, 1 },
 		{ 256, 32, 600, 512 }, { 256, 1, 1500, 512 }, { 32, 20, 70, 16 },
+		{ 96, 17, 33, 0 },     { 96, 26, 200, 50 },
 	};
-	const struct fwd_ops *o = fwd_ops_of(LUT_ISA_AVX2);
+	const struct fwd_ops *ops[2];
+	uint32_t n_ops = fused_ops(ops);
+	size_t n_cases = sizeof(cases) / sizeof(cases[0]);
 	uint64_t rng = 4;
 
-	if (!o->attend_rows) {
+	if (!n_ops) {
 		printf("attend_rows: no fused kernel on this host, skipped\n");
 		return;
 	}
-	for (size_t cf = 0; cf < 2 * sizeof(cases) / sizeof(cases[0]); cf++) {
-		size_t c = cf / 2;
+	for (size_t cf = 0; cf < 2 * n_cases * n_ops; cf++) {
+		const struct fwd_ops *o = ops[cf / (2 * n_cases)];
+		size_t c = cf / 2 % n_cases;
 		bool f16 = cf % 2;
 		uint32_t hd = cases[c].hd, rows = cases[c].rows, vis0 = cases[c].vis0;
 		uint32_t stride = hd + 3; /* odd strides: unaligned rows */
@@ -389,8 +408,8 @@ static void test_attend_rows_matches_double(void **state)
 		}
 		/* f32 dot products of hd terms: the rounding grows with hd */
 		if (worst >= 2e-6 * (hd > 64 ? hd / 64 : 1))
-			fail_msg("hd %u rows %u vis0 %u win %u f16 %d: error %g", hd, rows, vis0,
-				 cases[c].win, f16, worst);
+			fail_msg("%s: hd %u rows %u vis0 %u win %u f16 %d: error %g", o->name, hd,
+				 rows, vis0, cases[c].win, f16, worst);
 		att_case_free(&t);
 		free(out);
 		free(want);
@@ -412,16 +431,19 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 		{ 32, 20, 90, 0 },   { 96, 9, 129, 0 }, { 256, 32, 600, 512 },
 		{ 64, 32, 300, 17 }, { 64, 3, 63, 64 }, { 128, 13, 40, 0 },
 	};
-	const struct fwd_ops *o = fwd_ops_of(LUT_ISA_AVX2);
+	const struct fwd_ops *ops[2];
+	uint32_t n_ops = fused_ops(ops);
+	size_t n_cases = sizeof(cases) / sizeof(cases[0]);
 	uint64_t rng = 9;
 
 	(void)state;
-	if (!o->attend_rows) {
+	if (!n_ops) {
 		printf("attend_rows: no fused kernel on this host, skipped\n");
 		return;
 	}
-	for (size_t cf = 0; cf < 2 * sizeof(cases) / sizeof(cases[0]); cf++) {
-		size_t c = cf / 2;
+	for (size_t cf = 0; cf < 2 * n_cases * n_ops; cf++) {
+		const struct fwd_ops *o = ops[cf / (2 * n_cases)];
+		size_t c = cf / 2 % n_cases;
 		bool f16 = cf % 2;
 		uint32_t hd = cases[c].hd, rows = cases[c].rows, vis0 = cases[c].vis0;
 		uint32_t n = vis0 + rows - 1;
@@ -444,8 +466,8 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 			o->attend_rows(&a);
 		}
 		if (memcmp(blk, one, (size_t)rows * hd * sizeof(float)))
-			fail_msg("hd %u rows %u vis0 %u win %u f16 %d: a row alone differs", hd,
-				 rows, vis0, cases[c].win, f16);
+			fail_msg("%s: hd %u rows %u vis0 %u win %u f16 %d: a row alone differs",
+				 o->name, hd, rows, vis0, cases[c].win, f16);
 		/* the rows as heads of one KV head, all at the last position (a decode step) */
 		for (uint32_t r = 0; r < rows; r++)
 			memcpy(blk + (size_t)r * hd, t.q + (size_t)r * t.stride,
@@ -461,8 +483,8 @@ static void test_attend_row_alone_equals_row_in_block(void **state)
 		a.out = blk;
 		o->attend_heads(&a, rows);
 		if (memcmp(blk, one, (size_t)rows * hd * sizeof(float)))
-			fail_msg("hd %u heads %u keys %u win %u f16 %d: heads together differ", hd,
-				 rows, n, cases[c].win, f16);
+			fail_msg("%s: hd %u heads %u keys %u win %u f16 %d: heads together differ",
+				 o->name, hd, rows, n, cases[c].win, f16);
 		att_case_free(&t);
 		free(blk);
 		free(one);

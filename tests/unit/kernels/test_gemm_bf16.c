@@ -46,10 +46,13 @@ struct shape {
 	uint32_t m, n, k;
 };
 
-/* Edges of every block size: 12 x 32 tiles, k-blocks of 256 (odd k too), 1024 columns. */
+/*
+ * Edges of every block size: 12 x 32 tiles, k-blocks of up to 320 (one block, two of 161
+ * and 162 with odd k, three unequal), 1536 columns.
+ */
 static const struct shape shapes[] = {
-	{ 1, 1, 1 },	  { 13, 37, 67 },   { 12, 32, 256 },
-	{ 150, 70, 600 }, { 25, 1100, 41 }, { 200, 64, 513 },
+	{ 1, 1, 1 },	  { 13, 37, 67 },   { 12, 32, 320 },  { 30, 40, 321 },
+	{ 150, 70, 600 }, { 25, 1600, 41 }, { 200, 64, 641 },
 };
 
 #define N_SHAPES (sizeof(shapes) / sizeof(shapes[0]))
