@@ -100,7 +100,7 @@ int calib_hacc_init(struct calib_hacc *h, uint32_t width, bool bf16)
 	memset(h, 0, sizeof(*h));
 	h->width = width;
 	h->bf16 = bf16;
-	h->chunk = CALIB_HACC_CHUNK;
+	h->chunk = bf16 ? CALIB_HACC_CHUNK_BF16 : CALIB_HACC_CHUNK;
 	h->H = calloc((uint64_t)width * width, sizeof(double));
 	h->tmp = malloc((uint64_t)width * width * sizeof(float));
 	return h->H && h->tmp ? 0 : -ENOMEM;

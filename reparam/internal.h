@@ -115,10 +115,16 @@ int gptq_hinv_chol(const double *H, uint32_t k, double percdamp, double *U, bool
  * stays that of a few hundred f32 terms and does not grow with the number of chunks.
  */
 #define CALIB_HACC_CHUNK 512
+/*
+ * Rows per chunk with bf16 products: those already sum in f32 over k-blocks of up to
+ * GEMM_BF16_KC rows, so a longer chunk only adds a few more f32 sums of block results, and the
+ * sweep of the double H (or D) is made once per 2048 rows instead of four times.
+ */
+#define CALIB_HACC_CHUNK_BF16 2048
 
 struct calib_hacc {
 	uint32_t width;
-	uint32_t chunk;	 /* rows per f32 product (CALIB_HACC_CHUNK; tests may change it) */
+	uint32_t chunk;	 /* rows per product (CALIB_HACC_CHUNK[_BF16]; tests may change it) */
 	uint64_t n_rows; /* rows added so far */
 	bool bf16;	 /* chunk products in bf16 (kernels/gemm_bf16.h), else BLAS f32 */
 	double *H;	 /* [width][width], upper triangle (the rest is not written) */
@@ -147,10 +153,11 @@ void calib_hacc_done(struct calib_hacc *h);
 struct calib_xacc {
 	uint32_t width;
 	uint64_t n_rows;
-	bool bf16;   /* as calib_hacc's */
-	double *D;   /* [width][width], full */
-	float *tmp;  /* [width][width]: one chunk's product */
-	float *diff; /* [CALIB_HACC_CHUNK][width]: one chunk of X - X̂ */
+	bool bf16;	/* as calib_hacc's */
+	double *D;	/* [width][width], full */
+	float *tmp;	/* [width][width]: one chunk's product */
+	uint32_t chunk; /* rows per product, as calib_hacc's */
+	float *diff;	/* [chunk][width]: one chunk of X - X̂ */
 };
 
 /* Empty accumulator (@bf16 as calib_hacc_init()'s). Returns 0 or -ENOMEM (then

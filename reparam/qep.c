@@ -20,9 +20,10 @@ int calib_xacc_init(struct calib_xacc *a, uint32_t width, bool bf16)
 	memset(a, 0, sizeof(*a));
 	a->width = width;
 	a->bf16 = bf16;
+	a->chunk = bf16 ? CALIB_HACC_CHUNK_BF16 : CALIB_HACC_CHUNK;
 	a->D = calloc((uint64_t)width * width, sizeof(double));
 	a->tmp = malloc((uint64_t)width * width * sizeof(float));
-	a->diff = malloc((uint64_t)CALIB_HACC_CHUNK * width * sizeof(float));
+	a->diff = malloc((uint64_t)a->chunk * width * sizeof(float));
 	return a->D && a->tmp && a->diff ? 0 : -ENOMEM;
 }
 
@@ -38,8 +39,8 @@ void calib_xacc_add(struct calib_xacc *a, const float *ref, const float *x, uint
 {
 	uint32_t w = a->width;
 
-	for (uint64_t r0 = 0; r0 < n; r0 += CALIB_HACC_CHUNK) {
-		uint32_t m = n - r0 < CALIB_HACC_CHUNK ? (uint32_t)(n - r0) : CALIB_HACC_CHUNK;
+	for (uint64_t r0 = 0; r0 < n; r0 += a->chunk) {
+		uint32_t m = n - r0 < a->chunk ? (uint32_t)(n - r0) : a->chunk;
 		const float *xr = ref + r0 * w, *xq = x + r0 * w;
 
 		/* the difference first, in f32: D is small next to X X̂ᵀ, so no cancellation */

@@ -30,7 +30,8 @@ _Static_assert(FWD_KEY_CHUNK == 16, "a key chunk is one zmm");
 AI __m512 ld16(const void *p, size_t i, bool h)
 {
 	if (h)
-		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
+		return _mm512_cvtph_ps(
+			_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
 	return _mm512_loadu_ps((const float *)p + i);
 }
 
@@ -138,8 +139,7 @@ AI void block_scores(const struct fwd_att_rows *a, const float *qs, uint32_t row
 }
 
 /* acc[r] = sum_j p[r][j] v[j] over each row's keys, PV_KEYS keys at a time. */
-AI void block_values(const struct fwd_att_rows *a, const float *s, uint32_t pad, float *acc,
-		     bool h)
+AI void block_values(const struct fwd_att_rows *a, const float *s, uint32_t pad, float *acc, bool h)
 {
 	uint32_t hd = a->hd, n_keys = a->vis0 + a->rows - 1, lo0 = fwd_att_first_key(a, 0);
 
@@ -175,7 +175,8 @@ AI void attend_rows(const struct fwd_att_rows *a, bool h)
 
 	for (uint32_t r = 0; r < rows8; r++)
 		for (uint32_t d = 0; d < hd; d++)
-			qs[r * hd + d] = r < rows ? a->q[(size_t)r * a->q_stride + d] * a->scale : 0;
+			qs[r * hd + d] =
+				r < rows ? a->q[(size_t)r * a->q_stride + d] * a->scale : 0;
 	block_scores(a, qs, rows8, c0, pad, s, h);
 	fwd_avx2_att_exp(a, s, pad, rows8, inv);
 	memset(acc, 0, (size_t)rows8 * hd * sizeof(float));

@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "kernels/gemm_bf16.h"
+
 /*
  * Worst entry error allowed, relative to sqrt(H_ii H_jj) (the scale of entry ij): each chunk
  * is an f32 sum of up to CALIB_HACC_CHUNK products, error a few 1e-7 (1e-7 measured on
@@ -71,15 +73,24 @@ static double worst_error(const double *H, const double *ref, uint32_t w)
 	return worst;
 }
 
-/* Rows @n added in pieces of @piece rows with chunk @chunk (0 = the default). */
-static double run_case(uint64_t n, uint32_t w, uint32_t chunk, uint64_t piece)
+/*
+ * Rows @n added in pieces of @piece rows with chunk @chunk (0 = the default), with f32 or
+ * (@bf16) bf16 products; the reference of the bf16 ones is of the inputs rounded to bf16, so
+ * that what is measured is the summation.
+ */
+static double run_case_math(uint64_t n, uint32_t w, uint32_t chunk, uint64_t piece, bool bf16)
 {
-	float *x = make_rows(n, w, 7 + n + w);
-	double *ref = reference(x, n, w), err;
+	float *x = make_rows(n, w, 7 + n + w), *xr = malloc(n * w * sizeof(float));
+	double *ref, err;
 	struct calib_hacc h;
 
-	assert_int_equal(calib_hacc_init(&h, w, false), 0);
-	assert_int_equal(h.chunk, CALIB_HACC_CHUNK);
+	assert_non_null(xr);
+	for (uint64_t i = 0; i < n * w; i++)
+		xr[i] = bf16 ? gemm_bf16_round(x[i]) : x[i];
+	ref = reference(xr, n, w);
+	free(xr);
+	assert_int_equal(calib_hacc_init(&h, w, bf16), 0);
+	assert_int_equal(h.chunk, bf16 ? CALIB_HACC_CHUNK_BF16 : CALIB_HACC_CHUNK);
 	if (chunk)
 		h.chunk = chunk;
 	for (uint64_t r0 = 0; r0 < n; r0 += piece)
@@ -95,11 +106,28 @@ static double run_case(uint64_t n, uint32_t w, uint32_t chunk, uint64_t piece)
 	return err;
 }
 
+static double run_case(uint64_t n, uint32_t w, uint32_t chunk, uint64_t piece)
+{
+	return run_case_math(n, w, chunk, piece, false);
+}
+
 static void test_default_chunks_match_double_reference(void **state)
 {
 	(void)state;
 	/* 3 windows of 1100 rows: two whole chunks and a ragged one per window */
 	assert_true(run_case(3300, 96, 0, 1100) < TOL);
+}
+
+/* bf16 products: 2048-row chunks, each several k-blocks summed in f32, then in double. */
+static void test_bf16_chunks_match_double_reference(void **state)
+{
+	(void)state;
+	if (!gemm_bf16_supported()) {
+		print_message("# no AVX512_BF16 on this host: the bf16 chunks are not run\n");
+		return;
+	}
+	/* 2 windows of 2300 rows: a whole chunk and a ragged one per window */
+	assert_true(run_case_math(4600, 72, 0, 2300, true) < TOL);
 }
 
 static void test_ragged_chunks_and_pieces_match(void **state)
@@ -294,6 +322,7 @@ int test_hacc_run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_default_chunks_match_double_reference),
+		cmocka_unit_test(test_bf16_chunks_match_double_reference),
 		cmocka_unit_test(test_ragged_chunks_and_pieces_match),
 		cmocka_unit_test(test_merge_of_parts_is_the_whole),
 		cmocka_unit_test(test_done_after_failed_or_no_init_is_safe),
