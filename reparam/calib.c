@@ -992,6 +992,17 @@ uint32_t calib_qep_fit_samples(const struct calib_run *o)
 	return n && n < ns ? n : ns;
 }
 
+uint32_t calib_default_qep_samples(const struct model *m, const struct calib_run *o)
+{
+	uint64_t want = CALIB_QEP_MIN_TOKENS_PER_DIM * widest_input(m), T = o->calib.seqlen;
+	uint64_t n;
+
+	if (want < CALIB_QEP_FIT_TOKENS)
+		want = CALIB_QEP_FIT_TOKENS;
+	n = T ? (want + T - 1) / T : 0;
+	return n < o->calib.nsamples ? (uint32_t)n : 0;
+}
+
 double calib_default_qep(const struct model *m, const struct calib_run *o)
 {
 	if ((uint64_t)o->calib.nsamples * o->calib.seqlen <

@@ -121,7 +121,7 @@ struct calib_run {
 	 * costs about what a sample of the quantized model does, in work and held activations.
 	 * On SmolLM2 (128 x 2048, rht both 3-bit) 24 took the conversion from 3,840 to 2,019 s
 	 * of CPU and 6.3 to 4.2 GiB, and kept 83% of the correction's gain (PPL 31.56; all:
-	 * 30.92, none: 34.63). The default stays all: the gain is worth the time.
+	 * 30.92, none: 34.63). `shiftadd convert`'s default: calib_default_qep_samples().
 	 */
 	uint32_t qep_samples;
 	/*
@@ -175,5 +175,20 @@ double calib_default_qep(const struct model *m, const struct calib_run *o);
 
 /* Samples the error-propagation fit of @o runs on: qep_samples capped at nsamples (0 = all). */
 uint32_t calib_qep_fit_samples(const struct calib_run *o);
+
+/*
+ * Calibration tokens the default error-propagation fit runs on (calib_default_qep_samples()).
+ * Each fitted window costs about what a quantized window does, so this bounds the correction's
+ * share of a conversion; on SmolLM2 at 128 x 2048 (acc 3-bit, full protocol) see
+ * bench/results/qep-samples-acc3-2026-11-24.md.
+ */
+#define CALIB_QEP_FIT_TOKENS 65536
+
+/*
+ * The qep_samples `shiftadd convert` uses unless told: the first windows of @o->calib holding
+ * CALIB_QEP_FIT_TOKENS tokens, and at least CALIB_QEP_MIN_TOKENS_PER_DIM per input dimension
+ * of @m's widest linear; 0 (all) when that is every window.
+ */
+uint32_t calib_default_qep_samples(const struct model *m, const struct calib_run *o);
 
 #endif /* REPARAM_CALIB_H */

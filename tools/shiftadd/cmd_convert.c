@@ -21,6 +21,8 @@
 
 /* calib_run.qep before quantize(): --qep was not given, use calib_default_qep() */
 #define QEP_AUTO (-1.0)
+/* calib_run.qep_samples before quantize(): --qep-samples was not given */
+#define QEP_SAMPLES_AUTO UINT32_MAX
 
 /* --head shiftadd: 4 bits cost SmolLM2 +4.3% and Gemma 3 +2.6% perplexity (3 bits: +14%) */
 #define HEAD_BITS_DEFAULT 4
@@ -71,11 +73,11 @@ static const struct opt_spec specs[] = {
 	  "GPTQ methods: error propagation strength in [0, 1]; quantize each linear toward the "
 	  "unquantized model's output rather than its own weights (runs an unquantized copy of "
 	  "each block beside, see --qep-samples; --qep 0 for speed)" },
-	{ "qep-samples", 0, "N", "0 = all",
+	{ "qep-samples", 0, "N", "the windows of the first 65,536 tokens; 0 = all",
 	  "error propagation: fit the correction on the first N calibration windows, the ones "
 	  "the unquantized copy runs on (each costs about what a quantized window does, in "
-	  "time and memory); GPTQ still weighs errors with all windows. SmolLM2 at 128 x 2048: "
-	  "24 halved the conversion for +2% perplexity" },
+	  "time and memory); GPTQ still weighs errors with all windows. At least 16 tokens "
+	  "per input dimension of the widest linear are fitted unless N says otherwise" },
 	{ "head", 0, "TYPE", "as the source",
 	  "shiftadd: quantize the LM head too, last, with --method at --head-bits against the "
 	  "Hessian of its input, and run it on the shift-add kernels (decode reads all of it "
@@ -398,6 +400,7 @@ static int parse(int argc, char **argv, struct conv_opts *o)
 	reparam_opts_init(&o->run.q, method, bits);
 	o->run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
 	o->run.qep = QEP_AUTO; /* resolved against the model's widths in quantize() */
+	o->run.qep_samples = QEP_SAMPLES_AUTO;
 	o->math = -1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
@@ -488,7 +491,7 @@ static int load(const struct conv_opts *o, struct model **ret_m)
 }
 
 /*
- * --qep not given: calib_default_qep(). Says on stderr what error propagation runs with, or
+ * --qep not given: calib_default_qep(); --qep-samples not given: calib_default_qep_samples(). Says on stderr what error propagation runs with, or
  * why the method's default is off.
  */
 static void resolve_qep(const struct model *m, struct calib_run *run)
@@ -500,6 +503,8 @@ static void resolve_qep(const struct model *m, struct calib_run *run)
 
 	if (auto_qep)
 		run->qep = calib_default_qep(m, run);
+	if (run->qep_samples == QEP_SAMPLES_AUTO)
+		run->qep_samples = calib_default_qep_samples(m, run);
 	if (run->qep > 0) {
 		if (auto_qep)
 			snprintf(why, sizeof(why), " (%s's default; --qep 0 is off)", name);

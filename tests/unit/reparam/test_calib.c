@@ -899,6 +899,36 @@ static void test_calib_dtype_names(void **state)
 }
 
 /*
+ * The default fit: the windows of the first 65,536 tokens, raised to 16 tokens per input
+ * dimension of the widest linear (a model of Llama-7B's widths: 16 x 11008 = 176,128
+ * tokens), all windows (0) when that is every one.
+ */
+static void test_default_qep_samples_follow_tokens(void **state)
+{
+	struct tiny *t = *state;
+	struct model big = {
+		.cfg = { .dim = 4096, .n_heads = 32, .head_dim = 128, .ffn_dim = 11008 }
+	};
+	struct calib_run run = { 0 };
+
+	assert_int_equal(model_load(t->dir, &t->m, NULL), 0);
+	reparam_opts_init(&run.q, REPARAM_SHIFTADD_ACC, 3);
+	run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
+	assert_int_equal(calib_default_qep_samples(t->m, &run), 32);
+	run.calib.seqlen = 3000; /* 21.8 windows: the 22nd is needed */
+	assert_int_equal(calib_default_qep_samples(t->m, &run), 22);
+	run.calib = (struct calib_opts){ .nsamples = 20, .seqlen = 128 };
+	assert_int_equal(calib_default_qep_samples(t->m, &run), 0);
+	run.calib = (struct calib_opts){ .nsamples = 32, .seqlen = 2048 };
+	assert_int_equal(calib_default_qep_samples(t->m, &run), 0);
+	run.calib = (struct calib_opts){ .nsamples = 128, .seqlen = 2048 };
+	assert_int_equal(calib_default_qep_samples(&big, &run), 86);
+	run.calib.nsamples = 86;
+	assert_int_equal(calib_default_qep_samples(&big, &run), 0);
+	model_free(t->m);
+}
+
+/*
  * The default strength: on for acc and rht from 16 calibration tokens per input dimension of
  * the widest linear (the fixture's down projection reads intermediate_size = 160), off below
  * and for every other method.
@@ -945,6 +975,7 @@ int test_calib_run(void)
 		cmocka_unit_test(test_bf16_math_lands_next_to_f32),
 		cmocka_unit_test(test_f16_hessian_is_of_rounded_inputs),
 		cmocka_unit_test(test_calib_dtype_names),
+		cmocka_unit_test(test_default_qep_samples_follow_tokens),
 		cmocka_unit_test(test_default_qep_follows_calibration_size),
 	};
 	return cmocka_run_group_tests_name("reparam/calib", tests, setup, teardown);
