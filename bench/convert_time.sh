@@ -38,6 +38,7 @@ for row in $ROWS; do
 	for math in $MATHS; do
 		f=$dir/$method-$bits-qep$qep-$math.gguf
 		log=${f%.gguf}.log
+		rm -f "${f%.gguf}.ppl.json" # a score of an earlier file of this name is not this one's
 		echo "== $method $bits-bit qep $qep, $math" >&2
 		/usr/bin/time -v "$SA" convert --model "$MODEL" --out "$f" --method "$method" \
 			--bits "$bits" --nsamples "$NSAMPLES" --seqlen "$SEQLEN" --threads "$THREADS" \
