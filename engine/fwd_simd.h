@@ -6,8 +6,8 @@
  * The forward pass's elementwise math (softmax, SiLU, log-sum-exp, sums of squares) and its
  * fused attention rows, once per ISA: engine/fwd_simd.c holds the scalar versions (the
  * reference and fallback), engine/x86/fwd_avx2.c the AVX2+FMA ones, engine/x86/fwd_avx512.c
- * the AVX-512 prefill attention. The ISA is the one the
- * shift-add kernels pick (kernels/lut.h lut_isa_auto(), SHIFTADD_ISA=ref forces scalar).
+ * the AVX-512 prefill attention. The ISA is the one the shift-add kernels pick
+ * (kernels/lut.h lut_isa_auto(), SHIFTADD_ISA=ref forces scalar).
  * Internal to the engine.
  */
 

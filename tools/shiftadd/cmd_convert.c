@@ -491,8 +491,8 @@ static int load(const struct conv_opts *o, struct model **ret_m)
 }
 
 /*
- * --qep not given: calib_default_qep(); --qep-samples not given: calib_default_qep_samples(). Says on stderr what error propagation runs with, or
- * why the method's default is off.
+ * --qep not given: calib_default_qep(); --qep-samples not given: calib_default_qep_samples().
+ * Says on stderr what error propagation runs with, or why the method's default is off.
  */
 static void resolve_qep(const struct model *m, struct calib_run *run)
 {
