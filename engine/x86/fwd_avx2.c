@@ -297,12 +297,6 @@ AI __m256 ld8(const void *p, size_t i, bool h)
 	return _mm256_loadu_ps((const float *)p + i);
 }
 
-/* Element @i of @p as an address (keys and values are f32 or f16). */
-AI const void *at(const void *p, size_t i, bool h)
-{
-	return h ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
-}
-
 /*
  * s[r][0..16) = q[r] . keys of one packed chunk, for @n (1..4) rows of q ([n][hd]): each key
  * vector is loaded once for the rows, two accumulators per row hide the FMA latency. A
@@ -428,7 +422,7 @@ AI void qk_row(const float *q, uint32_t hd, const void *kt, uint32_t c, uint32_t
 			_mm256_store_ps(s + c + 8 * i, a[i]);
 	}
 	for (; c < c1; c += FWD_KEY_CHUNK)
-		qk_nx16(q, hd, at(kt, (size_t)c * hd, h), s + c, 0, 1, h);
+		qk_nx16(q, hd, fwd_kv_at(kt, (size_t)c * hd, h), s + c, 0, 1, h);
 }
 
 /*
@@ -463,9 +457,9 @@ AI void pv_row(const float *p, const void *v, uint32_t v_stride, uint32_t hd, ui
 	uint32_t d = 0;
 
 	for (; d + 64 <= hd; d += 64)
-		pv_row64(p, at(v, d, h), v_stride, j0, j1, acc + d, h);
+		pv_row64(p, fwd_kv_at(v, d, h), v_stride, j0, j1, acc + d, h);
 	if (d < hd)
-		pv_nx32(p, p, at(v, d, h), v_stride, j0, j1, acc + d, acc + d, 1, h);
+		pv_nx32(p, p, fwd_kv_at(v, d, h), v_stride, j0, j1, acc + d, acc + d, 1, h);
 }
 
 /* Keys per block of the decode path's P.V: a block's values stay in L2 for all its heads. */
@@ -501,7 +495,7 @@ AI void attend_heads(const struct fwd_att_rows *a, uint32_t n_heads, bool h)
 	else
 		for (uint32_t c = c0; c < pad; c += FWD_KEY_CHUNK)
 			for (uint32_t i = 0; i < n_heads; i += 4)
-				qk_rows(qs + i * hd, hd, at(a->kt, (size_t)c * hd, h),
+				qk_rows(qs + i * hd, hd, fwd_kv_at(a->kt, (size_t)c * hd, h),
 					s + (size_t)i * pad + c, pad,
 					n_heads - i < 4 ? n_heads - i : 4, h);
 	for (uint32_t i = 0; i < n_heads; i++) {
@@ -526,11 +520,11 @@ AI void attend_heads(const struct fwd_att_rows *a, uint32_t n_heads, bool h)
 				float *o0 = acc + i * hd + d, *o1 = o0 + hd;
 
 				if (i + 1 < n_heads)
-					pv_nx32(p0, p1, at(a->v, d, h), a->v_stride, j, j1, o0, o1,
-						2, h);
+					pv_nx32(p0, p1, fwd_kv_at(a->v, d, h), a->v_stride, j, j1,
+						o0, o1, 2, h);
 				else
-					pv_nx32(p0, p1, at(a->v, d, h), a->v_stride, j, j1, o0, o1,
-						1, h);
+					pv_nx32(p0, p1, fwd_kv_at(a->v, d, h), a->v_stride, j, j1,
+						o0, o1, 1, h);
 			}
 		}
 	}
@@ -541,6 +535,15 @@ AI void attend_heads(const struct fwd_att_rows *a, uint32_t n_heads, bool h)
 			_mm256_storeu_ps(a->out + (size_t)i * hd + d,
 					 _mm256_mul_ps(_mm256_load_ps(acc + i * hd + d), k));
 	}
+}
+
+/* A block's queries, scaled (engine/x86/fwd_x86.h). */
+void fwd_att_scaled_q(const struct fwd_att_rows *a, float *qs, uint32_t n_rows)
+{
+	for (uint32_t r = 0; r < n_rows; r++)
+		for (uint32_t d = 0; d < a->hd; d++)
+			qs[r * a->hd + d] =
+				r < a->rows ? a->q[(size_t)r * a->q_stride + d] * a->scale : 0;
 }
 
 /* The scores of a block to unnormalized probabilities (engine/x86/fwd_x86.h). */
@@ -576,14 +579,10 @@ AI void attend_rows(const struct fwd_att_rows *a, bool h)
 		attend_heads(a, 1, h);
 		return;
 	}
-	for (uint32_t r = 0; r < rows4; r++) {
-		for (uint32_t d = 0; d < hd; d++)
-			qs[r * hd + d] =
-				r < rows ? a->q[(size_t)r * a->q_stride + d] * a->scale : 0;
-	}
+	fwd_att_scaled_q(a, qs, rows4);
 	/* scores, chunk-major so each packed chunk is reused from L1 by every row group */
 	for (uint32_t c = c0; c < pad; c += FWD_KEY_CHUNK) {
-		const void *kc = at(a->kt, (size_t)c * hd, h);
+		const void *kc = fwd_kv_at(a->kt, (size_t)c * hd, h);
 
 		for (uint32_t r0 = 0; r0 < rows4; r0 += 4) {
 			uint32_t last = r0 + 3 < rows ? r0 + 3 : rows - 1;
@@ -605,7 +604,7 @@ AI void attend_rows(const struct fwd_att_rows *a, bool h)
 			for (uint32_t d = 0; d < hd; d += 32) {
 				const float *p0 = s + (size_t)r * pad, *p1 = p0 + pad;
 				float *o0 = acc + r * hd + d, *o1 = o0 + hd;
-				const void *v = at(a->v, d, h);
+				const void *v = fwd_kv_at(a->v, d, h);
 
 				if (r + 1 < rows)
 					pv_nx32(p0, p1, v, a->v_stride, j0, j1, o0, o1, 2, h);

@@ -35,11 +35,6 @@ AI __m512 ld16(const void *p, size_t i, bool h)
 	return _mm512_loadu_ps((const float *)p + i);
 }
 
-AI const void *at(const void *p, size_t i, bool h)
-{
-	return h ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
-}
-
 /*
  * s[r][0..16 nc) = q[r] . the keys of @nc (1 or 2) packed chunks k0, k1, for QK_ROWS rows of
  * q ([QK_ROWS][hd]).
@@ -111,21 +106,19 @@ AI void pv_tile(const float *p, uint32_t p_stride, const void *v, uint32_t v_str
 }
 
 /* Scores of every row tile against the chunks it sees, chunk pair by chunk pair. */
-AI void block_scores(const struct fwd_att_rows *a, const float *qs, uint32_t rows8, uint32_t c0,
-		     uint32_t pad, float *s, bool h)
+AI void block_scores(const struct fwd_att_rows *a, const float *qs, uint32_t c0, uint32_t pad,
+		     float *s, bool h)
 {
 	uint32_t hd = a->hd;
 
 	for (uint32_t c = c0; c < pad; c += 2 * FWD_KEY_CHUNK) {
-		const void *k0 = at(a->kt, (size_t)c * hd, h);
-		const void *k1 = at(a->kt, (size_t)(c + FWD_KEY_CHUNK) * hd, h);
+		const void *k0 = fwd_kv_at(a->kt, (size_t)c * hd, h);
+		const void *k1 = fwd_kv_at(a->kt, (size_t)(c + FWD_KEY_CHUNK) * hd, h);
 
-		for (uint32_t r0 = 0; r0 < rows8; r0 += QK_ROWS) {
+		for (uint32_t r0 = 0; r0 < a->rows; r0 += QK_ROWS) {
 			uint32_t last = r0 + QK_ROWS - 1 < a->rows ? r0 + QK_ROWS - 1 : a->rows - 1;
 			uint32_t seen = a->vis0 + last; /* keys the tile's last real row sees */
 
-			if (r0 >= a->rows)
-				break;
 			if (c >= seen)
 				continue; /* a later tile's rows see further */
 			if (c + FWD_KEY_CHUNK < seen && c + FWD_KEY_CHUNK < pad)
@@ -155,11 +148,11 @@ AI void block_values(const struct fwd_att_rows *a, const float *s, uint32_t pad,
 			if (j0 >= end)
 				continue;
 			for (; d + 64 <= hd; d += 64)
-				pv_tile(p, pad, at(a->v, d, h), a->v_stride, j0, j1, o + d, hd, 4,
-					h);
+				pv_tile(p, pad, fwd_kv_at(a->v, d, h), a->v_stride, j0, j1, o + d,
+					hd, 4, h);
 			if (d < hd)
-				pv_tile(p, pad, at(a->v, d, h), a->v_stride, j0, j1, o + d, hd, 2,
-					h);
+				pv_tile(p, pad, fwd_kv_at(a->v, d, h), a->v_stride, j0, j1, o + d,
+					hd, 2, h);
 		}
 	}
 }
@@ -173,11 +166,8 @@ AI void attend_rows(const struct fwd_att_rows *a, bool h)
 	float *qs = a->scratch, *acc = qs + FWD_ATT_ROWS * hd, *s = acc + FWD_ATT_ROWS * hd;
 	float inv[FWD_ATT_ROWS];
 
-	for (uint32_t r = 0; r < rows8; r++)
-		for (uint32_t d = 0; d < hd; d++)
-			qs[r * hd + d] =
-				r < rows ? a->q[(size_t)r * a->q_stride + d] * a->scale : 0;
-	block_scores(a, qs, rows8, c0, pad, s, h);
+	fwd_att_scaled_q(a, qs, rows8);
+	block_scores(a, qs, c0, pad, s, h);
 	fwd_avx2_att_exp(a, s, pad, rows8, inv);
 	memset(acc, 0, (size_t)rows8 * hd * sizeof(float));
 	block_values(a, s, pad, acc, h);

@@ -8,6 +8,8 @@
  * computed its block; its fwd_ops (engine/x86/fwd_avx2.c) are the AVX2 ones but for that.
  */
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/fwd_simd.h"
@@ -19,6 +21,15 @@
  */
 void fwd_avx2_att_exp(const struct fwd_att_rows *a, float *s, uint32_t pad, uint32_t n_rows,
 		      float *inv);
+
+/* Element @i of @p as an address (keys and values are f32 or, with @h, f16). */
+static inline __attribute__((always_inline)) const void *fwd_kv_at(const void *p, size_t i, bool h)
+{
+	return h ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
+}
+
+/* qs[r][0..hd) = a's query row r times a->scale for r < a->rows, zeros up to @n_rows. */
+void fwd_att_scaled_q(const struct fwd_att_rows *a, float *qs, uint32_t n_rows);
 
 /* The AVX-512 port's attend_rows (engine/x86/fwd_avx512.c), built with -mavx512f. */
 void fwd_avx512_attend_rows(const struct fwd_att_rows *a);

@@ -244,6 +244,7 @@ int gemm_bf16_avx512(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t 
 		     const float *b, size_t ldb, bool b_kc, float *c, size_t ldc, bool upper)
 {
 	struct bufs *buf = bufs_get();
+	uint32_t kb;
 
 	if (!buf)
 		return -ENOMEM;
@@ -253,8 +254,9 @@ int gemm_bf16_avx512(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t 
 			       (n - (upper ? i : 0)) * sizeof(float));
 		return 0;
 	}
+	kb = k_block(k);
 	for (uint32_t jc = 0; jc < n; jc += NC) {
-		uint32_t nc = n - jc < NC ? n - jc : NC, kb = k_block(k);
+		uint32_t nc = n - jc < NC ? n - jc : NC;
 
 		for (uint32_t pc = 0; pc < k; pc += kb) {
 			uint32_t kc = k - pc < kb ? k - pc : kb, kp = (kc + 1) / 2;
