@@ -22,6 +22,8 @@ struct gemm_job {
 	uint32_t n_batches, m_single; /* then tokens 16 n_batches .. m one by one */
 	uint32_t n_bsplit;	      /* a batch's table build split in n_bsplit chunk spans */
 	bool batch_major;	      /* each task owns whole batches (tables to outputs) */
+	bool batch_dup;		      /* one batch: every task builds it, then its tiles */
+	bool tok_major;		      /* no batch: each task owns a run of tokens */
 	uint32_t tok0;		      /* first token of the tables phase */
 	uint32_t nw;
 	uint8_t *xs;  /* per task: xs_bytes */
@@ -70,6 +72,22 @@ static bool dup_tables(const struct lut_weight *w, uint32_t m, uint32_t nw)
 	return m == 1 && nw > 1 && w->tab_bytes <= LUT_DUP_TAB_MAX;
 }
 
+/*
+ * One batch and several workers: every task builds the whole batch's tables into its own
+ * slot, then runs its share of the tiles (dup_batch_task), in one hand-off and with no table
+ * read from another core's cache.
+ */
+static bool dup_batch(uint32_t m, uint32_t nw)
+{
+	return n_batches_of(m) == 1 && nw > 1;
+}
+
+/* Batch slots: one per batch, or one per task for dup_batch_task. */
+static uint32_t batch_slots(uint32_t m, uint32_t nw)
+{
+	return dup_batch(m, nw) ? nw : n_batches_of(m);
+}
+
 /* Per-token table slots: one per token, or one per task for dup_task. */
 static uint32_t tab_slots(const struct lut_weight *w, uint32_t m, uint32_t nw)
 {
@@ -86,7 +104,7 @@ static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scra
 	p->toks = ALIGN64((size_t)nt * sizeof(struct lut_tok));
 	p->tab = ALIGN64((size_t)nt * w->tab_bytes);
 	p->cexp = ALIGN64((size_t)nt * w->n_chunks * sizeof(int32_t));
-	nb = n_batches_of(m);
+	nb = batch_slots(m, nw);
 	if (nb && xs < LUT_BATCH_XS_FLOATS(w) * sizeof(float))
 		xs = LUT_BATCH_XS_FLOATS(w) * sizeof(float);
 	p->xs = ALIGN64(xs) * nw;
@@ -174,7 +192,7 @@ static void tiles_task(void *arg, uint32_t task)
 
 	if (t1 <= t0)
 		return;
-	for (uint32_t b = 0; b < (j->batch_major ? 0 : j->n_batches); b++)
+	for (uint32_t b = 0; b < (j->batch_major || j->batch_dup ? 0 : j->n_batches); b++)
 		j->ops->batch_tiles(j->w, t0, t1, &j->batches[b],
 				    j->y + (size_t)b * LUT_BATCH * j->w->n_rows, acc);
 	if (j->m_single)
@@ -221,17 +239,57 @@ static void batch_major_task(void *arg, uint32_t task)
 	}
 }
 
-/* Carve the batches out of the scratch at @base. */
-static void setup_batches(struct gemm_job *j, uint8_t *base, const struct scratch_plan *p)
+/* The one batch (the first LUT_BATCH tokens): task @task's own copy, its share of tiles. */
+static void dup_batch_task(void *arg, uint32_t task)
+{
+	struct gemm_job *j = arg;
+	const struct lut_weight *w = j->w;
+	uint64_t n = (uint64_t)w->n_tiles << 1; /* half-tiles */
+	uint32_t h0 = (uint32_t)(n * task / j->nw), h1 = (uint32_t)(n * (task + 1) / j->nw);
+	struct lut_batch *bt = &j->batches[task];
+	struct lut_span sp;
+
+	if (h1 <= h0)
+		return;
+	span_of(w, 0, 1, &sp);
+	j->ops->batch_build(w, j->x, &sp, (float *)(j->xs + task * j->xs_bytes), bt);
+	j->ops->batch_tiles(w, h0, h1, bt, j->y, (float *)(j->acc + task * j->acc_bytes));
+}
+
+/*
+ * Tokens without a batch and at least as many as the workers: each task takes a run of
+ * tokens, builds their tables and runs all tiles for them, so no table crosses cores.
+ */
+static void tok_major_task(void *arg, uint32_t task)
+{
+	struct gemm_job *j = arg;
+	const struct lut_weight *w = j->w;
+	uint32_t t0 = j->m * task / j->nw, t1 = j->m * (task + 1) / j->nw;
+	struct lut_span sp;
+
+	if (t1 <= t0)
+		return;
+	span_of(w, 0, 1, &sp);
+	for (uint32_t t = t0; t < t1; t++)
+		j->ops->tables(w, j->x + (size_t)t * w->n_cols, &sp,
+			       (float *)(j->xs + task * j->xs_bytes),
+			       (float *)(j->mx + task * j->mx_bytes), &j->toks[t]);
+	j->ops->tiles(w, 0, w->n_tiles << 1, t1 - t0, j->toks + t0, j->y + (size_t)t0 * w->n_rows,
+		      (float *)(j->acc + task * j->acc_bytes));
+}
+
+/* Carve the batches (@n_slots of them) out of the scratch at @base. */
+static void setup_batches(struct gemm_job *j, uint8_t *base, const struct scratch_plan *p,
+			  uint32_t n_slots)
 {
 	const struct lut_weight *w = j->w;
 	uint8_t *btab = base + p->batches;
 	int32_t *bcexp = (int32_t *)(btab + p->btab);
 
 	j->batches = (struct lut_batch *)base;
-	for (uint32_t b = 0; b < j->n_batches; b++) {
+	for (uint32_t b = 0; b < n_slots; b++) {
 		struct lut_batch *bt = &j->batches[b];
-		uint32_t left = j->m - b * LUT_BATCH;
+		uint32_t left = j->m - (j->batch_dup ? 0 : b) * LUT_BATCH;
 
 		bt->n_tok = left < LUT_BATCH ? left : LUT_BATCH;
 		bt->tab = btab + (size_t)b * (w->tab_bytes / 64) * LUT_BATCH_STEP; /* per step */
@@ -312,11 +370,14 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	j.n_batches = j.ops->batch_tiles ? n_batches_of(m) : 0;
 	j.m_single = m - (j.n_batches * LUT_BATCH < m ? j.n_batches * LUT_BATCH : m);
 	j.tok0 = m - j.m_single;
+	j.batch_dup = j.n_batches && dup_batch(m, nw);
 	if (j.n_batches)
-		setup_batches(&j, base, &p);
+		setup_batches(&j, base, &p, j.batch_dup ? nw : j.n_batches);
 	j.batch_major = j.n_batches && j.n_batches >= nw;
 	if (j.batch_major) {
 		run_tasks(r, j.n_batches < nw ? j.n_batches : nw, batch_major_task, &j);
+	} else if (j.batch_dup) {
+		run_tasks(r, nw, dup_batch_task, &j);
 	} else if (j.n_batches) {
 		/* fewer batches than workers: split each batch's table build over chunks */
 		j.n_bsplit = nw > j.n_batches ? (nw + j.n_batches - 1) / j.n_batches : 1;
@@ -329,6 +390,12 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		if (j.n_tile_tasks > nw)
 			j.n_tile_tasks = nw;
 	}
+	j.tok_major = !j.n_batches && nw > 1 && m >= nw;
+	if (j.tok_major) {
+		run_tasks(r, nw, tok_major_task, &j);
+		free(own);
+		return 0;
+	}
 	if (j.m_single) {
 		/* fewer tokens than workers: split each token's tables over chunks too */
 		j.n_split = j.m_single < nw ? (nw + j.m_single - 1) / j.m_single : 1;
@@ -338,7 +405,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		j.n_tab_tasks = j.n_tab_items < nw ? j.n_tab_items : nw;
 		run_tasks(r, j.n_tab_tasks, tables_task, &j);
 	}
-	if (!j.batch_major || j.m_single)
+	if ((!j.batch_major && !j.batch_dup) || j.m_single)
 		run_tasks(r, j.n_tile_tasks, tiles_task, &j);
 	free(own);
 	return 0;

@@ -319,11 +319,16 @@ static void test_gemm_equals_repeated_gemv(void **state)
 }
 
 /*
- * Splitting rows over a pool (and caller-given scratch) changes nothing; with fewer tokens
- * than workers each token's tables are also split over column chunks (m = 2, and m = 1 with
- * large block-layout tables) or, for one token with small tables, built whole by every task
- * (64 x 65); batched lookups split tiles (m = 20, 33) or whole batches (m = 50) over the
- * workers.
+ * Splitting work over a pool of 3 (and caller-given scratch) changes nothing:
+ * - fewer tokens than workers: each token's tables are also split over column chunks (m = 2,
+ *   and m = 1 with large block-layout tables), or, for one token with small tables, built
+ *   whole by every task (64 x 65);
+ * - at least as many tokens as workers and no batch: each task owns a run of tokens (m = 3,
+ *   8; the ref ISA, which has no batched path, also at 16 and 20);
+ * - one batch: every task builds it and runs its share of the tiles (m = 16; m = 20 with 4
+ *   tokens after it; 16 x 40 has 2 half-tiles, fewer than the tasks);
+ * - fewer batches than workers: the build is split over chunks, then the tiles (m = 33);
+ * - as many batches as workers: whole batches per task (m = 50).
  */
 static void test_pool_split_is_exact(void **state)
 {
@@ -334,6 +339,8 @@ static void test_pool_split_is_exact(void **state)
 		{ { 700, 200, 4, QW_LAYOUT_COL }, 3 },	{ { 300, 700, 3, QW_LAYOUT_BLOCK }, 1 },
 		{ { 130, 1001, 2, QW_LAYOUT_COL }, 2 }, { { 64, 65, 3, QW_LAYOUT_BLOCK }, 1 },
 		{ { 700, 200, 3, QW_LAYOUT_COL }, 20 }, { { 300, 700, 2, QW_LAYOUT_BLOCK }, 33 },
+		{ { 250, 300, 3, QW_LAYOUT_COL }, 8 },	{ { 500, 300, 3, QW_LAYOUT_COL }, 16 },
+		{ { 16, 40, 3, QW_LAYOUT_BLOCK }, 16 }, { { 200, 130, 2, QW_LAYOUT_COL }, 50 },
 	};
 	struct lut_runner r;
 	struct pool *p;
