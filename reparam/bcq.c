@@ -176,7 +176,7 @@ static int dbl_desc(const void *a, const void *b)
  * Canonical alpha: signs moved into the codes (|alpha|; the next assignment recomputes the
  * codes anyway), APoT (or float) rounding, sorted descending.
  */
-void bcq_alpha_canon(double *alpha, uint32_t bits, uint32_t apot)
+static void alpha_canon(double *alpha, uint32_t bits, uint32_t apot)
 {
 	for (uint32_t i = 0; i < bits; i++)
 		alpha[i] = (double)apot_round(fabs(alpha[i]), apot);
@@ -221,7 +221,7 @@ int bcq_fit(const struct bcq_cfg *c, const double *v, const double *wt, uint32_t
 			}
 		}
 	}
-	bcq_alpha_canon(alpha, c->bits, c->apot);
+	alpha_canon(alpha, c->bits, c->apot);
 	bcq_assign(alpha, c->bits, v, n, code);
 	best_err = err = bcq_error(alpha, c->bits, v, wt, code, n);
 	memcpy(best_alpha, alpha, sizeof(alpha));
@@ -233,7 +233,7 @@ int bcq_fit(const struct bcq_cfg *c, const double *v, const double *wt, uint32_t
 		ret = bcq_lsq(c->bits, v, wt, code, n, alpha);
 		if (ret < 0)
 			goto out_free;
-		bcq_alpha_canon(alpha, c->bits, c->apot);
+		alpha_canon(alpha, c->bits, c->apot);
 		memcpy(prev, code, n);
 		bcq_assign(alpha, c->bits, v, n, code);
 		err = bcq_error(alpha, c->bits, v, wt, code, n);

@@ -149,9 +149,6 @@ struct loop {
 	double *blk_alpha;	  /* [n_row_blocks][bits] current block alpha */
 	double *buf, *wbuf;	  /* gather space: [8 * row_block] or [k] */
 	uint8_t *code;		  /* [max(n, 8 * row_block)] */
-	/* GPTQ_BCQ_COL with coordinate descent: every column's alpha and codes, walking order */
-	double *cd_alpha; /* [k][QW_MAX_BITS] or NULL */
-	uint8_t *cd_code; /* [k][n] or NULL */
 };
 
 /* Uniform parameters of every row over walking columns [j0, j1). */
@@ -226,10 +223,6 @@ static int quant_column(struct loop *L, uint32_t j, double *q)
 		for (uint32_t r = 0; r < L->n; r++)
 			q[r] = bcq_value(alpha, c->bits, L->code[r]);
 		store_codes(L, j, 0, L->n);
-		if (L->cd_alpha) {
-			memcpy(L->cd_alpha + (size_t)j * QW_MAX_BITS, alpha, sizeof(alpha));
-			memcpy(L->cd_code + (size_t)j * L->n, L->code, L->n);
-		}
 		return 0;
 	}
 	case GPTQ_BCQ_BLOCK: {
@@ -255,45 +248,6 @@ static int quant_column(struct loop *L, uint32_t j, double *q)
 	return -EINVAL;
 }
 
-/*
- * Coordinate descent after the loop (GPTQ_BCQ_COL): @Hs is the Hessian the loop walked
- * (permuted), @Qt the loop's columns. Writes the refined columns to @out_dense and L->qw.
- */
-static int refine(struct loop *L, const double *W, const double *Hs, const bool *dead, double *Qt,
-		  float *out_dense, struct errbuf *e)
-{
-	uint32_t n = L->n, k = L->k;
-	double *Hd = malloc((size_t)k * k * sizeof(double));
-	int ret;
-
-	if (!Hd)
-		return -ENOMEM;
-	gptq_damped(Hs, k, L->c->percdamp, Hd, NULL);
-	for (uint32_t i = 0; i < k; i++)
-		for (uint32_t j = 0; j < i; j++)
-			Hd[(size_t)i * k + j] = Hd[(size_t)j * k + i];
-	/* the loop's error feedback changed Wt: back to the target */
-	for (uint32_t j = 0; j < k; j++)
-		for (uint32_t r = 0; r < n; r++)
-			L->Wt[(size_t)j * n + r] = dead[j] ? 0 : W[(size_t)r * k + L->perm[j]];
-	ret = gptq_cd(L->c, L->Wt, Hd, n, k, Qt, L->cd_alpha, L->cd_code, NULL);
-	free(Hd);
-	if (ret < 0)
-		return errbuf_set(e, ret, "gptq: coordinate descent failed");
-	for (uint32_t j = 0; j < k; j++) {
-		const double *q = Qt + (size_t)j * n;
-
-		for (uint32_t i = 0; i < L->c->bits; i++)
-			*qweight_alpha(L->qw, i, 0, L->perm[j]) =
-				(float)L->cd_alpha[(size_t)j * QW_MAX_BITS + i];
-		memcpy(L->code, L->cd_code + (size_t)j * n, n);
-		store_codes(L, j, 0, n);
-		for (uint32_t r = 0; r < n; r++)
-			out_dense[(size_t)r * k + L->perm[j]] = (float)q[r];
-	}
-	return 0;
-}
-
 int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, const double *H,
 	     float *out_dense, struct qweight *qw, struct errbuf *e)
 {
@@ -302,8 +256,8 @@ int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, 
 	size_t gather = (size_t)8 * R > k ? (size_t)8 * R : k;
 	struct loop L = { .c = c, .n = n, .k = k, .qw = qw };
 	uint32_t *perm = NULL;
-	double *Wt = NULL, *U = NULL, *Hp = NULL, *Err = NULL, *q = NULL, *Qt = NULL;
-	bool cd = c->cd_sweeps && c->quant == GPTQ_BCQ_COL && c->feedback, *dead = NULL;
+	double *Wt = NULL, *U = NULL, *Hp = NULL, *Err = NULL, *q = NULL;
+	bool *dead = NULL;
 	int ret = -ENOMEM;
 
 	if (!bs || bs % 8 || (c->quant != GPTQ_UNIFORM && !qw) || (c->feedback && !H) ||
@@ -322,13 +276,6 @@ int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, 
 	if (!perm || !Wt || !q || !Err || !L.up || !L.blk_alpha || !L.buf || !L.wbuf || !L.code ||
 	    !dead)
 		goto out_free;
-	if (cd) {
-		Qt = malloc(nk * sizeof(double));
-		L.cd_alpha = calloc((size_t)k * QW_MAX_BITS, sizeof(double));
-		L.cd_code = malloc(nk);
-		if (!Qt || !L.cd_alpha || !L.cd_code)
-			goto out_free;
-	}
 
 	if (c->feedback) {
 		ret = make_perm(c, H, k, perm);
@@ -375,8 +322,6 @@ int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, 
 				goto out_free;
 			for (uint32_t r = 0; r < n; r++)
 				out_dense[(size_t)r * k + perm[j]] = (float)q[r];
-			if (Qt)
-				memcpy(Qt + (size_t)j * n, q, n * sizeof(double));
 			if (!U)
 				continue;
 			for (uint32_t r = 0; r < n; r++)
@@ -397,12 +342,9 @@ int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, 
 				    (blasint)k, Err, (blasint)n, 1.0, Wt + (size_t)end * n,
 				    (blasint)n);
 	}
-	ret = cd ? refine(&L, W, Hp ? Hp : H, dead, Qt, out_dense, e) : 0;
+	ret = 0;
 
 out_free:
-	free(L.cd_code);
-	free(L.cd_alpha);
-	free(Qt);
 	free(dead);
 	free(L.code);
 	free(L.wbuf);

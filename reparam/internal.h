@@ -54,9 +54,6 @@ double bcq_error(const double *alpha, uint32_t bits, const double *v, const doub
 int bcq_fit(const struct bcq_cfg *c, const double *v, const double *wt, uint32_t n,
 	    double *ret_alpha, uint8_t *ret_code, double *ret_err, double *trace);
 
-/* |alpha|, rounded to @apot power-of-two terms (0: to float), sorted descending. */
-void bcq_alpha_canon(double *alpha, uint32_t bits, uint32_t apot);
-
 /* Uniform asymmetric quantizer of one row group (GPTQ's: range includes 0). */
 struct uniform_param {
 	double scale;
@@ -81,7 +78,6 @@ struct gptq_cfg {
 	bool act_order;	 /* needs feedback */
 	double percdamp; /* lambda = percdamp * mean(diag H) */
 	uint32_t block_size;
-	uint32_t cd_sweeps; /* GPTQ_BCQ_COL: coordinate-descent sweeps after the loop */
 };
 
 /* The loop configuration for @o's options with quantizer @quant (one place for the mapping). */
@@ -95,16 +91,6 @@ struct gptq_cfg gptq_cfg_from_opts(const struct reparam_opts *o, enum gptq_quant
  */
 int gptq_run(const struct gptq_cfg *c, const double *W, uint32_t n, uint32_t k, const double *H,
 	     float *out_dense, struct qweight *qw, struct errbuf *e);
-
-/*
- * Coordinate descent on tr((W - Q) H (W - Q)^T) after the GPTQ loop (reparam/gptq_cd.c), at
- * most @c->cd_sweeps sweeps, in walking order: @Wt [k][n] the target (transposed), @Hd [k][k]
- * the damped Hessian (full, symmetric), @Qt [k][n], @alpha [k][QW_MAX_BITS] and @code [k][n]
- * the loop's columns, refined in place (a column changes only if that lowers the objective).
- * *@ret_gain (may be NULL) gets the objective's total decrease. Returns 0, -ENOMEM or -EDOM.
- */
-int gptq_cd(const struct gptq_cfg *c, const double *Wt, const double *Hd, uint32_t n, uint32_t k,
-	    double *Qt, double *alpha, uint8_t *code, double *ret_gain);
 
 /*
  * @U ([k][k] row-major) = the upper triangle of @H (lower zeroed), zero diagonals set to 1

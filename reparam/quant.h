@@ -62,7 +62,6 @@ struct reparam_opts {
 	bool act_order;	       /* GPTQ methods: walk columns by descending diag(H) */
 	double percdamp;       /* GPTQ damping: lambda = percdamp * mean(diag H) (default 0.01) */
 	uint32_t block_size;   /* GPTQ lazy-update block, a multiple of 8 (default 128) */
-	uint32_t cd_sweeps;    /* shiftadd-acc/-rht: coordinate-descent sweeps after GPTQ */
 	uint64_t seed;	       /* shiftadd-acc-sim: seed of the random rotation */
 	/*
 	 * shiftadd-rht: sides (default BOTH, which measured 1.54x fp PPL at 3 bits against

@@ -170,9 +170,6 @@ static int check_opts(const struct reparam_opts *o, uint32_t n, uint32_t k, cons
 		return errbuf_set(e, -EINVAL, "bad layout %d", (int)o->layout);
 	if (o->rounds > 100000)
 		return errbuf_set(e, -EINVAL, "too many BCQ rounds (%u)", o->rounds);
-	if (o->cd_sweeps > 1000)
-		return errbuf_set(e, -EINVAL, "too many coordinate-descent sweeps (%u)",
-				  o->cd_sweeps);
 	if (!(o->percdamp >= 0 && o->percdamp < 1e6))
 		return errbuf_set(e, -EINVAL, "bad percdamp %g", o->percdamp);
 	if (!o->block_size || o->block_size % 8 || o->block_size > (1u << 20))
@@ -287,7 +284,6 @@ struct gptq_cfg gptq_cfg_from_opts(const struct reparam_opts *o, enum gptq_quant
 		.act_order = o->act_order,
 		.percdamp = o->percdamp,
 		.block_size = o->block_size,
-		.cd_sweeps = o->cd_sweeps,
 	};
 }
 

@@ -63,8 +63,6 @@ static const struct opt_spec specs[] = {
 	  "error propagation). bf16 rounds their inputs to bf16 and sums in f32, about twice "
 	  "as fast; the quantizer itself runs in double either way" },
 	{ "rounds", 0, "N", "50", "BCQ alternating refinement rounds" },
-	{ "cd-sweeps", 0, "N", "0",
-	  "shiftadd-acc/-rht: coordinate-descent sweeps over the columns after GPTQ" },
 	{ "apot", 0, "N", "3", "signed powers of two per scaling factor" },
 	{ "group", 'g', "G", "0 = per row", "uniform methods: columns per scale" },
 	{ "act-order", 0, NULL, "on", "GPTQ methods: quantize columns by descending H diagonal" },
@@ -246,8 +244,6 @@ static int parse_opt(struct conv_opts *o, const char *n, bool *act, int *act_set
 		r = parse_calib_dtype(optarg, c);
 	else if (!strcmp(n, "calib-math"))
 		r = parse_calib_math(optarg, &o->math);
-	else if (!strcmp(n, "cd-sweeps") && !(r = opt_u32(n, optarg, &u)))
-		q->cd_sweeps = u;
 	else if (!strcmp(n, "rounds") && !(r = opt_u32(n, optarg, &u)))
 		q->rounds = u;
 	else if (!strcmp(n, "apot") && !(r = opt_u32(n, optarg, &u)))
