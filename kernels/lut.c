@@ -88,10 +88,26 @@ static uint32_t batch_slots(uint32_t m, uint32_t nw)
 	return dup_batch(m, nw) ? nw : n_batches_of(m);
 }
 
-/* Per-token table slots: one per token, or one per task for dup_task. */
+/* Tokens after the last batch, which run one at a time. */
+static uint32_t n_single_of(uint32_t m)
+{
+	uint32_t b = n_batches_of(m) * LUT_BATCH;
+
+	return m > b ? m - b : 0;
+}
+
+/*
+ * Per-token table slots: one per token; one per task for dup_task; with dup_batch, every
+ * task's own slots for the tokens after the batch (or one per token, for an ISA without
+ * the batched path).
+ */
 static uint32_t tab_slots(const struct lut_weight *w, uint32_t m, uint32_t nw)
 {
-	return dup_tables(w, m, nw) ? nw : m;
+	if (dup_tables(w, m, nw))
+		return nw;
+	if (dup_batch(m, nw) && nw * n_single_of(m) > m)
+		return nw * n_single_of(m);
+	return m;
 }
 
 static int plan(const struct lut_weight *w, uint32_t m, uint32_t nw, struct scratch_plan *p)
@@ -192,7 +208,7 @@ static void tiles_task(void *arg, uint32_t task)
 
 	if (t1 <= t0)
 		return;
-	for (uint32_t b = 0; b < (j->batch_major || j->batch_dup ? 0 : j->n_batches); b++)
+	for (uint32_t b = 0; b < (j->batch_major ? 0 : j->n_batches); b++)
 		j->ops->batch_tiles(j->w, t0, t1, &j->batches[b],
 				    j->y + (size_t)b * LUT_BATCH * j->w->n_rows, acc);
 	if (j->m_single)
@@ -239,21 +255,33 @@ static void batch_major_task(void *arg, uint32_t task)
 	}
 }
 
-/* The one batch (the first LUT_BATCH tokens): task @task's own copy, its share of tiles. */
+/*
+ * The one batch (the first LUT_BATCH tokens) and the tokens after it: task @task builds
+ * their tables into its own slots, then runs its share of the tiles for all of them.
+ */
 static void dup_batch_task(void *arg, uint32_t task)
 {
 	struct gemm_job *j = arg;
 	const struct lut_weight *w = j->w;
 	uint64_t n = (uint64_t)w->n_tiles << 1; /* half-tiles */
 	uint32_t h0 = (uint32_t)(n * task / j->nw), h1 = (uint32_t)(n * (task + 1) / j->nw);
+	struct lut_tok *toks = j->toks + (size_t)task * j->m_single;
+	float *xs = (float *)(j->xs + task * j->xs_bytes);
+	float *acc = (float *)(j->acc + task * j->acc_bytes);
 	struct lut_batch *bt = &j->batches[task];
 	struct lut_span sp;
 
 	if (h1 <= h0)
 		return;
 	span_of(w, 0, 1, &sp);
-	j->ops->batch_build(w, j->x, &sp, (float *)(j->xs + task * j->xs_bytes), bt);
-	j->ops->batch_tiles(w, h0, h1, bt, j->y, (float *)(j->acc + task * j->acc_bytes));
+	j->ops->batch_build(w, j->x, &sp, xs, bt);
+	j->ops->batch_tiles(w, h0, h1, bt, j->y, acc);
+	if (!j->m_single)
+		return;
+	for (uint32_t t = 0; t < j->m_single; t++)
+		j->ops->tables(w, j->x + (size_t)(LUT_BATCH + t) * w->n_cols, &sp, xs,
+			       (float *)(j->mx + task * j->mx_bytes), &toks[t]);
+	j->ops->tiles(w, h0, h1, j->m_single, toks, j->y + (size_t)LUT_BATCH * w->n_rows, acc);
 }
 
 /*
@@ -378,6 +406,8 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		run_tasks(r, j.n_batches < nw ? j.n_batches : nw, batch_major_task, &j);
 	} else if (j.batch_dup) {
 		run_tasks(r, nw, dup_batch_task, &j);
+		free(own);
+		return 0;
 	} else if (j.n_batches) {
 		/* fewer batches than workers: split each batch's table build over chunks */
 		j.n_bsplit = nw > j.n_batches ? (nw + j.n_batches - 1) / j.n_batches : 1;
@@ -405,7 +435,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		j.n_tab_tasks = j.n_tab_items < nw ? j.n_tab_items : nw;
 		run_tasks(r, j.n_tab_tasks, tables_task, &j);
 	}
-	if ((!j.batch_major && !j.batch_dup) || j.m_single)
+	if (!j.batch_major || j.m_single)
 		run_tasks(r, j.n_tile_tasks, tiles_task, &j);
 	free(own);
 	return 0;
