@@ -87,7 +87,8 @@ static void probe(void)
 			uint64_t xcr0 = xgetbv0();
 
 			__cpuid_count(7, 0, a, b, c, d);
-			avx2 = (b & (1u << 5)) && (xcr0 & 0x6) == 0x6;
+			/* AVX2 (5) with BMI1 (3: the batched lookups' bextr), YMM state enabled */
+			avx2 = (b & (1u << 5)) && (b & (1u << 3)) && (xcr0 & 0x6) == 0x6;
 			/* F (16) and BW (30); opmask, ZMM_Hi256 and Hi16_ZMM state enabled */
 			avx512 = avx2 && (b & (1u << 16)) && (b & (1u << 30)) &&
 				 (xcr0 & 0xe6) == 0xe6;

@@ -6,7 +6,7 @@ $(eval $(call add_lib,kernels))
 
 # Each ISA file alone gets its -m flags (no -march=native: generic code must stay generic).
 $(B)/kernels/x86/lut_avx2.o: ISA_FLAGS := -mavx2
-$(B)/kernels/x86/lut_batch_avx2.o: ISA_FLAGS := -mavx2
+$(B)/kernels/x86/lut_batch_avx2.o: ISA_FLAGS := -mavx2 -mbmi
 $(B)/kernels/x86/lut_avx512.o: ISA_FLAGS := -mavx2 -mavx512f -mavx512bw
 $(B)/kernels/x86/rht_avx2.o: ISA_FLAGS := -mavx2
 $(B)/kernels/x86/rht_avx512.o: ISA_FLAGS := -mavx2 -mavx512f
