@@ -57,6 +57,15 @@ void linear_forward_shared(const struct linear *const *ls, uint32_t n, const flo
 			   float *const *ys, uint32_t m);
 
 /*
+ * For linear_forward_shared(): ys[i] = ls[i]'s forward of @x (no bias) when @ls are 2 to
+ * LUT_MULTI_MAX shift-add layers on one task runner with at least as many layers as
+ * workers, one task per layer (kernels/lut.h lut_gemm_multi: each layer's tables built once
+ * instead of once per worker); returns false and does nothing otherwise.
+ */
+bool linear_sa_forward_multi(const struct linear *const *ls, uint32_t n, const float *x,
+			     float *const *ys, uint32_t m);
+
+/*
  * Dense backend over @w ([n_out][n_in] row-major f32). @w is borrowed (the model owns it)
  * unless @own is set, in which case linear_done() frees it (on success only).
  * Returns 0 or -ENOMEM.

@@ -11,6 +11,7 @@
 
 #include "engine/linear.h"
 #include "engine/sa_format.h"
+#include "kernels/lut.h"
 #include "kernels/rht.h"
 
 struct rht_linear {
@@ -123,21 +124,39 @@ static bool same_input_transform(const struct linear *const *ls, uint32_t n)
 void linear_forward_shared(const struct linear *const *ls, uint32_t n, const float *x,
 			   float *const *ys, uint32_t m)
 {
+	const struct linear *in[LUT_MULTI_MAX];
 	float stack[STACK_FLOATS];
 	float *u;
 
 	if (n < 2 || !same_input_transform(ls, n)) {
+		if (!linear_sa_forward_multi(ls, n, x, ys, m)) {
+			for (uint32_t i = 0; i < n; i++)
+				linear_forward(ls[i], x, ys[i], m);
+			return;
+		}
 		for (uint32_t i = 0; i < n; i++)
-			linear_forward(ls[i], x, ys[i], m);
+			linear_add_bias(ls[i], ys[i], m);
 		return;
 	}
 	u = transformed_input(ls[0]->impl, x, m, stack);
-	for (uint32_t i = 0; i < n; i++) {
-		if (u)
-			inner_forward(ls[i]->impl, u, ys[i], m);
-		else
-			memset(ys[i], 0, (size_t)m * ls[i]->n_out * sizeof(float));
-		linear_add_bias(ls[i], ys[i], m);
+	for (uint32_t i = 0; i < n && i < LUT_MULTI_MAX; i++)
+		in[i] = &((const struct rht_linear *)ls[i]->impl)->inner;
+	if (u && n <= LUT_MULTI_MAX && linear_sa_forward_multi(in, n, u, ys, m)) {
+		for (uint32_t i = 0; i < n; i++) {
+			const struct rht_linear *r = ls[i]->impl;
+
+			if (r->both)
+				rht_apply_inverse(&r->t_out, ys[i], m);
+			linear_add_bias(ls[i], ys[i], m);
+		}
+	} else {
+		for (uint32_t i = 0; i < n; i++) {
+			if (u)
+				inner_forward(ls[i]->impl, u, ys[i], m);
+			else
+				memset(ys[i], 0, (size_t)m * ls[i]->n_out * sizeof(float));
+			linear_add_bias(ls[i], ys[i], m);
+		}
 	}
 	if (u != stack)
 		free(u);

@@ -119,6 +119,47 @@ static const struct linear_ops sa_ops = {
 	.done = sa_done,
 };
 
+bool linear_sa_forward_multi(const struct linear *const *ls, uint32_t n, const float *x,
+			     float *const *ys, uint32_t m)
+{
+	const struct sa_linear *s0;
+	const struct lut_weight *ws[LUT_MULTI_MAX];
+	struct lut_opts o = { 0 };
+
+	if (n < 2 || n > LUT_MULTI_MAX || ls[0]->ops != &sa_ops)
+		return false;
+	s0 = ls[0]->impl;
+	/* one task per layer pays only with a worker for each of them (q/k/v, gate/up on 2) */
+	if (!s0->runner.run || s0->runner.n_workers < 2 || n < s0->runner.n_workers)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct sa_linear *s = ls[i]->impl;
+
+		if (ls[i]->ops != &sa_ops || s->runner.run != s0->runner.run ||
+		    s->runner.ctx != s0->runner.ctx || ls[i]->n_in != ls[0]->n_in)
+			return false;
+		ws[i] = &s->w;
+	}
+	o.runner = &s0->runner;
+	for (uint32_t j = 0; j < m; j += SA_MAX_M) {
+		uint32_t mm = m - j < SA_MAX_M ? m - j : SA_MAX_M;
+		float *yj[LUT_MULTI_MAX];
+		int ret = -ENOMEM;
+
+		for (uint32_t i = 0; i < n; i++)
+			yj[i] = ys[i] + (size_t)j * ls[i]->n_out;
+		o.scratch_bytes = lut_scratch_bytes_multi(ws, n, mm);
+		o.scratch = thread_scratch(o.scratch_bytes);
+		if (o.scratch)
+			ret = lut_gemm_multi(ws, n, mm, x + (size_t)j * ls[0]->n_in, yj, &o);
+		if (ret < 0)
+			for (uint32_t i = 0; i < n; i++)
+				for (size_t e = 0; e < (size_t)mm * ls[i]->n_out; e++)
+					yj[i][e] = NAN;
+	}
+	return true;
+}
+
 int linear_init_shiftadd_runner(struct linear *l, const struct qweight *qw,
 				const struct lut_runner *runner)
 {

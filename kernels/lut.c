@@ -445,3 +445,83 @@ int lut_gemv(const struct lut_weight *w, const float *x, float *y, const struct 
 {
 	return lut_gemm(w, 1, x, y, o);
 }
+
+/* The 64-byte aligned slices of a lut_gemm_multi scratch: weight i's at off[i]. */
+static size_t multi_offsets(const struct lut_weight *const *ws, uint32_t n, uint32_t m,
+			    size_t off[LUT_MULTI_MAX + 1])
+{
+	off[0] = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		size_t b = ws[i] ? lut_scratch_bytes(ws[i], m, 1) : 0;
+
+		if (!b)
+			return 0;
+		off[i + 1] = off[i] + ALIGN64(b);
+	}
+	return off[n] + 64;
+}
+
+size_t lut_scratch_bytes_multi(const struct lut_weight *const *ws, uint32_t n, uint32_t m)
+{
+	size_t off[LUT_MULTI_MAX + 1];
+
+	if (!ws || !n || n > LUT_MULTI_MAX)
+		return 0;
+	return multi_offsets(ws, n, m, off);
+}
+
+struct multi_job {
+	const struct lut_weight *const *ws;
+	uint32_t m;
+	const float *x;
+	float *const *ys;
+	enum lut_isa isa;
+	uint8_t *base;
+	size_t off[LUT_MULTI_MAX + 1];
+	int ret[LUT_MULTI_MAX];
+};
+
+static void multi_task(void *arg, uint32_t task)
+{
+	struct multi_job *j = arg;
+	struct lut_opts o = { .isa = j->isa,
+			      .scratch = j->base + j->off[task],
+			      .scratch_bytes = j->off[task + 1] - j->off[task] };
+
+	j->ret[task] = lut_gemm(j->ws[task], j->m, j->x, j->ys[task], &o);
+}
+
+int lut_gemm_multi(const struct lut_weight *const *ws, uint32_t n, uint32_t m, const float *x,
+		   float *const *ys, const struct lut_opts *o)
+{
+	struct multi_job j = { .ws = ws, .m = m, .x = x, .ys = ys };
+	size_t total;
+	uint8_t *own = NULL, *mem;
+
+	if (!ws || !ys || !n || n > LUT_MULTI_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (!ws[i] || ws[i]->n_cols != ws[0]->n_cols)
+			return -EINVAL;
+	total = multi_offsets(ws, n, m, j.off);
+	if (!total)
+		return -EINVAL;
+	if (o && o->scratch) {
+		if (o->scratch_bytes < total)
+			return -EINVAL;
+		mem = o->scratch;
+	} else {
+		own = malloc(total);
+		if (!own)
+			return -ENOMEM;
+		mem = own;
+	}
+	j.base = (uint8_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+	j.isa = o ? o->isa : LUT_ISA_AUTO;
+	run_tasks(o ? o->runner : NULL, n, multi_task, &j);
+	free(own);
+	for (uint32_t i = 0; i < n; i++)
+		if (j.ret[i] < 0)
+			return j.ret[i];
+	return 0;
+}

@@ -152,6 +152,24 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 /* lut_gemm for one token. */
 int lut_gemv(const struct lut_weight *w, const float *x, float *y, const struct lut_opts *o);
 
+/* Most weights one lut_gemm_multi call takes. */
+#define LUT_MULTI_MAX 8
+
+/* Scratch of one lut_gemm_multi call over @n (<= LUT_MULTI_MAX) weights, @m tokens; 0 if bad. */
+size_t lut_scratch_bytes_multi(const struct lut_weight *const *ws, uint32_t n, uint32_t m);
+
+/*
+ * ys[i][m][n_rows of ws[i]] = x W_i^T for @n weights (1..LUT_MULTI_MAX) that read the same
+ * @m tokens of @x (equal n_cols), as q/k/v or gate/up do: one task per weight on
+ * @o->runner, each a one-thread lut_gemm, so every weight's tables are built once (by the
+ * task that runs it) instead of once per worker, with one hand-off for all of them. The
+ * same bits as @n lut_gemm calls. @o->scratch, if given, holds lut_scratch_bytes_multi().
+ * Returns 0, or the first error one of the lut_gemm calls returned (-EINVAL also for
+ * weights of different widths or a bad @n).
+ */
+int lut_gemm_multi(const struct lut_weight *const *ws, uint32_t n, uint32_t m, const float *x,
+		   float *const *ys, const struct lut_opts *o);
+
 /* Whether this host (CPU and OS vector state) runs @isa. */
 bool lut_isa_supported(enum lut_isa isa);
 

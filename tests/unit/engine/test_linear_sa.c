@@ -7,6 +7,7 @@
  */
 #include "common/pool.h"
 #include "engine/linear.h"
+#include "engine/sa_format.h"
 #include "kernels/lut.h"
 #include "kernels/qweight.h"
 
@@ -282,6 +283,83 @@ static void test_bias_is_added(void **state)
 	pair_done(&p);
 }
 
+/*
+ * Shift-add layers that share an input, on a pool of 2: linear_forward_shared() runs them
+ * one task per layer (lut_gemm_multi) and gives, bit for bit, what separate forwards (each
+ * split over the pool) give, plain and wrapped in randomized Hadamard transforms with one
+ * input seed (with a bias on one layer), for 1, 3, 16, 20 and 70 tokens (more than one
+ * SA_MAX_M slice). Fewer layers than workers, or a layer off the pool, take the separate
+ * path.
+ */
+static void test_shared_forward_on_a_pool_equals_separate_forwards(void **state)
+{
+	enum {
+		N = 3,
+		K = 64
+	};
+	static const uint32_t n_out[N] = { 96, 32, 32 }, ms[] = { 1, 3, 16, 20, 70 };
+	static float bias[32];
+	struct qweight q[N];
+	struct linear sa[N], rl[N], lone;
+	struct pool *pool;
+	float *x, *y[N], *want;
+
+	test_rng_state = 16;
+	assert_int_equal(pool_new(2, NULL, &pool), 0);
+	for (uint32_t i = 0; i < 32; i++)
+		bias[i] = test_act();
+	for (int i = 0; i < N; i++) {
+		struct sa_rht rht = { .mode = i == 1 ? SA_RHT_INPUT : SA_RHT_BOTH,
+				      .seed_in = 7,
+				      .seed_out = 99 + (uint64_t)i };
+
+		make_qweight(&q[i], n_out[i], K, 3, QW_LAYOUT_COL);
+		assert_int_equal(linear_init_shiftadd(&sa[i], &q[i], pool), 0);
+		assert_int_equal(linear_wrap_rht(&rl[i], &sa[i], &rht), 0);
+		y[i] = malloc((size_t)70 * n_out[i] * sizeof(float));
+		assert_non_null(y[i]);
+	}
+	rl[2].bias = bias;
+	assert_int_equal(linear_init_shiftadd(&lone, &q[1], NULL), 0);
+	x = malloc((size_t)70 * K * sizeof(float));
+	want = malloc((size_t)70 * 96 * sizeof(float));
+	assert_true(x && want);
+	for (size_t j = 0; j < (size_t)70 * K; j++)
+		x[j] = test_act();
+	{
+		const struct linear *plain[N] = { &sa[0], &sa[1], &sa[2] };
+		const struct linear *mixed[N] = { &sa[0], &lone, &sa[2] };
+
+		assert_true(linear_sa_forward_multi(plain, N, x, y, 1));
+		assert_true(linear_sa_forward_multi(plain, 2, x, y, 1));
+		assert_false(linear_sa_forward_multi(plain, 1, x, y, 1));
+		assert_false(linear_sa_forward_multi(mixed, N, x, y, 1));
+	}
+	for (size_t mi = 0; mi < sizeof(ms) / sizeof(ms[0]); mi++) {
+		uint32_t m = ms[mi];
+		const struct linear *groups[2][N] = { { &sa[0], &sa[1], &sa[2] },
+						      { &rl[0], &rl[1], &rl[2] } };
+
+		for (int g = 0; g < 2; g++) {
+			linear_forward_shared(groups[g], N, x, y, m);
+			for (int i = 0; i < N; i++) {
+				linear_forward(groups[g][i], x, want, m);
+				assert_memory_equal(y[i], want,
+						    (size_t)m * n_out[i] * sizeof(float));
+			}
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		linear_done(&rl[i]);
+		qweight_done(&q[i]);
+		free(y[i]);
+	}
+	linear_done(&lone);
+	free(x);
+	free(want);
+	pool_free(pool);
+}
+
 static void test_rejects_unpackable_weight(void **state)
 {
 	struct qweight q;
@@ -310,6 +388,7 @@ int test_linear_sa_run(void)
 		cmocka_unit_test(test_caller_runner_runs_the_kernels),
 		cmocka_unit_test(test_concurrent_forwards),
 		cmocka_unit_test(test_bias_is_added),
+		cmocka_unit_test(test_shared_forward_on_a_pool_equals_separate_forwards),
 		cmocka_unit_test(test_rejects_unpackable_weight),
 	};
 	return cmocka_run_group_tests_name("engine/linear_sa", tests, NULL, NULL);

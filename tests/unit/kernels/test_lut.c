@@ -385,6 +385,73 @@ static void test_pool_split_is_exact(void **state)
 	pool_free(p);
 }
 
+/*
+ * lut_gemm_multi over weights sharing an input (one task per weight on a pool of 2) gives,
+ * bit for bit, what one lut_gemm call per weight gives, for one token, a few, one batch and
+ * a batch with tokens after it; bad arguments are refused.
+ */
+static void test_gemm_multi_equals_single_calls(void **state)
+{
+	enum {
+		N = 3,
+		K = 333
+	};
+	static const uint32_t rows[N] = { 150, 64, 300 }, ms[] = { 1, 5, 16, 20 };
+	struct qweight q[N + 1];
+	struct lut_weight w[N + 1];
+	const struct lut_weight *ws[N + 1];
+	struct lut_runner r;
+	struct pool *p;
+	float *x, *y[N], *y1;
+
+	test_rng_state = 6;
+	assert_int_equal(pool_new(2, NULL, &p), 0);
+	r = (struct lut_runner){ .run = pool_run, .ctx = p, .n_workers = pool_n_threads(p) };
+	for (int i = 0; i < N; i++) {
+		make_qweight(&q[i], rows[i], K, 3, QW_LAYOUT_COL);
+		assert_int_equal(lut_pack(&q[i], &w[i]), 0);
+		ws[i] = &w[i];
+		y[i] = malloc((size_t)20 * rows[i] * sizeof(float));
+		assert_non_null(y[i]);
+	}
+	x = make_acts(20, K);
+	y1 = malloc((size_t)20 * 300 * sizeof(float));
+	assert_non_null(y1);
+	for (size_t mi = 0; mi < sizeof(ms) / sizeof(ms[0]); mi++) {
+		uint32_t m = ms[mi];
+		struct lut_opts o = { .runner = &r };
+
+		o.scratch_bytes = lut_scratch_bytes_multi(ws, N, m);
+		o.scratch = malloc(o.scratch_bytes);
+		assert_non_null(o.scratch);
+		assert_int_equal(lut_gemm_multi(ws, N, m, x, y, &o), 0);
+		for (int i = 0; i < N; i++) {
+			assert_int_equal(run(&w[i], m, x, y1, LUT_ISA_AUTO, NULL), 0);
+			assert_memory_equal(y[i], y1, (size_t)m * rows[i] * sizeof(float));
+		}
+		o.scratch_bytes--;
+		assert_int_equal(lut_gemm_multi(ws, N, m, x, y, &o), -EINVAL);
+		free(o.scratch);
+	}
+	/* a weight of another width, no weights, too many */
+	make_qweight(&q[N], 40, K + 1, 2, QW_LAYOUT_COL);
+	assert_int_equal(lut_pack(&q[N], &w[N]), 0);
+	ws[N] = &w[N];
+	assert_int_equal(lut_gemm_multi(ws, N + 1, 1, x, y, NULL), -EINVAL);
+	assert_int_equal(lut_gemm_multi(ws, 0, 1, x, y, NULL), -EINVAL);
+	assert_int_equal(lut_gemm_multi(ws, LUT_MULTI_MAX + 1, 1, x, y, NULL), -EINVAL);
+	assert_int_equal(lut_scratch_bytes_multi(ws, 0, 1), 0);
+	for (int i = 0; i <= N; i++) {
+		lut_weight_done(&w[i]);
+		qweight_done(&q[i]);
+	}
+	for (int i = 0; i < N; i++)
+		free(y[i]);
+	free(y1);
+	free(x);
+	pool_free(p);
+}
+
 static void test_pack_unpack_round_trip(void **state)
 {
 	test_rng_state = 5;
@@ -497,6 +564,7 @@ int test_lut_run(void)
 		cmocka_unit_test(test_avx512_equals_ref),
 		cmocka_unit_test(test_gemm_equals_repeated_gemv),
 		cmocka_unit_test(test_pool_split_is_exact),
+		cmocka_unit_test(test_gemm_multi_equals_single_calls),
 		cmocka_unit_test(test_wrap_borrows_planes),
 		cmocka_unit_test(test_rejects_bad_input),
 	};
