@@ -91,6 +91,15 @@ struct backend_ops {
 	 */
 	int (*slot_claim)(struct backend *b, uint32_t slot, uint32_t keep);
 	/*
+	 * Optional (NULL: no prefix sharing between slots). Make the in-use slot @dst hold the
+	 * KV of the first @n positions of slot @src, in use or free (a free slot keeps its KV as
+	 * for slot_claim), so that @dst continues at position @n as if it had stepped @src's
+	 * first @n tokens itself; whatever @dst held before is dropped. @src is unchanged.
+	 * 0, or -EINVAL (a slot out of range, @dst == @src, @dst not in use, or @n beyond what
+	 * @src holds: nothing is changed) or another -errno (nothing is changed).
+	 */
+	int (*slot_copy)(struct backend *b, uint32_t dst, uint32_t src, uint32_t n);
+	/*
 	 * Advance @n sequences (distinct slots) by their tokens, all in one forward pass.
 	 * Returns 0, -EINVAL (pos/slot/token inconsistent: nothing is applied) or another -errno.
 	 */

@@ -201,6 +201,21 @@ static int engine_slot_claim(struct backend *b, uint32_t slot, uint32_t keep)
 	return 0;
 }
 
+/*
+ * KV rows depend only on the tokens and their positions, not on the slot they were computed
+ * in, so @dst continues as if it had prefilled those tokens (bit for bit where the forward
+ * pass gives the same bits for any batch, as the shift-add kernels do).
+ */
+static int engine_slot_copy(struct backend *b, uint32_t dst, uint32_t src, uint32_t n)
+{
+	if (dst >= b->cfg.n_slots || src >= b->cfg.n_slots || dst == src || !b->used[dst] ||
+	    n > b->n_past[src])
+		return -EINVAL;
+	kv_cache_copy_prefix(&b->kv, src, dst, n);
+	b->n_past[dst] = n;
+	return 0;
+}
+
 /* Everything is checked before anything is applied, as the contract requires. */
 static int check_step(const struct backend *b, const struct backend_seq *seqs, uint32_t n,
 		      uint32_t *ret_total)
@@ -286,5 +301,6 @@ const struct backend_ops backend_engine_ops = {
 	.slot_alloc = engine_slot_alloc,
 	.slot_free = engine_slot_free,
 	.slot_claim = engine_slot_claim,
+	.slot_copy = engine_slot_copy,
 	.step = engine_step,
 };

@@ -4,8 +4,8 @@
  * byte-level tokenizer, so the daemon, protocol, scheduler and client library can be tested
  * end to end without model files. Its KV "cache" is a rolling hash per slot, which makes
  * the sampled (non-greedy) output depend on every token the slot has seen; the hash after
- * each position is kept, so that a claimed slot can resume from any position it held, as
- * real KV rows would.
+ * each position is kept, so that a claimed slot can resume from any position it held, and a
+ * slot can take over another's first positions (slot_copy), as real KV rows would.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -179,6 +179,32 @@ static int fake_reserve(struct fake_slot *sl, uint32_t n_past)
 	return 0;
 }
 
+/*
+ * The states after each of @src's first @n positions become @dst's, so @dst's hashes stay a
+ * function of the tokens it holds, exactly as if it had stepped them.
+ */
+static int fake_slot_copy(struct backend *b, uint32_t dst, uint32_t src, uint32_t n)
+{
+	struct fake_slot *d, *sl;
+	int ret;
+
+	if (dst >= b->cfg.n_slots || src >= b->cfg.n_slots || dst == src)
+		return -EINVAL;
+	d = &b->slots[dst];
+	sl = &b->slots[src];
+	if (!d->used || n > sl->n_past)
+		return -EINVAL;
+	if (n) {
+		ret = fake_reserve(d, n);
+		if (ret < 0)
+			return ret;
+		/* at[0] is the empty state in every slot; n_past > 0 means sl->at exists */
+		memcpy(d->at + 1, sl->at + 1, (size_t)n * sizeof(*d->at));
+	}
+	d->n_past = n;
+	return 0;
+}
+
 struct fake_task {
 	struct backend *b;
 	struct backend_seq *seqs;
@@ -258,5 +284,6 @@ const struct backend_ops backend_fake_ops = {
 	.slot_alloc = fake_slot_alloc,
 	.slot_free = fake_slot_free,
 	.slot_claim = fake_slot_claim,
+	.slot_copy = fake_slot_copy,
 	.step = fake_step,
 };

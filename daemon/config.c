@@ -70,7 +70,7 @@ static const struct opt opts[] = {
 	U32("model", max_batch_tokens, 1, 1048576, "512", "tokens per scheduler step"),
 	U32("model", prefill_chunk, 1, 1048576, "128", "prompt tokens per sequence per step"),
 	STR("model", kv_type, "f16", "KV cache elements: f16 (half the memory and attention traffic of f32; needs AVX2 with F16C, else the cache is f32) or f32"),
-	U32("model", prompt_cache, 0, 1, "1", "1: a new request reuses a freed slot's KV for the prompt prefix it shares (only KV left by clients of the same uid); 0: every prompt is prefilled in full"),
+	U32("model", prompt_cache, 0, 1, "1", "1: a request copies the KV of the longest prefix of its prompt that another slot holds, freed or still in use, instead of computing it, and waits a step for a prefix another request is computing (only KV of clients of the same uid); 0: every prompt is prefilled in full"),
 	STR("workers", workers, "auto", "worker CPUs: auto (one per physical core) or a list like 0-3,8"),
 	U32("workers", max_workers, 0, 4096, "0", "cap on the worker count (0: none)"),
 	STR("workers", numa_policy, "auto", "weights placement: auto, replicate, interleave or local"),

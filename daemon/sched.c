@@ -11,6 +11,14 @@
 #include "common/grow.h"
 #include "engine/sampler.h"
 
+/*
+ * Prefix sharing (backend slot_copy, with the prompt cache): the fewest prompt tokens a copy
+ * into a slot that already holds part of the prompt must save, and the fewest a deferred
+ * prefill must save. A copy moves every position of the prefix, not only the new ones, and a
+ * deferred request waits one step, so a few tokens are not worth either.
+ */
+#define SHARE_MIN_TOKENS 8
+
 enum req_state {
 	REQ_WAITING,  /* queued for a KV slot */
 	REQ_ACTIVE,   /* holds a slot, being prefilled or decoded */
@@ -29,10 +37,12 @@ struct sched_req {
 
 	int32_t *prompt; /* [n_prompt] */
 	uint32_t n_prompt;
-	uint32_t n_cached; /* prompt tokens whose KV a reused slot already held */
+	uint32_t n_cached; /* prompt tokens whose KV a reused slot held or another slot lent */
 	uint32_t n_fed;	   /* tokens in the KV slot */
 	uint32_t slot;
-	bool has_next; /* next_tok sampled, to be fed next step */
+	bool deferred;	      /* left out of a step to copy its prefill from another sequence */
+	uint32_t deferred_at; /* n_fed when it was */
+	bool has_next;	      /* next_tok sampled, to be fed next step */
 	int32_t next_tok;
 
 	int32_t *out; /* [cap_out] generated ids, stop token excluded */
@@ -98,6 +108,7 @@ struct sched {
 	float *logits;		      /* [n_slots][n_vocab] */
 	struct sampler_cand *scratch; /* [n_vocab] */
 	struct slot_rec *slots;	      /* [n_slots] with prompt reuse, else NULL */
+	bool share;		      /* slots, and the backend copies prefixes between them */
 	uint64_t clock;
 	struct sched_stats st;
 };
@@ -136,6 +147,7 @@ int sched_new(const struct backend_ops *ops, struct backend *be, const struct sc
 			sched_free(s);
 			return -ENOMEM;
 		}
+		s->share = ops->slot_copy != NULL;
 	}
 	if (!s->seqs || !s->batch || !s->logits || !s->scratch) {
 		sched_free(s);
@@ -656,6 +668,75 @@ static void record_tokens(struct sched *s, const struct backend_seq *q)
 	sr->n += q->n_tokens;
 }
 
+/*
+ * Copy into @r's slot the longest prefix of its prompt that another slot of its client's
+ * domain holds, busy or free (at most all but the prompt's last token, whose logits are
+ * needed), when that saves computing at least SHARE_MIN_TOKENS tokens, or any number into a
+ * slot that holds none of the prompt yet. The copied tokens count as cached.
+ */
+static void share_prefix(struct sched *s, struct sched_req *r)
+{
+	struct slot_rec *dst = &s->slots[r->slot];
+	uint32_t need = r->n_prompt - 1, keep = r->n_fed, best = UINT32_MAX;
+
+	for (uint32_t i = 0; i < s->info.n_slots && keep < need; i++) {
+		const struct slot_rec *sr = &s->slots[i];
+		uint32_t k;
+
+		/* the token after the best so far must match before a full comparison */
+		if (i == r->slot || sr->domain != r->c->domain || sr->n <= keep ||
+		    sr->toks[keep] != r->prompt[keep])
+			continue;
+		k = common_prefix(sr->toks, sr->n, r->prompt, need);
+		if (k > keep) {
+			best = i;
+			keep = k;
+		}
+	}
+	if (best == UINT32_MAX || (r->n_fed && keep - r->n_fed < SHARE_MIN_TOKENS))
+		return;
+	/* room for the record first: a slot must never hold tokens its record gets wrong */
+	if (array_grow((void **)&dst->toks, &dst->cap, keep, sizeof(*dst->toks)) < 0 ||
+	    s->ops->slot_copy(s->be, r->slot, best, keep) < 0)
+		return;
+	memcpy(dst->toks, s->slots[best].toks, keep * sizeof(*dst->toks));
+	dst->n = keep;
+	s->st.tokens_cached += keep - r->n_fed;
+	r->n_cached += keep - r->n_fed;
+	r->n_fed = keep;
+}
+
+/*
+ * Whether @r's prefill should sit this step out because a prefill chunk already in the
+ * batch (its first @n sequences), of a request of the same domain, computes at least
+ * SHARE_MIN_TOKENS of the tokens @r would compute next: @r copies them next step instead
+ * (share_prefix). Never twice in a row unless a copy moved @r on in between, since the
+ * source may be cancelled, fail, or lose its slot before then: every prefill goes ahead at
+ * least every other step.
+ */
+static bool defer_prefill(struct sched *s, struct sched_req *r, uint32_t n)
+{
+	uint32_t want = r->n_fed + SHARE_MIN_TOKENS;
+
+	if ((r->deferred && r->deferred_at == r->n_fed) || want > r->n_prompt - 1)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct sched_req *a = s->batch[i];
+		const struct backend_seq *q = &s->seqs[i];
+		const struct slot_rec *sr = &s->slots[q->slot];
+
+		/* a prefill chunk whose slot's record will hold it, reaching far enough */
+		if (a->n_fed >= a->n_prompt || sr->domain != r->c->domain || sr->n != q->pos ||
+		    q->pos + q->n_tokens < want ||
+		    common_prefix(a->prompt, want, r->prompt, want) < want)
+			continue;
+		r->deferred = true;
+		r->deferred_at = r->n_fed;
+		return true;
+	}
+	return false;
+}
+
 /* Free slots go round-robin over clients that have waiting requests. */
 static void admit(struct sched *s)
 {
@@ -796,6 +877,12 @@ int sched_step(struct sched *s)
 			break;
 		if (r->n_fed >= r->n_prompt || !can_step(r))
 			continue;
+		if (s->share) {
+			share_prefix(s, r);
+			if (defer_prefill(s, r, n))
+				continue;
+		}
+		r->deferred = false;
 		chunk = r->n_prompt - r->n_fed;
 		if (chunk > s->lim.prefill_chunk)
 			chunk = s->lim.prefill_chunk;

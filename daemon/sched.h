@@ -14,6 +14,10 @@
  * prefilling sequences by a chunk of their prompt, so a long prompt never stalls streams.
  * Fairness: free KV slots go to waiting requests round-robin across clients (not FIFO over
  * everyone), and the order in which prefill chunks share the budget rotates every step.
+ * Prefix sharing (prompt_cache with a backend that has slot_copy): a prefilling sequence
+ * copies the longest prefix of its prompt another slot of its domain holds, and sits a step
+ * out (never two in a row without gaining from it) while another sequence of its domain
+ * computes at least 8 of its next prompt tokens, to copy them next step.
  * Back-pressure: when a client's completion ring is full its sequences are left out of steps
  * until sched_client_unblock(); nothing is dropped. Cancellation frees the KV slot at once.
  * Single-threaded: every call from the daemon's loop thread.
@@ -31,7 +35,11 @@ struct sched_limits {
 	uint32_t max_stop_bytes;
 	uint32_t max_batch_tokens; /* tokens per backend step */
 	uint32_t prefill_chunk;	   /* prompt tokens per sequence per step */
-	bool prompt_cache; /* reuse freed slots' KV for shared prompt prefixes (backend slot_claim) */
+	/*
+	 * Reuse KV of the same domain for shared prompt prefixes: a freed slot's (backend
+	 * slot_claim), and any slot's, busy or free (slot_copy, where the backend has it).
+	 */
+	bool prompt_cache;
 };
 
 /*
@@ -45,7 +53,7 @@ typedef int (*sched_emit_fn)(void *owner, const Shiftadd__ServerMsg *m);
 struct sched_stats {
 	uint64_t steps;
 	uint64_t tokens_prefilled;
-	uint64_t tokens_cached; /* prompt tokens found in a reused slot, not prefilled */
+	uint64_t tokens_cached; /* prompt tokens reused or copied from a slot, not prefilled */
 	uint64_t tokens_generated;
 	uint64_t requests_done;
 	uint32_t n_active;  /* holding a KV slot */
@@ -66,9 +74,9 @@ int sched_new(const struct backend_ops *ops, struct backend *be, const struct sc
 void sched_free(struct sched *s);
 /*
  * Register a client; @owner is borrowed until sched_client_remove(). With the prompt cache a
- * request reuses only KV that requests of clients with the same @domain left (the daemon
- * passes the peer's uid): shared across users, the cache would tell one user, through
- * usage.cached_tokens and timings, how another user's prompts began.
+ * request reuses or copies only KV of requests of clients with the same @domain (the daemon
+ * passes the peer's uid), and waits only for them: shared across users, the cache would tell
+ * one user, through usage.cached_tokens and timings, how another user's prompts began.
  */
 int sched_client_add(struct sched *s, void *owner, sched_emit_fn emit, uint64_t domain,
 		     struct sched_client **ret);

@@ -172,6 +172,69 @@ static void test_stats_text_json_prometheus(void **state)
 	assert_true(n_samples >= 18);
 }
 
+/* 120 tokens (the fake tokenizer is byte-level): one prefill chunk */
+#define BURST_PROMPT                                                       \
+	"You are a helpful assistant. Answer briefly and in plain words. " \
+	"The user asks: why does the sky look blue on a clear day"
+#define BURST_N 8 /* clients, as many as the daemon's slots */
+
+struct burst {
+	pthread_barrier_t *go;
+	int idx, result;
+};
+
+static void *burst_main(void *arg)
+{
+	struct burst *b = arg;
+	shiftadd_client *c;
+
+	b->result = shiftadd_connect(srv.sock_path, "ctl-burst", &c);
+	pthread_barrier_wait(b->go);
+	if (b->result < 0)
+		return NULL;
+	b->result = harness_generate_check(c, BURST_PROMPT, 20, b->idx % 2);
+	shiftadd_close(c);
+	return NULL;
+}
+
+/*
+ * Eight clients of one uid send the same prompt at once: the daemon computes it about once
+ * (the others copy it from the slot that computes it, busy at the time) instead of eight
+ * times, and every answer is still the fake model's.
+ */
+static void test_burst_of_identical_prompts_computes_it_once(void **state)
+{
+	double prefilled, cached;
+	pthread_barrier_t go;
+	pthread_t th[BURST_N];
+	struct burst b[BURST_N];
+	cJSON *j;
+
+	assert_int_equal(strlen(BURST_PROMPT), 120);
+	j = ctl_json("stats");
+	prefilled = json_num(j, "tokens_prefilled");
+	cached = json_num(j, "tokens_cached");
+	cJSON_Delete(j);
+	assert_int_equal(pthread_barrier_init(&go, NULL, BURST_N), 0);
+	for (int i = 0; i < BURST_N; i++) {
+		b[i] = (struct burst){ .go = &go, .idx = i };
+		assert_int_equal(pthread_create(&th[i], NULL, burst_main, &b[i]), 0);
+	}
+	for (int i = 0; i < BURST_N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(b[i].result, 0);
+	}
+	pthread_barrier_destroy(&go);
+	j = ctl_json("stats");
+	prefilled = json_num(j, "tokens_prefilled") - prefilled;
+	cached = json_num(j, "tokens_cached") - cached;
+	cJSON_Delete(j);
+	printf("burst: %.0f prompt tokens computed, %.0f copied\n", prefilled, cached);
+	assert_true(prefilled + cached == BURST_N * 120);
+	/* ideally 120 + 7 (each other request computes its last token); never 8 x 120 */
+	assert_true(prefilled <= 2 * 120 + BURST_N);
+}
+
 static void test_clients_and_cancel(void **state)
 {
 	struct shiftadd_request req = { .prompt = "cancel-me", .max_tokens = 250, .stream = true };
@@ -475,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_help_and_usage_errors),
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_stats_text_json_prometheus),
+		cmocka_unit_test(test_burst_of_identical_prompts_computes_it_once),
 		cmocka_unit_test(test_clients_and_cancel),
 		cmocka_unit_test(test_log_level),
 		cmocka_unit_test(test_non_admin_uid_is_refused),

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* Scheduler with the fake backend: outputs, chunked prefill, fairness, cancel, back-pressure. */
+/*
+ * Scheduler with the fake backend: outputs, chunked prefill, fairness, cancel, back-pressure,
+ * the prompt cache and prefix sharing between slots.
+ */
 #include "daemon/backend.h"
 #include "daemon/sched.h"
 
@@ -82,7 +85,18 @@ static int rec_emit(void *owner, const Shiftadd__ServerMsg *m)
 	return 0;
 }
 
+/* Tokens stepped through the fake backend, by every rig (they run one at a time). */
+static uint64_t n_stepped;
+
+static int counting_step(struct backend *b, struct backend_seq *seqs, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		n_stepped += seqs[i].n_tokens;
+	return backend_fake_ops.step(b, seqs, n);
+}
+
 struct rig {
+	struct backend_ops ops; /* the fake backend, its steps counted */
 	struct backend *be;
 	struct sched *s;
 };
@@ -101,8 +115,10 @@ static void rig_init_cache(struct rig *g, uint32_t n_slots, uint32_t batch, uint
 				    .prefill_chunk = chunk,
 				    .prompt_cache = prompt_cache };
 
+	g->ops = backend_fake_ops;
+	g->ops.step = counting_step;
 	assert_int_equal(backend_fake_ops.open(&bc, &g->be, NULL), 0);
-	assert_int_equal(sched_new(&backend_fake_ops, g->be, &lim, &g->s), 0);
+	assert_int_equal(sched_new(&g->ops, g->be, &lim, &g->s), 0);
 }
 
 static void rig_init(struct rig *g, uint32_t n_slots, uint32_t batch, uint32_t chunk)
@@ -493,6 +509,198 @@ static void test_prompt_cache_is_not_shared_across_domains(void **state)
 	rig_done(&g);
 }
 
+/* 41 tokens: prefilled in chunks of 16, 16 and 9 */
+#define WAVE_PROMPT "Once upon a time, a fox jumped over a dog"
+#define WAVE_N	    41
+#define WAVE_CHUNK  16
+#define WAVE_MAX    8
+
+static struct rec wave[WAVE_MAX];
+
+/* The seeded output of WAVE_PROMPT alone, without the cache: into @out, its length returned. */
+static size_t wave_reference(char *out)
+{
+	struct rec a = { 0 };
+	struct rig h;
+
+	rig_init_cache(&h, 1, 256, WAVE_CHUNK, false);
+	run_in_turn(&h, &a, (const char *const[]){ WAVE_PROMPT }, 1);
+	memcpy(out, a.text[1], a.text_len[1]);
+	rig_done(&h);
+	return a.text_len[1];
+}
+
+/*
+ * @n clients of @domains (client i's is domains[i % n_domains]) each submit WAVE_PROMPT as
+ * request 1 at once, into @n free slots; run until all are answered. Every answer must be
+ * the reference; returns the prompt tokens prefilled.
+ */
+static uint64_t run_wave(bool cache, uint32_t n, const uint64_t *domains, uint32_t n_domains)
+{
+	struct sched_client *c[WAVE_MAX];
+	struct sched_stats st;
+	char want[64];
+	size_t n_want = wave_reference(want);
+	uint64_t cached = 0;
+	struct rig g;
+
+	assert_true(strlen(WAVE_PROMPT) == WAVE_N && n <= WAVE_MAX && n_want == 12);
+	memset(wave, 0, sizeof(wave));
+	rig_init_cache(&g, n, 256, WAVE_CHUNK, cache);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(
+			sched_client_add(g.s, &wave[i], rec_emit, domains[i % n_domains], &c[i]),
+			0);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(submit_sampled(&g, c[i], 1, WAVE_PROMPT), 0);
+	n_stepped = 0;
+	run_until_idle(&g, 100);
+	assert_int_equal(sched_n_live(g.s), 0);
+	sched_stats(g.s, &st);
+	for (uint32_t i = 0; i < n; i++) {
+		assert_int_equal(wave[i].finish[1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+		assert_int_equal(wave[i].text_len[1], n_want);
+		assert_memory_equal(wave[i].text[1], want, n_want);
+		assert_true(wave[i].cached[1] < WAVE_N);
+		cached += wave[i].cached[1];
+	}
+	/* every prompt token was either computed or copied; 11 decode steps each after it */
+	assert_true(st.tokens_cached == cached);
+	assert_true(st.tokens_prefilled + st.tokens_cached == (uint64_t)n * WAVE_N);
+	assert_true(n_stepped == st.tokens_prefilled + (uint64_t)n * (n_want - 1));
+	rig_done(&g);
+	return st.tokens_prefilled;
+}
+
+/*
+ * Eight clients send the same prompt at once. Without sharing, all eight prefill it; with
+ * it, the prompt is computed once and each other request computes only its last token (whose
+ * logits it needs): the others wait a step while one computes a chunk, then copy it. The
+ * seeded outputs, which hash everything a slot holds, are the same either way.
+ */
+static void test_wave_of_identical_prompts_prefills_once(void **state)
+{
+	const uint64_t dom = 1000;
+
+	assert_true(run_wave(false, 8, &dom, 1) == 8 * WAVE_N);
+	assert_true(run_wave(true, 8, &dom, 1) == WAVE_N + 7);
+}
+
+/* The same wave from two uids: each computes the prompt once, neither copies the other's. */
+static void test_prefix_sharing_never_crosses_domains(void **state)
+{
+	const uint64_t doms[] = { 1000, 1001 };
+
+	assert_true(run_wave(true, 8, doms, 2) == 2 * (WAVE_N + 3));
+}
+
+/*
+ * A request whose prefill another one is computing waits for it at most one step in a row:
+ * the first of four identical prompts computes the first chunk while the three others wait,
+ * then it is cancelled and its slot (with its KV) goes to another prompt. The three have
+ * nothing to copy and must compute their prompts in the very next step.
+ */
+static void test_cancelled_source_does_not_stall_the_waiting(void **state)
+{
+	char want[64];
+	size_t n_want = wave_reference(want);
+	struct sched_client *c;
+	struct rig g;
+
+	memset(wave, 0, sizeof(wave));
+	rig_init_cache(&g, 4, 256, WAVE_CHUNK, true);
+	assert_int_equal(sched_client_add(g.s, &wave[0], rec_emit, 0, &c), 0);
+	for (uint64_t id = 1; id <= 4; id++)
+		assert_int_equal(submit_sampled(&g, c, id, WAVE_PROMPT), 0);
+	assert_int_equal(sched_step(g.s), 1); /* 1 computes 16 tokens, 2..4 wait for them */
+	assert_int_equal(sched_cancel(g.s, c, 1), 0);
+	assert_int_equal(submit_sampled(&g, c, 5, "zzzzzzzzzzzzzzzzzzzzzzzz"), 0);
+	assert_int_equal(sched_step(g.s), 4); /* 5 took 1's slot: 2..4 compute for themselves */
+	run_until_idle(&g, 100);
+	assert_int_equal(sched_n_live(g.s), 0);
+	assert_int_equal(wave[0].finish[1], SHIFTADD__FINISH_REASON__FINISH_CANCELLED);
+	for (uint64_t id = 2; id <= 4; id++) {
+		assert_int_equal(wave[0].finish[id], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+		assert_int_equal(wave[0].text_len[id], n_want);
+		assert_memory_equal(wave[0].text[id], want, n_want);
+	}
+	assert_int_equal(wave[0].finish[5], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+	rig_done(&g);
+}
+
+/*
+ * The client whose request computes a shared prompt disconnects after its first chunk: the
+ * freed slot keeps its KV, so the two requests that waited for it copy it from there (a free
+ * slot other than the ones they hold) and the prompt is still computed once, plus one last
+ * token.
+ */
+static void test_vanished_source_client_leaves_its_prefix(void **state)
+{
+	struct sched_client *c[3];
+	struct sched_stats st;
+	char want[64];
+	size_t n_want = wave_reference(want);
+	struct rig g;
+
+	memset(wave, 0, sizeof(wave));
+	rig_init_cache(&g, 3, 256, WAVE_CHUNK, true);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(sched_client_add(g.s, &wave[i], rec_emit, 7, &c[i]), 0);
+		assert_int_equal(submit_sampled(&g, c[i], 1, WAVE_PROMPT), 0);
+	}
+	assert_int_equal(sched_step(g.s), 1);
+	sched_client_remove(g.s, c[0]);
+	run_until_idle(&g, 100);
+	assert_int_equal(sched_n_live(g.s), 0);
+	for (int i = 1; i < 3; i++) {
+		assert_int_equal(wave[i].finish[1], SHIFTADD__FINISH_REASON__FINISH_LENGTH);
+		assert_int_equal(wave[i].text_len[1], n_want);
+		assert_memory_equal(wave[i].text[1], want, n_want);
+	}
+	assert_int_equal(wave[1].cached[1] + wave[2].cached[1], 16 + 40);
+	sched_stats(g.s, &st);
+	assert_true(st.tokens_prefilled == WAVE_N + 1);
+	rig_done(&g);
+}
+
+/*
+ * A prompt that shares a prefix with a request still running (its slot busy, so the prompt
+ * cache alone finds nothing) copies it; a client of another uid does not. Outputs as without.
+ */
+static void test_prefix_of_a_busy_slot_is_copied(void **state)
+{
+	static const char *const prompts[] = { "You are brief. Q: first question?",
+					       "You are brief. Q: other one?" };
+	struct rec a = { 0 }, b = { 0 }, z = { 0 }, ref = { 0 };
+	struct sched_client *ca, *cb, *cz;
+	struct rig g, h;
+
+	rig_init_cache(&g, 3, 256, WAVE_CHUNK, true);
+	assert_int_equal(sched_client_add(g.s, &a, rec_emit, 5, &ca), 0);
+	assert_int_equal(sched_client_add(g.s, &b, rec_emit, 5, &cb), 0);
+	assert_int_equal(sched_client_add(g.s, &z, rec_emit, 6, &cz), 0);
+	assert_int_equal(submit_sampled(&g, ca, 1, prompts[0]), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sched_step(g.s), 1); /* 2 chunks, then decoding */
+	assert_int_equal(a.n_ids[1], 0);	      /* not streamed: still running */
+	assert_int_equal(submit_sampled(&g, cb, 1, prompts[1]), 0);
+	assert_int_equal(submit_sampled(&g, cz, 1, prompts[1]), 0);
+	run_until_idle(&g, 100);
+	assert_int_equal(a.cached[1], 0);
+	assert_int_equal(b.cached[1], 18); /* "You are brief. Q: " */
+	assert_int_equal(z.cached[1], 0);
+	rig_init_cache(&h, 2, 256, WAVE_CHUNK, false);
+	run_in_turn(&h, &ref, prompts, 2);
+	assert_int_equal(a.text_len[1], ref.text_len[1]);
+	assert_memory_equal(a.text[1], ref.text[1], ref.text_len[1]);
+	assert_int_equal(b.text_len[1], ref.text_len[2]);
+	assert_memory_equal(b.text[1], ref.text[2], ref.text_len[2]);
+	assert_int_equal(z.text_len[1], ref.text_len[2]);
+	assert_memory_equal(z.text[1], ref.text[2], ref.text_len[2]);
+	rig_done(&g);
+	rig_done(&h);
+}
+
 int test_sched_run(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -506,6 +714,11 @@ int test_sched_run(void)
 		cmocka_unit_test(test_garbage_bytes_never_crash_the_decoder),
 		cmocka_unit_test(test_prompt_cache_reuses_prefixes_with_identical_outputs),
 		cmocka_unit_test(test_prompt_cache_is_not_shared_across_domains),
+		cmocka_unit_test(test_wave_of_identical_prompts_prefills_once),
+		cmocka_unit_test(test_prefix_sharing_never_crosses_domains),
+		cmocka_unit_test(test_cancelled_source_does_not_stall_the_waiting),
+		cmocka_unit_test(test_vanished_source_client_leaves_its_prefix),
+		cmocka_unit_test(test_prefix_of_a_busy_slot_is_copied),
 	};
 
 	return cmocka_run_group_tests_name("daemon/sched", tests, NULL, NULL);
