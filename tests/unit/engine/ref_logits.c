@@ -190,3 +190,44 @@ int ref_write_safetensors(const struct ref_logits *r, const char *dir)
 	free(hdr);
 	return ret;
 }
+
+/* Copy the file @from to @to. Returns 0 or -errno. */
+static int copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+	char buf[4096];
+	size_t n;
+	int ret = 0;
+
+	if (!in || !out) {
+		ret = -errno;
+		goto out;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		if (fwrite(buf, 1, n, out) != n) {
+			ret = -EIO;
+			goto out;
+		}
+	if (ferror(in))
+		ret = -EIO;
+out:
+	if (out && fclose(out) && !ret)
+		ret = -EIO;
+	if (in)
+		fclose(in);
+	return ret;
+}
+
+int ref_model_dir(const struct ref_logits *r, const char *fixture_dir, char *dir)
+{
+	char from[512], to[512];
+	int ret;
+
+	if (!mkdtemp(dir))
+		return -errno;
+	if (snprintf(from, sizeof(from), "%s/config.json", fixture_dir) >= (int)sizeof(from) ||
+	    snprintf(to, sizeof(to), "%s/config.json", dir) >= (int)sizeof(to))
+		return -ENAMETOOLONG;
+	ret = copy_file(from, to);
+	return ret < 0 ? ret : ref_write_safetensors(r, dir);
+}

@@ -52,4 +52,11 @@ void ref_fill_weights(const char *name, uint64_t n, double scale, double offset,
  */
 int ref_write_safetensors(const struct ref_logits *r, const char *dir);
 
+/*
+ * A model folder for @r: @dir is a mkdtemp() template, made into a new folder holding a copy
+ * of @fixture_dir/config.json and the fixture's tensors (ref_write_safetensors()). The caller
+ * removes it. Returns 0 or -errno.
+ */
+int ref_model_dir(const struct ref_logits *r, const char *fixture_dir, char *dir);
+
 #endif /* TESTS_UNIT_ENGINE_REF_LOGITS_H */

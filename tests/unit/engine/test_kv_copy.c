@@ -33,13 +33,9 @@ static struct model *load_tiny_gemma3(char *dir)
 {
 	struct ref_logits *r = ref_logits_load(FIX "ref.txt");
 	struct model *m = NULL;
-	char cmd[256];
 
 	assert_non_null(r);
-	assert_non_null(mkdtemp(dir));
-	snprintf(cmd, sizeof(cmd), "cp " FIX "config.json %s/", dir);
-	assert_int_equal(system(cmd), 0);
-	assert_int_equal(ref_write_safetensors(r, dir), 0);
+	assert_int_equal(ref_model_dir(r, FIX, dir), 0);
 	assert_int_equal(model_load(dir, &m, NULL), 0);
 	free(r);
 	return m;

@@ -127,10 +127,8 @@ static void check_tiny(const char *name)
 	r = ref_logits_load(fix);
 	assert_non_null(r);
 	assert_true(r->n_seqs >= 3 && r->n_tensors > 10 && r->n_probes > 0);
-	assert_non_null(mkdtemp(dir));
-	snprintf(cmd, sizeof(cmd), "cp " FIX "%s/config.json %s/", name, dir);
-	assert_int_equal(system(cmd), 0);
-	assert_int_equal(ref_write_safetensors(r, dir), 0);
+	snprintf(fix, sizeof(fix), FIX "%s", name);
+	assert_int_equal(ref_model_dir(r, fix, dir), 0);
 	ret = model_load(dir, &m, &e);
 	if (ret < 0)
 		fail_msg("%s: %s", name, errbuf_str(&e, ret));
@@ -230,10 +228,7 @@ static void test_batched_step_equals_separate_runs(void **state)
 	uint32_t n;
 
 	assert_non_null(r);
-	assert_non_null(mkdtemp(dir));
-	snprintf(cmd, sizeof(cmd), "cp " FIX "tiny-llama/config.json %s/", dir);
-	assert_int_equal(system(cmd), 0);
-	assert_int_equal(ref_write_safetensors(r, dir), 0);
+	assert_int_equal(ref_model_dir(r, FIX "tiny-llama", dir), 0);
 	assert_int_equal(model_load(dir, &m, NULL), 0);
 	a = &r->seqs[1];
 	b = &r->seqs[2];
