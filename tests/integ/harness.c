@@ -109,8 +109,8 @@ int harness_prepare(const char *prog)
 	struct io_uring ring;
 
 	if (io_uring_queue_init(4, &ring, 0) < 0) {
-		fprintf(stderr, "%s: no io_uring on this host, skipping\n", prog);
-		return 77;
+		fprintf(stderr, "%s: no io_uring on this host: the daemon cannot run\n", prog);
+		return -1;
 	}
 	io_uring_queue_exit(&ring);
 	signal(SIGPIPE, SIG_IGN);

@@ -31,7 +31,8 @@ int harness_start(struct harness *h, const char *tag, const char *conf_text,
 
 /*
  * Call first in main(): ignore SIGPIPE (a dropped daemon must fail a test, not kill the
- * program) and probe io_uring. Returns 0, or 77 after saying on stderr that @prog skips.
+ * program) and probe io_uring. Returns 0, or -1 after saying on stderr why @prog cannot run
+ * (the caller then fails).
  */
 int harness_prepare(const char *prog);
 

@@ -1,4 +1,4 @@
-# Integration tests: standalone programs that start shiftaddd themselves (exit 0/1/77).
+# Integration tests: standalone programs that start shiftaddd themselves (exit 0 or 1).
 # They link libshiftadd.so (as applications do) plus proto/ for the hand-made hostile client, and
 # share the daemon harness (tests/integ/harness.c) and the fake model's reference (tests/lib/).
 INTEG_HELPERS := $(B)/tests/integ/harness.o $(B)/tests/lib/fake_greedy.o

@@ -10,8 +10,8 @@
  *    same bits for any batch size and worker split, so no margin is needed), and so do the
  *    same prompts sent again, now starting from the KV their first round left in the slots.
  * The calibration is tiny (1 x 128 tokens, 5 BCQ rounds) to fit CI; the quality of such files
- * is not what is tested, their execution is. Exit 0 pass, 1 fail, 77 when the host has no
- * io_uring or the model or ../shared data are missing.
+ * is not what is tested, their execution is. Exit 0 pass, 1 fail (also when the host has no
+ * io_uring or the model or ../shared data are missing).
  */
 #include <errno.h>
 #include <math.h>
@@ -273,11 +273,13 @@ int main(void)
 	const char *need[] = { MODEL_PATH, CALIB_PATH, WIKI_PATH };
 
 	if (harness_prepare("integ-converted"))
-		return 77;
+		return 1;
 	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
 		if (access(need[i], R_OK) < 0) {
-			fprintf(stderr, "integ-converted: %s missing, skipping\n", need[i]);
-			return 77;
+			fprintf(stderr,
+				"integ-converted: %s missing: run 'make model' (../shared beside the checkout)\n",
+				need[i]);
+			return 1;
 		}
 	return cmocka_run_group_tests_name("integ/converted", tests, setup, teardown) ? 1 : 0;
 }
