@@ -83,6 +83,12 @@ static void *thread_scratch(size_t n_bytes)
  * The linear interface cannot fail at run time; if the kernels do (scratch allocation), the
  * outputs become NaN so that the failure shows in the logits instead of passing silently.
  */
+static void poison(float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = NAN;
+}
+
 static void sa_forward(const struct linear *l, const float *x, float *y, uint32_t m)
 {
 	const struct sa_linear *s = l->impl;
@@ -99,8 +105,7 @@ static void sa_forward(const struct linear *l, const float *x, float *y, uint32_
 			ret = lut_gemm(&s->w, mm, x + (size_t)j * l->n_in, y + (size_t)j * l->n_out,
 				       &o);
 		if (ret < 0)
-			for (size_t i = 0; i < (size_t)mm * l->n_out; i++)
-				y[(size_t)j * l->n_out + i] = NAN;
+			poison(y + (size_t)j * l->n_out, (size_t)mm * l->n_out);
 	}
 }
 
@@ -154,8 +159,7 @@ bool linear_sa_forward_multi(const struct linear *const *ls, uint32_t n, const f
 			ret = lut_gemm_multi(ws, n, mm, x + (size_t)j * ls[0]->n_in, yj, &o);
 		if (ret < 0)
 			for (uint32_t i = 0; i < n; i++)
-				for (size_t e = 0; e < (size_t)mm * ls[i]->n_out; e++)
-					yj[i][e] = NAN;
+				poison(yj[i], (size_t)mm * ls[i]->n_out);
 	}
 	return true;
 }

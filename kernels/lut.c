@@ -23,7 +23,6 @@ struct gemm_job {
 	uint32_t n_bsplit;	      /* a batch's table build split in n_bsplit chunk spans */
 	bool batch_major;	      /* each task owns whole batches (tables to outputs) */
 	bool batch_dup;		      /* one batch: every task builds it, then its tiles */
-	bool tok_major;		      /* no batch: each task owns a run of tokens */
 	uint32_t tok0;		      /* first token of the tables phase */
 	uint32_t nw;
 	uint8_t *xs;  /* per task: xs_bytes */
@@ -335,6 +334,32 @@ static void run_tasks(const struct lut_runner *r, uint32_t n, lut_task_fn fn, vo
 		fn(arg, i);
 }
 
+/*
+ * The 64-byte aligned start of a call's @total bytes of scratch: the caller's (@o->scratch,
+ * at least @total) or a new allocation left in *@own for the caller to free. NULL with
+ * *@err set (-EINVAL: too small, -ENOMEM).
+ */
+static uint8_t *take_scratch(const struct lut_opts *o, size_t total, uint8_t **own, int *err)
+{
+	uint8_t *mem;
+
+	*own = NULL;
+	if (o && o->scratch) {
+		if (o->scratch_bytes < total) {
+			*err = -EINVAL;
+			return NULL;
+		}
+		mem = o->scratch;
+	} else {
+		mem = *own = malloc(total);
+		if (!mem) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+	}
+	return (uint8_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+}
+
 int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	     const struct lut_opts *o)
 {
@@ -344,7 +369,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	struct gemm_job j = { .w = w, .m = m, .x = x, .y = y };
 	struct scratch_plan p;
 	uint32_t n_slots;
-	uint8_t *mem, *base, *own = NULL;
+	uint8_t *base, *own;
 	int ret;
 
 	if (!w || !w->planes || !x || !y)
@@ -358,17 +383,9 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	if (!lut_isa_supported(isa))
 		return -EOPNOTSUPP;
 	j.ops = lut_ops_of(isa);
-	if (o && o->scratch) {
-		if (o->scratch_bytes < p.total)
-			return -EINVAL;
-		mem = o->scratch;
-	} else {
-		own = malloc(p.total);
-		if (!own)
-			return -ENOMEM;
-		mem = own;
-	}
-	base = (uint8_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+	base = take_scratch(o, p.total, &own, &ret);
+	if (!base)
+		return ret;
 	j.toks = (struct lut_tok *)base;
 	base += p.toks;
 	for (uint32_t t = 0; t < n_slots; t++) {
@@ -392,8 +409,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	if (dup_tables(w, m, nw)) {
 		j.n_dup = nw < w->n_tiles << 1 ? nw : w->n_tiles << 1;
 		run_tasks(r, j.n_dup, dup_task, &j);
-		free(own);
-		return 0;
+		goto out;
 	}
 	j.n_batches = j.ops->batch_tiles ? n_batches_of(m) : 0;
 	j.m_single = m - (j.n_batches * LUT_BATCH < m ? j.n_batches * LUT_BATCH : m);
@@ -406,8 +422,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		run_tasks(r, j.n_batches < nw ? j.n_batches : nw, batch_major_task, &j);
 	} else if (j.batch_dup) {
 		run_tasks(r, nw, dup_batch_task, &j);
-		free(own);
-		return 0;
+		goto out;
 	} else if (j.n_batches) {
 		/* fewer batches than workers: split each batch's table build over chunks */
 		j.n_bsplit = nw > j.n_batches ? (nw + j.n_batches - 1) / j.n_batches : 1;
@@ -420,11 +435,9 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 		if (j.n_tile_tasks > nw)
 			j.n_tile_tasks = nw;
 	}
-	j.tok_major = !j.n_batches && nw > 1 && m >= nw;
-	if (j.tok_major) {
+	if (!j.n_batches && nw > 1 && m >= nw) {
 		run_tasks(r, nw, tok_major_task, &j);
-		free(own);
-		return 0;
+		goto out;
 	}
 	if (j.m_single) {
 		/* fewer tokens than workers: split each token's tables over chunks too */
@@ -437,6 +450,7 @@ int lut_gemm(const struct lut_weight *w, uint32_t m, const float *x, float *y,
 	}
 	if (!j.batch_major || j.m_single)
 		run_tasks(r, j.n_tile_tasks, tiles_task, &j);
+out:
 	free(own);
 	return 0;
 }
@@ -496,7 +510,8 @@ int lut_gemm_multi(const struct lut_weight *const *ws, uint32_t n, uint32_t m, c
 {
 	struct multi_job j = { .ws = ws, .m = m, .x = x, .ys = ys };
 	size_t total;
-	uint8_t *own = NULL, *mem;
+	uint8_t *own;
+	int ret = -EINVAL;
 
 	if (!ws || !ys || !n || n > LUT_MULTI_MAX)
 		return -EINVAL;
@@ -506,17 +521,9 @@ int lut_gemm_multi(const struct lut_weight *const *ws, uint32_t n, uint32_t m, c
 	total = multi_offsets(ws, n, m, j.off);
 	if (!total)
 		return -EINVAL;
-	if (o && o->scratch) {
-		if (o->scratch_bytes < total)
-			return -EINVAL;
-		mem = o->scratch;
-	} else {
-		own = malloc(total);
-		if (!own)
-			return -ENOMEM;
-		mem = own;
-	}
-	j.base = (uint8_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+	j.base = take_scratch(o, total, &own, &ret);
+	if (!j.base)
+		return ret;
 	j.isa = o ? o->isa : LUT_ISA_AUTO;
 	run_tasks(o ? o->runner : NULL, n, multi_task, &j);
 	free(own);
