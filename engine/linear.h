@@ -115,9 +115,10 @@ int linear_init_shiftadd_runner(struct linear *l, const struct qweight *qw,
 /*
  * Q8_0 backend (engine/linear_q8.c): W as @n_bytes of GGUF Q8_0 blocks (row-major, per 32
  * values an f16 scale and 32 int8; @n_in a multiple of 32, at most 16384). Each token's
- * activations are quantized per 32 values to int16 with an f32 scale max|x|/32767 and the
- * block products summed in integers: an output is within sum_b (sum_j |w_j|) max_j |x_j| /
- * 65534 of the f32 product, plus f32 rounding.
+ * activations are quantized per 16 values to int8 with an f32 scale max|x|/127 and the
+ * products summed in integers (vpdpbusd where the host has AVX512_VNNI): an output is within
+ * sum over half blocks h of (sum_h |w_j|) max_h |x_j| / 254 of the f32 product, plus f32
+ * rounding.
  * @blocks is copied (repacked). Rows are split over @runner as in
  * linear_init_shiftadd_runner() (copied; NULL or run NULL: the calling thread only).
  * Returns 0, -EINVAL (bad shape, @n_bytes not the blocks' size, runner without workers),

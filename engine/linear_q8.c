@@ -6,9 +6,11 @@
  * largest matrix of the model, and every decoded token reads all of it; as Q8_0 that is
  * 30 MB per token instead of 113 MB of f32, as Q5_0 21 MB (decode reads it at memory speed).
  *
- * Activations are quantized to int16 per block of 32 (engine/linear_q8.h), so a block's
- * dot product is an exact integer sum (vpmaddwd on AVX2): the f32 version (widen each weight
- * to f32, one FMA per value) was compute-bound at a fifth of SmolLM2's decode time.
+ * Activations are quantized to int8 per half block of 16 (engine/linear_q8.h), so each
+ * half block's dot product is an exact integer sum (one vpdpbusd step gives eight of them).
+ * The f32 version (widen each weight to f32, one FMA per value) was compute-bound at a fifth
+ * of SmolLM2's decode time; int16 activations with vpmaddwd (sessions 4-21) were bound by the
+ * vector multiplies at 16 tokens: SmolLM2's head on 1 thread, 16 tokens, 10.8 -> 7.0 ms.
  */
 #include "engine/linear_q8.h"
 #include "engine/dtype.h"
@@ -39,62 +41,108 @@ struct q8_linear {
 void q8_rows_ref(const struct q8_weight *w, uint32_t r0, uint32_t r1, const struct q8_acts *x,
 		 uint32_t m, float *y)
 {
-	uint32_t nb = w->n_in / Q8_BLOCK;
+	uint32_t ng = q8_n_groups(w);
 
 	for (uint32_t t = 0; t < m; t++) {
-		const int16_t *xq = x->q + (size_t)t * w->n_in;
-		const float *xd = x->d + (size_t)t * nb;
-
 		for (uint32_t r = r0; r < r1; r++) {
 			float lane[8] = { 0 };
 
-			for (uint32_t b = 0; b < nb; b++) {
-				uint64_t at = q8_block_index(w, r, b);
-				int8_t q[Q8_BLOCK];
-				const int16_t *xb = xq + (size_t)b * Q8_BLOCK;
-				float s = w->d[at] * xd[b];
+			for (uint32_t g = 0; g < ng; g++) {
+				uint32_t width = q8_group_width(w, g), n = 8 * width;
+				const int8_t *xg = x->q + ((size_t)m * g * Q8_GROUP + (size_t)t * width) * Q8_BLOCK;
+				const float *dx = x->d + ((size_t)g * m + t) * 8;
+				const int32_t *cx = x->c + ((size_t)g * m + t) * 8;
+				const float *dw = q8_group_d(w, r, g);
+				int32_t isum[8] = { 0 };
 
-				q8_block_values(w, at, q);
-				for (uint32_t k = 0; k < 8; k++) {
-					uint32_t j = 2 * k;
-					int32_t p = q[j] * xb[j] + q[j + 1] * xb[j + 1] +
-						    q[j + 16] * xb[j + 16] + q[j + 17] * xb[j + 17];
+				for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
+					const int8_t *xk = xg + (size_t)k * n;
+					uint8_t u[Q8_STEP];
 
-					lane[k] = fmaf((float)p, s, lane[k]);
+					q8_step_values(q8_group_q(w, r, g), w->qbytes, width, k, u);
+					for (uint32_t j = 0; j < n; j++)
+						isum[j / 4] += u[j] * xk[j];
 				}
+				for (uint32_t l = 0; l < 2 * width; l++)
+					lane[l] = fmaf((float)(isum[l] + cx[l]), dw[l % width] * dx[l],
+						       lane[l]);
 			}
 			y[(size_t)t * w->n_out + r] = q8_lanes_sum(lane);
 		}
 	}
 }
 
-void q8_quantize_acts(const float *x, uint32_t m, uint32_t n_in, int16_t *q, float *d)
+/* Token @x's lane @l of group @g (@width blocks): its 16 values, their scale, correction. */
+static void quantize_lane(const float *x, uint32_t nb, uint32_t g, uint32_t width, uint32_t l,
+			  int8_t *q, uint32_t step, float *d, int32_t *c)
 {
-	for (size_t b = 0; b < (size_t)m * (n_in / Q8_BLOCK); b++) {
-		const float *xb = x + b * Q8_BLOCK;
-		float amax = 0, id;
-		bool finite = true;
+	uint32_t b = g * Q8_GROUP + l % width;
+	const float *xl = x + (size_t)b * Q8_BLOCK + (l < width ? 0 : 16);
+	float amax = 0, id;
+	bool finite = true;
+	int32_t sum = 0;
 
-		for (uint32_t j = 0; j < Q8_BLOCK; j++) {
-			amax = fmaxf(amax, fabsf(xb[j]));
-			finite &= isfinite(xb[j]);
+	for (uint32_t v = 0; b < nb && v < 16; v++) {
+		amax = fmaxf(amax, fabsf(xl[v]));
+		finite &= isfinite(xl[v]);
+	}
+	/* a NaN or infinite activation makes every output it touches NaN */
+	*d = finite ? amax / 127 : NAN;
+	id = finite && amax > 0 ? 127 / amax : 0;
+	for (uint32_t k = 0; k < Q8_KSTEPS; k++)
+		for (uint32_t i = 0; i < 4; i++) {
+			int8_t v = b < nb ? (int8_t)lrintf(xl[4 * k + i] * id) : 0;
+
+			q[(size_t)k * step + 4 * l + i] = v;
+			sum += v;
 		}
-		/* a NaN or infinite activation makes every output it touches NaN, as in f32 */
-		d[b] = finite ? amax / 32767 : NAN;
-		id = finite && amax > 0 ? 32767 / amax : 0;
-		for (uint32_t j = 0; j < Q8_BLOCK; j++)
-			q[b * Q8_BLOCK + j] = (int16_t)lrintf(xb[j] * id);
+	*c = -128 * sum;
+}
+
+void q8_quantize_acts(const float *x, uint32_t m, uint32_t n_in, uint32_t n_blocks, int8_t *q,
+		      float *d, int32_t *c)
+{
+	uint32_t ng = (n_blocks + Q8_GROUP - 1) / Q8_GROUP;
+
+	for (uint32_t g = 0; g < ng; g++) {
+		uint32_t left = n_blocks - g * Q8_GROUP;
+		uint32_t width = left < Q8_GROUP ? left : Q8_GROUP, n = 8 * width;
+
+		for (uint32_t t = 0; t < m; t++) {
+			int8_t *qt = q + ((size_t)m * g * Q8_GROUP + (size_t)t * width) * Q8_BLOCK;
+			size_t at = ((size_t)g * m + t) * 8;
+
+			for (uint32_t l = 0; l < 8; l++) {
+				d[at + l] = 0;
+				c[at + l] = 0;
+			}
+			for (uint32_t l = 0; l < 2 * width; l++)
+				quantize_lane(x + (size_t)t * n_in, n_in / Q8_BLOCK, g, width, l, qt, n,
+					      d + at + l, c + at + l);
+		}
 	}
 }
 
 /* The kernel the forwards use; NULL until the first forward or linear_q8_select_isa(). */
 static _Atomic(q8_rows_fn) selected;
 
+/* lut_isa_supported() has checked the OS's AVX-512 state; these are the extra CPU bits. */
+static bool host_vnni(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+#else
+	return false;
+#endif
+}
+
 static q8_rows_fn rows_fn_of(enum lut_isa isa)
 {
 	if (isa == LUT_ISA_AUTO)
 		isa = lut_isa_auto();
-	/* AVX-512 hosts run AVX2 as well */
+	/* vpdpbusd on ymm needs AVX512_VNNI and AVX512VL; other AVX-512 hosts run AVX2 */
+	if (isa == LUT_ISA_AVX512 && lut_isa_supported(LUT_ISA_AVX512) && host_vnni())
+		return q8_rows_vnni;
 	if ((isa == LUT_ISA_AVX2 || isa == LUT_ISA_AVX512) && lut_isa_supported(LUT_ISA_AVX2))
 		return q8_rows_avx2;
 	return q8_rows_ref;
@@ -143,13 +191,10 @@ static void q8_task(void *arg, uint32_t i)
 	j->fn(j->w, part_start(j, i), part_start(j, i + 1), &j->x, j->m, j->y);
 }
 
-/* @m tokens whose activations are already quantized into @xq/@xd, over the rows' workers. */
-static void q8_run(const struct q8_linear *s, const int16_t *xq, const float *xd, float *y,
-		   uint32_t m)
+/* @m tokens whose activations are already quantized into @x, over the rows' workers. */
+static void q8_run(const struct q8_linear *s, const struct q8_acts *x, float *y, uint32_t m)
 {
-	struct q8_job j = {
-		.w = &s->w, .fn = rows_fn(), .x = { .q = xq, .d = xd }, .y = y, .m = m, .parts = 1
-	};
+	struct q8_job j = { .w = &s->w, .fn = rows_fn(), .x = *x, .y = y, .m = m, .parts = 1 };
 	uint32_t max_parts = s->w.n_out / MIN_TASK_ROWS;
 
 	if (s->runner.run && max_parts > 1)
@@ -160,6 +205,17 @@ static void q8_run(const struct q8_linear *s, const int16_t *xq, const float *xd
 		q8_task(&j, 0);
 }
 
+/* @n tokens' quantized activations carved out of @buf (64-byte aligned). */
+static struct q8_acts carve_acts(uint8_t *buf, uint32_t n, uint32_t n_blocks)
+{
+	size_t nq = (size_t)n * n_blocks * Q8_BLOCK;
+	size_t nd = (size_t)n * ((n_blocks + Q8_GROUP - 1) / Q8_GROUP) * 8;
+
+	return (struct q8_acts){ .q = (int8_t *)buf,
+				 .d = (float *)(buf + nq),
+				 .c = (int32_t *)(buf + nq + nd * sizeof(float)) };
+}
+
 /*
  * The quantized activations live on the stack (decode: no allocation per token) or, for a
  * batch that does not fit, on the heap; if that allocation fails the batch goes through the
@@ -168,28 +224,25 @@ static void q8_run(const struct q8_linear *s, const int16_t *xq, const float *xd
 static void q8_forward(const struct linear *l, const float *x, float *y, uint32_t m)
 {
 	const struct q8_linear *s = l->impl;
-	uint32_t n_in = s->w.n_in, nb = n_in / Q8_BLOCK, per = Q8_MAX_IN / n_in;
-	_Alignas(32) int16_t sq[Q8_MAX_IN];
-	float sd[Q8_MAX_IN / Q8_BLOCK];
-	int16_t *hq = NULL;
-	float *hd = NULL;
+	uint32_t n_in = s->w.n_in, nb = s->w.n_blocks;
+	_Alignas(64) uint8_t stack[Q8_ACT_BYTES(Q8_MAX_IN / Q8_BLOCK)];
+	uint32_t per = (uint32_t)(sizeof(stack) / Q8_ACT_BYTES(nb));
+	uint8_t *heap = NULL;
 
 	if (m > per) {
-		hq = malloc((size_t)m * n_in * sizeof(*hq));
-		hd = malloc((size_t)m * nb * sizeof(float));
-		if (hq && hd)
+		heap = aligned_alloc(64, (Q8_ACT_BYTES(nb) * m + 63) & ~(size_t)63);
+		if (heap)
 			per = m;
 	}
 	for (uint32_t t = 0; t < m; t += per) {
 		uint32_t n = m - t < per ? m - t : per;
-		int16_t *xq = per == m && hq ? hq : sq;
-		float *xd = per == m && hd ? hd : sd;
+		struct q8_acts a = carve_acts(per == m && heap ? heap : stack, n, nb);
 
-		q8_quantize_acts(x + (size_t)t * n_in, n, n_in, xq, xd);
-		q8_run(s, xq, xd, y + (size_t)t * s->w.n_out, n);
+		q8_quantize_acts(x + (size_t)t * n_in, n, n_in, nb, (int8_t *)a.q, (float *)a.d,
+				 (int32_t *)a.c);
+		q8_run(s, &a, y + (size_t)t * s->w.n_out, n);
 	}
-	free(hq);
-	free(hd);
+	free(heap);
 }
 
 static void q8_done(struct linear *l)
@@ -203,21 +256,36 @@ static void q8_done(struct linear *l)
 	free(s);
 }
 
+/* Row @r's block @b (< n_in / 32) as its 32 int8 values, from the steps it is spread over. */
+static void block_values(const struct q8_weight *w, uint32_t r, uint32_t b, int8_t v[Q8_BLOCK])
+{
+	uint32_t g = b / Q8_GROUP, j = b % Q8_GROUP, width = q8_group_width(w, g);
+
+	for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
+		uint8_t u[Q8_STEP];
+
+		q8_step_values(q8_group_q(w, r, g), w->qbytes, width, k, u);
+		for (uint32_t i = 0; i < 4; i++) {
+			v[4 * k + i] = (int8_t)(u[4 * j + i] - 128);
+			v[16 + 4 * k + i] = (int8_t)(u[4 * (width + j) + i] - 128);
+		}
+	}
+}
+
 /* Every block's values times its scale: what the GGUF blocks dequantize to. */
 static void q8_to_f32(const struct linear *l, float *dst)
 {
 	const struct q8_weight *w = &((const struct q8_linear *)l->impl)->w;
-	uint32_t nb = w->n_in / Q8_BLOCK;
 
 	for (uint32_t r = 0; r < w->n_out; r++)
-		for (uint32_t b = 0; b < nb; b++) {
-			uint64_t at = q8_block_index(w, r, b);
+		for (uint32_t b = 0; b < w->n_in / Q8_BLOCK; b++) {
+			float d = q8_group_d(w, r, b / Q8_GROUP)[b % Q8_GROUP];
 			float *o = dst + (size_t)r * w->n_in + (size_t)b * Q8_BLOCK;
 			int8_t v[Q8_BLOCK];
 
-			q8_block_values(w, at, v);
+			block_values(w, r, b, v);
 			for (uint32_t j = 0; j < Q8_BLOCK; j++)
-				o[j] = w->d[at] * v[j];
+				o[j] = d * v[j];
 		}
 }
 
@@ -236,8 +304,29 @@ static const struct linear_ops q5_ops = {
 };
 
 /*
- * Split the GGUF blocks (row-major) into the tiled value and scale arrays (engine/linear_q8.h;
- * the padding rows were zeroed by the caller). -EBADMSG on a scale that is not finite.
+ * Put value @v (0..31) of row @r's block @b, as the 5-bit (Q5_0) or 8-bit (Q8_0, int8 + 128)
+ * number @u, where the step layout wants it (engine/linear_q8.h; @q starts zeroed).
+ */
+static void put_value(const struct q8_weight *w, uint8_t *q, uint32_t r, uint32_t b, uint32_t v,
+		      uint32_t u)
+{
+	uint32_t g = b / Q8_GROUP, width = q8_group_width(w, g), n = 8 * width;
+	uint32_t k = v % 16 / 4, p = 4 * ((v / 16) * width + b % Q8_GROUP) + v % 4;
+	uint8_t *gq = q + q8_group_index(w, r, g) * w->qbytes;
+
+	if (w->qbytes == Q8_QBYTES) {
+		gq[k * n + p] = (uint8_t)u;
+		return;
+	}
+	gq += k * (n / 2 + width);
+	gq[p % (n / 2)] |= (uint8_t)((u & 0xfu) << (p < n / 2 ? 0 : 4));
+	gq[n / 2 + p / 8] |= (uint8_t)((u >> 4) << (p % 8));
+}
+
+/*
+ * Spread the GGUF blocks (row-major) over the tiled value and scale arrays (engine/
+ * linear_q8.h; both start zeroed, which the padding keeps). -EBADMSG on a scale that is not
+ * finite.
  */
 static int repack(struct q8_linear *s, const uint8_t *src)
 {
@@ -245,13 +334,27 @@ static int repack(struct q8_linear *s, const uint8_t *src)
 
 	for (uint32_t r = 0; r < s->w.n_out; r++) {
 		for (uint32_t b = 0; b < nb; b++, src += GGUF_BLOCK_BYTES(qb)) {
-			uint64_t at = q8_block_index(&s->w, r, b);
 			float d = dtype_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
+			const uint8_t *vals = src + 2;
 
 			if (!isfinite(d))
 				return -EBADMSG;
-			s->d[at] = d;
-			memcpy(s->q + at * qb, src + 2, qb);
+			s->d[q8_group_index(&s->w, r, b / Q8_GROUP) + b % Q8_GROUP] = d;
+			for (uint32_t v = 0; v < Q8_BLOCK; v++) {
+				uint32_t u;
+
+				if (qb == Q8_QBYTES) {
+					u = (uint8_t)((int8_t)vals[v] + 128);
+				} else {
+					/* GGUF Q5_0: 4 bytes of fifth bits, then nibbles j | j + 16 */
+					uint32_t qh = (uint32_t)vals[0] | (uint32_t)vals[1] << 8 |
+						      (uint32_t)vals[2] << 16 | (uint32_t)vals[3] << 24;
+
+					u = (vals[4 + v % 16] >> (v < 16 ? 0 : 4) & 0xfu) |
+					    ((qh >> v) & 1) << 4;
+				}
+				put_value(&s->w, s->q, r, b, v, u);
+			}
 		}
 	}
 	return 0;
@@ -262,6 +365,7 @@ static int init_blocks(struct linear *l, const void *blocks, uint64_t n_bytes, u
 {
 	struct q8_linear *s;
 	uint64_t n_blocks, n_tiles, n_pad_blocks, n_q, want;
+	uint32_t row_blocks;
 	int ret;
 
 	if (!l || !blocks || !n_out || !n_in || n_in % Q8_BLOCK || n_in > Q8_MAX_IN ||
@@ -269,8 +373,9 @@ static int init_blocks(struct linear *l, const void *blocks, uint64_t n_bytes, u
 		return -EINVAL;
 	/* n_out < 2^32 and n_in / 32 < 2^27: the block counts fit, the byte counts are checked */
 	n_blocks = (uint64_t)n_out * (n_in / Q8_BLOCK);
+	row_blocks = (n_in / Q8_BLOCK + 1) & ~1u;
 	n_tiles = ((uint64_t)n_out + Q8_TILE_ROWS - 1) / Q8_TILE_ROWS;
-	n_pad_blocks = n_tiles * Q8_TILE_ROWS * (n_in / Q8_BLOCK);
+	n_pad_blocks = n_tiles * Q8_TILE_ROWS * row_blocks;
 	if (__builtin_mul_overflow(n_blocks, (uint64_t)GGUF_BLOCK_BYTES(qbytes), &want) ||
 	    n_bytes != want || __builtin_mul_overflow(n_pad_blocks, (uint64_t)qbytes, &n_q) ||
 	    n_q > SIZE_MAX / 2)
@@ -285,12 +390,13 @@ static int init_blocks(struct linear *l, const void *blocks, uint64_t n_bytes, u
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	/* the padding rows of the last tile (Q5_0's zero bytes are values of -16, times d = 0) */
-	memset(s->q + (n_q - (uint64_t)Q8_TILE_ROWS * (n_in / Q8_BLOCK) * qbytes), 0,
-	       (uint64_t)Q8_TILE_ROWS * (n_in / Q8_BLOCK) * qbytes);
-	s->w = (struct q8_weight){
-		.q = s->q, .d = s->d, .n_out = n_out, .n_in = n_in, .qbytes = qbytes
-	};
+	memset(s->q, 0, n_q);
+	s->w = (struct q8_weight){ .q = s->q,
+				   .d = s->d,
+				   .n_out = n_out,
+				   .n_in = n_in,
+				   .n_blocks = row_blocks,
+				   .qbytes = qbytes };
 	ret = repack(s, blocks);
 	if (ret < 0)
 		goto out_free;

@@ -1,6 +1,6 @@
 # engine: model I/O (GGUF, safetensors, config), tokenizers, the forward pass, evaluation.
 engine_SRCS := $(wildcard engine/*.c) engine/x86/fwd_avx2.c engine/x86/fwd_avx512.c \
-	engine/x86/linear_q8_avx2.c
+	engine/x86/linear_q8_avx2.c engine/x86/linear_q8_vnni.c
 $(eval $(call add_lib,engine))
 
 ENGINE_LDLIBS := -lopenblas -lpcre2-8 -lcjson -lm
@@ -15,6 +15,7 @@ endif
 $(B)/engine/x86/fwd_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 $(B)/engine/x86/fwd_avx512.o: ISA_FLAGS := -mavx2 -mfma -mf16c -mavx512f
 $(B)/engine/x86/linear_q8_avx2.o: ISA_FLAGS := -mavx2 -mfma
+$(B)/engine/x86/linear_q8_vnni.o: ISA_FLAGS := -mavx2 -mfma -mavx512f -mavx512vl -mavx512vnni
 
 # Fused attention timing (bench/attn): attend_rows of a prefill, one head, one thread.
 $(eval $(call add_program,bench-attn,$(B)/bench/attn/bench_attn.o,$(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a,$(ENGINE_LDLIBS)))

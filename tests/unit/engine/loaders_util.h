@@ -25,7 +25,7 @@ struct model;
 
 /*
  * Replace @m's LM head by a dense f32 one over its f32 tok_embd (tied models): the Q8_0
- * head's int16 activations move logits by up to ~1e-3 (its bound is checked in
+ * head's int8 activations move logits by up to ~0.1 (its bound is checked in
  * test_linear_q8.c), which would hide the 1e-4 agreement of the rest of the forward.
  */
 void lu_use_f32_head(struct model *m);

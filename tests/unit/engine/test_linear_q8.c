@@ -29,8 +29,8 @@
 /*
  * Each output is a sum of exact integer block sums scaled and added in f32: its rounding
  * error is at most about (n_in / 32 + 8) * 2^-24 * sum |w x|; 1e-5 * sum |w x| covers n_in
- * up to ~5000. The activations are rounded to int16 per block of 32, each by at most
- * max |x_block| / 65534: that term is added per output (act_bound()), with 0.1% to spare
+ * up to ~5000. The activations are rounded to int8 per half block of 16, each by at most
+ * max |x_half| / 254: that term is added per output (act_bound()), with 0.1% to spare
  * for the rounding of the scales themselves.
  */
 #define TOL_REL_ABS 1e-5
@@ -90,19 +90,19 @@ static float *dequant_of(const struct fmt *f, const uint8_t *blocks, uint32_t n_
 	return w;
 }
 
-/* sum over blocks of (sum |w|) * max |x| / 65534: how far int16 activations can move y[t][r]. */
+/* sum over half blocks of (sum |w|) * max |x| / 254: how far int8 activations can move y[t][r]. */
 static double act_bound(const float *wr, const float *xt, uint32_t n_in)
 {
 	double bound = 0;
 
-	for (uint32_t b = 0; b < n_in; b += 32) {
+	for (uint32_t b = 0; b < n_in; b += 16) {
 		double sw = 0, amax = 0;
 
-		for (uint32_t j = b; j < b + 32; j++) {
+		for (uint32_t j = b; j < b + 16; j++) {
 			sw += fabs(wr[j]);
 			amax = fmax(amax, fabs(xt[j]));
 		}
-		bound += sw * amax / 65534;
+		bound += sw * amax / 254;
 	}
 	return bound * 1.001;
 }
@@ -144,7 +144,8 @@ static float *make_x(uint32_t m, uint32_t n_in)
 	return x;
 }
 
-static const enum lut_isa isas[] = { LUT_ISA_REF, LUT_ISA_AVX2 };
+/* AVX512 selects the AVX512_VNNI kernel where the host has it (else AVX2's) */
+static const enum lut_isa isas[] = { LUT_ISA_REF, LUT_ISA_AVX2, LUT_ISA_AVX512 };
 
 static void test_q8_q5_match_double_product(void **state)
 {
