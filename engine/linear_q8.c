@@ -49,7 +49,9 @@ void q8_rows_ref(const struct q8_weight *w, uint32_t r0, uint32_t r1, const stru
 
 			for (uint32_t g = 0; g < ng; g++) {
 				uint32_t width = q8_group_width(w, g), n = 8 * width;
-				const int8_t *xg = x->q + ((size_t)m * g * Q8_GROUP + (size_t)t * width) * Q8_BLOCK;
+				const int8_t *xg =
+					x->q +
+					((size_t)m * g * Q8_GROUP + (size_t)t * width) * Q8_BLOCK;
 				const float *dx = x->d + ((size_t)g * m + t) * 8;
 				const int32_t *cx = x->c + ((size_t)g * m + t) * 8;
 				const float *dw = q8_group_d(w, r, g);
@@ -64,8 +66,8 @@ void q8_rows_ref(const struct q8_weight *w, uint32_t r0, uint32_t r1, const stru
 						isum[j / 4] += u[j] * xk[j];
 				}
 				for (uint32_t l = 0; l < 2 * width; l++)
-					lane[l] = fmaf((float)(isum[l] + cx[l]), dw[l % width] * dx[l],
-						       lane[l]);
+					lane[l] = fmaf((float)(isum[l] + cx[l]),
+						       dw[l % width] * dx[l], lane[l]);
 			}
 			y[(size_t)t * w->n_out + r] = q8_lanes_sum(lane);
 		}
@@ -117,8 +119,8 @@ void q8_quantize_acts(const float *x, uint32_t m, uint32_t n_in, uint32_t n_bloc
 				c[at + l] = 0;
 			}
 			for (uint32_t l = 0; l < 2 * width; l++)
-				quantize_lane(x + (size_t)t * n_in, n_in / Q8_BLOCK, g, width, l, qt, n,
-					      d + at + l, c + at + l);
+				quantize_lane(x + (size_t)t * n_in, n_in / Q8_BLOCK, g, width, l,
+					      qt, n, d + at + l, c + at + l);
 		}
 	}
 }
@@ -348,7 +350,8 @@ static int repack(struct q8_linear *s, const uint8_t *src)
 				} else {
 					/* GGUF Q5_0: 4 bytes of fifth bits, then nibbles j | j + 16 */
 					uint32_t qh = (uint32_t)vals[0] | (uint32_t)vals[1] << 8 |
-						      (uint32_t)vals[2] << 16 | (uint32_t)vals[3] << 24;
+						      (uint32_t)vals[2] << 16 |
+						      (uint32_t)vals[3] << 24;
 
 					u = (vals[4 + v % 16] >> (v < 16 ? 0 : 4) & 0xfu) |
 					    ((qh >> v) & 1) << 4;

@@ -131,7 +131,7 @@ struct q8_acts {
 
 /* Bytes of one token's activations: q (32 per block), then d and c (8 lanes per group each). */
 #define Q8_ACT_BYTES(n_blocks) \
-	((size_t)(n_blocks) * Q8_BLOCK + ((size_t)(n_blocks) + Q8_GROUP - 1) / Q8_GROUP * 8 * 8)
+	((size_t)(n_blocks)*Q8_BLOCK + ((size_t)(n_blocks) + Q8_GROUP - 1) / Q8_GROUP * 8 * 8)
 
 /*
  * Quantize @m rows of @n_in activations into @q, @d, @c (struct q8_acts; the layout depends

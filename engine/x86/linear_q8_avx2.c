@@ -22,8 +22,8 @@ static inline __m128i q8_dot128(__m128i acc, __m128i w, __m128i x)
 {
 	__m256i p = _mm256_madd_epi16(_mm256_cvtepu8_epi16(w), _mm256_cvtepi8_epi16(x));
 
-	return _mm_add_epi32(acc, _mm_hadd_epi32(_mm256_castsi256_si128(p),
-						 _mm256_extracti128_si256(p, 1)));
+	return _mm_add_epi32(
+		acc, _mm_hadd_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)));
 }
 
 #define Q8_ROWS_FN q8_rows_avx2

@@ -18,16 +18,17 @@
 /* Rows per cache block of the batch path: their weights stay in L2 while the batch passes. */
 #define ROW_BLOCK 64
 
-/* Tokens per batch tile (one row each): eight integer and eight float accumulators. */
-#define TOK_TILE 8
+/* Tokens per batch tile of 4 rows. */
+#define TOK_TILE 3
 
 /*
  * Software prefetch distances in bytes. One token (decode's LM head streams the whole matrix
- * from memory once per token): a row tile's group ahead, as the hardware prefetcher alone
- * left the head 30% slower. A batch: the next tiles while the first token tile passes over a
- * row block (SmolLM2's head, 16 tokens, 1 thread: 8.0 -> 6.5 ms in the prototype).
+ * once per token): 16 row tiles' groups ahead; SmolLM2's head, 1 token, 1 thread, medians of
+ * 8 alternating runs on the Zen 4 VM: 0 B 1.21 ms, 2 KB 1.36, 6-12 KB 0.90-0.92, 16 KB 0.98
+ * (the int16 kernel before it: 1.07-1.18). A batch: the next tiles while the first token
+ * tile passes over a row block.
  */
-#define PREFETCH_ONE   2048
+#define PREFETCH_ONE   8192
 #define PREFETCH_BATCH 8192
 
 /* A Q5_0 step of 32 values (20 bytes at @p) as w + 128: nibbles, fifth bits, then + 112. */
@@ -91,110 +92,122 @@ static inline __m256 lanes_sum8(const __m256 a[8])
 		s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[i], a[i + 4], 0x20),
 				     _mm256_permute2f128_ps(a[i], a[i + 4], 0x31));
 	/* s[i] = l0+l4, l1+l5, l2+l6, l3+l7 of a[i], then of a[i + 4] */
-	r0 = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], 0x44), _mm256_shuffle_ps(s[0], s[1], 0xee));
-	r1 = _mm256_add_ps(_mm256_shuffle_ps(s[2], s[3], 0x44), _mm256_shuffle_ps(s[2], s[3], 0xee));
+	r0 = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], 0x44),
+			   _mm256_shuffle_ps(s[0], s[1], 0xee));
+	r1 = _mm256_add_ps(_mm256_shuffle_ps(s[2], s[3], 0x44),
+			   _mm256_shuffle_ps(s[2], s[3], 0xee));
 	return _mm256_add_ps(_mm256_shuffle_ps(r0, r1, 0x88), _mm256_shuffle_ps(r0, r1, 0xdd));
 }
 
 /*
- * Rows @r .. @r + @n_rows - 1 times tokens @t0 .. @t0 + @n_tok - 1 of @m (n_rows * n_tok <=
- * 8; n_rows 1, or 4 with n_tok 1): the accumulators of q8_rows_ref, kept in registers.
+ * Row tile @r (4 rows from @r, a multiple of 4) times tokens @t0 .. @t0 + @n_tok - 1 (1..3)
+ * of @m: the accumulators of q8_rows_ref, kept in registers (12 integer and 12 float at
+ * most, of AVX-512's 32). Each step's weights serve @n_tok tokens and each activation load
+ * four rows, which beat one row x 8 tokens (7.0 ms for SmolLM2's head at 16 tokens on 1
+ * thread) and 2 x 4 (6.6) with 5.8-6.1 ms: the loads, not the vpdpbusd, set the pace.
  * Outputs of rows past n_out are not stored. @qb: Q8_QBYTES or Q5_QBYTES (constant where
- * inlined). The activations' group-major layout puts a tile's tokens at constant offsets.
- * (@m is the batch's token count: the layout's group stride.)
+ * inlined). The activations' group-major layout puts the tokens at constant offsets.
  */
 static inline __attribute__((always_inline)) void tile(const struct q8_weight *w, uint32_t r,
-						       int n_rows, const struct q8_acts *x,
-						       uint32_t m, uint32_t t0, int n_tok, float *y,
+						       const struct q8_acts *x, uint32_t m,
+						       uint32_t t0, int n_tok, float *y,
 						       uint32_t qb)
 {
 	const uint32_t ng = q8_n_groups(w);
-	const uint8_t *tq = q8_group_q(w, r - r % Q8_TILE_ROWS, 0);
-	const float *td = q8_group_d(w, r - r % Q8_TILE_ROWS, 0);
-	const int ri = (int)(r % Q8_TILE_ROWS);
-	__m256 acc[8];
-	float out[8];
-	int n = n_rows * n_tok;
+	const uint8_t *tq = q8_group_q(w, r, 0);
+	const float *td = q8_group_d(w, r, 0);
+	const int n = Q8_TILE_ROWS * n_tok;
+	__m256 acc[16];
+	float out[16];
 
-#pragma GCC unroll 8
+#pragma GCC unroll 16
 	for (int a = 0; a < n; a++)
 		acc[a] = _mm256_setzero_ps();
 	for (uint32_t g = 0; g < ng; g++) {
 		const uint32_t width = q8_group_width(w, g);
 		const uint8_t *gq = tq + (size_t)g * Q8_GROUP * Q8_TILE_ROWS * qb;
 		const float *gd = td + (size_t)g * Q8_GROUP * Q8_TILE_ROWS;
-		const int8_t *xq = x->q + ((size_t)m * g * Q8_GROUP + (size_t)t0 * width) * Q8_BLOCK;
+		const int8_t *xq =
+			x->q + ((size_t)m * g * Q8_GROUP + (size_t)t0 * width) * Q8_BLOCK;
 		const float *xd = x->d + ((size_t)g * m + t0) * 8;
 		const int32_t *xc = x->c + ((size_t)g * m + t0) * 8;
 
-		if (n_rows == Q8_TILE_ROWS)
+		if (m == 1)
+#pragma GCC unroll 8
 			for (uint32_t b = 0; b < Q8_TILE_ROWS * Q8_GROUP * qb; b += 64)
 				_mm_prefetch((const char *)gq + PREFETCH_ONE + b, _MM_HINT_T0);
 		if (width == Q8_GROUP) {
-			__m256i d[8];
+			__m256i d[12];
 
-#pragma GCC unroll 8
+#pragma GCC unroll 16
 			for (int a = 0; a < n; a++)
 				d[a] = _mm256_loadu_si256((const __m256i *)(xc + 8 * (a % n_tok)));
 #pragma GCC unroll 4
 			for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
 				const int8_t *xk = xq + Q8_STEP * k;
-				__m256i wv[4];
+				__m256i wv[Q8_TILE_ROWS];
 
 #pragma GCC unroll 4
-				for (int i = 0; i < n_rows; i++)
-					wv[i] = step256(gq + (size_t)(ri + i) * Q8_GROUP * qb, qb, k);
-#pragma GCC unroll 8
+				for (int i = 0; i < Q8_TILE_ROWS; i++)
+					wv[i] = step256(gq + (size_t)i * Q8_GROUP * qb, qb, k);
+#pragma GCC unroll 4
 				for (int t = 0; t < n_tok; t++) {
 					__m256i xv = _mm256_loadu_si256(
 						(const __m256i *)(xk + Q8_GROUP * Q8_BLOCK * t));
 
+					/* one load for the four rows, not one folded into each */
+					__asm__("" : "+v"(xv));
 #pragma GCC unroll 4
-					for (int i = 0; i < n_rows; i++)
-						d[i * n_tok + t] = q8_dot256(d[i * n_tok + t], wv[i], xv);
+					for (int i = 0; i < Q8_TILE_ROWS; i++)
+						d[i * n_tok + t] =
+							q8_dot256(d[i * n_tok + t], wv[i], xv);
 				}
 			}
 #pragma GCC unroll 4
-			for (int i = 0; i < n_rows; i++) {
-				__m256 dw = _mm256_broadcast_ps(
-					(const __m128 *)(gd + (size_t)(ri + i) * Q8_GROUP));
-#pragma GCC unroll 8
+			for (int i = 0; i < Q8_TILE_ROWS; i++) {
+				__m256 dw =
+					_mm256_broadcast_ps((const __m128 *)(gd + i * Q8_GROUP));
+#pragma GCC unroll 4
 				for (int t = 0; t < n_tok; t++) {
 					__m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + 8 * t));
 					int a = i * n_tok + t;
 
-					acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[a]), s, acc[a]);
+					acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[a]), s,
+								 acc[a]);
 				}
 			}
 		} else {
 			/* a 2-block group: lanes 0..3 */
-			__m128i d[8];
+			__m128i d[12];
 
-#pragma GCC unroll 8
+#pragma GCC unroll 16
 			for (int a = 0; a < n; a++)
 				d[a] = _mm_loadu_si128((const __m128i *)(xc + 8 * (a % n_tok)));
 #pragma GCC unroll 4
 			for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
 				const int8_t *xk = xq + 16 * k;
-				__m128i wv[4];
+				__m128i wv[Q8_TILE_ROWS];
 
 #pragma GCC unroll 4
-				for (int i = 0; i < n_rows; i++)
-					wv[i] = step128(gq + (size_t)(ri + i) * 2 * qb, qb, k);
-#pragma GCC unroll 8
+				for (int i = 0; i < Q8_TILE_ROWS; i++)
+					wv[i] = step128(gq + (size_t)i * 2 * qb, qb, k);
+#pragma GCC unroll 4
 				for (int t = 0; t < n_tok; t++) {
-					__m128i xv = _mm_loadu_si128((const __m128i *)(xk + 2 * Q8_BLOCK * t));
+					__m128i xv = _mm_loadu_si128(
+						(const __m128i *)(xk + 2 * Q8_BLOCK * t));
 
+					__asm__("" : "+v"(xv));
 #pragma GCC unroll 4
-					for (int i = 0; i < n_rows; i++)
-						d[i * n_tok + t] = q8_dot128(d[i * n_tok + t], wv[i], xv);
+					for (int i = 0; i < Q8_TILE_ROWS; i++)
+						d[i * n_tok + t] =
+							q8_dot128(d[i * n_tok + t], wv[i], xv);
 				}
 			}
 #pragma GCC unroll 4
-			for (int i = 0; i < n_rows; i++) {
-				__m128 dw = _mm_castpd_ps(
-					_mm_loaddup_pd((const double *)(gd + (size_t)(ri + i) * 2)));
-#pragma GCC unroll 8
+			for (int i = 0; i < Q8_TILE_ROWS; i++) {
+				__m128 dw =
+					_mm_castpd_ps(_mm_loaddup_pd((const double *)(gd + i * 2)));
+#pragma GCC unroll 4
 				for (int t = 0; t < n_tok; t++) {
 					int a = i * n_tok + t;
 					__m128 s = _mm_mul_ps(dw, _mm_loadu_ps(xd + 8 * t));
@@ -206,47 +219,15 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 			}
 		}
 	}
-#pragma GCC unroll 8
-	for (int a = n; a < 8; a++)
+#pragma GCC unroll 16
+	for (int a = n; a < 16; a++)
 		acc[a] = acc[0];
 	_mm256_storeu_ps(out, lanes_sum8(acc));
-	for (int i = 0; i < n_rows && r + i < w->n_out; i++)
+	if (n > 8)
+		_mm256_storeu_ps(out + 8, lanes_sum8(acc + 8));
+	for (int i = 0; i < Q8_TILE_ROWS && r + i < w->n_out; i++)
 		for (int t = 0; t < n_tok; t++)
 			y[(size_t)(t0 + t) * w->n_out + r + i] = out[i * n_tok + t];
-}
-
-/* Row @r against @n_tok (1..TOK_TILE) tokens from @t0, the count a constant per call. */
-static inline __attribute__((always_inline)) void row_tokens(const struct q8_weight *w,
-							     uint32_t r, const struct q8_acts *x,
-							     uint32_t m, uint32_t t0, uint32_t n_tok,
-							     float *y, uint32_t qb)
-{
-	switch (n_tok) {
-	case 8:
-		tile(w, r, 1, x, m, t0, 8, y, qb);
-		break;
-	case 7:
-		tile(w, r, 1, x, m, t0, 7, y, qb);
-		break;
-	case 6:
-		tile(w, r, 1, x, m, t0, 6, y, qb);
-		break;
-	case 5:
-		tile(w, r, 1, x, m, t0, 5, y, qb);
-		break;
-	case 4:
-		tile(w, r, 1, x, m, t0, 4, y, qb);
-		break;
-	case 3:
-		tile(w, r, 1, x, m, t0, 3, y, qb);
-		break;
-	case 2:
-		tile(w, r, 1, x, m, t0, 2, y, qb);
-		break;
-	default:
-		tile(w, r, 1, x, m, t0, 1, y, qb);
-		break;
-	}
 }
 
 static inline __attribute__((always_inline)) void rows(const struct q8_weight *w, uint32_t r0,
@@ -254,9 +235,8 @@ static inline __attribute__((always_inline)) void rows(const struct q8_weight *w
 						       uint32_t m, float *y, uint32_t qb)
 {
 	if (m == 1) {
-		/* one token: whole row tiles, four rows' chains in flight */
 		for (uint32_t r = r0; r < r1; r += Q8_TILE_ROWS)
-			tile(w, r, Q8_TILE_ROWS, x, 1, 0, 1, y, qb);
+			tile(w, r, x, 1, 0, 1, y, qb);
 		return;
 	}
 	for (uint32_t rb = r0; rb < r1; rb += ROW_BLOCK) {
@@ -265,15 +245,21 @@ static inline __attribute__((always_inline)) void rows(const struct q8_weight *w
 		for (uint32_t t = 0; t < m; t += TOK_TILE) {
 			uint32_t nt = m - t < TOK_TILE ? m - t : TOK_TILE;
 
-			for (uint32_t r = rb; r < re; r++) {
+			for (uint32_t r = rb; r < re; r += Q8_TILE_ROWS) {
 				/* the first token tile brings the weights: fetch ahead of it */
-				if (t == 0 && r % Q8_TILE_ROWS == 0) {
+				if (t == 0) {
 					const uint8_t *p = q8_group_q(w, r, 0) + PREFETCH_BATCH;
 
-					for (uint32_t b = 0; b < Q8_TILE_ROWS * w->n_blocks * qb; b += 64)
+					for (uint32_t b = 0; b < Q8_TILE_ROWS * w->n_blocks * qb;
+					     b += 64)
 						_mm_prefetch((const char *)p + b, _MM_HINT_T0);
 				}
-				row_tokens(w, r, x, m, t, nt, y, qb);
+				if (nt == 3)
+					tile(w, r, x, m, t, 3, y, qb);
+				else if (nt == 2)
+					tile(w, r, x, m, t, 2, y, qb);
+				else
+					tile(w, r, x, m, t, 1, y, qb);
 			}
 		}
 	}
