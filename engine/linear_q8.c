@@ -347,6 +347,7 @@ static int repack(struct q8_linear *s, const uint8_t *src)
 
 				if (qb == Q8_QBYTES) {
 					u = (uint8_t)((int8_t)vals[v] + 128);
+					s->w.has_int8_min |= u == 0;
 				} else {
 					/* GGUF Q5_0: 4 bytes of fifth bits, then nibbles j | j + 16 */
 					uint32_t qh = (uint32_t)vals[0] | (uint32_t)vals[1] << 8 |

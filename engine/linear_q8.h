@@ -16,6 +16,7 @@
  * scales multiply once per group instead of once per block.
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Values per Q8_0 block (one weight scale each). */
@@ -57,6 +58,7 @@ struct q8_weight {
 	uint32_t n_in;	   /* a multiple of Q8_BLOCK */
 	uint32_t n_blocks; /* padded to even */
 	uint32_t qbytes;   /* Q8_QBYTES or Q5_QBYTES: which format q holds */
+	bool has_int8_min; /* a Q8_0 value of -128 (kernels that negate weights must not) */
 };
 
 /* Blocks in group @g of a row: Q8_GROUP, or 2 for a short last group. */

@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The x86 row kernel of the Q8_0 linear backend (engine/linear_q8.h), written once for the
- * two ISA files that include it: each defines before the include
- *   static inline __m256i q8_dot256(__m256i acc, __m256i w, __m256i x);
- *   static inline __m128i q8_dot128(__m128i acc, __m128i w, __m128i x);
- * (lane l of acc += the four products of bytes 4l..4l+3 of w, unsigned, and x, signed: what
- * vpdpbusd does) and Q8_ROWS_FN, the name of the entry point. Each (row, token) output sees
- * the same integer sums and the same float operations in the same order as q8_rows_ref.
+ * two ISA files that include it. Each defines before the include, for @sg 0 and, if
+ * Q8_SIGNED_OK is 1, also 1:
+ *   static inline __m256i q8_wprep256(int sg, __m256i u);  once per weight step (w + 128)
+ *   static inline __m256i q8_xprep256(int sg, __m256i x);  once per activation step
+ *   static inline __m256i q8_dot256(int sg, __m256i acc, __m256i w, __m256i x, __m256i xp);
+ * and the __m128i versions (q8_wprep128, q8_xprep128, q8_dot128). With sg = 0 lane l of acc
+ * gains the four products of bytes 4l..4l+3 of u (unsigned) and x (signed), what vpdpbusd
+ * does, and starts from the activations' correction c; with sg = 1 it gains the products
+ * with w = u - 128 and starts from 0, the same integer in the end (sg = 1 is only used for
+ * weights without -128, q8_weight.has_int8_min). Q8_ROWS_FN names the entry point. Each
+ * (row, token) output sees the same integer sums and the same float operations in the same
+ * order as q8_rows_ref.
  */
 #include "engine/linear_q8.h"
 
@@ -111,7 +117,7 @@ static inline __m256 lanes_sum8(const __m256 a[8])
 static inline __attribute__((always_inline)) void tile(const struct q8_weight *w, uint32_t r,
 						       const struct q8_acts *x, uint32_t m,
 						       uint32_t t0, int n_tok, float *y,
-						       uint32_t qb)
+						       uint32_t qb, int sg)
 {
 	const uint32_t ng = q8_n_groups(w);
 	const uint8_t *tq = q8_group_q(w, r, 0);
@@ -141,7 +147,9 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 
 #pragma GCC unroll 16
 			for (int a = 0; a < n; a++)
-				d[a] = _mm256_loadu_si256((const __m256i *)(xc + 8 * (a % n_tok)));
+				d[a] = sg ? _mm256_setzero_si256()
+					  : _mm256_loadu_si256(
+						    (const __m256i *)(xc + 8 * (a % n_tok)));
 #pragma GCC unroll 4
 			for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
 				const int8_t *xk = xq + Q8_STEP * k;
@@ -149,18 +157,22 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 
 #pragma GCC unroll 4
 				for (int i = 0; i < Q8_TILE_ROWS; i++)
-					wv[i] = step256(gq + (size_t)i * Q8_GROUP * qb, qb, k);
+					wv[i] = q8_wprep256(
+						sg, step256(gq + (size_t)i * Q8_GROUP * qb, qb, k));
 #pragma GCC unroll 4
 				for (int t = 0; t < n_tok; t++) {
 					__m256i xv = _mm256_loadu_si256(
 						(const __m256i *)(xk + Q8_GROUP * Q8_BLOCK * t));
 
+					__m256i xp;
+
 					/* one load for the four rows, not one folded into each */
 					__asm__("" : "+v"(xv));
+					xp = q8_xprep256(sg, xv);
 #pragma GCC unroll 4
 					for (int i = 0; i < Q8_TILE_ROWS; i++)
-						d[i * n_tok + t] =
-							q8_dot256(d[i * n_tok + t], wv[i], xv);
+						d[i * n_tok + t] = q8_dot256(sg, d[i * n_tok + t],
+									     wv[i], xv, xp);
 				}
 			}
 #pragma GCC unroll 4
@@ -182,7 +194,9 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 
 #pragma GCC unroll 16
 			for (int a = 0; a < n; a++)
-				d[a] = _mm_loadu_si128((const __m128i *)(xc + 8 * (a % n_tok)));
+				d[a] = sg ? _mm_setzero_si128()
+					  : _mm_loadu_si128(
+						    (const __m128i *)(xc + 8 * (a % n_tok)));
 #pragma GCC unroll 4
 			for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
 				const int8_t *xk = xq + 16 * k;
@@ -190,17 +204,21 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 
 #pragma GCC unroll 4
 				for (int i = 0; i < Q8_TILE_ROWS; i++)
-					wv[i] = step128(gq + (size_t)i * 2 * qb, qb, k);
+					wv[i] = q8_wprep128(
+						sg, step128(gq + (size_t)i * 2 * qb, qb, k));
 #pragma GCC unroll 4
 				for (int t = 0; t < n_tok; t++) {
 					__m128i xv = _mm_loadu_si128(
 						(const __m128i *)(xk + 2 * Q8_BLOCK * t));
 
+					__m128i xp;
+
 					__asm__("" : "+v"(xv));
+					xp = q8_xprep128(sg, xv);
 #pragma GCC unroll 4
 					for (int i = 0; i < Q8_TILE_ROWS; i++)
-						d[i * n_tok + t] =
-							q8_dot128(d[i * n_tok + t], wv[i], xv);
+						d[i * n_tok + t] = q8_dot128(sg, d[i * n_tok + t],
+									     wv[i], xv, xp);
 				}
 			}
 #pragma GCC unroll 4
@@ -232,11 +250,11 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 
 static inline __attribute__((always_inline)) void rows(const struct q8_weight *w, uint32_t r0,
 						       uint32_t r1, const struct q8_acts *x,
-						       uint32_t m, float *y, uint32_t qb)
+						       uint32_t m, float *y, uint32_t qb, int sg)
 {
 	if (m == 1) {
 		for (uint32_t r = r0; r < r1; r += Q8_TILE_ROWS)
-			tile(w, r, x, 1, 0, 1, y, qb);
+			tile(w, r, x, 1, 0, 1, y, qb, sg);
 		return;
 	}
 	for (uint32_t rb = r0; rb < r1; rb += ROW_BLOCK) {
@@ -255,11 +273,11 @@ static inline __attribute__((always_inline)) void rows(const struct q8_weight *w
 						_mm_prefetch((const char *)p + b, _MM_HINT_T0);
 				}
 				if (nt == 3)
-					tile(w, r, x, m, t, 3, y, qb);
+					tile(w, r, x, m, t, 3, y, qb, sg);
 				else if (nt == 2)
-					tile(w, r, x, m, t, 2, y, qb);
+					tile(w, r, x, m, t, 2, y, qb, sg);
 				else
-					tile(w, r, x, m, t, 1, y, qb);
+					tile(w, r, x, m, t, 1, y, qb, sg);
 			}
 		}
 	}
@@ -268,8 +286,10 @@ static inline __attribute__((always_inline)) void rows(const struct q8_weight *w
 void Q8_ROWS_FN(const struct q8_weight *w, uint32_t r0, uint32_t r1, const struct q8_acts *x,
 		uint32_t m, float *y)
 {
-	if (w->qbytes == Q8_QBYTES)
-		rows(w, r0, r1, x, m, y, Q8_QBYTES);
+	if (w->qbytes == Q5_QBYTES)
+		rows(w, r0, r1, x, m, y, Q5_QBYTES, Q8_SIGNED_OK);
+	else if (Q8_SIGNED_OK && !w->has_int8_min)
+		rows(w, r0, r1, x, m, y, Q8_QBYTES, 1);
 	else
-		rows(w, r0, r1, x, m, y, Q5_QBYTES);
+		rows(w, r0, r1, x, m, y, Q8_QBYTES, 0);
 }

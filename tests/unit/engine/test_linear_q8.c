@@ -38,23 +38,29 @@
 #define Q8_BYTES 34
 #define Q5_BYTES 22
 
-/* The two block formats the backend keeps as they are. */
+/*
+ * The two block formats the backend keeps as they are; Q8_0 twice: with every int8 value,
+ * and without -128 as llama.cpp's quantizer writes it (the AVX2 kernel then takes its
+ * signed path, which negates weights).
+ */
 struct fmt {
 	const char *name;
 	enum ggml_type type;
 	uint32_t bytes; /* per block of 32 */
 	int (*init)(struct linear *l, const void *blocks, uint64_t n_bytes, uint32_t n_out,
 		    uint32_t n_in, const struct lut_runner *runner);
+	bool no_int8_min;
 };
 
 static const struct fmt fmts[] = {
-	{ "q8_0", GGML_TYPE_Q8_0, Q8_BYTES, linear_init_q8_0 },
-	{ "q5_0", GGML_TYPE_Q5_0, Q5_BYTES, linear_init_q5_0 },
+	{ "q8_0", GGML_TYPE_Q8_0, Q8_BYTES, linear_init_q8_0, false },
+	{ "q5_0", GGML_TYPE_Q5_0, Q5_BYTES, linear_init_q5_0, false },
+	{ "q8_0", GGML_TYPE_Q8_0, Q8_BYTES, linear_init_q8_0, true },
 };
 
 /*
  * @n_out x @n_in random blocks of @f: every value byte random (all int8, or all nibbles and
- * fifth bits), f16 scales over 2^-12..2^-3.
+ * fifth bits; -128 replaced by -127 for no_int8_min), f16 scales over 2^-12..2^-3.
  */
 static uint8_t *make_blocks_of(const struct fmt *f, uint32_t n_out, uint32_t n_in)
 {
@@ -69,8 +75,11 @@ static uint8_t *make_blocks_of(const struct fmt *f, uint32_t n_out, uint32_t n_i
 
 		blk[0] = (uint8_t)h;
 		blk[1] = (uint8_t)(h >> 8);
-		for (uint32_t j = 2; j < f->bytes; j++)
+		for (uint32_t j = 2; j < f->bytes; j++) {
 			blk[j] = (uint8_t)test_rng();
+			if (f->no_int8_min && blk[j] == 0x80)
+				blk[j] = 0x81;
+		}
 	}
 	return b;
 }
