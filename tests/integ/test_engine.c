@@ -62,7 +62,7 @@ static const char *const prompts[] = {
 	"The sun rises in the",
 	"import numpy as",
 	"The opposite of hot is",
-	"Roses are red,",
+	"Twinkle, twinkle, little",
 	"In 1492, Columbus",
 	"Hello, my name is",
 	"A B C D E",
