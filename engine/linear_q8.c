@@ -65,7 +65,8 @@ void q8_rows_ref(const struct q8_weight *w, uint32_t r0, uint32_t r1, const stru
 					for (uint32_t j = 0; j < n; j++)
 						isum[j / 4] += u[j] * xk[j];
 				}
-				for (uint32_t l = 0; l < 2 * width; l++)
+				/* a short group's lanes 2 width.. add 0 x 0 */
+				for (uint32_t l = 0; l < 8; l++)
 					lane[l] = fmaf((float)(isum[l] + cx[l]),
 						       dw[l % width] * dx[l], lane[l]);
 			}

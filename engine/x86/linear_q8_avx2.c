@@ -43,29 +43,5 @@ static inline __m256i q8_dot256(int sg, __m256i acc, __m256i w, __m256i x, __m25
 	return _mm256_add_epi32(acc, _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xd8));
 }
 
-static inline __m128i q8_wprep128(int sg, __m128i u)
-{
-	return sg ? _mm_xor_si128(u, _mm_set1_epi8((char)0x80)) : u;
-}
-
-static inline __m128i q8_xprep128(int sg, __m128i x)
-{
-	return sg ? _mm_abs_epi8(x) : x;
-}
-
-static inline __m128i q8_dot128(int sg, __m128i acc, __m128i w, __m128i x, __m128i xp)
-{
-	__m256i p;
-
-	if (sg) {
-		__m128i q = _mm_maddubs_epi16(xp, _mm_sign_epi8(w, x));
-
-		return _mm_add_epi32(acc, _mm_madd_epi16(q, _mm_set1_epi16(1)));
-	}
-	p = _mm256_madd_epi16(_mm256_cvtepu8_epi16(w), _mm256_cvtepi8_epi16(x));
-	return _mm_add_epi32(
-		acc, _mm_hadd_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)));
-}
-
 #define Q8_ROWS_FN q8_rows_avx2
 #include "engine/x86/linear_q8_tiles.h"

@@ -72,20 +72,34 @@ static inline __m128i q5_step128(const uint8_t *p)
 	return _mm_add_epi8(_mm_or_si128(v, hb), _mm_set1_epi8(112));
 }
 
-/* Step @k of a full group at @p as w + 128. */
-static inline __m256i step256(const uint8_t *p, uint32_t qb, uint32_t k)
+/*
+ * Step @k of a group of @width blocks at @p as w + 128; a 2-block group's 16 bytes in the
+ * low half, zeros above (they meet zero activations, scales and corrections).
+ */
+static inline __m256i step_of(const uint8_t *p, uint32_t qb, uint32_t width, uint32_t k)
 {
-	if (qb == Q8_QBYTES)
-		return _mm256_loadu_si256((const __m256i *)(p + Q8_STEP * k));
-	return q5_step256(p + 20 * k);
+	if (width == Q8_GROUP)
+		return qb == Q8_QBYTES ? _mm256_loadu_si256((const __m256i *)(p + Q8_STEP * k))
+				       : q5_step256(p + 20 * k);
+	return _mm256_zextsi128_si256(qb == Q8_QBYTES
+					      ? _mm_loadu_si128((const __m128i *)(p + 16 * k))
+					      : q5_step128(p + 10 * k));
 }
 
-/* Step @k of a 2-block group at @p as w + 128. */
-static inline __m128i step128(const uint8_t *p, uint32_t qb, uint32_t k)
+/* A token's step of a group of @width blocks at @p, as step_of() lays it out. */
+static inline __m256i acts_of(const int8_t *p, uint32_t width)
 {
-	if (qb == Q8_QBYTES)
-		return _mm_loadu_si128((const __m128i *)(p + 16 * k));
-	return q5_step128(p + 10 * k);
+	if (width == Q8_GROUP)
+		return _mm256_loadu_si256((const __m256i *)p);
+	return _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* A row's @width block scales at @p repeated for the lanes' halves: d0..d3 twice, or d0 d1 twice then zeros. */
+static inline __m256 scales_of(const float *p, uint32_t width)
+{
+	if (width == Q8_GROUP)
+		return _mm256_broadcast_ps((const __m128 *)p);
+	return _mm256_zextps128_ps256(_mm_castpd_ps(_mm_loaddup_pd((const double *)p)));
 }
 
 /* Sum of each of 8 accumulators' lanes in q8_lanes_sum()'s order: lane q of the result is a[q]'s. */
@@ -103,6 +117,54 @@ static inline __m256 lanes_sum8(const __m256 a[8])
 	r1 = _mm256_add_ps(_mm256_shuffle_ps(s[2], s[3], 0x44),
 			   _mm256_shuffle_ps(s[2], s[3], 0xee));
 	return _mm256_add_ps(_mm256_shuffle_ps(r0, r1, 0x88), _mm256_shuffle_ps(r0, r1, 0xdd));
+}
+
+/*
+ * One group of @width blocks (a constant where inlined) of a row tile: @gq, @gd its weights
+ * and scales, @xq, @xd, @xc the first token's activations; adds into @acc[row * n_tok + t].
+ */
+static inline __attribute__((always_inline)) void
+group_dot(const uint8_t *gq, const float *gd, const int8_t *xq, const float *xd, const int32_t *xc,
+	  int n_tok, uint32_t width, uint32_t qb, int sg, __m256 *acc)
+{
+	const int n = Q8_TILE_ROWS * n_tok;
+	__m256i d[12];
+
+#pragma GCC unroll 16
+	for (int a = 0; a < n; a++)
+		d[a] = sg ? _mm256_setzero_si256()
+			  : _mm256_loadu_si256((const __m256i *)(xc + 8 * (a % n_tok)));
+#pragma GCC unroll 4
+	for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
+		const int8_t *xk = xq + 8 * width * k;
+		__m256i wv[Q8_TILE_ROWS];
+
+#pragma GCC unroll 4
+		for (int i = 0; i < Q8_TILE_ROWS; i++)
+			wv[i] = q8_wprep256(sg, step_of(gq + (size_t)i * width * qb, qb, width, k));
+#pragma GCC unroll 4
+		for (int t = 0; t < n_tok; t++) {
+			__m256i xv = acts_of(xk + width * Q8_BLOCK * t, width), xp;
+
+			/* one load for the four rows, not one folded into each */
+			__asm__("" : "+v"(xv));
+			xp = q8_xprep256(sg, xv);
+#pragma GCC unroll 4
+			for (int i = 0; i < Q8_TILE_ROWS; i++)
+				d[i * n_tok + t] = q8_dot256(sg, d[i * n_tok + t], wv[i], xv, xp);
+		}
+	}
+#pragma GCC unroll 4
+	for (int i = 0; i < Q8_TILE_ROWS; i++) {
+		__m256 dw = scales_of(gd + i * width, width);
+#pragma GCC unroll 4
+		for (int t = 0; t < n_tok; t++) {
+			__m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + 8 * t));
+			int a = i * n_tok + t;
+
+			acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[a]), s, acc[a]);
+		}
+	}
 }
 
 /*
@@ -142,100 +204,10 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 #pragma GCC unroll 8
 			for (uint32_t b = 0; b < Q8_TILE_ROWS * Q8_GROUP * qb; b += 64)
 				_mm_prefetch((const char *)gq + PREFETCH_ONE + b, _MM_HINT_T0);
-		if (width == Q8_GROUP) {
-			__m256i d[12];
-
-#pragma GCC unroll 16
-			for (int a = 0; a < n; a++)
-				d[a] = sg ? _mm256_setzero_si256()
-					  : _mm256_loadu_si256(
-						    (const __m256i *)(xc + 8 * (a % n_tok)));
-#pragma GCC unroll 4
-			for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
-				const int8_t *xk = xq + Q8_STEP * k;
-				__m256i wv[Q8_TILE_ROWS];
-
-#pragma GCC unroll 4
-				for (int i = 0; i < Q8_TILE_ROWS; i++)
-					wv[i] = q8_wprep256(
-						sg, step256(gq + (size_t)i * Q8_GROUP * qb, qb, k));
-#pragma GCC unroll 4
-				for (int t = 0; t < n_tok; t++) {
-					__m256i xv = _mm256_loadu_si256(
-						(const __m256i *)(xk + Q8_GROUP * Q8_BLOCK * t));
-
-					__m256i xp;
-
-					/* one load for the four rows, not one folded into each */
-					__asm__("" : "+v"(xv));
-					xp = q8_xprep256(sg, xv);
-#pragma GCC unroll 4
-					for (int i = 0; i < Q8_TILE_ROWS; i++)
-						d[i * n_tok + t] = q8_dot256(sg, d[i * n_tok + t],
-									     wv[i], xv, xp);
-				}
-			}
-#pragma GCC unroll 4
-			for (int i = 0; i < Q8_TILE_ROWS; i++) {
-				__m256 dw =
-					_mm256_broadcast_ps((const __m128 *)(gd + i * Q8_GROUP));
-#pragma GCC unroll 4
-				for (int t = 0; t < n_tok; t++) {
-					__m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + 8 * t));
-					int a = i * n_tok + t;
-
-					acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[a]), s,
-								 acc[a]);
-				}
-			}
-		} else {
-			/* a 2-block group: lanes 0..3 */
-			__m128i d[12];
-
-#pragma GCC unroll 16
-			for (int a = 0; a < n; a++)
-				d[a] = sg ? _mm_setzero_si128()
-					  : _mm_loadu_si128(
-						    (const __m128i *)(xc + 8 * (a % n_tok)));
-#pragma GCC unroll 4
-			for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
-				const int8_t *xk = xq + 16 * k;
-				__m128i wv[Q8_TILE_ROWS];
-
-#pragma GCC unroll 4
-				for (int i = 0; i < Q8_TILE_ROWS; i++)
-					wv[i] = q8_wprep128(
-						sg, step128(gq + (size_t)i * 2 * qb, qb, k));
-#pragma GCC unroll 4
-				for (int t = 0; t < n_tok; t++) {
-					__m128i xv = _mm_loadu_si128(
-						(const __m128i *)(xk + 2 * Q8_BLOCK * t));
-
-					__m128i xp;
-
-					__asm__("" : "+v"(xv));
-					xp = q8_xprep128(sg, xv);
-#pragma GCC unroll 4
-					for (int i = 0; i < Q8_TILE_ROWS; i++)
-						d[i * n_tok + t] = q8_dot128(sg, d[i * n_tok + t],
-									     wv[i], xv, xp);
-				}
-			}
-#pragma GCC unroll 4
-			for (int i = 0; i < Q8_TILE_ROWS; i++) {
-				__m128 dw =
-					_mm_castpd_ps(_mm_loaddup_pd((const double *)(gd + i * 2)));
-#pragma GCC unroll 4
-				for (int t = 0; t < n_tok; t++) {
-					int a = i * n_tok + t;
-					__m128 s = _mm_mul_ps(dw, _mm_loadu_ps(xd + 8 * t));
-					__m128 lo = _mm_fmadd_ps(_mm_cvtepi32_ps(d[a]), s,
-								 _mm256_castps256_ps128(acc[a]));
-
-					acc[a] = _mm256_insertf128_ps(acc[a], lo, 0);
-				}
-			}
-		}
+		if (width == Q8_GROUP)
+			group_dot(gq, gd, xq, xd, xc, n_tok, Q8_GROUP, qb, sg, acc);
+		else
+			group_dot(gq, gd, xq, xd, xc, n_tok, 2, qb, sg, acc);
 	}
 #pragma GCC unroll 16
 	for (int a = n; a < 16; a++)
