@@ -147,8 +147,8 @@ void q8_quantize_acts(const float *x, uint32_t m, uint32_t n_in, uint32_t n_bloc
  * y[t][r] for rows r0 <= r < r1 (r0 a multiple of Q8_TILE_ROWS) and tokens t < m (y rows
  * n_out long): eight f32 lanes start at 0; per group, lane l adds the exact integer
  * c[l] + sum of its 16 (w + 128) x products (|sum| < 2^24) times (dw of the lane's block x
- * d[l]) by one fused multiply-add (a short group's lanes go to lanes 0..3); the lanes are
- * summed as q8_lanes_sum() has it. Every kernel does exactly this, so results do not
+ * d[l]) by one fused multiply-add (a short group's lanes 4..7, with no values, add 0 x 0);
+ * the lanes are summed as q8_lanes_sum() has it. Every kernel does exactly this, so results do not
  * depend on the ISA, the split of rows over workers or the batch size.
  */
 typedef void (*q8_rows_fn)(const struct q8_weight *w, uint32_t r0, uint32_t r1,
