@@ -3,10 +3,10 @@
  * The x86 row kernel of the Q8_0 linear backend (engine/linear_q8.h), written once for the
  * two ISA files that include it. Each defines before the include, for @sg 0 and, if
  * Q8_SIGNED_OK is 1, also 1:
- *   static inline __m256i q8_wprep256(int sg, __m256i u);  once per weight step (w + 128)
- *   static inline __m256i q8_xprep256(int sg, __m256i x);  once per activation step
- *   static inline __m256i q8_dot256(int sg, __m256i acc, __m256i w, __m256i x, __m256i xp);
- * and the __m128i versions (q8_wprep128, q8_xprep128, q8_dot128). With sg = 0 lane l of acc
+ *   __m256i q8_wprep256(int sg, __m256i u);  once per weight step (w + 128)
+ *   __m256i q8_xprep256(int sg, __m256i x);  once per activation step
+ *   __m256i q8_dot256(int sg, __m256i acc, __m256i w, __m256i x, __m256i xp);
+ * (functions or macros; xp is q8_xprep256's result for x). With sg = 0 lane l of acc
  * gains the four products of bytes 4l..4l+3 of u (unsigned) and x (signed), what vpdpbusd
  * does, and starts from the activations' correction c; with sg = 1 it gains the products
  * with w = u - 128 and starts from 0, the same integer in the end (sg = 1 is only used for
@@ -94,7 +94,7 @@ static inline __m256i acts_of(const int8_t *p, uint32_t width)
 	return _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p));
 }
 
-/* A row's @width block scales at @p repeated for the lanes' halves: d0..d3 twice, or d0 d1 twice then zeros. */
+/* A row's @width block scales at @p for the lanes: d0..d3 twice, or d0 d1 d0 d1 then zeros. */
 static inline __m256 scales_of(const float *p, uint32_t width)
 {
 	if (width == Q8_GROUP)
@@ -102,7 +102,7 @@ static inline __m256 scales_of(const float *p, uint32_t width)
 	return _mm256_zextps128_ps256(_mm_castpd_ps(_mm_loaddup_pd((const double *)p)));
 }
 
-/* Sum of each of 8 accumulators' lanes in q8_lanes_sum()'s order: lane q of the result is a[q]'s. */
+/* Each of 8 accumulators' lanes summed in q8_lanes_sum()'s order: lane q has a[q]'s sum. */
 static inline __m256 lanes_sum8(const __m256 a[8])
 {
 	__m256 s[4], r0, r1;
@@ -172,7 +172,7 @@ group_dot(const uint8_t *gq, const float *gd, const int8_t *xq, const float *xd,
  * of @m: the accumulators of q8_rows_ref, kept in registers (12 integer and 12 float at
  * most, of AVX-512's 32). Each step's weights serve @n_tok tokens and each activation load
  * four rows, which beat one row x 8 tokens (7.0 ms for SmolLM2's head at 16 tokens on 1
- * thread) and 2 x 4 (6.6) with 5.8-6.1 ms: the loads, not the vpdpbusd, set the pace.
+ * thread) and 2 x 4 (6.6) with 5.4 ms: the loads, not the vpdpbusd, set the pace.
  * Outputs of rows past n_out are not stored. @qb: Q8_QBYTES or Q5_QBYTES (constant where
  * inlined). The activations' group-major layout puts the tokens at constant offsets.
  */
