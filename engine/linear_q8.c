@@ -105,11 +105,8 @@ static void quantize_lane(const float *x, uint32_t nb, uint32_t g, uint32_t widt
 void q8_quantize_acts(const float *x, uint32_t m, uint32_t n_in, uint32_t n_blocks, int8_t *q,
 		      float *d, int32_t *c)
 {
-	uint32_t ng = (n_blocks + Q8_GROUP - 1) / Q8_GROUP;
-
-	for (uint32_t g = 0; g < ng; g++) {
-		uint32_t left = n_blocks - g * Q8_GROUP;
-		uint32_t width = left < Q8_GROUP ? left : Q8_GROUP, n = 8 * width;
+	for (uint32_t g = 0; g < Q8_GROUPS(n_blocks); g++) {
+		uint32_t width = q8_width_in(n_blocks, g), n = 8 * width;
 
 		for (uint32_t t = 0; t < m; t++) {
 			int8_t *qt = q + ((size_t)m * g * Q8_GROUP + (size_t)t * width) * Q8_BLOCK;
@@ -212,7 +209,7 @@ static void q8_run(const struct q8_linear *s, const struct q8_acts *x, float *y,
 static struct q8_acts carve_acts(uint8_t *buf, uint32_t n, uint32_t n_blocks)
 {
 	size_t nq = (size_t)n * n_blocks * Q8_BLOCK;
-	size_t nd = (size_t)n * ((n_blocks + Q8_GROUP - 1) / Q8_GROUP) * 8;
+	size_t nd = (size_t)n * Q8_GROUPS(n_blocks) * 8;
 
 	return (struct q8_acts){ .q = (int8_t *)buf,
 				 .d = (float *)(buf + nq),
@@ -339,6 +336,9 @@ static int repack(struct q8_linear *s, const uint8_t *src)
 		for (uint32_t b = 0; b < nb; b++, src += GGUF_BLOCK_BYTES(qb)) {
 			float d = dtype_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
 			const uint8_t *vals = src + 2;
+			/* GGUF Q5_0: 4 bytes of fifth bits, then nibbles j | j + 16 */
+			uint32_t qh = (uint32_t)vals[0] | (uint32_t)vals[1] << 8 |
+				      (uint32_t)vals[2] << 16 | (uint32_t)vals[3] << 24;
 
 			if (!isfinite(d))
 				return -EBADMSG;
@@ -350,11 +350,6 @@ static int repack(struct q8_linear *s, const uint8_t *src)
 					u = (uint8_t)((int8_t)vals[v] + 128);
 					s->w.has_int8_min |= u == 0;
 				} else {
-					/* GGUF Q5_0: 4 bytes of fifth bits, then nibbles j | j + 16 */
-					uint32_t qh = (uint32_t)vals[0] | (uint32_t)vals[1] << 8 |
-						      (uint32_t)vals[2] << 16 |
-						      (uint32_t)vals[3] << 24;
-
 					u = (vals[4 + v % 16] >> (v < 16 ? 0 : 4) & 0xfu) |
 					    ((qh >> v) & 1) << 4;
 				}

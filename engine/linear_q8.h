@@ -61,18 +61,25 @@ struct q8_weight {
 	bool has_int8_min; /* a Q8_0 value of -128 (kernels that negate weights must not) */
 };
 
-/* Blocks in group @g of a row: Q8_GROUP, or 2 for a short last group. */
-static inline uint32_t q8_group_width(const struct q8_weight *w, uint32_t g)
+/* Groups in a row of @n_blocks (q8_weight.n_blocks; a constant expression for constants). */
+#define Q8_GROUPS(n_blocks) (((n_blocks) + Q8_GROUP - 1) / Q8_GROUP)
+
+/* Blocks in group @g of a row of @n_blocks: Q8_GROUP, or 2 for a short last group. */
+static inline uint32_t q8_width_in(uint32_t n_blocks, uint32_t g)
 {
-	uint32_t left = w->n_blocks - g * Q8_GROUP;
+	uint32_t left = n_blocks - g * Q8_GROUP;
 
 	return left < Q8_GROUP ? left : Q8_GROUP;
 }
 
-/* Groups per row. */
+static inline uint32_t q8_group_width(const struct q8_weight *w, uint32_t g)
+{
+	return q8_width_in(w->n_blocks, g);
+}
+
 static inline uint32_t q8_n_groups(const struct q8_weight *w)
 {
-	return (w->n_blocks + Q8_GROUP - 1) / Q8_GROUP;
+	return Q8_GROUPS(w->n_blocks);
 }
 
 /* Where row @r's group @g starts, counted in blocks: times qbytes into q, one scale each in d. */
@@ -118,9 +125,9 @@ static inline void q8_step_values(const uint8_t *p, uint32_t qbytes, uint32_t wi
  * Activations quantized per token and per half block of 16 values, laid out group-major so
  * that a kernel finds the tokens of a tile at constant offsets: q holds, group by group,
  * each token's 4 steps of 8 x width int8 (step k of token t of group g at
- * (m * g * 4 + t * width) * 32 + k * 8 x width); d and c hold per group and token 8 lanes at (g * m + t) * 8: for lane l < 2 x width the
- * scale max |x| / 127 and -128 x the sum of the lane's 16 int8 (so that the sums of
- * (w + 128) x come out as sums of w x). A lane of padding holds zeros. (Halves, not blocks
+ * (m * g * 4 + t * width) * 32 + k * 8 x width); d and c hold per group and token 8 lanes
+ * at (g * m + t) * 8: for lane l < 2 x width the scale max |x| / 127 and -128 x the sum of
+ * the lane's 16 int8 (so that the sums of (w + 128) x come out as sums of w x). A lane of padding holds zeros. (Halves, not blocks
  * of 32, because the final hidden state's outlier channels flatten the rest of their block:
  * on SmolLM2, 8-bit per 32 moved WikiText-2 perplexity by +0.063%, per 16 by +0.022%; the
  * layout gives the half-block scale for free.)
@@ -132,8 +139,7 @@ struct q8_acts {
 };
 
 /* Bytes of one token's activations: q (32 per block), then d and c (8 lanes per group each). */
-#define Q8_ACT_BYTES(n_blocks) \
-	((size_t)(n_blocks)*Q8_BLOCK + ((size_t)(n_blocks) + Q8_GROUP - 1) / Q8_GROUP * 8 * 8)
+#define Q8_ACT_BYTES(n_blocks) ((size_t)(n_blocks)*Q8_BLOCK + (size_t)Q8_GROUPS(n_blocks) * 8 * 8)
 
 /*
  * Quantize @m rows of @n_in activations into @q, @d, @c (struct q8_acts; the layout depends
