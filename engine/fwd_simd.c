@@ -65,6 +65,23 @@ static double sumsq_ref(const float *x, uint32_t n)
 	return acc;
 }
 
+/*
+ * f16 of @f for the cache: rounded to nearest even, saturated to +-65504 (an overflow would
+ * turn into infinities and NaN scores; NaN stays NaN).
+ */
+static uint16_t kv_half(float f)
+{
+	const float hmax = 65504.0f;
+
+	return dtype_f32_to_f16(f > hmax ? hmax : f < -hmax ? -hmax : f);
+}
+
+static void to_f16_ref(uint16_t *dst, size_t dst_stride, const float *src, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		dst[i * dst_stride] = kv_half(src[i]);
+}
+
 static const struct fwd_ops ops_ref = {
 	.name = "ref",
 	.softmax = softmax_ref,
@@ -73,6 +90,7 @@ static const struct fwd_ops ops_ref = {
 	.logsumexp = logsumexp_ref,
 	.sumsq = sumsq_ref,
 	.attend_rows = NULL, /* attention stays on BLAS */
+	.to_f16 = to_f16_ref,
 };
 
 const struct fwd_ops *fwd_ops_of(enum lut_isa isa)
@@ -112,37 +130,54 @@ size_t fwd_packed_keys_floats(uint32_t n_keys, uint32_t hd)
 	return n_chunks * FWD_KEY_CHUNK * hd;
 }
 
-/*
- * f16 of @f for the cache: rounded to nearest even, saturated to +-65504 (an overflow would
- * turn into infinities and NaN scores; NaN stays NaN).
- */
-static uint16_t kv_half(float f)
-{
-	const float hmax = 65504.0f;
-
-	return dtype_f32_to_f16(f > hmax ? hmax : f < -hmax ? -hmax : f);
-}
-
 void fwd_kv_store(void *dst, const float *src, uint32_t n, bool f16)
 {
 	if (!f16) {
 		memcpy(dst, src, n * sizeof(float));
 		return;
 	}
-	for (uint32_t i = 0; i < n; i++)
-		((uint16_t *)dst)[i] = kv_half(src[i]);
+	fwd_ops()->to_f16(dst, 1, src, n);
+}
+
+/* Element offset of key @pos's first value in packed keys of dimension @hd. */
+static size_t key_at(uint32_t pos, uint32_t hd)
+{
+	return (size_t)pos / FWD_KEY_CHUNK * FWD_KEY_CHUNK * hd + pos % FWD_KEY_CHUNK;
 }
 
 void fwd_pack_key(void *kt, const float *k, uint32_t pos, uint32_t hd, bool f16)
 {
-	size_t at = (size_t)pos / FWD_KEY_CHUNK * FWD_KEY_CHUNK * hd + pos % FWD_KEY_CHUNK;
+	size_t at = key_at(pos, hd);
 
-	for (uint32_t d = 0; d < hd; d++, at += FWD_KEY_CHUNK) {
-		if (f16)
-			((uint16_t *)kt)[at] = kv_half(k[d]);
-		else
-			((float *)kt)[at] = k[d];
+	if (f16) {
+		fwd_ops()->to_f16((uint16_t *)kt + at, FWD_KEY_CHUNK, k, hd);
+		return;
 	}
+	for (uint32_t d = 0; d < hd; d++, at += FWD_KEY_CHUNK)
+		((float *)kt)[at] = k[d];
+}
+
+/* Lines of 64 bytes from the one holding @first to the one holding @last, each once. */
+static void prefetch_lines(const char *first, const char *last)
+{
+	for (uintptr_t line = (uintptr_t)first & ~(uintptr_t)63; line <= (uintptr_t)last;
+	     line += 64)
+		__builtin_prefetch((const void *)line, 1, 3);
+}
+
+void fwd_prefetch_key(const void *kt, uint32_t pos, uint32_t hd, bool f16)
+{
+	size_t elt = f16 ? sizeof(uint16_t) : sizeof(float);
+	const char *p = (const char *)kt + key_at(pos, hd) * elt;
+
+	/* one value every FWD_KEY_CHUNK elements (at most 64 bytes): every line in between */
+	prefetch_lines(p, p + ((size_t)hd - 1) * FWD_KEY_CHUNK * elt);
+}
+
+void fwd_prefetch_span(const void *p, size_t bytes)
+{
+	if (bytes)
+		prefetch_lines(p, (const char *)p + bytes - 1);
 }
 
 void fwd_pack_keys(void *kt, const float *k, uint32_t k_stride, uint32_t n_keys, uint32_t hd,

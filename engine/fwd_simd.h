@@ -76,6 +76,11 @@ struct fwd_ops {
 	 * and values are read once for all. NULL where attend_rows is.
 	 */
 	void (*attend_heads)(const struct fwd_att_rows *a, uint32_t n_heads);
+	/*
+	 * dst[i * dst_stride] = src[i] as f16 for i < n: rounded to nearest even, saturated to
+	 * +-65504, NaN kept NaN (dtype_f32_to_f16 of the clamped value), on every port.
+	 */
+	void (*to_f16)(uint16_t *dst, size_t dst_stride, const float *src, uint32_t n);
 };
 
 /* The ops for @isa (LUT_ISA_AUTO: the host's best); ISAs without a port get the scalar ops. */
@@ -103,6 +108,17 @@ void fwd_pack_key(void *kt, const float *k, uint32_t pos, uint32_t hd, bool f16)
 
 /* dst[0..n) = src[0..n) as f32, or (@f16) as fwd_pack_keys() rounds to f16. */
 void fwd_kv_store(void *dst, const float *src, uint32_t n, bool f16);
+
+/*
+ * Prefetch, for writing, the cache lines fwd_pack_key(@kt, ..., @pos, @hd, @f16) will store
+ * to. A decode step writes each sequence's new key across hd lines of a cache that the
+ * weights streamed out of cache since the last step: the stores missed and stalled the
+ * (single) thread that makes them.
+ */
+void fwd_prefetch_key(const void *kt, uint32_t pos, uint32_t hd, bool f16);
+
+/* Prefetch, for writing, the cache lines of [@p, @p + @bytes). */
+void fwd_prefetch_span(const void *p, size_t bytes);
 
 /* Scratch floats one attend_rows call needs for blocks of up to @n_keys keys. */
 size_t fwd_att_scratch_floats(uint32_t hd, uint32_t n_keys);

@@ -638,6 +638,47 @@ static void attend_heads_avx2(const struct fwd_att_rows *a, uint32_t n_heads)
 		attend_heads(a, n_heads, false);
 }
 
+/*
+ * to_f16 with F16C: clamp to +-65504 with the operands ordered so that a NaN passes (max_ps
+ * and min_ps return their second operand when one is NaN), then vcvtps2ph rounding to
+ * nearest even: the bits of dtype_f32_to_f16, whose NaN keeps the top payload bits quiet
+ * as the instruction does.
+ */
+static __m128i half8(__m256 x)
+{
+	const __m256 hmax = _mm256_set1_ps(65504.0f), hmin = _mm256_set1_ps(-65504.0f);
+
+	x = _mm256_min_ps(hmax, _mm256_max_ps(hmin, x));
+	return _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+static void to_f16_avx2(uint16_t *dst, size_t dst_stride, const float *src, uint32_t n)
+{
+	uint32_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		__m128i h = half8(_mm256_loadu_ps(src + i));
+		uint16_t v[8];
+
+		if (dst_stride == 1) {
+			_mm_storeu_si128((__m128i *)(dst + i), h);
+			continue;
+		}
+		_mm_storeu_si128((__m128i *)v, h);
+		for (int j = 0; j < 8; j++)
+			dst[(i + j) * dst_stride] = v[j];
+	}
+	if (i < n) {
+		float t[8] = { 0 };
+		uint16_t v[8];
+
+		memcpy(t, src + i, (n - i) * sizeof(float));
+		_mm_storeu_si128((__m128i *)v, half8(_mm256_loadu_ps(t)));
+		for (uint32_t j = 0; j < n - i; j++)
+			dst[(i + j) * dst_stride] = v[j];
+	}
+}
+
 const struct fwd_ops fwd_ops_avx2 = {
 	.name = "avx2",
 	.softmax = softmax_avx2,
@@ -647,6 +688,7 @@ const struct fwd_ops fwd_ops_avx2 = {
 	.sumsq = sumsq_avx2,
 	.attend_rows = attend_rows_avx2,
 	.attend_heads = attend_heads_avx2,
+	.to_f16 = to_f16_avx2,
 };
 
 const struct fwd_ops fwd_ops_avx512 = {
@@ -658,4 +700,5 @@ const struct fwd_ops fwd_ops_avx512 = {
 	.sumsq = sumsq_avx2,
 	.attend_rows = fwd_avx512_attend_rows,
 	.attend_heads = attend_heads_avx2,
+	.to_f16 = to_f16_avx2,
 };

@@ -355,6 +355,68 @@ static void att_case_free(struct att_case *t)
 }
 
 /* The fused kernel against attend_ref, with f32 and with f16 keys and values. */
+/* Every port's to_f16: the bits of dtype_f32_to_f16 of the value clamped to +-65504. */
+static uint16_t clamped_half(float f)
+{
+	return dtype_f32_to_f16(f > 65504.0f ? 65504.0f : f < -65504.0f ? -65504.0f : f);
+}
+
+static void test_to_f16_matches_scalar_rounding(void **state)
+{
+	const float specials[] = {
+		0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65505.0f, 65519.99f, 65520.0f, -70000.0f,
+		1e9f, -1e30f, INFINITY, -INFINITY, NAN, -NAN,
+		0x1p-24f, 0x1p-25f, 0x1.8p-24f, 0x1.8p-25f, 0x1p-14f, 0x1.ffcp-15f, 0x1p-126f,
+		0x1p-149f, -0x1p-140f, 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 2049.0f, 2051.0f, 0.1f,
+	};
+	enum { N = 67 };
+	const struct fwd_ops *ops[3];
+	uint32_t n_ops = host_ops(ops);
+	static const size_t strides[] = { 1, FWD_KEY_CHUNK };
+	uint64_t rng = 7;
+	float x[N];
+	uint16_t out[N * FWD_KEY_CHUNK];
+
+	(void)state;
+	if (lut_isa_supported(LUT_ISA_AVX512))
+		ops[n_ops++] = fwd_ops_of(LUT_ISA_AVX512);
+	/* hand values: the saturation, a subnormal, a tie to even, NaN kept */
+	assert_int_equal(clamped_half(1e9f), 0x7bff);
+	assert_int_equal(clamped_half(-INFINITY), 0xfbff);
+	assert_int_equal(clamped_half(0x1p-24f), 0x0001);
+	assert_int_equal(clamped_half(0x1p-25f), 0x0000);
+	assert_int_equal(clamped_half(0x1.8p-24f), 0x0002);
+	assert_true((clamped_half(NAN) & 0x7c00) == 0x7c00 && (clamped_half(NAN) & 0x3ff));
+	for (uint32_t i = 0; i < N; i++) {
+		/* the specials, then magnitudes spread over f16's range and beyond */
+		if (i < sizeof(specials) / sizeof(specials[0]))
+			x[i] = specials[i];
+		else
+			x[i] = ldexpf(urand(&rng, -1.0f, 1.0f), (int)urand(&rng, -30.0f, 20.0f));
+	}
+	for (uint32_t o = 0; o < n_ops; o++) {
+		for (uint32_t si = 0; si < 2; si++) {
+			/* every length up to N covers each tail of a vector of 8 */
+			for (uint32_t n = 0; n <= N; n += n < 20 ? 1 : 47) {
+				size_t st = strides[si];
+
+				memset(out, 0xa5, sizeof(out));
+				ops[o]->to_f16(out, st, x, n);
+				for (uint32_t i = 0; i < n; i++)
+					if (out[i * st] != clamped_half(x[i]))
+						fail_msg("%s stride %zu n %u: x[%u] = %a gave %#x, want %#x",
+							 ops[o]->name, st, n, i, (double)x[i],
+							 out[i * st], clamped_half(x[i]));
+				/* nothing between the strided values, nothing past the last */
+				for (size_t i = 0; i < N * FWD_KEY_CHUNK; i++)
+					if ((i % st || i / st >= n) && out[i] != 0xa5a5)
+						fail_msg("%s stride %zu n %u: wrote element %zu",
+							 ops[o]->name, st, n, i);
+			}
+		}
+	}
+}
+
 static void test_attend_rows_matches_double(void **state)
 {
 	/* win: sliding windows (Gemma 3: 512 keys, hd 256) inside and across key chunks */
@@ -684,6 +746,7 @@ int test_fwd_simd_run(void)
 		cmocka_unit_test(test_silu_mul_and_sumsq_match_double),
 		cmocka_unit_test(test_gelu_mul_matches_double),
 		cmocka_unit_test(test_nan_is_not_hidden),
+		cmocka_unit_test(test_to_f16_matches_scalar_rounding),
 		cmocka_unit_test(test_attend_rows_matches_double),
 		cmocka_unit_test(test_attend_row_alone_equals_row_in_block),
 		cmocka_unit_test(test_fused_attention_matches_blas_path),
