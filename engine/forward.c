@@ -831,7 +831,8 @@ static void kv_prefetch(const struct kv_cache *kv, uint32_t li, const uint32_t *
 
 	for (uint32_t t = 0; t < n; t++) {
 		for (uint32_t g = 0; g < kv->n_kv_heads; g++) {
-			const char *v = (const char *)kv_at(kv, kv->v, seq[t], li, g) + pos[t] * row;
+			const char *v =
+				(const char *)kv_at(kv, kv->v, seq[t], li, g) + pos[t] * row;
 
 			if (kv->kt)
 				fwd_prefetch_key(kv_kt_at(kv, seq[t], li, g), pos[t], kv->head_dim,

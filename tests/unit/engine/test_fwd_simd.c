@@ -364,12 +364,39 @@ static uint16_t clamped_half(float f)
 static void test_to_f16_matches_scalar_rounding(void **state)
 {
 	const float specials[] = {
-		0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65505.0f, 65519.99f, 65520.0f, -70000.0f,
-		1e9f, -1e30f, INFINITY, -INFINITY, NAN, -NAN,
-		0x1p-24f, 0x1p-25f, 0x1.8p-24f, 0x1.8p-25f, 0x1p-14f, 0x1.ffcp-15f, 0x1p-126f,
-		0x1p-149f, -0x1p-140f, 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 2049.0f, 2051.0f, 0.1f,
+		0.0f,
+		-0.0f,
+		1.0f,
+		-1.0f,
+		65504.0f,
+		65505.0f,
+		65519.99f,
+		65520.0f,
+		-70000.0f,
+		1e9f,
+		-1e30f,
+		INFINITY,
+		-INFINITY,
+		NAN,
+		-NAN,
+		0x1p-24f,
+		0x1p-25f,
+		0x1.8p-24f,
+		0x1.8p-25f,
+		0x1p-14f,
+		0x1.ffcp-15f,
+		0x1p-126f,
+		0x1p-149f,
+		-0x1p-140f,
+		1.0f + 0x1p-11f,
+		1.0f + 0x3p-11f,
+		2049.0f,
+		2051.0f,
+		0.1f,
 	};
-	enum { N = 67 };
+	enum {
+		N = 67
+	};
 	const struct fwd_ops *ops[3];
 	uint32_t n_ops = host_ops(ops);
 	static const size_t strides[] = { 1, FWD_KEY_CHUNK };
@@ -404,9 +431,10 @@ static void test_to_f16_matches_scalar_rounding(void **state)
 				ops[o]->to_f16(out, st, x, n);
 				for (uint32_t i = 0; i < n; i++)
 					if (out[i * st] != clamped_half(x[i]))
-						fail_msg("%s stride %zu n %u: x[%u] = %a gave %#x, want %#x",
-							 ops[o]->name, st, n, i, (double)x[i],
-							 out[i * st], clamped_half(x[i]));
+						fail_msg(
+							"%s stride %zu n %u: x[%u] = %a gave %#x, want %#x",
+							ops[o]->name, st, n, i, (double)x[i],
+							out[i * st], clamped_half(x[i]));
 				/* nothing between the strided values, nothing past the last */
 				for (size_t i = 0; i < N * FWD_KEY_CHUNK; i++)
 					if ((i % st || i / st >= n) && out[i] != 0xa5a5)
