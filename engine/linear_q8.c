@@ -304,17 +304,16 @@ static const struct linear_ops q5_ops = {
 };
 
 /*
- * Put value @v (0..31) of row @r's block @b, as the 5-bit (Q5_0) or 8-bit (Q8_0, int8 + 128)
- * number @u, where the step layout wants it (engine/linear_q8.h; @q starts zeroed).
+ * Put value @v (0..31) of block @j of a group of @width blocks at @gq (q8_group_q(), starting
+ * zeroed), as the 5-bit (Q5_0) or 8-bit (Q8_0, int8 + 128) number @u, where the step layout
+ * wants it (engine/linear_q8.h).
  */
-static void put_value(const struct q8_weight *w, uint8_t *q, uint32_t r, uint32_t b, uint32_t v,
+static void put_value(uint8_t *gq, uint32_t qbytes, uint32_t width, uint32_t j, uint32_t v,
 		      uint32_t u)
 {
-	uint32_t g = b / Q8_GROUP, width = q8_group_width(w, g), n = 8 * width;
-	uint32_t k = v % 16 / 4, p = 4 * ((v / 16) * width + b % Q8_GROUP) + v % 4;
-	uint8_t *gq = q + q8_group_index(w, r, g) * w->qbytes;
+	uint32_t n = 8 * width, k = v % 16 / 4, p = 4 * ((v / 16) * width + j) + v % 4;
 
-	if (w->qbytes == Q8_QBYTES) {
+	if (qbytes == Q8_QBYTES) {
 		gq[k * n + p] = (uint8_t)u;
 		return;
 	}
@@ -339,10 +338,12 @@ static int repack(struct q8_linear *s, const uint8_t *src)
 			/* GGUF Q5_0: 4 bytes of fifth bits, then nibbles j | j + 16 */
 			uint32_t qh = (uint32_t)vals[0] | (uint32_t)vals[1] << 8 |
 				      (uint32_t)vals[2] << 16 | (uint32_t)vals[3] << 24;
+			uint32_t g = b / Q8_GROUP, width = q8_group_width(&s->w, g);
+			uint64_t gi = q8_group_index(&s->w, r, g); /* q8_group_d(), q8_group_q() */
 
 			if (!isfinite(d))
 				return -EBADMSG;
-			s->d[q8_group_index(&s->w, r, b / Q8_GROUP) + b % Q8_GROUP] = d;
+			s->d[gi + b % Q8_GROUP] = d;
 			for (uint32_t v = 0; v < Q8_BLOCK; v++) {
 				uint32_t u;
 
@@ -353,7 +354,7 @@ static int repack(struct q8_linear *s, const uint8_t *src)
 					u = (vals[4 + v % 16] >> (v < 16 ? 0 : 4) & 0xfu) |
 					    ((qh >> v) & 1) << 4;
 				}
-				put_value(&s->w, s->q, r, b, v, u);
+				put_value(s->q + gi * qb, qb, width, b % Q8_GROUP, v, u);
 			}
 		}
 	}
