@@ -816,7 +816,6 @@ static void attend_all(const struct model *m, const struct kv_cache *kv, uint32_
 		attend_decode(m, kv, li, s->dec, n_dec, seq, pos, s->q, att, &s->ab);
 }
 
-/* q, k, v projections, RoPE, KV-cache write and causal attention: att[n][q_dim]. */
 /*
  * Bring in, for writing, the cache lines the step's keys and values of layer @li go to, so
  * that they arrive while the q/k/v products run: the cache lines were last touched a step
@@ -846,6 +845,7 @@ static void kv_prefetch(const struct kv_cache *kv, uint32_t li, const uint32_t *
 	}
 }
 
+/* q, k, v projections, RoPE, KV-cache write and causal attention: att[n][q_dim]. */
 static void attn_core(const struct model *m, struct kv_cache *kv, uint32_t li, const uint32_t *seq,
 		      const uint32_t *pos, uint32_t n, const float *h, float *att,
 		      struct scratch *s)
