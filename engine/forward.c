@@ -831,7 +831,9 @@ static void attend_all(const struct model *m, const struct kv_cache *kv, uint32_
  * that they arrive while the q/k/v products run: the cache lines were last touched a step
  * ago, the weights have streamed through the caches since, and the stores (one thread's,
  * ~34 lines per sequence and KV head) had stalled on each miss: 4-5% of a 16-sequence
- * step in the daemon (perf), with the other workers waiting.
+ * step in the daemon (perf), with the other workers waiting. The stores stay on this thread:
+ * split over the workers (with RoPE), they took the prefetched lines from this core's cache
+ * and the daemon got slower (16 clients, 2 workers: 573/563, 641/617, 588/554 tok/s).
  */
 static void kv_prefetch(const struct kv_cache *kv, uint32_t li, const uint32_t *seq,
 			const uint32_t *pos, uint32_t n)
