@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -41,6 +44,50 @@ static float clean(float v)
 	return isnan(v) ? -INFINITY : v;
 }
 
+/*
+ * The lowest id among the largest logits, NaN never winning (a NaN first logit counts as
+ * -inf): the greedy choice. Two passes, the largest value, then its first index, because
+ * the one-pass scalar loop, a compare and a rarely taken branch per logit, took 0.64 ms for
+ * 16 sequences of SmolLM2's 49152 logits: 2.6% of a 16-sequence step, on the daemon's loop
+ * thread while the workers wait.
+ */
+static uint32_t argmax(const float *x, uint32_t n)
+{
+	float first = clean(x[0]), mv = first;
+	uint32_t i = 1;
+
+#if defined(__SSE2__)
+	__m128 m0 = _mm_set1_ps(first), m1 = m0;
+	float lanes[4];
+
+	/* maxps(a, b) = a > b ? a : b, so a NaN in x leaves the running maximum as it is */
+	for (; i + 8 <= n; i += 8) {
+		m0 = _mm_max_ps(_mm_loadu_ps(x + i), m0);
+		m1 = _mm_max_ps(_mm_loadu_ps(x + i + 4), m1);
+	}
+	_mm_storeu_ps(lanes, _mm_max_ps(m0, m1));
+	for (int l = 0; l < 4; l++)
+		mv = lanes[l] > mv ? lanes[l] : mv;
+#endif
+	for (uint32_t j = i; j < n; j++)
+		mv = x[j] > mv ? x[j] : mv;
+	if (first == mv)
+		return 0;
+	i = 1;
+#if defined(__SSE2__)
+	for (__m128 v = _mm_set1_ps(mv); i + 4 <= n; i += 4) {
+		int hit = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(x + i), v));
+
+		if (hit)
+			return i + (uint32_t)__builtin_ctz((unsigned)hit);
+	}
+#endif
+	for (; i < n; i++)
+		if (x[i] == mv)
+			return i;
+	return 0; /* not reached: mv is one of x[1..n) */
+}
+
 int32_t sampler_sample(const struct sampler_params *p, uint64_t *rng, const float *logits,
 		       uint32_t n_vocab, struct sampler_cand *scratch)
 {
@@ -49,19 +96,8 @@ int32_t sampler_sample(const struct sampler_params *p, uint64_t *rng, const floa
 
 	if (n_vocab == 0)
 		return -EINVAL;
-	if (p->temperature <= 0) {
-		uint32_t best = 0;
-		float bv = clean(logits[0]);
-
-		/* a NaN compares false: it never wins, as clean() would have it */
-		for (i = 1; i < n_vocab; i++) {
-			if (logits[i] > bv) {
-				bv = logits[i];
-				best = i;
-			}
-		}
-		return (int32_t)best;
-	}
+	if (p->temperature <= 0)
+		return (int32_t)argmax(logits, n_vocab);
 	for (i = 0; i < n_vocab; i++)
 		scratch[i] = (struct sampler_cand){ clean(logits[i]), (int32_t)i };
 	qsort(scratch, n_vocab, sizeof(*scratch), cmp_desc);

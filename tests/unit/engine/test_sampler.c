@@ -30,6 +30,57 @@ static void test_greedy_takes_lowest_id_among_maxima(void **state)
 	assert_int_equal(sampler_sample(&p, &rng, logits, 0, c), -EINVAL);
 }
 
+/* The greedy rule written plainly: the first index of the largest non-NaN logit, else 0. */
+static int32_t plain_argmax(const float *x, uint32_t n)
+{
+	int32_t best = -1;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (!isnan(x[i]) && (best < 0 || x[i] > x[best]))
+			best = (int32_t)i;
+	return best < 0 ? 0 : best;
+}
+
+/*
+ * Greedy choice on longer rows, where the vector passes run: ties, NaNs, +-inf and +-0
+ * placed at every offset of a vector and in the scalar tails, against plain_argmax.
+ */
+static void test_greedy_matches_plain_rule(void **state)
+{
+	static const float specials[] = { NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 7.0f, 7.0f };
+	enum {
+		N = 1000
+	};
+	struct sampler_params p = { .temperature = 0 };
+	uint64_t rng = sampler_seed(5);
+	float x[N];
+
+	(void)state;
+	for (uint32_t trial = 0; trial < 3000; trial++) {
+		uint32_t n = 1 + (uint32_t)(sampler_uniform(&rng) * (trial < 1000 ? 40 : N));
+		uint32_t mode = trial % 4;
+
+		for (uint32_t i = 0; i < n; i++) {
+			/* few distinct values: many ties for the maximum */
+			x[i] = mode == 0 ? (float)(int)(sampler_uniform(&rng) * 4) - 2
+					 : (float)sampler_uniform(&rng) - 0.5f;
+			if (mode >= 2 && sampler_uniform(&rng) < 0.1)
+				x[i] = specials[(int)(sampler_uniform(&rng) * 7)];
+			if (mode == 3 && sampler_uniform(&rng) < 0.5)
+				x[i] = NAN;
+		}
+		assert_int_equal(sampler_sample(&p, &rng, x, n, NULL), plain_argmax(x, n));
+	}
+	/* all NaN, and a NaN first with the maximum late in a tail */
+	for (uint32_t i = 0; i < 37; i++)
+		x[i] = NAN;
+	assert_int_equal(sampler_sample(&p, &rng, x, 37, NULL), 0);
+	x[36] = -INFINITY;
+	assert_int_equal(sampler_sample(&p, &rng, x, 37, NULL), 0);
+	x[35] = -1e30f;
+	assert_int_equal(sampler_sample(&p, &rng, x, 37, NULL), 35);
+}
+
 /* Frequencies over many draws match softmax(logits / T), within 5 standard errors. */
 static void check_frequencies(const struct sampler_params *p, const double *want)
 {
@@ -102,6 +153,7 @@ int test_sampler_run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_greedy_takes_lowest_id_among_maxima),
+		cmocka_unit_test(test_greedy_matches_plain_rule),
 		cmocka_unit_test(test_temperature_follows_softmax),
 		cmocka_unit_test(test_top_k_and_top_p_cut_the_tail),
 		cmocka_unit_test(test_same_seed_same_tokens),
