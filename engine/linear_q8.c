@@ -205,15 +205,21 @@ static void q8_run(const struct q8_linear *s, const struct q8_acts *x, float *y,
 		q8_task(&j, 0);
 }
 
-/* @n tokens' quantized activations carved out of @buf (64-byte aligned). */
-static struct q8_acts carve_acts(uint8_t *buf, uint32_t n, uint32_t n_blocks)
+/*
+ * Quantize @n tokens of @x into @buf (64-byte aligned, Q8_ACT_BYTES(@n_blocks) per token)
+ * and return them as the kernels read them.
+ */
+static struct q8_acts quantize_into(uint8_t *buf, const float *x, uint32_t n, uint32_t n_in,
+				    uint32_t n_blocks)
 {
 	size_t nq = (size_t)n * n_blocks * Q8_BLOCK;
 	size_t nd = (size_t)n * Q8_GROUPS(n_blocks) * 8;
+	int8_t *q = (int8_t *)buf;
+	float *d = (float *)(buf + nq);
+	int32_t *c = (int32_t *)(buf + nq + nd * sizeof(float));
 
-	return (struct q8_acts){ .q = (int8_t *)buf,
-				 .d = (float *)(buf + nq),
-				 .c = (int32_t *)(buf + nq + nd * sizeof(float)) };
+	q8_quantize_acts(x, n, n_in, n_blocks, q, d, c);
+	return (struct q8_acts){ .q = q, .d = d, .c = c };
 }
 
 /*
@@ -236,10 +242,9 @@ static void q8_forward(const struct linear *l, const float *x, float *y, uint32_
 	}
 	for (uint32_t t = 0; t < m; t += per) {
 		uint32_t n = m - t < per ? m - t : per;
-		struct q8_acts a = carve_acts(per == m && heap ? heap : stack, n, nb);
+		struct q8_acts a = quantize_into(per == m && heap ? heap : stack,
+						 x + (size_t)t * n_in, n, n_in, nb);
 
-		q8_quantize_acts(x + (size_t)t * n_in, n, n_in, nb, (int8_t *)a.q, (float *)a.d,
-				 (int32_t *)a.c);
 		q8_run(s, &a, y + (size_t)t * s->w.n_out, n);
 	}
 	free(heap);

@@ -127,10 +127,11 @@ static inline void q8_step_values(const uint8_t *p, uint32_t qbytes, uint32_t wi
  * each token's 4 steps of 8 x width int8 (step k of token t of group g at
  * (m * g * 4 + t * width) * 32 + k * 8 x width); d and c hold per group and token 8 lanes
  * at (g * m + t) * 8: for lane l < 2 x width the scale max |x| / 127 and -128 x the sum of
- * the lane's 16 int8 (so that the sums of (w + 128) x come out as sums of w x). A lane of padding holds zeros. (Halves, not blocks
- * of 32, because the final hidden state's outlier channels flatten the rest of their block:
- * on SmolLM2, 8-bit per 32 moved WikiText-2 perplexity by +0.063%, per 16 by +0.022%; the
- * layout gives the half-block scale for free.)
+ * the lane's 16 int8 (so that the sums of (w + 128) x come out as sums of w x). A lane of
+ * padding holds zeros. (Halves, not blocks of 32, because the final hidden state's outlier
+ * channels flatten the rest of their block: on SmolLM2, 8-bit per 32 moved WikiText-2
+ * perplexity by +0.063%, per 16 by +0.022%; the layout gives the half-block scale for
+ * free.)
  */
 struct q8_acts {
 	const int8_t *q;
@@ -143,8 +144,8 @@ struct q8_acts {
 
 /*
  * Quantize @m rows of @n_in activations into @q, @d, @c (struct q8_acts; the layout depends
- * on @m) for @n_blocks (q8_weight.n_blocks). A non-finite activation makes its lane's scale NaN, so every output
- * it touches is NaN, as in f32.
+ * on @m) for @n_blocks (q8_weight.n_blocks). A non-finite activation makes its lane's scale
+ * NaN, so every output it touches is NaN, as in f32.
  */
 void q8_quantize_acts(const float *x, uint32_t m, uint32_t n_in, uint32_t n_blocks, int8_t *q,
 		      float *d, int32_t *c);
@@ -154,8 +155,8 @@ void q8_quantize_acts(const float *x, uint32_t m, uint32_t n_in, uint32_t n_bloc
  * n_out long): eight f32 lanes start at 0; per group, lane l adds the exact integer
  * c[l] + sum of its 16 (w + 128) x products (|sum| < 2^24) times (dw of the lane's block x
  * d[l]) by one fused multiply-add (a short group's lanes 4..7, with no values, add 0 x 0);
- * the lanes are summed as q8_lanes_sum() has it. Every kernel does exactly this, so results do not
- * depend on the ISA, the split of rows over workers or the batch size.
+ * the lanes are summed as q8_lanes_sum() has it. Every kernel does exactly this, so results
+ * do not depend on the ISA, the split of rows over workers or the batch size.
  */
 typedef void (*q8_rows_fn)(const struct q8_weight *w, uint32_t r0, uint32_t r1,
 			   const struct q8_acts *x, uint32_t m, float *y);

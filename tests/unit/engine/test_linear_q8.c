@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * The Q8_0 (and Q5_0) linear backend against a double-precision product with the weights
- * dequantized by the GGUF reader's dequantizers, within the bound that int8 activations allow (tested against PyPI gguf in test_dtype.c): odd row
- * counts, m = 1, 3, 8 and more than one batch tile, the scalar and the AVX2 kernels, one
- * and two workers; then the LM head of the default model (its tied embedding is Q8_0).
+ * dequantized by the GGUF reader's dequantizers (tested against PyPI gguf in test_dtype.c),
+ * within the bound that int8 activations allow: odd row counts, m = 1, 3, 8 and more than
+ * one batch tile, the scalar, AVX2 and AVX512_VNNI kernels, one and two workers; then the LM
+ * head of the default model (its tied embedding is Q8_0).
  */
 #include "common/pool.h"
 #include "engine/dtype.h"
