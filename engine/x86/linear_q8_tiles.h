@@ -24,18 +24,24 @@
 /* Rows per cache block of the batch path: their weights stay in L2 while the batch passes. */
 #define ROW_BLOCK 64
 
-/* Tokens per batch tile of 4 rows. */
-#define TOK_TILE 3
+/*
+ * Tokens per batch tile of 4 rows: Q8_TOK_TILE (1..4) from the ISA file, 3 unless it says.
+ * With AVX-512's 32 registers 4 x 4 keeps the 16 integer sums in registers and spills only
+ * the float sums, which are touched once per group.
+ */
+#ifndef Q8_TOK_TILE
+#define Q8_TOK_TILE 3
+#endif
+_Static_assert(Q8_TOK_TILE >= 1 && Q8_TOK_TILE <= 4, "a tile's sums: at most 16 accumulators");
 
 /*
- * Software prefetch distances in bytes. One token (decode's LM head streams the whole matrix
- * once per token): 16 row tiles' groups ahead; SmolLM2's head, 1 token, 1 thread, medians of
- * 8 alternating runs on the Zen 4 VM: 0 B 1.21 ms, 2 KB 1.36, 6-12 KB 0.90-0.92, 16 KB 0.98
- * (the int16 kernel before it: 1.07-1.18). A batch: the next tiles while the first token
- * tile passes over a row block.
+ * Software prefetch distance of one token in bytes (decode's LM head streams the whole
+ * matrix once per token): 16 row tiles' groups ahead; SmolLM2's head, 1 token, 1 thread,
+ * medians of 8 alternating runs on the Zen 4 VM: 0 B 1.21 ms, 2 KB 1.36, 6-12 KB 0.90-0.92,
+ * 16 KB 0.98 (the int16 kernel before it: 1.07-1.18). A batch prefetches differently: see
+ * rows().
  */
-#define PREFETCH_ONE   8192
-#define PREFETCH_BATCH 8192
+#define PREFETCH_ONE 8192
 
 /* A Q5_0 step of 32 values (20 bytes at @p) as w + 128: nibbles, fifth bits, then + 112. */
 static inline __m256i q5_step256(const uint8_t *p)
@@ -128,12 +134,15 @@ group_dot(const uint8_t *gq, const float *gd, const int8_t *xq, const float *xd,
 	  int n_tok, uint32_t width, uint32_t qb, int sg, __m256 *acc)
 {
 	const int n = Q8_TILE_ROWS * n_tok;
-	__m256i d[12];
+	__m256i d[16], c[4];
 
+	/* the correction is the token's: loaded once, not once per row */
+#pragma GCC unroll 4
+	for (int t = 0; t < n_tok; t++)
+		c[t] = sg ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(xc + 8 * t));
 #pragma GCC unroll 16
 	for (int a = 0; a < n; a++)
-		d[a] = sg ? _mm256_setzero_si256()
-			  : _mm256_loadu_si256((const __m256i *)(xc + 8 * (a % n_tok)));
+		d[a] = c[a % n_tok];
 #pragma GCC unroll 4
 	for (uint32_t k = 0; k < Q8_KSTEPS; k++) {
 		const int8_t *xk = xq + 8 * width * k;
@@ -168,11 +177,43 @@ group_dot(const uint8_t *gq, const float *gd, const int8_t *xq, const float *xd,
 }
 
 /*
- * Row tile @r (4 rows from @r, a multiple of 4) times tokens @t0 .. @t0 + @n_tok - 1 (1..3)
- * of @m: the accumulators of q8_rows_ref, kept in registers (12 integer and 12 float at
- * most, of AVX-512's 32). Each step's weights serve @n_tok tokens and each activation load
- * four rows, which beat one row x 8 tokens (7.0 ms for SmolLM2's head at 16 tokens on 1
- * thread) and 2 x 4 (6.6) with 5.4 ms: the loads, not the vpdpbusd, set the pace.
+ * A tile's sums @acc (row i, token t at i * @n_tok + t) into @y (token rows @n_out long) at
+ * rows @r..: lanes summed token-major, so that a token's four rows go out as one store
+ * (scalar stores were 5% of the batch path's time) and only a last partial tile stores
+ * row by row.
+ */
+static inline __attribute__((always_inline)) void tile_store(const __m256 *acc, int n_tok,
+							     uint32_t n_out, uint32_t r, float *y)
+{
+	const int n = Q8_TILE_ROWS * n_tok;
+	__m256 at[16];
+	float out[16];
+
+#pragma GCC unroll 16
+	for (int a = 0; a < 16; a++)
+		at[a] = a < n ? acc[(a % Q8_TILE_ROWS) * n_tok + a / Q8_TILE_ROWS] : acc[0];
+	_mm256_storeu_ps(out, lanes_sum8(at));
+	if (n > 8)
+		_mm256_storeu_ps(out + 8, lanes_sum8(at + 8));
+	if (r + Q8_TILE_ROWS <= n_out) {
+#pragma GCC unroll 4
+		for (int t = 0; t < n_tok; t++)
+			_mm_storeu_ps(y + (size_t)t * n_out + r, _mm_loadu_ps(out + Q8_TILE_ROWS * t));
+		return;
+	}
+	for (uint32_t i = 0; i < Q8_TILE_ROWS && r + i < n_out; i++)
+		for (int t = 0; t < n_tok; t++)
+			y[(size_t)t * n_out + r + i] = out[t * Q8_TILE_ROWS + i];
+}
+
+/*
+ * Row tile @r (4 rows from @r, a multiple of 4) times tokens @t0 .. @t0 + @n_tok - 1 (1..4)
+ * of @m: the accumulators of q8_rows_ref. Each step's weights serve @n_tok tokens and each
+ * activation load four rows, which beat one row x 8 tokens (7.0 ms for SmolLM2's head at 16
+ * tokens on 1 thread) and 2 x 4 (6.6) with 5.4 ms. Per group and (row, token) the four
+ * vpdpbusd share two pipes with the scale's multiply and FMA, which caps the kernel near
+ * 43 products a cycle on Zen 4; 4 x 4 tiles reach ~33 with the data in L1. (Two steps per
+ * zmm vpdpbusd were slower: Zen 4 splits them, and the halves then need folding.)
  * Outputs of rows past n_out are not stored. @qb: Q8_QBYTES or Q5_QBYTES (constant where
  * inlined). The activations' group-major layout puts the tokens at constant offsets.
  */
@@ -186,7 +227,6 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 	const float *td = q8_group_d(w, r, 0);
 	const int n = Q8_TILE_ROWS * n_tok;
 	__m256 acc[16];
-	float out[16];
 
 #pragma GCC unroll 16
 	for (int a = 0; a < n; a++)
@@ -209,15 +249,7 @@ static inline __attribute__((always_inline)) void tile(const struct q8_weight *w
 		else
 			group_dot(gq, gd, xq, xd, xc, n_tok, 2, qb, sg, acc);
 	}
-#pragma GCC unroll 16
-	for (int a = n; a < 16; a++)
-		acc[a] = acc[0];
-	_mm256_storeu_ps(out, lanes_sum8(acc));
-	if (n > 8)
-		_mm256_storeu_ps(out + 8, lanes_sum8(acc + 8));
-	for (int i = 0; i < Q8_TILE_ROWS && r + i < w->n_out; i++)
-		for (int t = 0; t < n_tok; t++)
-			y[(size_t)(t0 + t) * w->n_out + r + i] = out[i * n_tok + t];
+	tile_store(acc, n_tok, w->n_out, r, y + (size_t)t0 * w->n_out);
 }
 
 static inline __attribute__((always_inline)) void rows(const struct q8_weight *w, uint32_t r0,
@@ -231,20 +263,30 @@ static inline __attribute__((always_inline)) void rows(const struct q8_weight *w
 	}
 	for (uint32_t rb = r0; rb < r1; rb += ROW_BLOCK) {
 		uint32_t re = r1 - rb < ROW_BLOCK ? r1 : rb + ROW_BLOCK;
+		uint32_t rn = r1 - re < ROW_BLOCK ? r1 : re + ROW_BLOCK;
+		/*
+		 * The next row block's weights are fetched into L2 a slice per tile call over
+		 * this block. Fetching a tile's own weights into L1 8 KB ahead of its first
+		 * token tile, as before, put a block's misses in one burst, which the tile
+		 * then waited for; fetching the next block into L1 evicted the current one
+		 * (SmolLM2's head, 1 thread, 16 / 8 / 3 tokens: 5.21 / 2.79 / 1.11 ms before,
+		 * 4.20 / 2.36 / 1.07 now with the 4 x 4 tiles, 4.14 / 2.27 / 1.26 into L1).
+		 */
+		const char *pf = (const char *)q8_group_q(w, re, 0);
+		const char *pf_end = (const char *)q8_group_q(w, rn, 0);
+		uint32_t calls = (m + Q8_TOK_TILE - 1) / Q8_TOK_TILE *
+				 ((re - rb + Q8_TILE_ROWS - 1) / Q8_TILE_ROWS);
+		size_t per = ((size_t)(pf_end - pf) / 64 + calls - 1) / calls;
 
-		for (uint32_t t = 0; t < m; t += TOK_TILE) {
-			uint32_t nt = m - t < TOK_TILE ? m - t : TOK_TILE;
+		for (uint32_t t = 0; t < m; t += Q8_TOK_TILE) {
+			uint32_t nt = m - t < Q8_TOK_TILE ? m - t : Q8_TOK_TILE;
 
 			for (uint32_t r = rb; r < re; r += Q8_TILE_ROWS) {
-				/* the first token tile brings the weights: fetch ahead of it */
-				if (t == 0) {
-					const uint8_t *p = q8_group_q(w, r, 0) + PREFETCH_BATCH;
-
-					for (uint32_t b = 0; b < Q8_TILE_ROWS * w->n_blocks * qb;
-					     b += 64)
-						_mm_prefetch((const char *)p + b, _MM_HINT_T0);
-				}
-				if (nt == 3)
+				for (size_t k = 0; k < per && pf < pf_end; k++, pf += 64)
+					_mm_prefetch(pf, _MM_HINT_T1);
+				if (nt == 4)
+					tile(w, r, x, m, t, 4, y, qb, sg);
+				else if (nt == 3)
 					tile(w, r, x, m, t, 3, y, qb, sg);
 				else if (nt == 2)
 					tile(w, r, x, m, t, 2, y, qb, sg);

@@ -8,6 +8,7 @@
 
 /* vpdpbusd takes w + 128 and x as they are: no signed form, nothing to prepare */
 #define Q8_SIGNED_OK		     0
+#define Q8_TOK_TILE		     4
 #define q8_wprep256(sg, u)	     (u)
 #define q8_xprep256(sg, x)	     (x)
 #define q8_dot256(sg, acc, w, x, xp) ((void)(xp), _mm256_dpbusd_epi32((acc), (w), (x)))

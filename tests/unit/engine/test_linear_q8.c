@@ -165,7 +165,8 @@ static void test_q8_q5_match_double_product(void **state)
 		{ 1, 32 },     { 3, 64 },     { 7, 96 },   { 33, 576 },
 		{ 1031, 576 }, { 258, 1536 }, { 5, 3200 },
 	};
-	static const uint32_t ms[] = { 1, 3, 8, 13 };
+	/* every token-tile width (1..4, and 3 for AVX2) in full and partial row tiles */
+	static const uint32_t ms[] = { 1, 3, 6, 8, 13 };
 	struct pool *pool;
 	struct lut_runner two;
 
