@@ -139,7 +139,8 @@ group_dot(const uint8_t *gq, const float *gd, const int8_t *xq, const float *xd,
 	/* the correction is the token's: loaded once, not once per row */
 #pragma GCC unroll 4
 	for (int t = 0; t < n_tok; t++)
-		c[t] = sg ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(xc + 8 * t));
+		c[t] = sg ? _mm256_setzero_si256()
+			  : _mm256_loadu_si256((const __m256i *)(xc + 8 * t));
 #pragma GCC unroll 16
 	for (int a = 0; a < n; a++)
 		d[a] = c[a % n_tok];
@@ -198,7 +199,8 @@ static inline __attribute__((always_inline)) void tile_store(const __m256 *acc, 
 	if (r + Q8_TILE_ROWS <= n_out) {
 #pragma GCC unroll 4
 		for (int t = 0; t < n_tok; t++)
-			_mm_storeu_ps(y + (size_t)t * n_out + r, _mm_loadu_ps(out + Q8_TILE_ROWS * t));
+			_mm_storeu_ps(y + (size_t)t * n_out + r,
+				      _mm_loadu_ps(out + Q8_TILE_ROWS * t));
 		return;
 	}
 	for (uint32_t i = 0; i < Q8_TILE_ROWS && r + i < n_out; i++)
