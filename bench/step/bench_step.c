@@ -13,6 +13,7 @@
 #include "common/pool.h"
 #include "common/progress.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
 #include "engine/tokenizer.h"
 #include "tools/opt.h"
 #include "tools/shiftadd/load.h"
@@ -165,19 +166,10 @@ struct run {
 	float *hidden, *logits, *last; /* last: the prefix's final hidden state */
 };
 
-static int32_t argmax(const float *x, uint32_t n)
-{
-	uint32_t b = 0;
-
-	for (uint32_t i = 1; i < n; i++)
-		if (x[i] > x[b])
-			b = i;
-	return (int32_t)b;
-}
-
 /* Start @S sequences from sequence 0's prefix, then time @steps decode steps. */
 static int run_point(struct run *R, uint32_t S, uint32_t steps, struct point *pt)
 {
+	const struct sampler_params greedy = { .temperature = 0 };
 	const struct model *m = R->m;
 	uint32_t np = R->n_ctx0, V = m->cfg.n_vocab, dim = m->cfg.dim;
 	double t_fwd = 0, t_head = 0;
@@ -194,7 +186,9 @@ static int run_point(struct run *R, uint32_t S, uint32_t steps, struct point *pt
 		double t0, t1;
 
 		for (uint32_t s = 0; s < S; s++) {
-			R->tokens[s] = argmax(R->logits + (size_t)s * V, V);
+			/* greedy, with the daemon's sampler: the step's untimed part stays its size */
+			R->tokens[s] =
+				sampler_sample(&greedy, NULL, R->logits + (size_t)s * V, V, NULL);
 			R->pos[s] = np + k;
 		}
 		t0 = progress_now();

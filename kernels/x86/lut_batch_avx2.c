@@ -40,10 +40,12 @@ AI void transpose8(__m256 r[8])
 {
 	__m256 t[8], s[8];
 
+#pragma GCC unroll 4
 	for (int i = 0; i < 4; i++) {
 		t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
 		t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
 	}
+#pragma GCC unroll 2
 	for (int h = 0; h < 2; h++) {
 		/* rows 4h..4h+3: columns 0 | 4, 1 | 5, 2 | 6, 3 | 7 */
 		s[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
@@ -51,6 +53,7 @@ AI void transpose8(__m256 r[8])
 		s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
 		s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
 	}
+#pragma GCC unroll 4
 	for (int j = 0; j < 4; j++) {
 		r[j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x20);
 		r[j + 4] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x31);
@@ -342,10 +345,12 @@ void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const stru
 
 /*
  * A row's chunk sum from its accumulators (see the top of the file), scaled by each token's
- * 2^cexp and added to its 16 float sums @a. @fast: every exponent is in [-126, 106], where
- * lut_shift_f32 of an integer below 2^21 is the exponent add alone (zero aside).
+ * 2^cexp and added to its 16 float sums @a; the @first chunk's sum is added to +0 instead of
+ * to @a, which holds nothing yet (so the sums need no clearing). @fast: every exponent is in
+ * [-126, 106], where lut_shift_f32 of an integer below 2^21 is the exponent add alone (zero
+ * aside).
  */
-AI void fold(__m256i A, __m256i H, __m256i bias, const int32_t *ce, bool fast, float *a)
+AI void fold(__m256i A, __m256i H, __m256i bias, const int32_t *ce, bool fast, bool first, float *a)
 {
 	__m256i D = _mm256_sub_epi16(A, _mm256_slli_epi16(H, 8));
 	__m128i d[2] = { _mm256_castsi256_si128(D), _mm256_extracti128_si256(D, 1) };
@@ -364,7 +369,9 @@ AI void fold(__m256i A, __m256i H, __m256i bias, const int32_t *ce, bool fast, f
 						 _mm256_slli_epi32(e, 23))));
 		else
 			f = shift_ps(f, e);
-		_mm256_storeu_ps(a + 8 * i, _mm256_add_ps(_mm256_loadu_ps(a + 8 * i), f));
+		_mm256_storeu_ps(
+			a + 8 * i,
+			_mm256_add_ps(first ? _mm256_setzero_ps() : _mm256_loadu_ps(a + 8 * i), f));
 	}
 }
 
@@ -442,7 +449,7 @@ AI uint64_t load_u64(const uint8_t *p)
  * (@o at the first row's), token-lane tables LUT_BATCH_STEP bytes per step.
  */
 AI void rows4_chunk(const uint8_t *o, const uint8_t *tp, uint32_t n_steps, __m256i bias,
-		    const int32_t *ce, bool fast, float *a)
+		    const int32_t *ce, bool fast, bool first, float *a)
 {
 	__m256i A0 = _mm256_setzero_si256(), A1 = A0, A2 = A0, A3 = A0;
 	__m256i H0 = A0, H1 = A0, H2 = A0, H3 = A0;
@@ -464,10 +471,10 @@ AI void rows4_chunk(const uint8_t *o, const uint8_t *tp, uint32_t n_steps, __m25
 		pair(tp, w0, 2, &A2, &H2);
 		pair(tp, w0, 3, &A3, &H3);
 	}
-	fold(A0, H0, bias, ce, fast, a);
-	fold(A1, H1, bias, ce, fast, a + LUT_BATCH);
-	fold(A2, H2, bias, ce, fast, a + 2 * LUT_BATCH);
-	fold(A3, H3, bias, ce, fast, a + 3 * LUT_BATCH);
+	fold(A0, H0, bias, ce, fast, first, a);
+	fold(A1, H1, bias, ce, fast, first, a + LUT_BATCH);
+	fold(A2, H2, bias, ce, fast, first, a + 2 * LUT_BATCH);
+	fold(A3, H3, bias, ce, fast, first, a + 3 * LUT_BATCH);
 }
 
 /*
@@ -517,7 +524,7 @@ static void tiles_sums(const struct lut_weight *w, uint32_t h0, uint32_t h1, con
 				lane_offsets(tile + woff + (l << 4), n_steps, off);
 				for (uint32_t r = 0; r < LUT_LANE_ROWS; r += 4)
 					rows4_chunk(off + (r << 1), tp, n_steps, bias, ce, fast,
-						    at + (((l << 4) + r) << 4));
+						    p == 0, at + (((l << 4) + r) << 4));
 			}
 			tile += w->tile_bytes;
 			LUT_OPAQUE(tile);
@@ -525,6 +532,32 @@ static void tiles_sums(const struct lut_weight *w, uint32_t h0, uint32_t h1, con
 		woff = wn;
 		toff = tn;
 	}
+}
+
+/*
+ * A lane's sums @a ([row][LUT_BATCH tokens]) into @y: row r of token j at y[j * @stride + r],
+ * for @n_rows rows and @n_tok tokens. Whole 8 x 8 blocks go through transpose8 (a scalar
+ * copy per value was 3% of a 16-token step), the rest value by value.
+ */
+static void lane_store(const float *a, uint32_t n_rows, uint32_t n_tok, uint32_t stride, float *y)
+{
+	uint32_t rv = n_rows & ~7u, jv = n_tok & ~7u;
+
+	for (uint32_t r0 = 0; r0 < rv; r0 += 8)
+		for (uint32_t j0 = 0; j0 < jv; j0 += 8) {
+			__m256 v[8];
+
+#pragma GCC unroll 8
+			for (int i = 0; i < 8; i++)
+				v[i] = _mm256_loadu_ps(a + ((r0 + i) << 4) + j0);
+			transpose8(v);
+#pragma GCC unroll 8
+			for (int j = 0; j < 8; j++)
+				_mm256_storeu_ps(y + (size_t)(j0 + j) * stride + r0, v[j]);
+		}
+	for (uint32_t j = 0; j < n_tok; j++)
+		for (uint32_t r = j < jv ? rv : 0; r < n_rows; r++)
+			y[(size_t)j * stride + r] = a[(r << 4) + j];
 }
 
 void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
@@ -542,9 +575,7 @@ void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 		uint32_t g0 = h0 > t0 << 1 ? h0 : t0 << 1, g1 = h1 < te << 1 ? h1 : te << 1;
 		const float *a = acc;
 
-		/* only the tiles of this pass: 64 KB for 16 tiles, mostly unused at 3 or 9 */
 		_Static_assert(LUT_TILE_ROWS * LUT_BATCH == 1 << 10, "a tile's sums: 2^10 floats");
-		memset(acc, 0, ((size_t)(te - t0) << 10) * sizeof(float));
 		tiles_sums(w, g0, g1, tile, b, acc);
 		for (; t0 < te; t0++) {
 			const struct lut_lane *ln = w->lanes + ((size_t)t0 << 2);
@@ -554,9 +585,7 @@ void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
 
 				if (l < lut_half_lo(t0, g0) << 1 || l >= lut_half_hi(t0, g1) << 1)
 					continue;
-				for (uint32_t j = 0; j < b->n_tok; j++, yj += w->n_rows)
-					for (uint32_t r = 0; r < ln[l].n_rows; r++)
-						yj[r] = a[(r << 4) + j];
+				lane_store(a, ln[l].n_rows, b->n_tok, w->n_rows, yj);
 			}
 			tile += tile_bytes;
 			LUT_OPAQUE(tile);
