@@ -536,27 +536,34 @@ static void tiles_sums(const struct lut_weight *w, uint32_t h0, uint32_t h1, con
 
 /*
  * A lane's sums @a ([row][LUT_BATCH tokens]) into @y: row r of token j at y[j * @stride + r],
- * for @n_rows rows and @n_tok tokens. Whole 8 x 8 blocks go through transpose8 (a scalar
- * copy per value was 3% of a 16-token step), the rest value by value.
+ * for @n_rows rows and @n_tok tokens. Blocks of 8 rows go through transpose8 (a scalar copy
+ * per value was 3% of a 16-token step), a last block of fewer than 8 tokens included (its
+ * spare columns of @a are read, not stored); rows past the last whole block value by value.
  */
 static void lane_store(const float *a, uint32_t n_rows, uint32_t n_tok, uint32_t stride, float *y)
 {
-	uint32_t rv = n_rows & ~7u, jv = n_tok & ~7u;
+	uint32_t rv = n_rows & ~7u;
 
 	for (uint32_t r0 = 0; r0 < rv; r0 += 8)
-		for (uint32_t j0 = 0; j0 < jv; j0 += 8) {
+		for (uint32_t j0 = 0; j0 < n_tok; j0 += 8) {
+			uint32_t nj = n_tok - j0 < 8 ? n_tok - j0 : 8;
 			__m256 v[8];
 
 #pragma GCC unroll 8
 			for (int i = 0; i < 8; i++)
 				v[i] = _mm256_loadu_ps(a + ((r0 + i) << 4) + j0);
 			transpose8(v);
+			if (nj == 8) {
 #pragma GCC unroll 8
-			for (int j = 0; j < 8; j++)
+				for (uint32_t j = 0; j < 8; j++)
+					_mm256_storeu_ps(y + (size_t)(j0 + j) * stride + r0, v[j]);
+				continue;
+			}
+			for (uint32_t j = 0; j < nj; j++)
 				_mm256_storeu_ps(y + (size_t)(j0 + j) * stride + r0, v[j]);
 		}
 	for (uint32_t j = 0; j < n_tok; j++)
-		for (uint32_t r = j < jv ? rv : 0; r < n_rows; r++)
+		for (uint32_t r = rv; r < n_rows; r++)
 			y[(size_t)j * stride + r] = a[(r << 4) + j];
 }
 
