@@ -187,6 +187,12 @@ AI __m256 scale_lane(const float *p, __m256i e23, __m256i en, bool fast)
  * entry idx = p[idx & 3] + q[idx >> 2] with the signs of lut_tables_avx2 (bit j of idx set:
  * column j positive; -(a + b) is (-a) + (-b) and b - a is -(a - b) exactly), clamped,
  * biased, stored 32 bytes per entry from @dst.
+ *
+ * Entry 15 - idx negates both of idx's terms, and negation commutes with the add, the
+ * round to nearest even and the symmetric clamp, so its value is -v and its stored word
+ * 2 LUT_ENTRY_BIAS - u: only entries 0-7 are computed (for finite activations, the only
+ * ones the tables are defined for; an infinite one converts to the same integer either
+ * sign).
  */
 AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2], bool fast,
 		      uint8_t *dst)
@@ -194,6 +200,7 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 	const __m256 sgn = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
 	const __m256i mx = _mm256_set1_epi16(LUT_ENTRY_MAX), mn = _mm256_set1_epi16(-LUT_ENTRY_MAX);
 	const __m256i bias = _mm256_set1_epi16(LUT_ENTRY_BIAS);
+	const __m256i bias2 = _mm256_set1_epi16(2 * LUT_ENTRY_BIAS);
 	__m256 p[2][4], cd[2][2];
 
 	for (int h = 0; h < 2; h++) {
@@ -209,25 +216,27 @@ AI void group_entries(const float *v, const __m256i e23[2], const __m256i en[2],
 		cd[h][0] = _mm256_add_ps(c, d);
 		cd[h][1] = _mm256_sub_ps(c, d);
 	}
-	/* q for idx >> 2 = 0..3: -(c + d), c - d, -(c - d), c + d; few live registers */
-	for (int qi = 0; qi < 4; qi++, dst += 4 * 32) {
-		__m256 q0 = cd[0][(qi & 1) ^ (qi >> 1)], q1 = cd[1][(qi & 1) ^ (qi >> 1)];
+	/* q for idx >> 2 = 0, 1: -(c + d), c - d; 2 and 3 are the complements */
+#pragma GCC unroll 2
+	for (int qi = 0; qi < 2; qi++) {
+		__m256 q0 = cd[0][qi], q1 = cd[1][qi];
 
-		if (!(qi & 1)) {
+		if (!qi) {
 			q0 = _mm256_xor_ps(q0, sgn);
 			q1 = _mm256_xor_ps(q1, sgn);
 		}
+#pragma GCC unroll 4
 		for (int pi = 0; pi < 4; pi++) {
 			__m256i lo = _mm256_cvtps_epi32(_mm256_add_ps(p[0][pi], q0));
 			__m256i hi = _mm256_cvtps_epi32(_mm256_add_ps(p[1][pi], q1));
+			__m256i u = _mm256_add_epi16(
+				_mm256_max_epi16(_mm256_min_epi16(_mm256_packs_epi32(lo, hi), mx),
+						 mn),
+				bias);
 
-			_mm256_storeu_si256(
-				(__m256i *)(dst + 32 * pi),
-				_mm256_add_epi16(
-					_mm256_max_epi16(
-						_mm256_min_epi16(_mm256_packs_epi32(lo, hi), mx),
-						mn),
-					bias));
+			_mm256_storeu_si256((__m256i *)(dst + 32 * (4 * qi + pi)), u);
+			_mm256_storeu_si256((__m256i *)(dst + 32 * (15 - 4 * qi - pi)),
+					    _mm256_sub_epi16(bias2, u));
 		}
 	}
 }
