@@ -99,59 +99,67 @@ AI __m256 group_sum(const float *v)
 }
 
 /*
- * One column's alpha-shifted activations for one (rowset, plane), both lane vectors: the sum
- * of its terms (codes at @ct, @ts apart) as shift_row computes it. An empty term adds +0,
- * which changes no sum (none is -0), so it is skipped by its mask.
+ * One column's alpha-shifted activations for the planes of one rowset, both lane vectors of
+ * each: the sum of its terms (codes at @ct plane 0's, planes term_step apart, terms @ts
+ * apart) as shift_row computes it, into @dst (planes CHUNK_FLOATS apart). An empty term
+ * adds +0, which changes no sum (none is -0), so it is skipped by its mask. The column's
+ * own values (and their zero test) are loaded once for all planes.
  */
 AI void shift_col(const struct lut_weight *w, const float *xt, const uint16_t *ct, uint32_t ts,
-		  bool fast, float *dst)
+		  bool fast, uint32_t n_terms, uint32_t bits, float *dst)
 {
 	const __m256i expm = _mm256_set1_epi32(0x7f800000), zero = _mm256_setzero_si256();
 	const __m256i bias23 = _mm256_set1_epi32((int32_t)((uint32_t)w->terms.e_bias << 23));
 	__m256 xv[2] = { _mm256_loadu_ps(xt), _mm256_loadu_ps(xt + 8) };
 	__m256i xadj[2] = { _mm256_sub_epi32(_mm256_castps_si256(xv[0]), bias23),
 			    _mm256_sub_epi32(_mm256_castps_si256(xv[1]), bias23) };
-	__m256 v[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
+	/* zero and subnormal x: +0 (their terms were garbage) */
+	__m256 xz[2] = { _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+				 _mm256_and_si256(_mm256_castps_si256(xv[0]), expm), zero)),
+			 _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+				 _mm256_and_si256(_mm256_castps_si256(xv[1]), expm), zero)) };
 
-	for (uint32_t t = 0; t < w->n_terms; t++, ct += ts) {
-		uint32_t code = *ct;
-		__m256i cv = _mm256_set1_epi32((int32_t)(code << 16));
-		__m256i empty = _mm256_cmpeq_epi32(cv, zero);
+	for (uint32_t i = 0; i < bits; i++, ct += w->term_step, dst += CHUNK_FLOATS) {
+		const uint16_t *c = ct;
+		__m256 v[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
 
-		for (int h = 0; h < 2; h++) {
-			__m256i s;
+		for (uint32_t t = 0; t < n_terms; t++, c += ts) {
+			__m256i cv = _mm256_slli_epi32(_mm256_set1_epi16((short)*c), 16);
+			__m256i empty = _mm256_cmpeq_epi32(cv, zero);
 
-			if (fast) {
-				s = _mm256_add_epi32(xadj[h], cv);
-			} else {
-				__m256i ev = _mm256_set1_epi32(
-					lut_term_e((uint16_t)code, w->terms.e_bias));
+			for (int h = 0; h < 2; h++) {
+				__m256i s;
 
-				s = _mm256_xor_si256(
-					_mm256_castps_si256(shift_ps(xv[h], ev)),
-					_mm256_set1_epi32((int32_t)lut_term_sign((uint16_t)code)));
+				if (fast) {
+					s = _mm256_add_epi32(xadj[h], cv);
+				} else {
+					__m256i ev =
+						_mm256_set1_epi32(lut_term_e(*c, w->terms.e_bias));
+
+					s = _mm256_xor_si256(
+						_mm256_castps_si256(shift_ps(xv[h], ev)),
+						_mm256_set1_epi32((int32_t)lut_term_sign(*c)));
+				}
+				v[h] = _mm256_add_ps(
+					v[h], _mm256_castsi256_ps(_mm256_andnot_si256(empty, s)));
 			}
-			v[h] = _mm256_add_ps(v[h],
-					     _mm256_castsi256_ps(_mm256_andnot_si256(empty, s)));
 		}
-	}
-	for (int h = 0; h < 2; h++) {
-		if (fast) /* zero and subnormal x: +0 (their terms were garbage) */
-			v[h] = _mm256_andnot_ps(
-				_mm256_castsi256_ps(_mm256_cmpeq_epi32(
-					_mm256_and_si256(_mm256_castps_si256(xv[h]), expm), zero)),
-				v[h]);
-		_mm256_storeu_ps(dst + 8 * h, v[h]);
+		for (int h = 0; h < 2; h++) {
+			if (fast)
+				v[h] = _mm256_andnot_ps(xz[h], v[h]);
+			_mm256_storeu_ps(dst + 8 * h, v[h]);
+		}
 	}
 }
 
 /*
- * One (rowset, plane) over the chunk's @n_cols columns (whole pairs; @cbs: each 8-column
- * block's alpha column block): shifted activations into @dst, group sums into the chunk
- * maxima @mx (lo, hi).
+ * One rowset over the chunk's @n_cols columns (whole pairs; @cbs: each 8-column block's
+ * alpha column block), every plane: shifted activations into @dst (planes CHUNK_FLOATS
+ * apart), group sums into the chunk maxima @mx (lo, hi).
  */
 AI void shift_chunk(const struct lut_weight *w, const float *xt, const uint16_t *code, uint32_t k0,
-		    const uint32_t *cbs, uint32_t n_cols, bool fast, float *dst, __m256 mx[2])
+		    const uint32_t *cbs, uint32_t n_cols, bool fast, uint32_t n_terms,
+		    uint32_t bits, float *dst, __m256 mx[2])
 {
 	uint32_t ts = w->n_col_blocks;
 
@@ -159,18 +167,20 @@ AI void shift_chunk(const struct lut_weight *w, const float *xt, const uint16_t 
 		const uint16_t *ct = w->col_block == 1 ? code + k0 + j : code + cbs[blk];
 
 		for (uint32_t i = 0; i < 8; i++) {
-			shift_col(w, xt, ct, ts, fast, dst);
+			shift_col(w, xt, ct, ts, fast, n_terms, bits, dst);
 			if (w->col_block == 1)
 				ct++;
 			xt += LUT_BATCH;
 			dst += LUT_BATCH;
 		}
-		for (int g = 0; g < 2; g++) {
-			const float *v = dst - (uint32_t)(8 - 4 * g) * LUT_BATCH;
+		for (uint32_t i = 0; i < bits; i++)
+			for (int g = 0; g < 2; g++) {
+				const float *v = dst + (size_t)i * CHUNK_FLOATS -
+						 (uint32_t)(8 - 4 * g) * LUT_BATCH;
 
-			mx[0] = _mm256_max_ps(mx[0], group_sum(v));
-			mx[1] = _mm256_max_ps(mx[1], group_sum(v + 8));
-		}
+				mx[0] = _mm256_max_ps(mx[0], group_sum(v));
+				mx[1] = _mm256_max_ps(mx[1], group_sum(v + 8));
+			}
 	}
 }
 
@@ -302,11 +312,17 @@ void lut_build_batch_avx2(const struct lut_weight *w, const float *x, const stru
 			}
 		}
 		for (uint32_t r = 0; r < w->n_rowsets; r++) {
-			for (uint32_t i = 0; i < w->bits; i++, vs += CHUNK_FLOATS) {
-				if (fast)
-					shift_chunk(w, xs, code, k, cbs, nc, true, vs, mx);
-				else
-					shift_chunk(w, xs, code, k, cbs, nc, false, vs, mx);
+			if (fast && w->n_terms == 3 && w->bits == 3)
+				shift_chunk(w, xs, code, k, cbs, nc, true, 3, 3, vs, mx);
+			else if (fast)
+				shift_chunk(w, xs, code, k, cbs, nc, true, w->n_terms, w->bits, vs,
+					    mx);
+			else
+				shift_chunk(w, xs, code, k, cbs, nc, false, w->n_terms, w->bits, vs,
+					    mx);
+			for (uint32_t i = 0; i < w->bits; i++) {
+				vs += CHUNK_FLOATS;
+				LUT_OPAQUE(vs);
 				code += w->term_step;
 				LUT_OPAQUE(code);
 			}
