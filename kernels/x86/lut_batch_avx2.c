@@ -119,10 +119,12 @@ AI void shift_col(const struct lut_weight *w, const float *xt, const uint16_t *c
 			 _mm256_castsi256_ps(_mm256_cmpeq_epi32(
 				 _mm256_and_si256(_mm256_castps_si256(xv[1]), expm), zero)) };
 
+#pragma GCC unroll 4
 	for (uint32_t i = 0; i < bits; i++, ct += w->term_step, dst += CHUNK_FLOATS) {
 		const uint16_t *c = ct;
 		__m256 v[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
 
+#pragma GCC unroll 4
 		for (uint32_t t = 0; t < n_terms; t++, c += ts) {
 			__m256i cv = _mm256_slli_epi32(_mm256_set1_epi16((short)*c), 16);
 			__m256i empty = _mm256_cmpeq_epi32(cv, zero);
