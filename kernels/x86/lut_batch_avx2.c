@@ -489,6 +489,14 @@ AI void rows4_chunk(const uint8_t *o, const uint8_t *tp, uint32_t n_steps, __m25
 		quad(tp, w0, w1, 1, &A1, &H1);
 		quad(tp, w0, w1, 2, &A2, &H2);
 		quad(tp, w0, w1, 3, &A3, &H3);
+		/*
+		 * Keeps each sum in one register across iterations: without it GCC 12 added
+		 * into a temporary and copied it back, four vmovdqa per 16 lookups (the loop
+		 * issues ~60 ops per 16 lookups; 1.5-2.7% faster without them).
+		 */
+		__asm__(""
+			: "+x"(A0), "+x"(A1), "+x"(A2), "+x"(A3), "+x"(H0), "+x"(H1), "+x"(H2),
+			  "+x"(H3));
 	}
 	if (s < n_steps) {
 		uint64_t w0 = load_u64(o);
