@@ -579,7 +579,10 @@ static void lane_store(const float *a, uint32_t n_rows, uint32_t n_tok, uint32_t
 {
 	uint32_t rv = n_rows & ~7u;
 
-	for (uint32_t r0 = 0; r0 < rv; r0 += 8)
+	/* token rows by pointer steps: a kernel object holds no multiply (kernels/nomul.sh) */
+	for (uint32_t r0 = 0; r0 < rv; r0 += 8) {
+		float *yj = y + r0;
+
 		for (uint32_t j0 = 0; j0 < n_tok; j0 += 8) {
 			uint32_t nj = n_tok - j0 < 8 ? n_tok - j0 : 8;
 			__m256 v[8];
@@ -590,16 +593,21 @@ static void lane_store(const float *a, uint32_t n_rows, uint32_t n_tok, uint32_t
 			transpose8(v);
 			if (nj == 8) {
 #pragma GCC unroll 8
-				for (uint32_t j = 0; j < 8; j++)
-					_mm256_storeu_ps(y + (size_t)(j0 + j) * stride + r0, v[j]);
+				for (uint32_t j = 0; j < 8; j++, yj += stride)
+					_mm256_storeu_ps(yj, v[j]);
 				continue;
 			}
-			for (uint32_t j = 0; j < nj; j++)
-				_mm256_storeu_ps(y + (size_t)(j0 + j) * stride + r0, v[j]);
+			for (uint32_t j = 0; j < nj; j++, yj += stride) {
+				_mm256_storeu_ps(yj, v[j]);
+				LUT_OPAQUE(yj);
+			}
 		}
-	for (uint32_t j = 0; j < n_tok; j++)
+	}
+	for (uint32_t j = 0; j < n_tok; j++, y += stride) {
 		for (uint32_t r = rv; r < n_rows; r++)
-			y[(size_t)j * stride + r] = a[(r << 4) + j];
+			y[r] = a[(r << 4) + j];
+		LUT_OPAQUE(y);
+	}
 }
 
 void lut_tiles_batch_avx2(const struct lut_weight *w, uint32_t h0, uint32_t h1,
