@@ -142,8 +142,13 @@ AI void shift_col(const struct lut_weight *w, const float *xt, const uint16_t *c
 						_mm256_castps_si256(shift_ps(xv[h], ev)),
 						_mm256_set1_epi32((int32_t)lut_term_sign(*c)));
 				}
-				v[h] = _mm256_add_ps(
-					v[h], _mm256_castsi256_ps(_mm256_andnot_si256(empty, s)));
+				/*
+				 * The first term starts the sum: 0 + t is t but for the sign of a
+				 * zero, which no entry or chunk maximum can tell apart.
+				 */
+				s = _mm256_andnot_si256(empty, s);
+				v[h] = t ? _mm256_add_ps(v[h], _mm256_castsi256_ps(s))
+					 : _mm256_castsi256_ps(s);
 			}
 		}
 		for (int h = 0; h < 2; h++) {
