@@ -327,8 +327,10 @@ static void test_gemm_equals_repeated_gemv(void **state)
  *   8; the ref ISA, which has no batched path, also at 16 and 20);
  * - one batch: every task builds it and runs its share of the tiles (m = 16; m = 20 with 4
  *   tokens after it; 16 x 40 has 2 half-tiles, fewer than the tasks);
- * - fewer batches than workers: the build is split over chunks, then the tiles (m = 33);
+ * - fewer batches than workers: the build is split over chunks, then the tiles (m = 33, and
+ *   m = 37 at 4 bits);
  * - as many batches as workers: whole batches per task (m = 50).
+ * The batched path runs at 2, 3 and 4 bits, each compared with the reference too.
  */
 static void test_pool_split_is_exact(void **state)
 {
@@ -336,11 +338,12 @@ static void test_pool_split_is_exact(void **state)
 		struct shape s;
 		uint32_t m;
 	} cases[] = {
-		{ { 700, 200, 4, QW_LAYOUT_COL }, 3 },	{ { 300, 700, 3, QW_LAYOUT_BLOCK }, 1 },
-		{ { 130, 1001, 2, QW_LAYOUT_COL }, 2 }, { { 64, 65, 3, QW_LAYOUT_BLOCK }, 1 },
-		{ { 700, 200, 3, QW_LAYOUT_COL }, 20 }, { { 300, 700, 2, QW_LAYOUT_BLOCK }, 33 },
-		{ { 250, 300, 3, QW_LAYOUT_COL }, 8 },	{ { 500, 300, 3, QW_LAYOUT_COL }, 16 },
-		{ { 16, 40, 3, QW_LAYOUT_BLOCK }, 16 }, { { 200, 130, 2, QW_LAYOUT_COL }, 50 },
+		{ { 700, 200, 4, QW_LAYOUT_COL }, 3 },	  { { 300, 700, 3, QW_LAYOUT_BLOCK }, 1 },
+		{ { 130, 1001, 2, QW_LAYOUT_COL }, 2 },	  { { 64, 65, 3, QW_LAYOUT_BLOCK }, 1 },
+		{ { 700, 200, 3, QW_LAYOUT_COL }, 20 },	  { { 300, 700, 2, QW_LAYOUT_BLOCK }, 33 },
+		{ { 250, 300, 3, QW_LAYOUT_COL }, 8 },	  { { 500, 300, 3, QW_LAYOUT_COL }, 16 },
+		{ { 16, 40, 3, QW_LAYOUT_BLOCK }, 16 },	  { { 200, 130, 2, QW_LAYOUT_COL }, 50 },
+		{ { 200, 130, 4, QW_LAYOUT_BLOCK }, 16 }, { { 96, 200, 4, QW_LAYOUT_COL }, 37 },
 	};
 	struct lut_runner r;
 	struct pool *p;
