@@ -42,6 +42,7 @@ struct backend_config {
 	const struct placement *placement; /* NUMA plan for weight buffers, or NULL */
 	uint32_t step_delay_us;		   /* fake backend: simulated compute per step */
 	bool kv_f16;			   /* engine: f16 KV cache where the host runs it */
+	bool kv_commit;			   /* engine: commit the KV cache's memory at start */
 };
 
 struct backend_info {
@@ -52,7 +53,7 @@ struct backend_info {
 	uint32_t n_ctx;
 	uint32_t n_slots;
 	const char *kv_type; /* "f16" or "f32", NULL without a KV cache (fake) */
-	uint64_t kv_bytes;   /* the KV cache's address space (committed as it is written) */
+	uint64_t kv_bytes;   /* the KV cache's address space (committed at start, or as written) */
 };
 
 /* One sequence of a step. */

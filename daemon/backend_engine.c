@@ -117,6 +117,15 @@ static int engine_open(const struct backend_config *cfg, struct backend **ret, s
 			   cfg->n_slots, cfg->n_ctx);
 		goto fail;
 	}
+	if (cfg->kv_commit && (r = kv_cache_commit(&b->kv)) < 0) {
+		errbuf_set(e, r,
+			   "cannot commit the KV cache's %.1f MiB (%u slots x %u positions; lower "
+			   "n_slots or n_ctx, or set kv_commit = 0)",
+			   (double)((b->kv.k ? b->kv.bytes : 0) + b->kv.bytes + b->kv.kt_bytes) /
+				   (1 << 20),
+			   cfg->n_slots, cfg->n_ctx);
+		goto fail;
+	}
 	b->used = calloc(cfg->n_slots, sizeof(*b->used));
 	b->n_past = calloc(cfg->n_slots, sizeof(*b->n_past));
 	b->tokens = malloc(nb * sizeof(*b->tokens));

@@ -69,6 +69,7 @@ static const struct opt opts[] = {
 	U32("model", n_ctx, 16, 1048576, "2048", "positions per sequence"),
 	U32("model", max_batch_tokens, 1, 1048576, "512", "tokens per scheduler step"),
 	U32("model", prefill_chunk, 1, 1048576, "128", "prompt tokens per sequence per step"),
+	U32("model", kv_commit, 0, 1, "1", "1: commit the KV cache's memory at start, so that no step stops to fault it in (with huge pages a slot's first request faulted tens of MB); 0: commit it as positions are first written"),
 	STR("model", kv_type, "f16", "KV cache elements: f16 (half the memory and attention traffic of f32; needs AVX2 with F16C, else the cache is f32) or f32"),
 	U32("model", prompt_cache, 0, 1, "1", "1: a request copies the KV of the longest prefix of its prompt that another slot holds, freed or still in use, instead of computing it, and waits a step for a prefix another request is computing (only KV of clients of the same uid); 0: every prompt is prefilled in full"),
 	STR("workers", workers, "auto", "worker CPUs: auto (one per physical core) or a list like 0-3,8"),

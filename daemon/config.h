@@ -43,7 +43,8 @@ struct config {
 	uint32_t max_batch_tokens;
 	uint32_t prefill_chunk;
 	uint32_t prompt_cache;
-	char kv_type[8]; /* "f16" or "f32" */
+	uint32_t kv_commit; /* 1: the KV cache's memory committed at start */
+	char kv_type[8];    /* "f16" or "f32" */
 	/* [workers] */
 	char workers[CONFIG_PATH_MAX]; /* "auto" or a CPU list "0-3,8" */
 	uint32_t max_workers;

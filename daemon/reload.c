@@ -45,6 +45,7 @@ void reload_backend_config(const struct config *cfg, const char *model, struct w
 	ret->placement = pl;
 	ret->step_delay_us = cfg->step_delay_us;
 	ret->kv_f16 = !strcmp(cfg->kv_type, "f16");
+	ret->kv_commit = cfg->kv_commit != 0;
 }
 
 int reload_plan_workers(const struct config *cfg, const char *spec, uint32_t max_workers,

@@ -39,6 +39,23 @@ static void *kv_alloc(size_t bytes)
 	return p;
 }
 
+/*
+ * Commit @bytes at @p now: MADV_POPULATE_WRITE (Linux 5.14), else one write per 4 KiB page
+ * (the pages are zero and stay so). -ENOMEM when the memory cannot be had.
+ */
+static int kv_commit(void *p, size_t bytes)
+{
+#ifdef MADV_POPULATE_WRITE
+	if (!madvise(p, bytes, MADV_POPULATE_WRITE))
+		return 0;
+	if (errno != EINVAL)
+		return -ENOMEM;
+#endif
+	for (size_t i = 0; i < bytes; i += 4096)
+		((volatile char *)p)[i] = 0;
+	return 0;
+}
+
 static void kv_free(void *p, size_t bytes)
 {
 	if (p)
@@ -119,6 +136,17 @@ int kv_cache_init_type(struct kv_cache *kv, const struct model *m, uint32_t n_se
 		kv_cache_done(kv);
 		return -ENOMEM;
 	}
+	return 0;
+}
+
+int kv_cache_commit(struct kv_cache *kv)
+{
+	void *arr[3] = { kv->k, kv->v, kv->kt };
+	size_t len[3] = { kv->bytes, kv->bytes, kv->kt_bytes };
+
+	for (int i = 0; i < 3; i++)
+		if (arr[i] && len[i] && kv_commit(arr[i], len[i]) < 0)
+			return -ENOMEM;
 	return 0;
 }
 

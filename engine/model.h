@@ -112,7 +112,8 @@ struct fwd_ops;
  * either laid out like v (k) or, on hosts with a fused attention kernel (chosen at
  * kv_cache_init), packed the way that kernel reads them (kt, per sequence, layer and KV head
  * kt_head_floats elements; k is NULL): they are packed once when written, not again at every
- * step. The arrays are mapped lazily (memory is committed as positions are written).
+ * step. The arrays are mapped lazily (memory is committed as positions are written, unless
+ * kv_cache_commit() commits it all).
  */
 enum kv_type {
 	KV_F32,
@@ -159,6 +160,13 @@ int kv_cache_init(struct kv_cache *kv, const struct model *m, uint32_t n_seq, ui
 int kv_cache_init_type(struct kv_cache *kv, const struct model *m, uint32_t n_seq, uint32_t n_ctx,
 		       enum kv_type type);
 void kv_cache_done(struct kv_cache *kv);
+
+/*
+ * Commit all of @kv's memory now, so that no step stops to fault pages in and zero them: with
+ * transparent huge pages the first positions of a sequence fault in 2 MiB pages that span many
+ * layers (SmolLM2, 2048 positions: ~46 MB of a slot at its first request). 0 or -ENOMEM.
+ */
+int kv_cache_commit(struct kv_cache *kv);
 
 /* Copy positions [0, @n) of every layer of sequence @from to sequence @to (all in range). */
 void kv_cache_copy_prefix(struct kv_cache *kv, uint32_t from, uint32_t to, uint32_t n);

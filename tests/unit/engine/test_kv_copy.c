@@ -5,6 +5,9 @@
  * computed those positions itself. On the tiny Gemma 3 fixture (sliding and full layers),
  * through both attention paths: packed keys for the fused kernel (f32 and f16) and plain keys
  * for BLAS. Prefixes that end inside a packed-key chunk and past the first one.
+ *
+ * kv_cache_commit (the daemon's kv_commit): every page of the cache is resident afterwards
+ * (none was before), and the committed cache computes what a fresh one does.
  */
 #include "engine/fwd_simd.h"
 #include "engine/model.h"
@@ -17,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -132,10 +137,68 @@ static void test_copied_prefix_continues_as_a_prefill(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Resident pages of the @bytes at @p (mincore), and their count in *@n_pages. */
+static size_t resident_pages(const void *p, size_t bytes, size_t *n_pages)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), n = (bytes + page - 1) / page, r = 0;
+	unsigned char *vec = malloc(n);
+
+	assert_non_null(vec);
+	assert_int_equal(mincore((void *)p, bytes, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		r += vec[i] & 1;
+	free(vec);
+	*n_pages = n;
+	return r;
+}
+
+static void test_commit_makes_the_cache_resident(void **state)
+{
+	char dir[] = "/tmp/shiftadd-kvcommit-XXXXXX", cmd[128];
+	struct model *m = load_tiny_gemma3(dir);
+	uint32_t nv = m->cfg.n_vocab;
+	float *l0 = malloc(nv * sizeof(float)), *l1 = malloc(nv * sizeof(float));
+	int32_t x[N_PROMPT];
+	struct kv_cache kv, fresh;
+
+	assert_true(l0 && l1);
+	fill_tokens(x, N_PROMPT, 3, nv);
+	assert_int_equal(kv_cache_init_type(&kv, m, 4, 1024, KV_F16), 0);
+	{
+		const void *arr[3] = { kv.k, kv.v, kv.kt };
+		size_t len[3] = { kv.bytes, kv.bytes, kv.kt_bytes }, n;
+
+		for (int i = 0; i < 3; i++)
+			if (arr[i])
+				assert_int_equal(resident_pages(arr[i], len[i], &n), 0);
+		assert_int_equal(kv_cache_commit(&kv), 0);
+		for (int i = 0; i < 3; i++) {
+			if (!arr[i])
+				continue;
+			size_t r = resident_pages(arr[i], len[i], &n);
+
+			assert_true(n > 0);
+			assert_int_equal(r, n);
+		}
+	}
+	assert_int_equal(kv_cache_init_type(&fresh, m, 4, 1024, KV_F16), 0);
+	assert_int_equal(model_forward_seq(m, &kv, 3, x, N_PROMPT, 0, l0), 0);
+	assert_int_equal(model_forward_seq(m, &fresh, 3, x, N_PROMPT, 0, l1), 0);
+	assert_memory_equal(l0, l1, nv * sizeof(float));
+	kv_cache_done(&fresh);
+	kv_cache_done(&kv);
+	free(l0);
+	free(l1);
+	model_free(m);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int test_kv_copy_run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_copied_prefix_continues_as_a_prefill),
+		cmocka_unit_test(test_commit_makes_the_cache_resident),
 	};
 
 	return cmocka_run_group_tests_name("engine/kv_copy", tests, NULL, NULL);
