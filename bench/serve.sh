@@ -26,11 +26,6 @@
 # REPORT=NAME writes bench/results/serve-<backend>-NAME* instead of the date. ROUNDS=N (engine)
 # alternates the whole sweep, ours then llama-server, N times: this VM's speed drifts by 10-20%
 # over minutes, so the ratio of each point is the median of its N same-round ratios.
-# SERVER_NICE=N (default -5) runs both servers at niceness N and their load generators at 0, as
-# daemon/shiftaddd.service runs the daemon: a server should not lose its cores to its own
-# clients. On the 2-vCPU VM, 64 client processes at the daemon's niceness halved its rate (416
-# against 804 tok/s with the daemon at -10). Setting a negative N needs root or CAP_SYS_NICE;
-# without, both servers run at the default and the report says so. 0 leaves them as they are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -75,13 +70,6 @@ prompt=(-p "$PROMPT") prompt_text="-p '$PROMPT'"
 if [ -n "${PROMPT_FILE:-}" ]; then prompt=(-f "$PROMPT_FILE") prompt_text="-f $PROMPT_FILE"; fi
 args+=(--prompt-cache "$PROMPT_CACHE")
 label="$label, prompt_cache $PROMPT_CACHE"
-# the niceness the servers really get (GNU nice warns and runs the command at 0 when it may not)
-SERVER_NICE=${SERVER_NICE:--5}
-srv_nice=$(nice -n "$SERVER_NICE" nice 2>/dev/null || echo 0)
-[ "$srv_nice" = "$SERVER_NICE" ] ||
-	echo "warn: servers run at niceness $srv_nice, not $SERVER_NICE (needs CAP_SYS_NICE)" >&2
-srv=(nice -n "$srv_nice")
-label="$label, servers at niceness $srv_nice"
 measure=(-d "$DURATION")
 [ -n "${REQUESTS:-}" ] && measure=(-n "$REQUESTS")
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -94,8 +82,8 @@ if [ "$RTT" -gt 0 ]; then
 	"$B/bench/sockrtt" -n "$RTT" -s "${SOCKRTT_BYTES:-64}" >"$run/sockrtt.json"
 fi
 
-"${srv[@]}" "$BIN/shiftaddd" "${args[@]}" --socket-path "$sock" --config /dev/null \
-	--log-level warn --max-new-tokens 256 --max-inflight 64 &
+"$BIN/shiftaddd" "${args[@]}" --socket-path "$sock" --config /dev/null --log-level warn \
+	--max-new-tokens 256 --max-inflight 64 &
 dpid=$!
 for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || { echo "shiftaddd did not come up" >&2; exit 1; }
@@ -121,7 +109,7 @@ ours_round() {
 llama_round() {
 	for w in ${WORKERS//,/ }; do
 		for c in ${CLIENTS//,/ }; do
-			"${srv[@]}" "$LLAMACPP_BIN/llama-server" -m "$LLAMA_MODEL" -t "$w" -tb "$w" -np "$c" \
+			"$LLAMACPP_BIN/llama-server" -m "$LLAMA_MODEL" -t "$w" -tb "$w" -np "$c" \
 				--cont-batching -c $((c * ctx)) -cram 0 --no-webui --host 127.0.0.1 \
 				--port "$port" >"$run/llama-server.log" 2>&1 &
 			lpid=$!
@@ -163,7 +151,7 @@ if [ "$LLAMA" = 1 ]; then
 	port=${LLAMA_PORT:-$((20000 + RANDOM % 20000))}
 	lmeasure=(-d "$DURATION")
 	[ -n "${REQUESTS:-}" ] && lmeasure=(-n "$REQUESTS")
-	lcmd="nice -n $srv_nice llama-server -m $LLAMA_MODEL -t W -tb W -np C --cont-batching -c C*$ctx -cram 0 --no-webui; bench/llama_load.py -c C ${lmeasure[*]} -w $WARMUP -m $MAX_TOKENS $prompt_text --cache-prompt $PROMPT_CACHE"
+	lcmd="llama-server -m $LLAMA_MODEL -t W -tb W -np C --cont-batching -c C*$ctx -cram 0 --no-webui; bench/llama_load.py -c C ${lmeasure[*]} -w $WARMUP -m $MAX_TOKENS $prompt_text --cache-prompt $PROMPT_CACHE"
 	lversion="$LLAMACPP_VERSION (vendored llama.cpp, CPU, GGML_NATIVE, no OpenMP); $(llamacpp_commit)"
 fi
 for r in $(seq "$ROUNDS"); do
@@ -278,7 +266,7 @@ print("\n".join(md))
 PY
 {
 	header "shiftaddd serving profile ($kind)" \
-		"ROUNDS=$ROUNDS SERVER_NICE=$SERVER_NICE bench/serve.sh $kind (nice -n $srv_nice shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS $prompt_text --rtt $RTT)"
+		"ROUNDS=$ROUNDS bench/serve.sh $kind (shiftaddd ${args[*]}; shiftadd-bench --sweep clients=$CLIENTS --sweep workers=$WORKERS ${measure[*]} -w $WARMUP -m $MAX_TOKENS $prompt_text --rtt $RTT)"
 	echo "$label. Load average $load_start at the start, $load_end at the end (shared machine:" \
 		"timings are noisy)."
 	echo
