@@ -46,6 +46,16 @@ static struct model *load_tiny_gemma3(char *dir)
 	return m;
 }
 
+/* Free @m and remove the fixture directory @dir that load_tiny_gemma3() made. */
+static void unload_tiny_gemma3(struct model *m, const char *dir)
+{
+	char cmd[128];
+
+	model_free(m);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* @n tokens from a seeded generator, each < @n_vocab. */
 static void fill_tokens(int32_t *t, uint32_t n, uint32_t seed, uint32_t n_vocab)
 {
@@ -112,7 +122,7 @@ static void check_all_prefixes(const struct model *m, enum kv_type type)
 
 static void test_copied_prefix_continues_as_a_prefill(void **state)
 {
-	char dir[] = "/tmp/shiftadd-kvcopy-XXXXXX", cmd[256];
+	char dir[] = "/tmp/shiftadd-kvcopy-XXXXXX";
 	struct model *m = load_tiny_gemma3(dir);
 	struct kv_cache probe;
 
@@ -132,9 +142,7 @@ static void test_copied_prefix_continues_as_a_prefill(void **state)
 	kv_cache_done(&probe);
 	check_all_prefixes(m, KV_F32);
 	fwd_ops_select(LUT_ISA_AUTO);
-	model_free(m);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	unload_tiny_gemma3(m, dir);
 }
 
 /* Resident pages of the @bytes at @p (mincore), and their count in *@n_pages. */
@@ -154,7 +162,7 @@ static size_t resident_pages(const void *p, size_t bytes, size_t *n_pages)
 
 static void test_commit_makes_the_cache_resident(void **state)
 {
-	char dir[] = "/tmp/shiftadd-kvcommit-XXXXXX", cmd[128];
+	char dir[] = "/tmp/shiftadd-kvcommit-XXXXXX";
 	struct model *m = load_tiny_gemma3(dir);
 	uint32_t nv = m->cfg.n_vocab;
 	float *l0 = malloc(nv * sizeof(float)), *l1 = malloc(nv * sizeof(float));
@@ -189,9 +197,7 @@ static void test_commit_makes_the_cache_resident(void **state)
 	kv_cache_done(&kv);
 	free(l0);
 	free(l1);
-	model_free(m);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	unload_tiny_gemma3(m, dir);
 }
 
 int test_kv_copy_run(void)
