@@ -121,9 +121,7 @@ static int engine_open(const struct backend_config *cfg, struct backend **ret, s
 		errbuf_set(e, r,
 			   "cannot commit the KV cache's %.1f MiB (%u slots x %u positions; lower "
 			   "n_slots or n_ctx, or set kv_commit = 0)",
-			   (double)((b->kv.k ? b->kv.bytes : 0) + b->kv.bytes + b->kv.kt_bytes) /
-				   (1 << 20),
-			   cfg->n_slots, cfg->n_ctx);
+			   (double)kv_cache_bytes(&b->kv) / (1 << 20), cfg->n_slots, cfg->n_ctx);
 		goto fail;
 	}
 	b->used = calloc(cfg->n_slots, sizeof(*b->used));
@@ -159,7 +157,7 @@ static void engine_info(const struct backend *b, struct backend_info *ret)
 	ret->n_ctx = b->cfg.n_ctx;
 	ret->n_slots = b->cfg.n_slots;
 	ret->kv_type = kv_cache_type_name(&b->kv);
-	ret->kv_bytes = (uint64_t)b->kv.bytes + (b->kv.k ? b->kv.bytes : b->kv.kt_bytes);
+	ret->kv_bytes = kv_cache_bytes(&b->kv);
 }
 
 static int engine_tokenize(struct backend *b, const char *text, size_t len, int32_t **ret_ids,

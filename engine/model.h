@@ -168,6 +168,12 @@ void kv_cache_done(struct kv_cache *kv);
  */
 int kv_cache_commit(struct kv_cache *kv);
 
+/* Bytes of @kv's arrays (values, and plain or packed keys): what kv_cache_commit() commits. */
+static inline uint64_t kv_cache_bytes(const struct kv_cache *kv)
+{
+	return (uint64_t)kv->bytes + (kv->k ? kv->bytes : kv->kt_bytes);
+}
+
 /* Copy positions [0, @n) of every layer of sequence @from to sequence @to (all in range). */
 void kv_cache_copy_prefix(struct kv_cache *kv, uint32_t from, uint32_t to, uint32_t n);
 

@@ -286,7 +286,7 @@ static inline __attribute__((always_inline)) void rows(const struct q8_weight *w
 			for (uint32_t r = rb; r < re; r += Q8_TILE_ROWS) {
 				for (size_t k = 0; k < per && pf < pf_end; k++, pf += 64)
 					_mm_prefetch(pf, _MM_HINT_T1);
-				if (nt == 4)
+				if (Q8_TOK_TILE >= 4 && nt == 4)
 					tile(w, r, x, m, t, 4, y, qb, sg);
 				else if (nt == 3)
 					tile(w, r, x, m, t, 3, y, qb, sg);
