@@ -225,15 +225,19 @@ int sa_format_load(const struct gguf_file *g, const char *base, struct qweight *
 	if (meta[1] <= 0 || meta[2] < 0 || meta[2] >= QW_LAYOUT_COUNT || meta[3] < 0 ||
 	    meta[3] > 8 || ts->ne[1] > UINT32_MAX || ts->ne[2] > QW_MAX_BITS)
 		return errbuf_set(e, -EBADMSG, "%s: shape or layout out of range", base);
+	/*
+	 * Before anything is allocated: with the planes' row length checked against K, the
+	 * allocations below are bounded by the planes' bytes in the file, so a small file cannot
+	 * claim a huge layer.
+	 */
+	if (ts->ne[0] != ((uint64_t)meta[1] + 7) / 8)
+		return errbuf_set(e, -EBADMSG, "%s: planes hold %llu bytes per row, need %llu",
+				  base, (unsigned long long)ts->ne[0],
+				  (unsigned long long)(((uint64_t)meta[1] + 7) / 8));
 	r = qweight_init(ret, (uint32_t)ts->ne[1], (uint32_t)meta[1], (uint32_t)ts->ne[2],
 			 (enum qw_layout)meta[2], (uint32_t)meta[3]);
 	if (r < 0)
 		return r == -EINVAL ? errbuf_set(e, -EBADMSG, "%s: bad shape", base) : r;
-	if (ts->ne[0] != qweight_row_bytes(ret)) {
-		r = errbuf_set(e, -EBADMSG, "%s: planes hold %llu bytes per row, need %u", base,
-			       (unsigned long long)ts->ne[0], qweight_row_bytes(ret));
-		goto fail;
-	}
 	n_alpha = (uint64_t)ret->bits * qweight_n_row_blocks(ret) * qweight_n_col_blocks(ret);
 	memcpy(ret->signs, ts->data, ts->n_bytes);
 	if (ret->apot) {

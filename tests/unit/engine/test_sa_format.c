@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -143,33 +146,51 @@ static void test_pow2_terms_reconstruct_exactly(void **state)
 	assert_int_equal(sg[1], -1);
 }
 
-/* A writer holding only the planes and a hand-made meta tensor. */
-static int load_with_meta(const int32_t meta[SA_META_LEN], uint64_t sign_row_bytes)
+/* A file holding only the planes and a hand-made meta tensor (caller frees *img). */
+static void image_with_meta(const int32_t meta[SA_META_LEN], uint64_t sign_row_bytes, void **img,
+			    size_t *size)
 {
 	struct gguf_writer *wr = gguf_writer_new();
 	uint64_t ne_meta = SA_META_LEN, ne_s[3] = { sign_row_bytes, 4, 2 }, ne_a[3] = { 16, 1, 2 };
 	static uint8_t signs[64];
 	static float alpha[32];
-	struct gguf_file *g;
-	struct qweight w;
-	struct sa_rht rht;
-	struct errbuf e;
-	void *img;
-	size_t size;
-	int r;
 
+	assert_non_null(wr);
 	gguf_writer_add_tensor(wr, "x.sa_meta", GGML_TYPE_I32, 1, &ne_meta, meta,
 			       SA_META_LEN * sizeof(int32_t));
 	gguf_writer_add_tensor(wr, "x.sa_signs", GGML_TYPE_I8, 3, ne_s, signs, sign_row_bytes * 8);
 	gguf_writer_add_tensor(wr, "x.sa_alpha", GGML_TYPE_F32, 3, ne_a, alpha, 32 * 4);
-	assert_int_equal(gguf_writer_write_mem(wr, &img, &size), 0);
-	assert_int_equal(gguf_open_mem(img, size, &g, NULL), 0);
+	assert_int_equal(gguf_writer_write_mem(wr, img, size), 0);
+	gguf_writer_free(wr);
+}
+
+/* sa_format_load of layer "x" in @img: its result, or -EIO if the file does not parse. */
+static int load_image(const void *img, size_t size)
+{
+	struct gguf_file *g;
+	struct qweight w;
+	struct sa_rht rht;
+	struct errbuf e;
+	int r;
+
+	if (gguf_open_mem(img, size, &g, NULL))
+		return -EIO;
 	r = sa_format_load(g, "x", &w, &rht, &e);
 	if (r == 0)
 		qweight_done(&w);
 	gguf_close(g);
+	return r;
+}
+
+static int load_with_meta(const int32_t meta[SA_META_LEN], uint64_t sign_row_bytes)
+{
+	void *img;
+	size_t size;
+	int r;
+
+	image_with_meta(meta, sign_row_bytes, &img, &size);
+	r = load_image(img, size);
 	free(img);
-	gguf_writer_free(wr);
 	return r;
 }
 
@@ -193,12 +214,55 @@ static void test_inconsistent_tensors_are_rejected(void **state)
 	assert_int_equal(load_with_meta(bad_rht, 2), -EBADMSG);
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+/*
+ * A 1 KB file whose meta claims K = 2^30 columns (planes of 2^27 bytes per row) must be refused
+ * from its shapes, before the layer's gigabytes are allocated: the loader runs in a child whose
+ * address space is capped at 256 MiB, so allocating first fails with -ENOMEM instead of
+ * -EBADMSG. (Sanitizer runtimes reserve terabytes of address space, so under them the cap is
+ * left off and only the error is checked.)
+ */
+static void test_huge_claim_refused_before_allocating(void **state)
+{
+	const int32_t huge[SA_META_LEN] = { SA_FORMAT_VERSION, 1 << 30, QW_LAYOUT_COL, 0 };
+	void *img;
+	size_t size;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	image_with_meta(huge, 2, &img, &size);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+#ifndef SANITIZED
+		struct rlimit cap = { 256u << 20, 256u << 20 };
+
+		if (setrlimit(RLIMIT_AS, &cap))
+			_exit(2);
+#endif
+		_exit(load_image(img, size) == -EBADMSG ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	free(img);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int test_sa_format_run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_all_layouts_and_widths),
 		cmocka_unit_test(test_pow2_terms_reconstruct_exactly),
 		cmocka_unit_test(test_inconsistent_tensors_are_rejected),
+		cmocka_unit_test(test_huge_claim_refused_before_allocating),
 	};
 	return cmocka_run_group_tests_name("engine/sa_format", tests, NULL, NULL);
 }
