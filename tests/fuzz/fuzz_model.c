@@ -6,6 +6,11 @@
  * for the dense path, one bit of the input choosing). A small enough model then runs two
  * tokens through the forward pass and the LM head, so that every shape the loader accepted
  * is one the forward pass can use.
+ *
+ * Seeds (corpus/model/): `shiftadd convert --nsamples 4 --seqlen 64` of a 2-layer llama with
+ * random f32 weights (dim 64, ffn 128, 4 heads, 2 KV heads, tied embeddings) and the 9-token
+ * tokenizer of corpus/tokenizer_json/bytelevel_digits.json, as shiftadd-rht both 3-bit,
+ * shiftadd-lat 2-bit and shiftadd-acc 4-bit.
  */
 #include <stdio.h>
 #include <sys/mman.h>
