@@ -6,12 +6,14 @@
 
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-# Daemon-side inputs: the shared-memory ring (proto/) and a client's protobuf request through
-# the scheduler over the fake backend (daemon/).
+# Daemon-side inputs: the shared-memory ring (proto/), a client's protobuf request through
+# the scheduler over the fake backend, and the daemon's INI config (daemon/).
 FUZZ_LIBS_ring_slot := $(B)/libproto.a $(B)/libcommon.a
 FUZZ_LDLIBS_ring_slot := $(PROTO_LDLIBS)
 FUZZ_LIBS_request := $(DAEMON_ARCHIVES)
 FUZZ_LDLIBS_request := $(DAEMON_LDLIBS)
+FUZZ_LIBS_daemon_config := $(DAEMON_ARCHIVES)
+FUZZ_LDLIBS_daemon_config := $(DAEMON_LDLIBS)
 $(B)/tests/fuzz/fuzz_ring_slot.o $(B)/tests/fuzz/fuzz_request.o: | $(PROTO_GEN_H)
 FUZZ_LIBS_DEFAULT := $(B)/libengine.a $(B)/libkernels.a $(B)/libcommon.a
 FUZZ_LDLIBS_DEFAULT := $(ENGINE_LDLIBS)
