@@ -203,7 +203,7 @@ int sa_format_load(const struct gguf_file *g, const char *base, struct qweight *
 	const struct gguf_tensor *ta = find(g, base, "sa_alpha");
 	const struct gguf_tensor *te = find(g, base, "sa_aexp"), *tg = find(g, base, "sa_asgn");
 	const int32_t *meta;
-	uint64_t n_alpha;
+	uint64_t n_alpha, row_bytes;
 	int r;
 
 	if (!tm || tm->type != GGML_TYPE_I32 || tm->n_elems < 1)
@@ -225,15 +225,16 @@ int sa_format_load(const struct gguf_file *g, const char *base, struct qweight *
 	if (meta[1] <= 0 || meta[2] < 0 || meta[2] >= QW_LAYOUT_COUNT || meta[3] < 0 ||
 	    meta[3] > 8 || ts->ne[1] > UINT32_MAX || ts->ne[2] > QW_MAX_BITS)
 		return errbuf_set(e, -EBADMSG, "%s: shape or layout out of range", base);
+	row_bytes = ((uint64_t)meta[1] + 7) / 8;
 	/*
 	 * Before anything is allocated: with the planes' row length checked against K, the
 	 * allocations below are bounded by the planes' bytes in the file, so a small file cannot
 	 * claim a huge layer.
 	 */
-	if (ts->ne[0] != ((uint64_t)meta[1] + 7) / 8)
+	if (ts->ne[0] != row_bytes)
 		return errbuf_set(e, -EBADMSG, "%s: planes hold %llu bytes per row, need %llu",
 				  base, (unsigned long long)ts->ne[0],
-				  (unsigned long long)(((uint64_t)meta[1] + 7) / 8));
+				  (unsigned long long)row_bytes);
 	r = qweight_init(ret, (uint32_t)ts->ne[1], (uint32_t)meta[1], (uint32_t)ts->ne[2],
 			 (enum qw_layout)meta[2], (uint32_t)meta[3]);
 	if (r < 0)

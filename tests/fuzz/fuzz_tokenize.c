@@ -126,10 +126,12 @@ static void check_ids(const struct tokenizer *t, const uint8_t *data, size_t n)
 		uint32_t u = (uint32_t)data[4 * i] | (uint32_t)data[4 * i + 1] << 8 |
 			     (uint32_t)data[4 * i + 2] << 16 | (uint32_t)data[4 * i + 3] << 24;
 
+		bool ok = (int32_t)u >= 0 && u < tokenizer_n_vocab(t);
+
 		ids[i] = (int32_t)u;
-		in_range &= ids[i] >= 0 && (uint32_t)ids[i] < tokenizer_n_vocab(t);
+		in_range &= ok;
 		r = tokenizer_piece(t, ids[i], piece, sizeof(piece));
-		if ((r >= 0) != (ids[i] >= 0 && (uint32_t)ids[i] < tokenizer_n_vocab(t)))
+		if ((r >= 0) != ok)
 			die("tokenizer_piece disagrees with the vocabulary size");
 	}
 	r = tokenizer_decode(t, ids, n_ids, &dec);
